@@ -1,0 +1,28 @@
+//! The sans-IO transfer core: what to ask for, what to send, when to checkpoint, when to give up.
+//!
+//! Nothing here owns a socket, a file or a clock. Drivers feed inputs through `handle_*(now, ..)`
+//! methods, then drain `poll_*` outputs until they return `None`, and sleep until
+//! [`ReceiveCore::poll_timeout`] or the next input, whichever comes first (the str0m/quinn-proto
+//! pattern). Because time is an argument, tests drive the same code under a virtual clock with
+//! loss, reordering, duplication and vanishing peers, far faster than real time.
+//!
+//! The protocol is receiver-driven: the receiver asks for a range of chunks ([`Request`]); the
+//! sender's [`SendCore`] turns a request into an ordered list of frames to transmit. A new request
+//! supersedes the previous one, which makes retransmission, resume and a change of path the same
+//! thing: ask again from the first chunk that is missing.
+
+mod receive;
+mod send;
+#[cfg(test)]
+mod tests;
+
+pub use receive::{GiveUp, Output, ReceiveConfig, ReceiveCore, Verdict};
+pub use send::{SendCore, Transmit};
+
+/// Chunks `[from, to)` asked of the sender. `to == chunk_count` also asks for the trailer that
+/// carries the whole-file hash, so `from == to == chunk_count` asks for the trailer alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub from: u64,
+    pub to: u64,
+}

@@ -1,0 +1,325 @@
+//! The receiver's side of the core: which chunks it has, what to ask for, when data is durable.
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use super::Request;
+
+/// Tuning of the receiver; the path decides the window, the node the rest.
+#[derive(Clone, Debug)]
+pub struct ReceiveConfig {
+    /// Chunks asked for at once. `u64::MAX` for paths with their own flow control (HTTP over TCP
+    /// streams the whole rest of the file in one response).
+    pub window: u64,
+    /// Checkpoint (sync the file, then record it) after this many new chunks...
+    pub checkpoint_chunks: u64,
+    /// ...or this long after the last checkpoint, whichever comes first.
+    pub checkpoint_interval: Duration,
+    /// A request that brings nothing new for this long is asked again.
+    pub request_timeout: Duration,
+    /// No new chunk for this long: the peer is gone, give up (the journal keeps the rest).
+    pub idle_timeout: Duration,
+    /// Delay before the second retry after a broken stream; doubles up to `retry_max`. The first
+    /// retry is immediate.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// Frames in a row that fail authentication before the transfer is abandoned as tampered.
+    pub max_corrupt_streak: u32,
+}
+
+impl Default for ReceiveConfig {
+    fn default() -> Self {
+        ReceiveConfig {
+            window: u64::MAX,
+            checkpoint_chunks: 32,
+            checkpoint_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(60),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(2),
+            max_corrupt_streak: 16,
+        }
+    }
+}
+
+/// What the driver must do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Ask the sender for these chunks, abandoning any earlier request still streaming.
+    Request(Request),
+    /// Make every chunk below `upto` durable (sync the file), then call
+    /// [`ReceiveCore::handle_synced`] and record `upto` in the journal.
+    Sync { upto: u64 },
+    /// Every chunk is durable and the trailer arrived: check the whole-file hash and finish.
+    Verify,
+    /// Give up; the journal keeps what is durable for a later resume.
+    Failed(GiveUp),
+}
+
+/// Why the receiver gave up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Nothing new arrived for `idle`.
+    PeerVanished { idle: Duration },
+    /// This many frames in a row failed authentication.
+    Tampered { streak: u32 },
+}
+
+/// What to do with a chunk that passed authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// New data: write it before acting on the next output.
+    Write,
+    /// Already have it: drop it.
+    Duplicate,
+}
+
+/// A chunk index beyond the end of the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("chunk {0} is beyond the end of the file")]
+pub struct OutOfRange(pub u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Receiving,
+    Verifying,
+    Failed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Outstanding {
+    request: Request,
+    deadline: Instant,
+}
+
+/// The receiver's protocol state for one transfer.
+///
+/// - Getters: [`first_missing`](Self::first_missing), [`durable`](Self::durable),
+///   [`received`](Self::received), [`is_done`](Self::is_done).
+/// - Inputs: [`handle_frame`](Self::handle_frame), [`handle_trailer`](Self::handle_trailer),
+///   [`handle_corrupt`](Self::handle_corrupt), [`handle_stream_end`](Self::handle_stream_end),
+///   [`handle_synced`](Self::handle_synced), [`handle_timeout`](Self::handle_timeout).
+/// - Outputs: drain [`poll_output`](Self::poll_output) after every input, then wait until
+///   [`poll_timeout`](Self::poll_timeout) and call `handle_timeout`.
+#[derive(Debug)]
+pub struct ReceiveCore {
+    cfg: ReceiveConfig,
+    chunk_count: u64,
+    have: Vec<u64>,
+    received: u64,
+    first_missing: u64,
+    durable: u64,
+    sync_in_flight: bool,
+    trailer: bool,
+    outstanding: Option<Outstanding>,
+    retry_at: Option<Instant>,
+    retries: u32,
+    corrupt_streak: u32,
+    last_progress: Instant,
+    last_checkpoint: Instant,
+    phase: Phase,
+    outputs: VecDeque<Output>,
+}
+
+impl ReceiveCore {
+    /// A receiver for `chunk_count` chunks of which the first `durable` are already on disk.
+    pub fn new(now: Instant, chunk_count: u64, durable: u64, cfg: ReceiveConfig) -> Self {
+        let durable = durable.min(chunk_count);
+        let mut core = ReceiveCore {
+            cfg,
+            chunk_count,
+            have: vec![0; chunk_count.div_ceil(64) as usize],
+            received: durable,
+            first_missing: durable,
+            durable,
+            sync_in_flight: false,
+            trailer: false,
+            outstanding: None,
+            retry_at: None,
+            retries: 0,
+            corrupt_streak: 0,
+            last_progress: now,
+            last_checkpoint: now,
+            phase: Phase::Receiving,
+            outputs: VecDeque::new(),
+        };
+        for i in 0..durable {
+            core.set(i);
+        }
+        core.step(now);
+        core
+    }
+
+    pub fn first_missing(&self) -> u64 {
+        self.first_missing
+    }
+
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// Chunks received so far (durable or not).
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase != Phase::Receiving
+    }
+
+    fn has(&self, i: u64) -> bool {
+        self.have[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: u64) {
+        self.have[(i / 64) as usize] |= 1 << (i % 64);
+    }
+
+    /// An authenticated chunk arrived. On [`Verdict::Write`] the driver writes it before acting on
+    /// the next output (a `Sync` may cover it).
+    pub fn handle_frame(&mut self, now: Instant, index: u64) -> Result<Verdict, OutOfRange> {
+        if index >= self.chunk_count {
+            return Err(OutOfRange(index));
+        }
+        if self.has(index) || self.phase != Phase::Receiving {
+            return Ok(Verdict::Duplicate);
+        }
+        self.set(index);
+        self.received += 1;
+        while self.first_missing < self.chunk_count && self.has(self.first_missing) {
+            self.first_missing += 1;
+        }
+        self.last_progress = now;
+        self.retries = 0;
+        self.corrupt_streak = 0;
+        if let Some(o) = &mut self.outstanding {
+            o.deadline = now + self.cfg.request_timeout;
+        }
+        self.step(now);
+        Ok(Verdict::Write)
+    }
+
+    /// The authenticated trailer (or a manifest already carrying the hash) arrived.
+    pub fn handle_trailer(&mut self, now: Instant) {
+        self.trailer = true;
+        self.step(now);
+    }
+
+    /// A frame failed authentication or framing; it is dropped and will be asked for again.
+    pub fn handle_corrupt(&mut self, now: Instant) {
+        self.corrupt_streak += 1;
+        if self.corrupt_streak >= self.cfg.max_corrupt_streak && self.phase == Phase::Receiving {
+            self.fail(GiveUp::Tampered { streak: self.corrupt_streak });
+        }
+        self.step(now);
+    }
+
+    /// The stream serving the current request ended or broke, or could not be opened.
+    pub fn handle_stream_end(&mut self, now: Instant) {
+        self.step(now); // a stream that delivered everything has already been retired here
+        if self.outstanding.take().is_some() {
+            let backoff = match self.retries {
+                0 => Duration::ZERO,
+                n => self.cfg.retry_min.saturating_mul(1 << (n - 1).min(16)).min(self.cfg.retry_max),
+            };
+            self.retries += 1;
+            self.retry_at = Some(now + backoff);
+        }
+        self.step(now);
+    }
+
+    /// The chunks below `upto` are on stable storage.
+    pub fn handle_synced(&mut self, now: Instant, upto: u64) {
+        self.durable = self.durable.max(upto.min(self.first_missing));
+        self.sync_in_flight = false;
+        self.last_checkpoint = now;
+        self.step(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.step(now);
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When the driver must call [`handle_timeout`](Self::handle_timeout) at the latest.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase != Phase::Receiving {
+            return None;
+        }
+        let mut next = self.last_progress + self.cfg.idle_timeout;
+        let mut consider = |t: Instant| next = next.min(t);
+        if let Some(o) = &self.outstanding {
+            consider(o.deadline);
+        }
+        if let Some(t) = self.retry_at {
+            consider(t);
+        }
+        if self.first_missing > self.durable && !self.sync_in_flight {
+            consider(self.last_checkpoint + self.cfg.checkpoint_interval);
+        }
+        Some(next)
+    }
+
+    fn fail(&mut self, why: GiveUp) {
+        self.phase = Phase::Failed;
+        self.outstanding = None;
+        self.outputs.push_back(Output::Failed(why));
+    }
+
+    fn step(&mut self, now: Instant) {
+        if self.phase != Phase::Receiving {
+            return;
+        }
+        let all_received = self.first_missing == self.chunk_count;
+
+        if !self.sync_in_flight && self.first_missing > self.durable {
+            let pending = self.first_missing - self.durable;
+            if all_received
+                || pending >= self.cfg.checkpoint_chunks
+                || now >= self.last_checkpoint + self.cfg.checkpoint_interval
+            {
+                self.sync_in_flight = true;
+                self.outputs.push_back(Output::Sync { upto: self.first_missing });
+            }
+        }
+
+        if all_received && self.trailer && self.durable == self.chunk_count {
+            self.phase = Phase::Verifying;
+            self.outstanding = None;
+            self.outputs.push_back(Output::Verify);
+            return;
+        }
+
+        if now >= self.last_progress + self.cfg.idle_timeout {
+            let idle = now - self.last_progress;
+            self.fail(GiveUp::PeerVanished { idle });
+            return;
+        }
+
+        if let Some(o) = self.outstanding {
+            let satisfied = self.first_missing >= o.request.to && (o.request.to < self.chunk_count || self.trailer);
+            if satisfied {
+                self.outstanding = None;
+            } else if now >= o.deadline {
+                self.outstanding = None;
+                self.retry_at = Some(now);
+            }
+        }
+
+        let needed = !all_received || !self.trailer;
+        let may_ask = self.retry_at.is_none_or(|t| now >= t);
+        if self.outstanding.is_none() && needed && may_ask {
+            let from = self.first_missing;
+            let to = from.saturating_add(self.cfg.window).min(self.chunk_count);
+            let request = Request { from, to };
+            self.outstanding = Some(Outstanding { request, deadline: now + self.cfg.request_timeout });
+            self.retry_at = None;
+            self.outputs.push_back(Output::Request(request));
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Errors a user can see.
+//!
+//! Every failure that reaches a person, a script or an agent is a [`TransferError`] variant with a
+//! stable snake_case [`code`](TransferError::code), a one-line message (its `Display`) and a
+//! [`hint`](TransferError::hint) saying what to do next. The codes, and the CLI exit codes derived
+//! from them, are part of the public contract: add variants, never rename one. Messages must never
+//! contain a secret (session key, token, grant secret); tickets are only ever shown by the front
+//! that minted them.
+
+use std::io;
+
+/// A failure of a transfer operation, with a stable code and a hint.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransferError {
+    /// The ticket is not valid base32 or its fields do not decode.
+    #[error("the ticket is malformed: {0}")]
+    TicketMalformed(&'static str),
+    /// The ticket ends before all of its fields.
+    #[error("the ticket is truncated (it ends before all of its fields)")]
+    TicketTruncated,
+    /// The ticket's checksum does not match: it was edited or damaged in copying.
+    #[error("the ticket was altered or damaged: its checksum does not match")]
+    TicketTampered,
+    /// The string is not an agentferry transfer ticket.
+    #[error("this is not an agentferry transfer ticket (expected the prefix `{expected}`)")]
+    TicketWrongKind { expected: &'static str },
+    /// The ticket was made by a newer agentferry.
+    #[error("the ticket uses format version {0}, which this agentferry does not know")]
+    TicketUnsupportedVersion(u8),
+    /// The ticket's expiry has passed.
+    #[error("the ticket expired {ago_secs} s ago")]
+    TicketExpired { ago_secs: u64 },
+    /// No address in the ticket answered, or the sender went away for too long.
+    #[error("the sender could not be reached: {0}")]
+    PeerUnreachable(String),
+    /// The sender refused our credentials (403).
+    #[error("the sender refused this ticket (403): it is not serving this transfer any more, or the ticket is wrong")]
+    Unauthorized,
+    /// The peer answered with something that is not our protocol.
+    #[error("the peer broke the protocol: {0}")]
+    Protocol(String),
+    /// The received file's SHA-256 differs from the sender's, or frames keep failing authentication.
+    #[error("integrity check failed: {0}")]
+    IntegrityMismatch(String),
+    /// The target file exists and overwriting was not asked for.
+    #[error("{0} already exists")]
+    FileExists(String),
+    /// The file to send does not exist or is not a regular file.
+    #[error("cannot read {path}: {reason}")]
+    SourceUnreadable { path: String, reason: String },
+    /// The file being sent changed since the transfer started.
+    #[error("the file being sent changed since the transfer started ({0})")]
+    SourceChanged(String),
+    /// The disk is full.
+    #[error("no space left on the device while writing {0}")]
+    DiskFull(String),
+    /// The operating system refused access to a path.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// Any other local I/O failure.
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: io::Error },
+    /// The sender received more bytes than announced, or more than the receiver allows.
+    #[error("size limit exceeded: {0}")]
+    SizeLimit(String),
+    /// The listening port recorded for this transfer is taken.
+    #[error("cannot listen on {0}: the address is in use")]
+    AddressInUse(String),
+    /// No journal entry for this transfer id.
+    #[error("no transfer with id {0} in this node's journal")]
+    TransferNotFound(String),
+    /// The transfer already finished; there is nothing to resume.
+    #[error("transfer {0} is already completed")]
+    AlreadyCompleted(String),
+    /// The node home has both a send and a receive entry for this id.
+    #[error("this node both sends and receives transfer {0}")]
+    AmbiguousTransfer(String),
+    /// The node home or its journal cannot be used.
+    #[error("the node home is unusable: {0}")]
+    Home(String),
+    /// The operation was interrupted (Ctrl-C, cancellation).
+    #[error("interrupted")]
+    Cancelled,
+}
+
+impl TransferError {
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        use TransferError::*;
+        match self {
+            TicketMalformed(_) => "ticket_malformed",
+            TicketTruncated => "ticket_truncated",
+            TicketTampered => "ticket_tampered",
+            TicketWrongKind { .. } => "ticket_wrong_kind",
+            TicketUnsupportedVersion(_) => "ticket_unsupported_version",
+            TicketExpired { .. } => "ticket_expired",
+            PeerUnreachable(_) => "peer_unreachable",
+            Unauthorized => "unauthorized",
+            Protocol(_) => "protocol_error",
+            IntegrityMismatch(_) => "integrity_mismatch",
+            FileExists(_) => "file_exists",
+            SourceUnreadable { .. } => "source_unreadable",
+            SourceChanged(_) => "source_changed",
+            DiskFull(_) => "disk_full",
+            PermissionDenied(_) => "permission_denied",
+            Io { .. } => "io_error",
+            SizeLimit(_) => "size_limit_exceeded",
+            AddressInUse(_) => "address_in_use",
+            TransferNotFound(_) => "transfer_not_found",
+            AlreadyCompleted(_) => "already_completed",
+            AmbiguousTransfer(_) => "ambiguous_transfer",
+            Home(_) => "home_unusable",
+            Cancelled => "cancelled",
+        }
+    }
+
+    /// What the user should do next.
+    pub fn hint(&self) -> &'static str {
+        use TransferError::*;
+        match self {
+            TicketMalformed(_) | TicketTruncated | TicketTampered => {
+                "copy the whole ticket again, exactly as the sender printed it"
+            }
+            TicketWrongKind { .. } => "pass the ticket printed by `agentferry send`",
+            TicketUnsupportedVersion(_) => "upgrade agentferry on this machine",
+            TicketExpired { .. } => "ask the sender to run `agentferry send` again for a fresh ticket",
+            PeerUnreachable(_) => {
+                "check that the sender is still running (or resume it with `agentferry resume ID`), then run `agentferry resume ID` here"
+            }
+            Unauthorized => "ask the sender for a fresh ticket",
+            Protocol(_) => "make sure both sides run a compatible agentferry; then resume",
+            IntegrityMismatch(_) => {
+                "the data was altered on the way or the file changed; resume, or ask for a fresh ticket"
+            }
+            FileExists(_) => "pass --overwrite, or choose another output folder with -o",
+            SourceUnreadable { .. } => "check the path and that it names a readable regular file",
+            SourceChanged(_) => "send the file again to start a new transfer",
+            DiskFull(_) => "free some space, then run `agentferry resume ID`; the partial file is kept",
+            PermissionDenied(_) => "choose a folder you can write to, or fix its permissions, then resume",
+            Io { .. } => "fix the problem named in the message, then run `agentferry resume ID`",
+            SizeLimit(_) => "ask the sender for a fresh ticket; do not trust this peer",
+            AddressInUse(_) => "stop whatever holds the port, then resume the transfer",
+            TransferNotFound(_) => "run `agentferry status` to list the transfers this node knows",
+            AlreadyCompleted(_) => "nothing to do; `agentferry status ID` shows where the file is",
+            AmbiguousTransfer(_) => "pass --role send or --role receive",
+            Home(_) => "check AGENTFERRY_HOME and the permissions of the node home",
+            Cancelled => "run `agentferry resume ID` to continue",
+        }
+    }
+
+    /// The process exit code for this error; documented in the README.
+    pub fn exit_code(&self) -> u8 {
+        use TransferError::*;
+        match self {
+            TicketMalformed(_)
+            | TicketTruncated
+            | TicketTampered
+            | TicketWrongKind { .. }
+            | TicketUnsupportedVersion(_)
+            | TicketExpired { .. } => 3,
+            PeerUnreachable(_) | Unauthorized | Protocol(_) | AddressInUse(_) => 4,
+            IntegrityMismatch(_) | SizeLimit(_) => 5,
+            FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. }
+            | Home(_) => 6,
+            SourceChanged(_) => 7,
+            TransferNotFound(_) | AlreadyCompleted(_) | AmbiguousTransfer(_) => 8,
+            Cancelled => 130,
+        }
+    }
+
+    /// Classify an I/O error on `path` into the variant a user can act on.
+    pub fn io(path: impl AsRef<std::path::Path>, source: io::Error) -> Self {
+        let path = path.as_ref().display().to_string();
+        match source.kind() {
+            io::ErrorKind::StorageFull => TransferError::DiskFull(path),
+            io::ErrorKind::PermissionDenied => TransferError::PermissionDenied(path),
+            _ if source.raw_os_error() == Some(28) => TransferError::DiskFull(path),
+            _ => TransferError::Io { path, source },
+        }
+    }
+}
+
+pub type Result<T, E = TransferError> = std::result::Result<T, E>;

@@ -1,0 +1,62 @@
+//! The manifest: what is being sent, and how it is cut into chunks.
+//!
+//! The chunk size is fixed per transfer and recorded here, so every path and every resume agrees
+//! on where chunk N starts. The whole-file SHA-256 is known once the sender has read the file
+//! through; it travels in the trailer frame and, when already known, in the manifest too.
+
+use serde::{Deserialize, Serialize};
+
+/// Default chunk size: large enough that per-frame costs vanish, small enough that a resume
+/// repeats little and buffers stay small.
+pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
+/// Largest chunk size a receiver accepts.
+pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The sender's file name, unsanitised.
+    pub name: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    /// Lowercase hex SHA-256 of the whole file, once the sender knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Manifest {
+    pub fn chunk_count(&self) -> u64 {
+        self.size.div_ceil(self.chunk_size as u64)
+    }
+
+    /// Byte offset of chunk `index`.
+    pub fn offset(&self, index: u64) -> u64 {
+        index * self.chunk_size as u64
+    }
+
+    /// Length of chunk `index` (the last one may be short).
+    pub fn chunk_len(&self, index: u64) -> usize {
+        let start = self.offset(index);
+        (self.size.saturating_sub(start)).min(self.chunk_size as u64) as usize
+    }
+
+    /// Bytes held by the first `chunks` chunks.
+    pub fn bytes_in(&self, chunks: u64) -> u64 {
+        self.offset(chunks).min(self.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunking_covers_the_file_exactly() {
+        let m = Manifest { name: "f".into(), size: 2_500_000, chunk_size: 1 << 20, sha256: None };
+        assert_eq!(m.chunk_count(), 3);
+        let total: usize = (0..m.chunk_count()).map(|i| m.chunk_len(i)).sum();
+        assert_eq!(total as u64, m.size);
+        assert_eq!(m.bytes_in(3), m.size);
+        let empty = Manifest { size: 0, ..m };
+        assert_eq!(empty.chunk_count(), 0);
+    }
+}
