@@ -169,6 +169,37 @@ impl TransferError {
         }
     }
 
+    /// An equal error (same variant, code and message); `io::Error` is not `Clone`, so an I/O
+    /// source is rebuilt from its kind and text.
+    pub fn duplicate(&self) -> TransferError {
+        use TransferError::*;
+        match self {
+            TicketMalformed(m) => TicketMalformed(m),
+            TicketTruncated => TicketTruncated,
+            TicketTampered => TicketTampered,
+            TicketWrongKind { expected } => TicketWrongKind { expected },
+            TicketUnsupportedVersion(v) => TicketUnsupportedVersion(*v),
+            TicketExpired { ago_secs } => TicketExpired { ago_secs: *ago_secs },
+            PeerUnreachable(m) => PeerUnreachable(m.clone()),
+            Unauthorized => Unauthorized,
+            Protocol(m) => Protocol(m.clone()),
+            IntegrityMismatch(m) => IntegrityMismatch(m.clone()),
+            FileExists(m) => FileExists(m.clone()),
+            SourceUnreadable { path, reason } => SourceUnreadable { path: path.clone(), reason: reason.clone() },
+            SourceChanged(m) => SourceChanged(m.clone()),
+            DiskFull(m) => DiskFull(m.clone()),
+            PermissionDenied(m) => PermissionDenied(m.clone()),
+            Io { path, source } => Io { path: path.clone(), source: io::Error::new(source.kind(), source.to_string()) },
+            SizeLimit(m) => SizeLimit(m.clone()),
+            AddressInUse(m) => AddressInUse(m.clone()),
+            TransferNotFound(m) => TransferNotFound(m.clone()),
+            AlreadyCompleted(m) => AlreadyCompleted(m.clone()),
+            AmbiguousTransfer(m) => AmbiguousTransfer(m.clone()),
+            Home(m) => Home(m.clone()),
+            Cancelled => Cancelled,
+        }
+    }
+
     /// Classify an I/O error on `path` into the variant a user can act on.
     pub fn io(path: impl AsRef<std::path::Path>, source: io::Error) -> Self {
         let path = path.as_ref().display().to_string();

@@ -1,7 +1,70 @@
+//! # agentferry
+//!
+//! agentferry moves files between AI agents, and the people beside them, on different machines.
+//! The same program is an MCP server for agents and a CLI for people and scripts; both are thin
+//! fronts over one engine.
+//!
+//! ## How a transfer goes
+//!
+//! The sender cuts the file into fixed-size chunks (the [`manifest`]), mints a 256-bit session
+//! key and a random transfer id, and prints a [`ticket`]: a `ferry…` string carrying the id, the
+//! key, the file name and size, the expiry, and every address it listens on. Whoever holds the
+//! ticket may receive the file, so the ticket is as secret as the file.
+//!
+//! Every byte of the file travels inside a [`frame`] sealed with AES-256-GCM under a key derived
+//! (HKDF-SHA256) from the session key; the transfer id and chunk index are bound into nonce and
+//! associated data, so a frame cannot be replayed into another place. The last frame of a full
+//! pass is a trailer with the whole-file SHA-256, which the receiver checks before the file takes
+//! its final name. The session key itself never crosses the wire: the HTTP path authenticates
+//! with a bearer token derived from it, and the sender proves itself by sealing its manifest.
+//!
+//! ## Paths
+//!
+//! Frames are the same on every path, so a transfer begun on one can continue on another from
+//! chunk N ([`transport`]):
+//!
+//! 1. **direct HTTP** — the receiver dials every address in the ticket at once and keeps the first
+//!    that answers with an authentic manifest, then streams frames (hyper, HTTP/1.1);
+//! 2. **WebRTC data channel** and 3. **message-channel relay** — planned, for machines that cannot
+//!    dial each other; they will carry the same frames.
+//!
+//! ## Who decides
+//!
+//! The protocol lives in a sans-IO [`core`]: the receiver's core decides what to ask for, when to
+//! checkpoint, when to retry and when to give up; the sender's core turns requests into frames.
+//! It owns no socket and no clock and is tested under a virtual clock. The tokio [`engine`]
+//! drives it: network tasks move frames, a blocking disk worker decrypts, hashes and writes.
+//!
+//! ## State and resume
+//!
+//! Each node has a home ([`home`]; `$AGENTFERRY_HOME` or the platform data folder; 0700/0600)
+//! with a [`journal`] entry per transfer. The receiver writes into a temp file beside the target,
+//! syncs it at checkpoints and only then records the durable chunk count, so `kill -9` at any
+//! moment loses at most the chunks since the last checkpoint. `resume` continues from the first
+//! chunk that is not durable; a restarted sender re-serves on the port its ticket names, and
+//! refuses if the file changed. A process holds a lock on each transfer it drives, so a record
+//! without a live owner shows as `interrupted`.
+//!
+//! ## Safety
+//!
+//! The receiver reduces names to a safe base name ([`names`]), never overwrites unless asked,
+//! writes only the bytes the manifest allows, and keeps the temp file on disk-full or permission
+//! errors so a resume can finish. Every error a user sees has a stable code and a hint
+//! ([`error`]).
+
 pub mod core;
 pub mod crypto;
+pub mod engine;
 pub mod error;
 pub mod frame;
+pub mod home;
 pub mod id;
+pub mod journal;
 pub mod manifest;
+pub mod names;
 pub mod ticket;
+pub mod transport;
+
+pub use engine::{Completion, Event, Node, NodeConfig, ReceiveOptions, SendOptions, Transfer};
+pub use error::TransferError;
+pub use ticket::Ticket;

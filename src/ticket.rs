@@ -15,6 +15,7 @@
 //!   session_key [u8; 32]
 //!   expires_at  u64 BE  unix seconds
 //!   size        u64 BE  file size in bytes
+//!   chunk_size  u32 BE  bytes per chunk frame
 //!   name_len    u16 BE, name (UTF-8)
 //!   addr_count  u8, then per address: family u8 (4 | 6), ip (4 | 16 bytes), port u16 BE
 //!   extensions  (tag u8, len u16 BE, value)* — unknown tags are skipped; room for channel hints
@@ -48,6 +49,7 @@ pub struct Ticket {
     /// Unix seconds after which the sender stops serving.
     pub expires_at: u64,
     pub size: u64,
+    pub chunk_size: u32,
     /// The file name as the sender named it; receivers must sanitise it before use.
     pub name: String,
     /// Every address the sender listens on, loopback included.
@@ -69,6 +71,7 @@ impl Ticket {
         body.extend_from_slice(self.session_key.as_bytes());
         body.extend_from_slice(&self.expires_at.to_be_bytes());
         body.extend_from_slice(&self.size.to_be_bytes());
+        body.extend_from_slice(&self.chunk_size.to_be_bytes());
         let name = truncate_utf8(&self.name, MAX_NAME);
         body.extend_from_slice(&(name.len() as u16).to_be_bytes());
         body.extend_from_slice(name.as_bytes());
@@ -128,6 +131,7 @@ impl Ticket {
         let session_key = SessionKey::from_bytes(r.array().map_err(malformed)?);
         let expires_at = u64::from_be_bytes(r.array().map_err(malformed)?);
         let size = u64::from_be_bytes(r.array().map_err(malformed)?);
+        let chunk_size = u32::from_be_bytes(r.array().map_err(malformed)?);
         let name_len = u16::from_be_bytes(r.array().map_err(malformed)?) as usize;
         let name = std::str::from_utf8(r.take(name_len).map_err(malformed)?)
             .map_err(|_| TransferError::TicketMalformed("the file name is not UTF-8"))?
@@ -149,7 +153,7 @@ impl Ticket {
             let len = u16::from_be_bytes(r.array().map_err(malformed)?) as usize;
             r.take(len).map_err(malformed)?;
         }
-        Ok(Ticket { transfer_id, session_key, expires_at, size, name, addrs })
+        Ok(Ticket { transfer_id, session_key, expires_at, size, chunk_size, name, addrs })
     }
 }
 
@@ -199,6 +203,7 @@ impl fmt::Debug for Ticket {
             .field("session_key", &self.session_key)
             .field("expires_at", &self.expires_at)
             .field("size", &self.size)
+            .field("chunk_size", &self.chunk_size)
             .field("name", &self.name)
             .field("addrs", &self.addrs)
             .finish()
@@ -251,6 +256,7 @@ mod tests {
             session_key: SessionKey::from_bytes([0x22; 32]),
             expires_at: 0x0102030405060708,
             size: 1_000_000,
+            chunk_size: 1 << 20,
             name: "report.pdf".into(),
             addrs: vec!["127.0.0.1:4242".parse().unwrap(), "[::1]:4242".parse().unwrap()],
         }
@@ -271,12 +277,13 @@ mod tests {
         let bytes = sample().to_bytes();
         let expected: Vec<u8> = [
             &[0x00][..],                             // version 0
-            &[0x00, 0x67],                           // body length 103
+            &[0x00, 0x6b],                           // body length 107
             &checksum(&bytes[7..]),                  // checksum (recomputed; pinned below)
             &[0x11; 16],                             // transfer id
             &[0x22; 32],                             // session key
             &[1, 2, 3, 4, 5, 6, 7, 8],               // expires_at
             &[0, 0, 0, 0, 0, 0x0f, 0x42, 0x40],      // size 1_000_000
+            &[0, 0x10, 0, 0],                        // chunk size 1 MiB
             &[0x00, 0x0a],                           // name length
             b"report.pdf",                           // name
             &[2],                                    // two addresses

@@ -1,0 +1,211 @@
+//! The command line: parse, run one engine operation, print its events, exit with a stable code.
+//!
+//! This front holds no transfer logic. Each subcommand maps to one call on [`agentferry::Node`];
+//! output goes through [`output::Reporter`]; the exit code comes from the error's code
+//! (documented in the README).
+
+mod demo;
+mod output;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use agentferry::{
+    Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError,
+    home::Home,
+    id::TransferId,
+    journal::Role,
+};
+use output::Reporter;
+
+/// Move files between machines: direct, encrypted, resumable.
+#[derive(Debug, Parser)]
+#[command(name = "agentferry", version, about)]
+struct Cli {
+    /// Node home (journal and state). Default: the platform data folder.
+    #[arg(long, global = true, env = "AGENTFERRY_HOME", value_name = "DIR")]
+    home: Option<PathBuf>,
+    /// Address a sender listens on; port 0 picks a free one.
+    #[arg(long, global = true, env = "AGENTFERRY_BIND", value_name = "ADDR", default_value = "[::]:0")]
+    bind: SocketAddr,
+    /// Seconds a receiver waits for a silent sender before giving up (the transfer stays resumable).
+    #[arg(long, global = true, env = "AGENTFERRY_PEER_TIMEOUT", value_name = "SECS", default_value_t = 30)]
+    peer_timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve FILE; prints a ticket first, then serves until the receiver has it or the ticket expires.
+    Send(SendArgs),
+    /// Fetch the file a ticket names.
+    Receive(ReceiveArgs),
+    /// Show one transfer, or all that this node knows.
+    Status(StatusArgs),
+    /// Continue an interrupted transfer, sending or receiving, from its journal.
+    Resume(ResumeArgs),
+    /// Send a generated file between two nodes over loopback and report path, time, speed and hash.
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SendArgs {
+    file: PathBuf,
+    /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    expires_in: Duration,
+    /// Print JSON Lines events on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReceiveArgs {
+    ticket: String,
+    /// Folder to save into (created if missing).
+    #[arg(short, long, default_value = ".")]
+    output: PathBuf,
+    /// Replace an existing file of the same name.
+    #[arg(long)]
+    overwrite: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct StatusArgs {
+    id: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct ResumeArgs {
+    id: String,
+    /// Which side to resume when this node both sends and receives the transfer.
+    #[arg(long, value_enum)]
+    role: Option<RoleArg>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Send,
+    Receive,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 30m, 24h or 7d"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}` needs a unit: s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AGENTFERRY_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let json = match &cli.command {
+        Command::Send(a) => a.json,
+        Command::Receive(a) => a.json,
+        Command::Status(a) => a.json,
+        Command::Resume(a) => a.json,
+        Command::Demo(_) => false,
+    };
+    let mut reporter = Reporter::new(json);
+    match runtime.block_on(run(cli, &mut reporter)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { error, reported }) => {
+            if !reported {
+                reporter.event(&Event::error(None, &error));
+            }
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// A failed command, and whether its error event was already printed.
+pub struct Failure {
+    error: TransferError,
+    reported: bool,
+}
+
+impl From<TransferError> for Failure {
+    fn from(error: TransferError) -> Self {
+        Failure { error, reported: false }
+    }
+}
+
+async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
+    let config = NodeConfig { bind: cli.bind, peer_timeout: Duration::from_secs(cli.peer_timeout), ..NodeConfig::default() };
+    if let Command::Demo(args) = cli.command {
+        return Ok(demo::run(args).await?);
+    }
+    let node = Node::new(Home::resolve(cli.home)?, config);
+    let transfer = match cli.command {
+        Command::Send(args) => node.send(SendOptions { path: args.file, expires_in: args.expires_in }).await?,
+        Command::Receive(args) => {
+            let ticket: Ticket = args.ticket.parse()?;
+            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite }).await?
+        }
+        Command::Resume(args) => {
+            let role = args.role.map(|r| match r {
+                RoleArg::Send => Role::Send,
+                RoleArg::Receive => Role::Receive,
+            });
+            node.resume(parse_id(&args.id)?, role).await?
+        }
+        Command::Status(args) => {
+            let id = args.id.as_deref().map(parse_id).transpose()?;
+            for record in node.status(id)? {
+                reporter.event(&Event::Status { status: record.status() });
+            }
+            return Ok(());
+        }
+        Command::Demo(_) => unreachable!("handled above"),
+    };
+    follow(transfer, reporter).await
+}
+
+fn parse_id(s: &str) -> Result<TransferId, TransferError> {
+    s.parse().map_err(|_| TransferError::TransferNotFound(s.to_owned()))
+}
+
+/// Print a transfer's events until it ends; Ctrl-C stops it (the journal keeps it resumable).
+pub async fn follow(mut transfer: Transfer, reporter: &mut Reporter) -> Result<(), Failure> {
+    let mut reported = false;
+    loop {
+        tokio::select! {
+            event = transfer.events.recv() => match event {
+                Some(event) => {
+                    reported |= matches!(event, Event::Error { .. });
+                    reporter.event(&event);
+                }
+                None => break,
+            },
+            _ = tokio::signal::ctrl_c() => {
+                transfer.task.abort();
+                return Err(TransferError::Cancelled.into());
+            }
+        }
+    }
+    match transfer.task.await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(Failure { error, reported }),
+        Err(_) => Err(TransferError::Cancelled.into()),
+    }
+}

@@ -1,0 +1,127 @@
+//! How the CLI shows events: JSON Lines on stdout, or a progress bar and plain lines on stderr.
+//!
+//! With `--json` every event becomes one line, `{"event": <name>, ...}` (the envelope is
+//! documented in the README); progress lines are thinned to at most one per 100 ms or per percent.
+//! Without it, the ticket goes to stdout (so `agentferry send f | …` captures it) and everything
+//! else goes to stderr for the person watching.
+
+use std::{
+    io::Write,
+    time::{Duration, Instant},
+};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use agentferry::{Event, journal::TransferStatus};
+
+pub enum Reporter {
+    Json { last_progress: Option<(Instant, u64)> },
+    Human { bar: Option<ProgressBar> },
+}
+
+impl Reporter {
+    pub fn new(json: bool) -> Self {
+        if json { Reporter::Json { last_progress: None } } else { Reporter::Human { bar: None } }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        match self {
+            Reporter::Json { last_progress } => {
+                if let Event::Progress { bytes_done, bytes_total, .. } = event {
+                    let now = Instant::now();
+                    let step = (bytes_total / 100).max(1);
+                    let due = last_progress.is_none_or(|(at, done)| {
+                        now - at >= Duration::from_millis(100) || bytes_done.saturating_sub(done) >= step || bytes_done == bytes_total
+                    });
+                    if !due {
+                        return;
+                    }
+                    *last_progress = Some((now, *bytes_done));
+                }
+                let mut out = std::io::stdout().lock();
+                let _ = serde_json::to_writer(&mut out, event);
+                let _ = out.write_all(b"\n");
+                let _ = out.flush();
+            }
+            Reporter::Human { bar } => human(bar, event),
+        }
+    }
+}
+
+fn human(bar: &mut Option<ProgressBar>, event: &Event) {
+    match event {
+        Event::Ticket { ticket, file_name, bytes_total, .. } => {
+            println!("{ticket}");
+            eprintln!("Sending {file_name} ({}). On the other machine run:", human_bytes(*bytes_total));
+            eprintln!("  agentferry receive {ticket}");
+        }
+        Event::Listening { addrs, .. } => {
+            let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            eprintln!("Listening on {}", list.join(", "));
+        }
+        Event::Attempt { addr, ok: false, error_code, .. } => {
+            let message = format!("could not use {addr} ({})", error_code.unwrap_or("failed"));
+            match bar {
+                Some(b) => b.println(message),
+                None => eprintln!("{message}"),
+            }
+        }
+        Event::Attempt { .. } => {}
+        Event::Progress { bytes_done, bytes_total, .. } => {
+            let b = bar.get_or_insert_with(|| {
+                let b = ProgressBar::with_draw_target(Some(*bytes_total), ProgressDrawTarget::stderr());
+                b.set_style(
+                    ProgressStyle::with_template("{bar:40.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                );
+                b
+            });
+            b.set_position(*bytes_done);
+        }
+        Event::Completed { bytes, sha256, saved_to, elapsed_ms, .. } => {
+            if let Some(b) = bar.take() {
+                b.finish_and_clear();
+            }
+            let secs = (*elapsed_ms as f64 / 1000.0).max(0.001);
+            let rate = *bytes as f64 / secs / 1e6;
+            match saved_to {
+                Some(path) => eprintln!("Received {} in {secs:.2} s ({rate:.0} MB/s) to {}", human_bytes(*bytes), path.display()),
+                None => eprintln!("Sent {} in {secs:.2} s; the receiver verified it", human_bytes(*bytes)),
+            }
+            eprintln!("sha256 {sha256}");
+        }
+        Event::Status { status } => print_status(status),
+        Event::Error { code, message, hint, .. } => {
+            if let Some(b) = bar.take() {
+                b.abandon();
+            }
+            eprintln!("error[{code}]: {message}");
+            eprintln!("  hint: {hint}");
+        }
+    }
+}
+
+fn print_status(s: &TransferStatus) {
+    let state = serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let role = s.role.as_str();
+    let progress = format!("{}/{}", human_bytes(s.bytes_done), human_bytes(s.bytes_total));
+    println!("{}  {role:<7}  {state:<11}  {progress:<21}  {}", s.transfer_id, s.file_name);
+    if let Some(path) = &s.saved_to {
+        println!("    saved to {}", path.display());
+    }
+    if let Some(e) = &s.error {
+        println!("    error[{}]: {}", e.code, e.message);
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}

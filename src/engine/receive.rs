@@ -1,0 +1,438 @@
+//! Starting and resuming the receiver's side, and the driver loop that runs the core.
+//!
+//! The driver owns three things: the [`ReceiveCore`] (decisions), one network task per request
+//! (dial every address, stream frames, cut them at frame boundaries), and the disk [`Worker`].
+//! Network tasks feed frames to the worker; the worker reports, in order, what each frame was;
+//! the driver hands that to the core and carries out what the core asks: a new request, a
+//! checkpoint (sync, then record in the journal), the final verification.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use super::{
+    Completion, Event, Events, Node, ReceiveOptions, Transfer,
+    worker::{Worker, WorkerIn, WorkerOut},
+};
+use crate::{
+    core::{GiveUp, Output, ReceiveConfig, ReceiveCore, Request},
+    error::{Result, TransferError},
+    frame::{self, FrameKind, HEADER_LEN, Opened, Opener, TAG_LEN},
+    journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
+    manifest::{MAX_CHUNK_SIZE, Manifest},
+    names::safe_file_name,
+    ticket::Ticket,
+    transport::{
+        PathKind,
+        http::{Connected, HttpPeer, connect_any},
+    },
+};
+
+/// How long one round of probes may take before it counts as failed.
+const PROBE_BUDGET: Duration = Duration::from_secs(5);
+/// Frames queued between the network and the disk thread.
+const WORKER_DEPTH: usize = 4;
+
+pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) -> Result<Transfer> {
+    ticket.check_expiry(unix_now())?;
+    if ticket.chunk_size == 0 || ticket.chunk_size > MAX_CHUNK_SIZE {
+        return Err(TransferError::TicketMalformed("the chunk size is out of range"));
+    }
+    let id = ticket.transfer_id;
+    if let Some(existing) = node.journal.load(&id, Role::Receive)? {
+        // Receiving the same ticket twice continues the first attempt.
+        return match existing.state {
+            State::Completed => Err(TransferError::AlreadyCompleted(id.to_string())),
+            _ => resume(node, existing).await,
+        };
+    }
+    crate::home::create_private_dir(&options.output_dir)
+        .map_err(|_| TransferError::PermissionDenied(format!("cannot create {}", options.output_dir.display())))?;
+    let output_dir = std::fs::canonicalize(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
+    let file_name = safe_file_name(&ticket.name);
+    let target = output_dir.join(&file_name);
+    if !options.overwrite && target.symlink_metadata().is_ok() {
+        return Err(TransferError::FileExists(target.display().to_string()));
+    }
+    let temp_path = output_dir.join(format!(".{file_name}.{}.part", &id.to_string()[..12]));
+    let lock = node.journal.try_lock(&id, Role::Receive)?.expect("a new transfer has no owner");
+    let mut record = Record {
+        transfer_id: id,
+        ticket: ticket.to_string(),
+        name: file_name.clone(),
+        size: ticket.size,
+        chunk_size: ticket.chunk_size,
+        state: State::Active,
+        sha256: None,
+        error: None,
+        created_at: unix_now(),
+        updated_at: 0,
+        side: Side::Receive {
+            output_dir,
+            file_name,
+            temp_path,
+            overwrite: options.overwrite,
+            durable_chunks: 0,
+            saved_to: None,
+        },
+    };
+    node.journal.save(&mut record)?;
+    Ok(spawn(node, record, ticket, lock))
+}
+
+pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
+    let id = record.transfer_id;
+    if record.state == State::Completed {
+        return Err(TransferError::AlreadyCompleted(id.to_string()));
+    }
+    let lock = node
+        .journal
+        .try_lock(&id, Role::Receive)?
+        .ok_or_else(|| TransferError::Home(format!("another process is already receiving transfer {id}")))?;
+    let ticket: Ticket = record.ticket.parse()?;
+    record.state = State::Active;
+    record.error = None;
+    node.journal.save(&mut record)?;
+    Ok(spawn(node, record, ticket, lock))
+}
+
+fn spawn(node: &Node, record: Record, ticket: Ticket, lock: OwnerLock) -> Transfer {
+    let (events, rx) = Events::channel();
+    let transfer_id = record.transfer_id;
+    let node = node.clone();
+    let task = tokio::spawn(async move {
+        let _lock = lock;
+        let mut driver = Driver { node, record, ticket: Arc::new(ticket), events: events.clone() };
+        let result = driver.run().await;
+        if let Err(e) = &result {
+            driver.record_failure(e);
+            events.send(Event::error(Some(transfer_id), e)).await;
+        }
+        result
+    });
+    Transfer { transfer_id, role: Role::Receive, events: rx, task }
+}
+
+struct Driver {
+    node: Node,
+    record: Record,
+    ticket: Arc<Ticket>,
+    events: Events,
+}
+
+fn give_up_error(why: GiveUp) -> TransferError {
+    match why {
+        GiveUp::PeerVanished { idle } => {
+            TransferError::PeerUnreachable(format!("no data from the sender for {} s", idle.as_secs()))
+        }
+        GiveUp::Tampered { streak } => {
+            TransferError::IntegrityMismatch(format!("{streak} frames in a row failed authentication"))
+        }
+    }
+}
+
+impl Driver {
+    fn manifest(&self) -> Manifest {
+        Manifest { name: self.record.name.clone(), size: self.record.size, chunk_size: self.record.chunk_size, sha256: None }
+    }
+
+    fn receive_side(&mut self) -> (&Path, &mut u64, &Path) {
+        match &mut self.record.side {
+            Side::Receive { temp_path, durable_chunks, output_dir, .. } => (temp_path, durable_chunks, output_dir),
+            Side::Send { .. } => unreachable!("receive record"),
+        }
+    }
+
+    fn record_failure(&mut self, e: &TransferError) {
+        if matches!(e, TransferError::Cancelled) {
+            return;
+        }
+        self.record.state = State::Failed;
+        self.record.error = Some(ErrorInfo::from(e));
+        if let TransferError::IntegrityMismatch(_) = e {
+            // What is on disk cannot be trusted; a resume starts over.
+            *self.receive_side().1 = 0;
+        }
+        let _ = self.node.journal.save(&mut self.record);
+    }
+
+    async fn run(&mut self) -> Result<Completion> {
+        let started = Instant::now();
+        let manifest = self.manifest();
+        let count = manifest.chunk_count();
+        let id = self.record.transfer_id;
+        let key = self.ticket.session_key.clone();
+        let max_chunk = manifest.chunk_size as usize;
+
+        let (temp_path, durable, _) = self.receive_side();
+        let (temp_path, claimed) = (temp_path.to_path_buf(), *durable);
+        let opener = Opener::new(key.clone(), id, max_chunk);
+        let worker_manifest = manifest.clone();
+        let (worker, durable) = tokio::task::spawn_blocking(move || Worker::open(temp_path, worker_manifest, opener, claimed))
+            .await
+            .map_err(|_| TransferError::Cancelled)??;
+        let resumed_bytes = manifest.bytes_in(durable);
+
+        let (to_worker, worker_rx) = mpsc::channel(WORKER_DEPTH);
+        let (worker_tx, mut from_worker) = mpsc::unbounded_channel();
+        tokio::task::spawn_blocking(move || worker.run(worker_rx, worker_tx));
+
+        let cfg = ReceiveConfig { idle_timeout: self.node.config.peer_timeout, ..ReceiveConfig::default() };
+        let mut core = ReceiveCore::new(Instant::now(), count, durable, cfg);
+        let mut generation = 0u64;
+        let mut stream = StreamSlot(None);
+
+        loop {
+            while let Some(output) = core.poll_output() {
+                match output {
+                    Output::Request(request) => {
+                        generation += 1;
+                        let net = NetTask {
+                            ticket: Arc::clone(&self.ticket),
+                            manifest: manifest.clone(),
+                            to_worker: to_worker.clone(),
+                            events: self.events.clone(),
+                            generation,
+                        };
+                        stream.replace(tokio::spawn(net.run(request)));
+                    }
+                    Output::Sync { upto } => {
+                        let _ = to_worker.send(WorkerIn::Sync { upto }).await;
+                    }
+                    Output::Verify => {
+                        let _ = to_worker.send(WorkerIn::Finish).await;
+                    }
+                    Output::Failed(why) => return Err(give_up_error(why)),
+                }
+            }
+            let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
+            let input = tokio::select! {
+                input = from_worker.recv() => input,
+                _ = sleep_until(deadline) => {
+                    core.handle_timeout(Instant::now());
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            match input.ok_or(TransferError::Cancelled)? {
+                WorkerOut::Chunk(index) => {
+                    core.handle_frame(now, index).map_err(|e| TransferError::Protocol(e.to_string()))?;
+                    let done = manifest.bytes_in(core.first_missing());
+                    let rate = (done.saturating_sub(resumed_bytes) as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                    self.events.progress(Event::Progress { transfer_id: id, role: Role::Receive, bytes_done: done, bytes_total: manifest.size, rate });
+                }
+                WorkerOut::Corrupt => {
+                    tracing::warn!(transfer = %id, "a frame failed authentication; it will be fetched again");
+                    core.handle_corrupt(now);
+                }
+                WorkerOut::Trailer => core.handle_trailer(now),
+                WorkerOut::StreamEnd { generation: g, fatal } => {
+                    if let Some(e) = fatal {
+                        return Err(e);
+                    }
+                    if g == generation {
+                        core.handle_stream_end(now);
+                    }
+                }
+                WorkerOut::Synced(upto) => {
+                    *self.receive_side().1 = upto;
+                    self.node.journal.save(&mut self.record)?;
+                    core.handle_synced(now, upto);
+                }
+                WorkerOut::Verified(sha256) => {
+                    drop(stream);
+                    return self.finish(sha256, started).await;
+                }
+                WorkerOut::Fatal(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Move the verified file to its final name, record it, and tell the sender.
+    async fn finish(&mut self, sha256: String, started: Instant) -> Result<Completion> {
+        let Side::Receive { temp_path, output_dir, file_name, overwrite, .. } = self.record.side.clone() else {
+            unreachable!("receive record")
+        };
+        let target = output_dir.join(&file_name);
+        place(&temp_path, &target, overwrite)?;
+        self.record.state = State::Completed;
+        self.record.sha256 = Some(sha256.clone());
+        if let Side::Receive { saved_to, .. } = &mut self.record.side {
+            *saved_to = Some(target.clone());
+        }
+        self.node.journal.save(&mut self.record)?;
+        self.confirm(&sha256).await;
+        let id = self.record.transfer_id;
+        self.events
+            .send(Event::Completed {
+                transfer_id: id,
+                role: Role::Receive,
+                sha256: sha256.clone(),
+                bytes: self.record.size,
+                saved_to: Some(target.clone()),
+                path: PathKind::Http.as_str(),
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            })
+            .await;
+        Ok(Completion { sha256, bytes: self.record.size, saved_to: Some(target) })
+    }
+
+    /// Best effort: the sender stops serving once told; if it is gone, its ticket expires anyway.
+    async fn confirm(&self, sha256: &str) {
+        let t = &self.ticket;
+        let (connected, _) = connect_any(&t.addrs, t.transfer_id, &t.session_key.http_token(&t.transfer_id), PROBE_BUDGET, |_: &mut BytesMut| Ok(())).await;
+        if let Ok(Connected { mut peer, .. }) = connected
+            && let Err(e) = peer.complete(sha256).await
+        {
+            tracing::warn!(transfer = %t.transfer_id, "the sender did not take the confirmation: {e}");
+        }
+    }
+}
+
+/// Give the temp file its final name: atomically, and without replacing an existing file unless
+/// asked to (a hard link fails if the target exists, where a rename would clobber it).
+fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
+    if overwrite {
+        std::fs::rename(temp, target).map_err(|e| TransferError::io(target, e))?;
+    } else {
+        std::fs::hard_link(temp, target).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => TransferError::FileExists(target.display().to_string()),
+            _ => TransferError::io(target, e),
+        })?;
+        std::fs::remove_file(temp).map_err(|e| TransferError::io(temp, e))?;
+    }
+    if let Some(dir) = target.parent() {
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The network task of the current request; replacing or dropping it aborts the old one, so no
+/// stream outlives the request it serves or the driver that started it.
+struct StreamSlot(Option<JoinHandle<()>>);
+
+impl StreamSlot {
+    fn replace(&mut self, task: JoinHandle<()>) {
+        if let Some(old) = self.0.replace(task) {
+            old.abort();
+        }
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// One request on the HTTP path: dial, probe, stream frames to the worker.
+struct NetTask {
+    ticket: Arc<Ticket>,
+    manifest: Manifest,
+    to_worker: mpsc::Sender<WorkerIn>,
+    events: Events,
+    generation: u64,
+}
+
+impl NetTask {
+    async fn run(self, request: Request) {
+        let fatal = match self.stream(request).await {
+            Ok(()) => None,
+            Err(e @ TransferError::Unauthorized) => Some(e),
+            Err(e) => {
+                tracing::debug!(transfer = %self.ticket.transfer_id, "stream ended: {e}");
+                None
+            }
+        };
+        let _ = self.to_worker.send(WorkerIn::StreamEnd { generation: self.generation, fatal }).await;
+    }
+
+    async fn connect(&self) -> Result<HttpPeer> {
+        let t = &self.ticket;
+        let (key, id, expect) = (t.session_key.clone(), t.transfer_id, self.manifest.clone());
+        let verify = move |frame: &mut BytesMut| {
+            let mut opener = Opener::new(key.clone(), id, 0);
+            let not_ours = || TransferError::IntegrityMismatch("the answer is not sealed with the ticket's key".into());
+            let opened = opener.open(frame).map_err(|_| not_ours())?;
+            if opened.kind != FrameKind::Manifest {
+                return Err(not_ours());
+            }
+            let manifest: Manifest = serde_json::from_slice(Opened::payload(frame))
+                .map_err(|e| TransferError::Protocol(format!("manifest: {e}")))?;
+            if manifest.size != expect.size || manifest.chunk_size != expect.chunk_size {
+                return Err(TransferError::Protocol("the manifest disagrees with the ticket".into()));
+            }
+            Ok(manifest)
+        };
+        let token = t.session_key.http_token(&t.transfer_id);
+        let (result, attempts) = connect_any(&t.addrs, id, &token, PROBE_BUDGET, verify).await;
+        for a in attempts {
+            self.events
+                .send(Event::Attempt {
+                    transfer_id: id,
+                    path: PathKind::Http.as_str(),
+                    addr: a.addr,
+                    ok: a.error.is_none(),
+                    elapsed_ms: a.elapsed.as_millis() as u64,
+                    error_code: a.error.as_ref().map(|e| e.code()),
+                })
+                .await;
+        }
+        let Connected { peer, answer: manifest } = result?;
+        if let Some(hash) = manifest.sha256.as_deref().and_then(|h| data_encoding::HEXLOWER.decode(h.as_bytes()).ok()) {
+            if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+                let _ = self.to_worker.send(WorkerIn::Expected(hash)).await;
+            }
+        }
+        Ok(peer)
+    }
+
+    async fn stream(&self, request: Request) -> Result<()> {
+        let mut peer = self.connect().await?;
+        let mut body = peer.frames(request).await?;
+        let max_chunk = self.manifest.chunk_size as usize;
+        let frame_capacity = HEADER_LEN + max_chunk + TAG_LEN;
+        let mut buf = BytesMut::with_capacity(frame_capacity);
+        while let Some(next) = body.frame().await {
+            let data = next.map_err(|e| TransferError::PeerUnreachable(e.to_string()))?;
+            let Ok(data) = data.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            loop {
+                match frame::check(&buf, max_chunk) {
+                    Ok(Some(len)) => {
+                        let whole = buf.split_to(len);
+                        buf.reserve(frame_capacity);
+                        if self.to_worker.send(WorkerIn::Frame(whole)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The stream is desynchronised: count it as one bad frame and start over.
+                        let _ = self.to_worker.send(WorkerIn::Frame(BytesMut::new())).await;
+                        return Err(TransferError::Protocol(format!("bad frame header: {e}")));
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            return Err(TransferError::PeerUnreachable("the stream ended inside a frame".into()));
+        }
+        Ok(())
+    }
+}

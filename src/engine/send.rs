@@ -1,0 +1,221 @@
+//! Starting and resuming the sender's side: bind, journal, serve until done or expired.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer};
+use crate::{
+    crypto::SessionKey,
+    error::{Result, TransferError},
+    id::TransferId,
+    journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
+    manifest::Manifest,
+    engine::Outgoing,
+    ticket::Ticket,
+    transport::{PathKind, http::HttpServer},
+};
+
+pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer> {
+    let unreadable = |reason: String| TransferError::SourceUnreadable { path: options.path.display().to_string(), reason };
+    let path = std::fs::canonicalize(&options.path).map_err(|e| unreadable(e.to_string()))?;
+    let meta = std::fs::metadata(&path).map_err(|e| unreadable(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(unreadable("not a regular file".into()));
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
+    let manifest = Manifest { name, size: meta.len(), chunk_size: node.config.chunk_size, sha256: None };
+
+    let server = HttpServer::bind(node.config.bind).await?;
+    let transfer_id = TransferId::random();
+    let ticket = Ticket {
+        transfer_id,
+        session_key: SessionKey::generate(),
+        expires_at: unix_now() + options.expires_in.as_secs(),
+        size: manifest.size,
+        chunk_size: manifest.chunk_size,
+        name: manifest.name.clone(),
+        addrs: advertised_addrs(server.local_addr()),
+    };
+    let outgoing = Outgoing::open(transfer_id, ticket.session_key.clone(), path.clone(), manifest, ticket.expires_at, None)?;
+    let mut record = Record {
+        transfer_id,
+        ticket: ticket.to_string(),
+        name: ticket.name.clone(),
+        size: ticket.size,
+        chunk_size: ticket.chunk_size,
+        state: State::Active,
+        sha256: None,
+        error: None,
+        created_at: unix_now(),
+        updated_at: 0,
+        side: Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr() },
+    };
+    let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
+    node.journal.save(&mut record)?;
+    Ok(spawn(node, record, ticket, server, outgoing, lock))
+}
+
+pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
+    let id = record.transfer_id;
+    if record.state == State::Completed {
+        return Err(TransferError::AlreadyCompleted(id.to_string()));
+    }
+    let lock = node
+        .journal
+        .try_lock(&id, Role::Send)?
+        .ok_or_else(|| TransferError::Home(format!("another process is already serving transfer {id}")))?;
+    let Side::Send { path, mtime_ns, bind } = record.side.clone() else { unreachable!("send record") };
+    let ticket: Ticket = record.ticket.parse()?;
+    let fail = |node: &Node, record: &mut Record, e: TransferError| {
+        record.state = State::Failed;
+        record.error = Some(ErrorInfo::from(&e));
+        let _ = node.journal.save(record);
+        Err(e)
+    };
+    if let Err(e) = ticket.check_expiry(unix_now()) {
+        return fail(node, &mut record, e);
+    }
+    let manifest = Manifest { name: record.name.clone(), size: record.size, chunk_size: record.chunk_size, sha256: record.sha256.clone() };
+    let outgoing = match Outgoing::open(id, ticket.session_key.clone(), path, manifest, ticket.expires_at, Some(mtime_ns)) {
+        Ok(o) => o,
+        Err(e @ TransferError::SourceChanged(_)) => return fail(node, &mut record, e),
+        Err(e) => return Err(e),
+    };
+    // The ticket names this port, so only this port will do.
+    let server = HttpServer::bind(bind).await?;
+    record.state = State::Active;
+    record.error = None;
+    node.journal.save(&mut record)?;
+    Ok(spawn(node, record, ticket, server, outgoing, lock))
+}
+
+fn spawn(node: &Node, record: Record, ticket: Ticket, server: HttpServer, outgoing: Outgoing, lock: OwnerLock) -> Transfer {
+    let (events, rx) = Events::channel();
+    let outgoing = Arc::new(outgoing);
+    server.register(Arc::clone(&outgoing));
+    let transfer_id = record.transfer_id;
+    let node = node.clone();
+    let task = tokio::spawn(async move {
+        let _lock = lock;
+        let result = serve(&node, record, &ticket, &server, &outgoing, &events).await;
+        server.unregister(&transfer_id);
+        if let Err(e) = &result {
+            events.send(Event::error(Some(transfer_id), e)).await;
+        }
+        result
+    });
+    Transfer { transfer_id, role: Role::Send, events: rx, task }
+}
+
+/// Serve until the receiver confirms, the ticket expires, or the file changes.
+async fn serve(
+    node: &Node,
+    mut record: Record,
+    ticket: &Ticket,
+    server: &HttpServer,
+    outgoing: &Arc<Outgoing>,
+    events: &Events,
+) -> Result<Completion> {
+    let id = record.transfer_id;
+    events
+        .send(Event::Ticket {
+            transfer_id: id,
+            ticket: record.ticket.clone(),
+            file_name: record.name.clone(),
+            bytes_total: record.size,
+            expires_at: ticket.expires_at,
+        })
+        .await;
+    events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
+    tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
+
+    let started = Instant::now();
+    let mut outcome = outgoing.outcome();
+    let expiry = Duration::from_secs(ticket.expires_at.saturating_sub(unix_now()));
+    let expired = tokio::time::sleep(expiry);
+    tokio::pin!(expired);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_served = u64::MAX;
+    let result = loop {
+        tokio::select! {
+            changed = outcome.changed() => {
+                if changed.is_err() { break Err(TransferError::Cancelled) }
+                match outcome.borrow_and_update().clone() {
+                    Some(SendOutcome::Completed { sha256 }) => break Ok(sha256),
+                    Some(SendOutcome::Failed(e)) => break Err(e.duplicate()),
+                    None => {}
+                }
+            }
+            _ = &mut expired => {
+                break Err(TransferError::TicketExpired { ago_secs: unix_now().saturating_sub(ticket.expires_at) });
+            }
+            _ = tick.tick() => {
+                let served = outgoing.bytes_served();
+                if served != last_served {
+                    last_served = served;
+                    let rate = (served as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                    events.progress(Event::Progress { transfer_id: id, role: Role::Send, bytes_done: served, bytes_total: record.size, rate });
+                }
+                if record.sha256.is_none() && let Some(sha) = outgoing.sha256() {
+                    record.sha256 = Some(sha);
+                    node.journal.save(&mut record)?;
+                }
+            }
+        }
+    };
+    match result {
+        Ok(sha256) => {
+            record.state = State::Completed;
+            record.sha256 = Some(sha256.clone());
+            node.journal.save(&mut record)?;
+            events
+                .send(Event::Completed {
+                    transfer_id: id,
+                    role: Role::Send,
+                    sha256: sha256.clone(),
+                    bytes: record.size,
+                    saved_to: None,
+                    path: PathKind::Http.as_str(),
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                })
+                .await;
+            Ok(Completion { sha256, bytes: record.size, saved_to: None })
+        }
+        Err(e) => {
+            record.state = State::Failed;
+            record.error = Some(ErrorInfo::from(&e));
+            node.journal.save(&mut record)?;
+            Err(e)
+        }
+    }
+}
+
+/// The addresses to put in a ticket for a listener bound to `local`: every interface address
+/// (loopback included) when bound to the unspecified address, else just the bound one.
+pub fn advertised_addrs(local: SocketAddr) -> Vec<SocketAddr> {
+    let port = local.port();
+    if !local.ip().is_unspecified() {
+        return vec![local];
+    }
+    let dual_stack = local.is_ipv6();
+    let mut addrs: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|iface| iface.ip())
+        .filter(|ip| match ip {
+            IpAddr::V4(_) => true,
+            // Link-local v6 addresses need a scope id a ticket cannot carry.
+            IpAddr::V6(v6) => dual_stack && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .map(|ip| SocketAddr::new(ip, port))
+        .collect();
+    addrs.sort_by_key(|a| (a.ip().is_loopback(), a.is_ipv6()));
+    addrs.dedup();
+    if addrs.is_empty() {
+        addrs.push(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    addrs
+}

@@ -1,0 +1,168 @@
+//! The receiver's disk worker: opens frames, writes chunks, hashes, syncs, verifies.
+//!
+//! It runs on one blocking thread fed through a bounded channel, so decryption, hashing and
+//! disk writes overlap with the network task and never stall the async runtime. Inputs are
+//! handled strictly in order, which is what makes a `Sync` cover every chunk written before it.
+//! Every chunk that authenticates is written at its offset (rewriting a duplicate is harmless);
+//! the driver learns which index arrived and lets the core decide what that means.
+
+use std::{fs::File, os::unix::fs::FileExt, path::PathBuf};
+
+use bytes::BytesMut;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::outgoing::hex;
+use crate::{
+    error::TransferError,
+    frame::{FrameKind, Opened, Opener},
+    manifest::Manifest,
+};
+
+/// Work for the disk thread.
+#[derive(Debug)]
+pub(super) enum WorkerIn {
+    /// One whole frame, as delimited by `frame::check`.
+    Frame(BytesMut),
+    /// The expected whole-file hash, from an authenticated manifest.
+    Expected([u8; 32]),
+    /// The stream of request `generation` ended; `fatal` if the sender refused us for good.
+    StreamEnd { generation: u64, fatal: Option<TransferError> },
+    Sync { upto: u64 },
+    /// All chunks are durable: hash the file through and compare.
+    Finish,
+}
+
+/// What the disk thread reports, in input order.
+#[derive(Debug)]
+pub(super) enum WorkerOut {
+    Chunk(u64),
+    Corrupt,
+    Trailer,
+    StreamEnd { generation: u64, fatal: Option<TransferError> },
+    Synced(u64),
+    Verified(String),
+    Fatal(TransferError),
+}
+
+pub(super) struct Worker {
+    file: File,
+    path: PathBuf,
+    manifest: Manifest,
+    opener: Opener,
+    hasher: Sha256,
+    hashed: u64,
+    expected: Option<[u8; 32]>,
+}
+
+impl Worker {
+    /// Open the temp file and re-hash its durable prefix. Returns the worker and the number of
+    /// durable chunks actually present (fewer than claimed if the file was cut short).
+    pub fn open(path: PathBuf, manifest: Manifest, opener: Opener, durable: u64) -> Result<(Worker, u64), TransferError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| TransferError::io(&path, e))?;
+        let len = file.metadata().map_err(|e| TransferError::io(&path, e))?.len();
+        let durable = if len >= manifest.bytes_in(durable) { durable } else { 0 };
+        let mut worker = Worker { file, path, manifest, opener, hasher: Sha256::new(), hashed: 0, expected: None };
+        worker.hash_from_disk(durable)?;
+        Ok((worker, durable))
+    }
+
+    /// Bring the running hash up to chunk `upto` by reading the file.
+    fn hash_from_disk(&mut self, upto: u64) -> Result<(), TransferError> {
+        let mut buf = vec![0u8; self.manifest.chunk_size as usize];
+        while self.hashed < upto {
+            let chunk = &mut buf[..self.manifest.chunk_len(self.hashed)];
+            self.file
+                .read_exact_at(chunk, self.manifest.offset(self.hashed))
+                .map_err(|e| TransferError::io(&self.path, e))?;
+            self.hasher.update(&*chunk);
+            self.hashed += 1;
+        }
+        Ok(())
+    }
+
+    /// Run until the input closes, `Finish` completes, or a fatal error.
+    pub fn run(mut self, mut rx: mpsc::Receiver<WorkerIn>, tx: mpsc::UnboundedSender<WorkerOut>) {
+        while let Some(input) = rx.blocking_recv() {
+            let out = match input {
+                WorkerIn::Frame(frame) => self.frame(frame),
+                WorkerIn::Expected(hash) => self.expect(hash),
+                WorkerIn::StreamEnd { generation, fatal } => Ok(WorkerOut::StreamEnd { generation, fatal }),
+                WorkerIn::Sync { upto } => {
+                    self.file.sync_data().map(|()| WorkerOut::Synced(upto)).map_err(|e| TransferError::io(&self.path, e))
+                }
+                WorkerIn::Finish => self.finish(),
+            };
+            let out = out.unwrap_or_else(WorkerOut::Fatal);
+            let last = matches!(out, WorkerOut::Verified(_) | WorkerOut::Fatal(_));
+            if tx.send(out).is_err() || last {
+                return;
+            }
+        }
+    }
+
+    fn expect(&mut self, hash: [u8; 32]) -> Result<WorkerOut, TransferError> {
+        if self.expected.is_some_and(|h| h != hash) {
+            return Err(TransferError::IntegrityMismatch("the sender announced two different hashes".into()));
+        }
+        self.expected = Some(hash);
+        Ok(WorkerOut::Trailer)
+    }
+
+    fn frame(&mut self, mut frame: BytesMut) -> Result<WorkerOut, TransferError> {
+        let Ok(opened) = self.opener.open(&mut frame) else { return Ok(WorkerOut::Corrupt) };
+        let payload = Opened::payload(&frame);
+        let m = &self.manifest;
+        match opened.kind {
+            FrameKind::Chunk => {
+                let index = opened.index;
+                if index >= m.chunk_count() || payload.len() != m.chunk_len(index) {
+                    return Err(TransferError::SizeLimit(format!(
+                        "the sender sent {} bytes as chunk {index}; the file has {} chunks of {} bytes",
+                        payload.len(),
+                        m.chunk_count(),
+                        m.chunk_size
+                    )));
+                }
+                self.file.write_all_at(payload, m.offset(index)).map_err(|e| TransferError::io(&self.path, e))?;
+                if index == self.hashed {
+                    self.hasher.update(payload);
+                    self.hashed += 1;
+                }
+                Ok(WorkerOut::Chunk(index))
+            }
+            FrameKind::Trailer => {
+                let hash: [u8; 32] = payload
+                    .try_into()
+                    .map_err(|_| TransferError::Protocol("the trailer is not a SHA-256".into()))?;
+                self.expect(hash)
+            }
+            FrameKind::Manifest => Ok(WorkerOut::Corrupt), // not expected inside a frame stream
+        }
+    }
+
+    fn finish(&mut self) -> Result<WorkerOut, TransferError> {
+        let m = self.manifest.clone();
+        self.file.set_len(m.size).map_err(|e| TransferError::io(&self.path, e))?;
+        self.hash_from_disk(m.chunk_count())?;
+        self.file.sync_all().map_err(|e| TransferError::io(&self.path, e))?;
+        let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        let expected = self.expected.ok_or_else(|| TransferError::Protocol("no hash arrived".into()))?;
+        if digest != expected {
+            return Err(TransferError::IntegrityMismatch(format!(
+                "the received file's SHA-256 is {}, the sender's is {}",
+                hex(&digest),
+                hex(&expected)
+            )));
+        }
+        Ok(WorkerOut::Verified(hex(&digest)))
+    }
+}

@@ -1,0 +1,278 @@
+//! The journal: one durable record per transfer and role, under `<home>/transfers/`.
+//!
+//! A record is everything needed to pick a transfer up after `kill -9`: the ticket (so the session
+//! key, hence 0600), the manifest facts, and for a receiver the temp file and the count of chunks
+//! known to be on stable storage. A receiver only advances `durable_chunks` after syncing the temp
+//! file, so a crash at any moment loses at most the chunks written since the last checkpoint.
+//!
+//! Ownership: a process that works on a transfer holds an exclusive lock on its `.lock` file for
+//! as long as it does. The lock dies with the process, so a record whose state is `active` but
+//! whose lock is free belongs to a process that crashed: [`Journal::list`] reports it as
+//! `interrupted`, and `resume` may take it over. Two processes never drive one transfer at once.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    os::unix::fs::OpenOptionsExt,
+    path::PathBuf,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    error::{Result, TransferError},
+    home::{Home, write_private_atomic},
+    id::TransferId,
+};
+
+/// Which end of a transfer this node is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Send,
+    Receive,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Send => "send",
+            Role::Receive => "receive",
+        }
+    }
+}
+
+/// Where a transfer stands. `Interrupted` is never stored: it is `Active` without a live owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Active,
+    Interrupted,
+    Completed,
+    Failed,
+}
+
+/// A failure as recorded and reported: stable code, message, hint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub code: String,
+    pub message: String,
+    pub hint: String,
+}
+
+impl From<&TransferError> for ErrorInfo {
+    fn from(e: &TransferError) -> Self {
+        ErrorInfo { code: e.code().into(), message: e.to_string(), hint: e.hint().into() }
+    }
+}
+
+/// Role-specific part of a record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "role", rename_all = "snake_case")]
+pub enum Side {
+    Send {
+        /// Canonical path of the file being sent.
+        path: PathBuf,
+        /// Modification time (ns since the epoch) when the transfer began.
+        mtime_ns: u128,
+        /// The address the sender listens on; a restarted sender binds it again.
+        bind: std::net::SocketAddr,
+    },
+    Receive {
+        output_dir: PathBuf,
+        /// Sanitised final file name inside `output_dir`.
+        file_name: String,
+        temp_path: PathBuf,
+        overwrite: bool,
+        /// Chunks `0..durable_chunks` are synced to `temp_path`.
+        durable_chunks: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        saved_to: Option<PathBuf>,
+    },
+}
+
+/// The durable state of one transfer on this node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Record {
+    pub transfer_id: TransferId,
+    /// The ticket string: carries the session key, never shown except by `send`.
+    pub ticket: String,
+    pub name: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub state: State,
+    /// Lowercase hex SHA-256, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub created_at: u64,
+    pub updated_at: u64,
+    #[serde(flatten)]
+    pub side: Side,
+}
+
+impl Record {
+    pub fn role(&self) -> Role {
+        match self.side {
+            Side::Send { .. } => Role::Send,
+            Side::Receive { .. } => Role::Receive,
+        }
+    }
+}
+
+/// What a user may see of a record: everything but the ticket (which holds the session key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TransferStatus {
+    pub transfer_id: TransferId,
+    pub role: Role,
+    pub state: State,
+    pub file_name: String,
+    /// Receiver: bytes known durable; sender: the whole file once completed.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_to: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl Record {
+    pub fn status(&self) -> TransferStatus {
+        let bytes_done = match (&self.side, self.state) {
+            (_, State::Completed) => self.size,
+            (Side::Receive { durable_chunks, .. }, _) => {
+                durable_chunks.saturating_mul(self.chunk_size as u64).min(self.size)
+            }
+            (Side::Send { .. }, _) => 0,
+        };
+        let saved_to = match &self.side {
+            Side::Receive { saved_to, .. } => saved_to.clone(),
+            Side::Send { .. } => None,
+        };
+        TransferStatus {
+            transfer_id: self.transfer_id,
+            role: self.role(),
+            state: self.state,
+            file_name: self.name.clone(),
+            bytes_done,
+            bytes_total: self.size,
+            sha256: self.sha256.clone(),
+            saved_to,
+            error: self.error.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Held while a process drives a transfer; dropping it (or dying) releases ownership.
+#[derive(Debug)]
+pub struct OwnerLock {
+    _file: File,
+}
+
+/// The set of records of one node.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    pub fn new(home: &Home) -> Self {
+        Journal { dir: home.transfers_dir() }
+    }
+
+    fn path(&self, id: &TransferId, role: Role, ext: &str) -> PathBuf {
+        self.dir.join(format!("{id}.{}.{ext}", role.as_str()))
+    }
+
+    /// Durably replace the record.
+    pub fn save(&self, record: &mut Record) -> Result<()> {
+        record.updated_at = unix_now();
+        let json = serde_json::to_vec_pretty(record).expect("records serialise");
+        write_private_atomic(&self.path(&record.transfer_id, record.role(), "json"), &json)
+    }
+
+    pub fn load(&self, id: &TransferId, role: Role) -> Result<Option<Record>> {
+        let path = self.path(id, role, "json");
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| TransferError::Home(format!("{} is damaged: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(TransferError::io(path, e)),
+        }
+    }
+
+    /// Take ownership of a transfer; `None` when another live process owns it.
+    pub fn try_lock(&self, id: &TransferId, role: Role) -> Result<Option<OwnerLock>> {
+        let path = self.path(id, role, "lock");
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| TransferError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(OwnerLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(TransferError::io(path, e)),
+        }
+    }
+
+    /// The record with its state as the user should see it (`active` without owner: `interrupted`).
+    fn observed(&self, mut record: Record) -> Record {
+        if record.state == State::Active {
+            let owned = !matches!(self.try_lock(&record.transfer_id, record.role()), Ok(Some(_)));
+            if !owned {
+                record.state = State::Interrupted;
+            }
+        }
+        record
+    }
+
+    /// Every record of `id`, both roles, as observed.
+    pub fn find(&self, id: &TransferId) -> Result<Vec<Record>> {
+        let mut found = Vec::new();
+        for role in [Role::Send, Role::Receive] {
+            if let Some(r) = self.load(id, role)? {
+                found.push(self.observed(r));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every record, newest first, as observed.
+    pub fn list(&self) -> Result<Vec<Record>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| TransferError::io(&self.dir, e))?;
+        let mut records = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(stem) = name.strip_suffix(".json").filter(|_| !name.starts_with('.')) else { continue };
+            let Some((id, role)) = stem.split_once('.') else { continue };
+            let (Ok(id), role) = (id.parse::<TransferId>(), role) else { continue };
+            let role = match role {
+                "send" => Role::Send,
+                "receive" => Role::Receive,
+                _ => continue,
+            };
+            if let Some(r) = self.load(&id, role)? {
+                records.push(self.observed(r));
+            }
+        }
+        records.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.transfer_id.cmp(&b.transfer_id)));
+        Ok(records)
+    }
+}

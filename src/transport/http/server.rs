@@ -1,0 +1,152 @@
+//! The sending side of the HTTP path: a listener that serves every registered [`Outgoing`].
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Frame, Incoming},
+    header,
+    server::conn::http1,
+    service::service_fn,
+};
+use hyper_util::rt::TokioIo;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+
+use super::PREFIX;
+use crate::{core, engine::Outgoing, error::TransferError, id::TransferId};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A running HTTP listener. Dropping it stops accepting; open streams finish on their own.
+#[derive(Debug)]
+pub struct HttpServer {
+    local_addr: SocketAddr,
+    transfers: Registry,
+    accept: JoinHandle<()>,
+}
+
+type Registry = Arc<Mutex<HashMap<TransferId, Arc<Outgoing>>>>;
+
+impl HttpServer {
+    /// Listen on `addr` (port 0 for an ephemeral port).
+    pub async fn bind(addr: SocketAddr) -> Result<Self, TransferError> {
+        let listener = TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => TransferError::AddressInUse(addr.to_string()),
+            _ => TransferError::io(addr.to_string(), e),
+        })?;
+        let local_addr = listener.local_addr().map_err(|e| TransferError::io(addr.to_string(), e))?;
+        let transfers = Registry::default();
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&transfers)));
+        Ok(HttpServer { local_addr, transfers, accept })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn register(&self, outgoing: Arc<Outgoing>) {
+        self.transfers.lock().expect("not poisoned").insert(outgoing.transfer_id, outgoing);
+    }
+
+    pub fn unregister(&self, id: &TransferId) {
+        self.transfers.lock().expect("not poisoned").remove(id);
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn accept_loop(listener: TcpListener, transfers: Registry) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let transfers = Arc::clone(&transfers);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let transfers = Arc::clone(&transfers);
+                async move { Ok::<_, Infallible>(route(req, &transfers).await) }
+            });
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = status;
+    resp
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<&str> {
+    req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
+}
+
+fn query_u64(query: Option<&str>, key: &str) -> Option<u64> {
+    query?.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
+async fn route(req: Request<Incoming>, transfers: &Registry) -> Response<Body> {
+    let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
+    let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
+    let outgoing = id
+        .parse::<TransferId>()
+        .ok()
+        .and_then(|id| transfers.lock().expect("not poisoned").get(&id).cloned())
+        .filter(|o| bearer(&req).is_some_and(|t| o.authorises(t)));
+    let Some(outgoing) = outgoing else { return empty(StatusCode::FORBIDDEN) };
+
+    match (req.method(), action) {
+        (&Method::HEAD, "") => empty(StatusCode::OK),
+        (&Method::GET, "") => {
+            let body = Full::new(outgoing.sealed_manifest()).map_err(|never| match never {}).boxed();
+            Response::new(body)
+        }
+        (&Method::GET, "frames") => {
+            let count = outgoing.manifest().chunk_count();
+            let from = query_u64(req.uri().query(), "from").unwrap_or(0);
+            let to = query_u64(req.uri().query(), "to").unwrap_or(count);
+            if from > to || to > count {
+                return empty(StatusCode::RANGE_NOT_SATISFIABLE);
+            }
+            let frames = ReceiverStream::new(outgoing.frames(core::Request { from, to }));
+            let stream = frames.map(|item| item.map(Frame::data));
+            let mut resp = Response::new(StreamBody::new(stream).boxed());
+            resp.headers_mut().insert(header::CONTENT_TYPE, "application/x-agentferry-frames".parse().unwrap());
+            resp
+        }
+        (&Method::POST, "complete") => {
+            let Ok(body) = http_body_util::Limited::new(req.into_body(), 1024).collect().await else {
+                return empty(StatusCode::BAD_REQUEST);
+            };
+            #[derive(serde::Deserialize)]
+            struct Complete {
+                sha256: String,
+            }
+            match serde_json::from_slice::<Complete>(&body.to_bytes()) {
+                Ok(c) if outgoing.handle_complete(&c.sha256) => empty(StatusCode::NO_CONTENT),
+                Ok(_) => empty(StatusCode::CONFLICT),
+                Err(_) => empty(StatusCode::BAD_REQUEST),
+            }
+        }
+        _ => empty(StatusCode::METHOD_NOT_ALLOWED),
+    }
+}

@@ -1,0 +1,34 @@
+//! Transports: byte pipes that carry sealed frames between two nodes.
+//!
+//! A transport knows how to reach a peer and move frames; it knows nothing of chunks, windows or
+//! resume, which live in [`crate::core`]. Because every path carries the same self-contained
+//! frames, a transfer can continue on another path from chunk N. Today there is one path, direct
+//! HTTP streaming; WebRTC data channels and the message-channel relay plug in beside it.
+
+pub mod http;
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// How frames move between two nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    /// The receiver opens a TCP connection to the sender and streams frames over HTTP/1.1.
+    Http,
+}
+
+impl PathKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for PathKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
