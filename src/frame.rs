@@ -20,8 +20,8 @@
 //! Parsing is check-then-parse (after mini-redis): [`check`] tells "incomplete, read more" apart
 //! from "invalid, reject", so a half frame at the end of a stream is a reset, never a panic.
 
-use aes_gcm::{AeadInPlace, Aes256Gcm, Nonce, Tag};
 use bytes::{BufMut, BytesMut};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag};
 
 use crate::{
     crypto::{Epoch, SessionKey},
@@ -111,11 +111,11 @@ impl FrameHeader {
         })
     }
 
-    fn nonce(&self) -> Nonce<aes_gcm::aead::consts::U12> {
+    fn nonce(&self) -> Nonce {
         let mut n = [0u8; 12];
         n[0] = self.kind as u8;
         n[4..12].copy_from_slice(&self.index.to_be_bytes());
-        n.into()
+        Nonce::assume_unique_for_key(n)
     }
 }
 
@@ -139,7 +139,7 @@ fn aad(id: &TransferId, header: &[u8; HEADER_LEN]) -> [u8; 16 + HEADER_LEN] {
 pub struct Sealer {
     transfer_id: TransferId,
     epoch: Epoch,
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
 }
 
 impl Sealer {
@@ -163,9 +163,9 @@ impl Sealer {
         buf[..HEADER_LEN].copy_from_slice(&encoded);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&header.nonce(), &aad(&self.transfer_id, &encoded), &mut buf[HEADER_LEN..])
+            .seal_in_place_separate_tag(header.nonce(), Aad::from(aad(&self.transfer_id, &encoded)), &mut buf[HEADER_LEN..])
             .expect("payload within AES-GCM limits");
-        buf.extend_from_slice(&tag);
+        buf.extend_from_slice(tag.as_ref());
     }
 
     /// Seal a small payload (manifest, trailer) into a new frame.
@@ -197,7 +197,7 @@ pub struct Opener {
     transfer_id: TransferId,
     key: SessionKey,
     max_chunk: usize,
-    cached: Option<(Epoch, Aes256Gcm)>,
+    cached: Option<(Epoch, LessSafeKey)>,
 }
 
 impl Opener {
@@ -219,9 +219,9 @@ impl Opener {
         }
         let cipher = &self.cached.as_ref().expect("set above").1;
         let (body, tag) = frame[HEADER_LEN..].split_at_mut(header.len as usize - TAG_LEN);
-        let tag = Tag::clone_from_slice(tag);
+        let tag = Tag::try_from(&*tag).map_err(|_| FrameError::Unauthentic)?;
         cipher
-            .decrypt_in_place_detached(&header.nonce(), &aad(&self.transfer_id, &encoded), body, &tag)
+            .open_in_place_separate_tag(header.nonce(), Aad::from(aad(&self.transfer_id, &encoded)), tag, body, 0..)
             .map_err(|_| FrameError::Unauthentic)?;
         Ok(Opened { kind: header.kind, flags: header.flags, index: header.index })
     }

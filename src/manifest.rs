@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 /// Default chunk size: large enough that per-frame costs vanish, small enough that a resume
 /// repeats little and buffers stay small.
-pub const DEFAULT_CHUNK_SIZE: u32 = 1 << 20;
+pub const DEFAULT_CHUNK_SIZE: u32 = 256 << 10;
 /// Largest chunk size a receiver accepts.
 pub const MAX_CHUNK_SIZE: u32 = 16 << 20;
 

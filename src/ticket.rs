@@ -292,7 +292,7 @@ mod tests {
         ]
         .concat();
         assert_eq!(bytes, expected);
-        assert_eq!(&bytes[3..7], &[0x16, 0x1e, 0x64, 0xdd]);
+        assert_eq!(&bytes[3..7], &[0xbd, 0xcc, 0x24, 0x36]);
     }
 
     #[test]

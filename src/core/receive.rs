@@ -33,7 +33,7 @@ impl Default for ReceiveConfig {
     fn default() -> Self {
         ReceiveConfig {
             window: u64::MAX,
-            checkpoint_chunks: 32,
+            checkpoint_chunks: 128,
             checkpoint_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(60),

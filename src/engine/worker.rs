@@ -1,12 +1,16 @@
 //! The receiver's disk worker: opens frames, writes chunks, hashes, syncs, verifies.
 //!
-//! It runs on one blocking thread fed through a bounded channel, so decryption, hashing and
-//! disk writes overlap with the network task and never stall the async runtime. Inputs are
-//! handled strictly in order, which is what makes a `Sync` cover every chunk written before it.
+//! Three threads in a pipeline, each fed through a bounded channel so memory stays flat:
+//! the *opener* authenticates, decrypts and hashes; the *writer* copies plaintext into the temp
+//! file; the *syncer* runs `fdatasync` for checkpoints. On this kind of machine writing fresh
+//! page-cache pages costs as much as all the crypto together, so overlapping the two is what
+//! keeps up with the network. Everything the driver hears passes through the writer, strictly in
+//! input order: a chunk is reported only once written, and a `Sync` reaches the syncer only after
+//! every chunk before it was written, so a checkpoint covers exactly what it claims.
 //! Every chunk that authenticates is written at its offset (rewriting a duplicate is harmless);
 //! the driver learns which index arrived and lets the core decide what that means.
 
-use std::{fs::File, os::unix::fs::FileExt, path::PathBuf};
+use std::{fs::File, os::unix::fs::FileExt, path::PathBuf, sync::mpsc::SyncSender};
 
 use bytes::BytesMut;
 use sha2::{Digest, Sha256};
@@ -43,6 +47,19 @@ pub(super) enum WorkerOut {
     Synced(u64),
     Verified(String),
     Fatal(TransferError),
+}
+
+/// Frames queued between the opener and the writer.
+const PIPELINE_DEPTH: usize = 2;
+
+/// Work for the writer thread.
+enum WriteOp {
+    /// Write the opened frame's payload at `offset`, then report chunk `index`.
+    Chunk { index: u64, offset: u64, frame: BytesMut },
+    /// Pass a report on to the driver, in order.
+    Report(WorkerOut),
+    /// Everything before this is written: hand `upto` to the syncer.
+    Sync(u64),
 }
 
 pub(super) struct Worker {
@@ -91,22 +108,75 @@ impl Worker {
 
     /// Run until the input closes, `Finish` completes, or a fatal error.
     pub fn run(mut self, mut rx: mpsc::Receiver<WorkerIn>, tx: mpsc::UnboundedSender<WorkerOut>) {
+        let writer = match self.spawn_writer(tx.clone()) {
+            Ok(writer) => writer,
+            Err(e) => {
+                let _ = tx.send(WorkerOut::Fatal(e));
+                return;
+            }
+        };
         while let Some(input) = rx.blocking_recv() {
-            let out = match input {
+            let op = match input {
                 WorkerIn::Frame(frame) => self.frame(frame),
-                WorkerIn::Expected(hash) => self.expect(hash),
-                WorkerIn::StreamEnd { generation, fatal } => Ok(WorkerOut::StreamEnd { generation, fatal }),
-                WorkerIn::Sync { upto } => {
-                    self.file.sync_data().map(|()| WorkerOut::Synced(upto)).map_err(|e| TransferError::io(&self.path, e))
-                }
-                WorkerIn::Finish => self.finish(),
+                WorkerIn::Expected(hash) => self.expect(hash).map(WriteOp::Report),
+                WorkerIn::StreamEnd { generation, fatal } => Ok(WriteOp::Report(WorkerOut::StreamEnd { generation, fatal })),
+                WorkerIn::Sync { upto } => Ok(WriteOp::Sync(upto)),
+                // The core asks to finish only once every chunk is written and synced.
+                WorkerIn::Finish => self.finish().map(WriteOp::Report),
             };
-            let out = out.unwrap_or_else(WorkerOut::Fatal);
-            let last = matches!(out, WorkerOut::Verified(_) | WorkerOut::Fatal(_));
-            if tx.send(out).is_err() || last {
+            let op = op.unwrap_or_else(|e| WriteOp::Report(WorkerOut::Fatal(e)));
+            let last = matches!(op, WriteOp::Report(WorkerOut::Verified(_) | WorkerOut::Fatal(_)));
+            if writer.send(op).is_err() || last {
                 return;
             }
         }
+    }
+
+    /// The writer thread, and behind it the syncer.
+    fn spawn_writer(&self, tx: mpsc::UnboundedSender<WorkerOut>) -> Result<SyncSender<WriteOp>, TransferError> {
+        let io = |e| TransferError::io(&self.path, e);
+        let (file, sync_file, path) = (self.file.try_clone().map_err(io)?, self.file.try_clone().map_err(io)?, self.path.clone());
+        let (syncs, sync_rx) = std::sync::mpsc::channel::<u64>();
+        let sync_tx = tx.clone();
+        let sync_path = path.clone();
+        std::thread::Builder::new()
+            .name("agentferry-sync".into())
+            .spawn(move || {
+                for upto in sync_rx {
+                    let out = match sync_file.sync_data() {
+                        Ok(()) => WorkerOut::Synced(upto),
+                        Err(e) => WorkerOut::Fatal(TransferError::io(&sync_path, e)),
+                    };
+                    if sync_tx.send(out).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(io)?;
+        let (ops, rx) = std::sync::mpsc::sync_channel::<WriteOp>(PIPELINE_DEPTH);
+        std::thread::Builder::new()
+            .name("agentferry-write".into())
+            .spawn(move || {
+                for op in rx {
+                    let out = match op {
+                        WriteOp::Chunk { index, offset, frame } => match file.write_all_at(Opened::payload(&frame), offset) {
+                            Ok(()) => WorkerOut::Chunk(index),
+                            Err(e) => WorkerOut::Fatal(TransferError::io(&path, e)),
+                        },
+                        WriteOp::Sync(upto) => {
+                            let _ = syncs.send(upto);
+                            continue;
+                        }
+                        WriteOp::Report(out) => out,
+                    };
+                    let last = matches!(out, WorkerOut::Verified(_) | WorkerOut::Fatal(_));
+                    if tx.send(out).is_err() || last {
+                        return;
+                    }
+                }
+            })
+            .map_err(io)?;
+        Ok(ops)
     }
 
     fn expect(&mut self, hash: [u8; 32]) -> Result<WorkerOut, TransferError> {
@@ -117,8 +187,8 @@ impl Worker {
         Ok(WorkerOut::Trailer)
     }
 
-    fn frame(&mut self, mut frame: BytesMut) -> Result<WorkerOut, TransferError> {
-        let Ok(opened) = self.opener.open(&mut frame) else { return Ok(WorkerOut::Corrupt) };
+    fn frame(&mut self, mut frame: BytesMut) -> Result<WriteOp, TransferError> {
+        let Ok(opened) = self.opener.open(&mut frame) else { return Ok(WriteOp::Report(WorkerOut::Corrupt)) };
         let payload = Opened::payload(&frame);
         let m = &self.manifest;
         match opened.kind {
@@ -132,20 +202,19 @@ impl Worker {
                         m.chunk_size
                     )));
                 }
-                self.file.write_all_at(payload, m.offset(index)).map_err(|e| TransferError::io(&self.path, e))?;
                 if index == self.hashed {
                     self.hasher.update(payload);
                     self.hashed += 1;
                 }
-                Ok(WorkerOut::Chunk(index))
+                Ok(WriteOp::Chunk { index, offset: m.offset(index), frame })
             }
             FrameKind::Trailer => {
                 let hash: [u8; 32] = payload
                     .try_into()
                     .map_err(|_| TransferError::Protocol("the trailer is not a SHA-256".into()))?;
-                self.expect(hash)
+                self.expect(hash).map(WriteOp::Report)
             }
-            FrameKind::Manifest => Ok(WorkerOut::Corrupt), // not expected inside a frame stream
+            FrameKind::Manifest => Ok(WriteOp::Report(WorkerOut::Corrupt)), // not expected in a frame stream
         }
     }
 
