@@ -74,7 +74,7 @@ pub enum Side {
         /// Canonical path of the file being sent.
         path: PathBuf,
         /// Modification time (ns since the epoch) when the transfer began.
-        mtime_ns: u128,
+        mtime_ns: u64,
         /// The address the sender listens on; a restarted sender binds it again.
         bind: std::net::SocketAddr,
     },

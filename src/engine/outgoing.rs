@@ -51,7 +51,7 @@ pub struct Outgoing {
     token: String,
     path: PathBuf,
     file: File,
-    mtime_ns: u128,
+    mtime_ns: u64,
     manifest: Manifest,
     pub expires_at: u64,
     sha256: Mutex<Option<String>>,
@@ -61,8 +61,8 @@ pub struct Outgoing {
 }
 
 /// Modification time of a file in ns since the epoch.
-pub fn mtime_ns(meta: &std::fs::Metadata) -> u128 {
-    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
+pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+    meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Outgoing {
@@ -74,7 +74,7 @@ impl Outgoing {
         path: PathBuf,
         manifest: Manifest,
         expires_at: u64,
-        expected_mtime_ns: Option<u128>,
+        expected_mtime_ns: Option<u64>,
     ) -> Result<Self, TransferError> {
         let file = File::open(&path).map_err(|e| TransferError::SourceUnreadable {
             path: path.display().to_string(),
@@ -112,7 +112,7 @@ impl Outgoing {
         Manifest { sha256: self.sha256(), ..self.manifest.clone() }
     }
 
-    pub fn mtime_ns(&self) -> u128 {
+    pub fn mtime_ns(&self) -> u64 {
         self.mtime_ns
     }
 

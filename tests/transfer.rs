@@ -1,0 +1,254 @@
+//! End-to-end transfers between two `agentferry` processes over loopback.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+
+use agentferry::Ticket;
+use common::*;
+
+#[test]
+fn send_then_receive_is_byte_identical() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "data.bin", 5 * 1024 * 1024 + 123, 1);
+    let (sender, ticket, id) = a.send(&src, &[]);
+    let (code, events, _) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?}");
+    let done = events.last().unwrap();
+    assert_eq!(done["event"], "completed");
+    assert_eq!(done["transfer_id"], id.as_str());
+    assert_eq!(done["sha256"], sha256_file(&src).as_str());
+    assert_eq!(done["bytes"], 5 * 1024 * 1024 + 123);
+    let saved = b.out().join("data.bin");
+    assert_eq!(done["saved_to"], saved.to_str().unwrap());
+    assert_same_file(&src, &saved);
+    assert!(events.iter().any(|e| e["event"] == "attempt" && e["ok"] == true && e["path"] == "http"));
+    assert!(events.iter().all(|e| e.get("event").is_some()), "every line has an event field");
+
+    // The sender learns of the verified hash and exits on its own.
+    let (code, last) = sender.finish();
+    assert_eq!(code, 0);
+    assert_eq!(last["event"], "completed");
+    assert_eq!(last["sha256"], done["sha256"]);
+
+    // Both journals agree, and no secret shows in status.
+    for node in [&a, &b] {
+        let (code, status, _) = node.run(&["status", &id, "--json"]);
+        assert_eq!(code, 0);
+        assert_eq!(status[0]["event"], "status");
+        assert_eq!(status[0]["state"], "completed");
+        assert!(!serde_json::to_string(&status).unwrap().contains(&ticket));
+    }
+    // No temp file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(b.out()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("data.bin")]);
+}
+
+#[test]
+fn an_empty_file_arrives_empty() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = a.dir.path().join("empty.txt");
+    std::fs::write(&src, b"").unwrap();
+    let (sender, ticket, _) = a.send(&src, &[]);
+    let (code, events, _) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?}");
+    assert_eq!(std::fs::read(b.out().join("empty.txt")).unwrap(), b"");
+    assert_eq!(sender.finish().0, 0);
+}
+
+#[test]
+fn an_existing_file_is_kept_unless_overwrite_is_asked() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "report.txt", 300_000, 2);
+    std::fs::create_dir_all(b.out()).unwrap();
+    std::fs::write(b.out().join("report.txt"), b"precious").unwrap();
+    let (sender, ticket, _) = a.send(&src, &[]);
+    let out = b.out();
+    let (code, events, stderr) = b.run(&["receive", &ticket, "-o", out.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 6, "{events:?} {stderr}");
+    assert_eq!(events.last().unwrap()["code"], "file_exists");
+    assert!(events.last().unwrap()["hint"].as_str().unwrap().contains("--overwrite"));
+    assert_eq!(std::fs::read(out.join("report.txt")).unwrap(), b"precious");
+
+    let (code, events, _) = b.run(&["receive", &ticket, "-o", out.to_str().unwrap(), "--overwrite", "--json"]);
+    assert_eq!(code, 0, "{events:?}");
+    assert_same_file(&src, &out.join("report.txt"));
+    assert_eq!(sender.finish().0, 0);
+}
+
+#[test]
+fn bad_tickets_each_get_their_own_error_and_exit_code() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "f.bin", 1000, 3);
+    let (_sender, ticket, _) = a.send(&src, &[]);
+    let mut expired: Ticket = ticket.parse().unwrap();
+    expired.expires_at = 1_000_000;
+    let mut tampered = ticket.clone().into_bytes();
+    let i = tampered.len() / 2;
+    tampered[i] = if tampered[i] == b'a' { b'b' } else { b'a' };
+    let cases = [
+        (ticket[..ticket.len() / 2].to_owned(), "ticket_truncated"),
+        (String::from_utf8(tampered).unwrap(), "ticket_tampered"),
+        (format!("blob{}", &ticket[5..]), "ticket_wrong_kind"),
+        (expired.to_string(), "ticket_expired"),
+        ("ferry!!!".to_owned(), "ticket_malformed"),
+    ];
+    for (bad, code_name) in cases {
+        let (code, events, stderr) = b.run(&["receive", &bad, "-o", b.out().to_str().unwrap(), "--json"]);
+        assert_eq!(code, 3, "{code_name}: {events:?} {stderr}");
+        let last = events.last().unwrap();
+        assert_eq!(last["event"], "error");
+        assert_eq!(last["code"], code_name);
+        assert!(!last["hint"].as_str().unwrap().is_empty());
+    }
+    assert!(!b.out().exists() || std::fs::read_dir(b.out()).unwrap().next().is_none(), "nothing was written");
+}
+
+/// A raw HTTP/1.1 request; returns the status line and the body.
+fn http(addr: SocketAddr, request: &str) -> (String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    (head.lines().next().unwrap().to_owned(), response[split..].to_vec())
+}
+
+#[test]
+fn wrong_or_missing_tokens_get_403_and_probes_consume_nothing() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "secret.bin", 400_000, 4);
+    let (sender, ticket, id) = a.send(&src, &[]);
+    let parsed: Ticket = ticket.parse().unwrap();
+    let addr = parsed.addrs[0];
+    let token = parsed.session_key.http_token(&parsed.transfer_id);
+    let frames = format!("/v1/transfers/{id}/frames?from=0");
+    for auth in ["", "Authorization: Bearer wrong\r\n", "Authorization: Basic Zm9vOmJhcg==\r\n"] {
+        let (status, body) = http(addr, &format!("GET {frames} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"));
+        assert!(status.contains("403"), "{status}");
+        assert!(body.is_empty(), "nothing is served without the token");
+    }
+    // Another transfer's id with this token: also refused, and indistinguishable.
+    let other = format!("/v1/transfers/{}/frames", "0".repeat(32));
+    let (status, _) = http(addr, &format!("GET {other} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"));
+    assert!(status.contains("403"), "{status}");
+    // The right token: HEAD and GET of the manifest are probes.
+    for method in ["HEAD", "GET", "HEAD"] {
+        let (status, _) = http(addr, &format!("{method} /v1/transfers/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"));
+        assert!(status.contains("200"), "{method}: {status}");
+    }
+    // ... and the transfer still goes through afterwards.
+    let (code, events, _) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?}");
+    assert_same_file(&src, &b.out().join("secret.bin"));
+    assert_eq!(sender.finish().0, 0);
+}
+
+/// A TCP proxy that flips one byte of the sender's first frame stream, once, and counts the
+/// frame requests it forwards.
+fn flipping_proxy(upstream: SocketAddr, flip_at: usize) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frame_requests = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&frame_requests);
+    std::thread::spawn(move || {
+        let flipped = Arc::new(AtomicUsize::new(0));
+        for client in listener.incoming() {
+            let Ok(client) = client else { return };
+            let server = TcpStream::connect(upstream).unwrap();
+            let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let counter = Arc::clone(&counter);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = c_read.read(&mut buf) {
+                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    counter.fetch_add(String::from_utf8_lossy(&buf[..n]).matches("/frames?").count(), Ordering::SeqCst);
+                }
+                let _ = s_write.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_read, mut c_write) = (server, client);
+            let flipped = Arc::clone(&flipped);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut seen = 0usize;
+                while let Ok(n) = s_read.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if (seen..seen + n).contains(&flip_at) && flipped.fetch_add(1, Ordering::SeqCst) == 0 {
+                        buf[flip_at - seen] ^= 0x40;
+                    }
+                    seen += n;
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (addr, frame_requests)
+}
+
+#[test]
+fn a_byte_flipped_in_flight_is_rejected_and_fetched_again() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "flip.bin", 3 * 1024 * 1024, 5);
+    let (sender, ticket, _) = a.send(&src, &[]);
+    let mut via_proxy: Ticket = ticket.parse().unwrap();
+    // Far enough in to land inside a frame's ciphertext on the frame stream (the manifest probe
+    // on its own connection is a few hundred bytes).
+    let (proxy, frame_requests) = flipping_proxy(via_proxy.addrs[0], 1_000_000);
+    via_proxy.addrs = vec![proxy];
+    let (code, events, stderr) = b.run(&["receive", &via_proxy.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    assert_same_file(&src, &b.out().join("flip.bin"));
+    assert!(frame_requests.load(Ordering::SeqCst) >= 2, "the damaged chunk was asked for again");
+    assert_eq!(sender.finish().0, 0);
+}
+
+#[test]
+fn hostile_names_are_reduced_to_a_base_name_inside_the_output_folder() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "innocent.txt", 10_000, 6);
+    let (sender, ticket, _) = a.send(&src, &[]);
+    let mut hostile: Ticket = ticket.parse().unwrap();
+    hostile.name = "../../escaped.txt".into();
+    let (code, events, _) = b.run(&["receive", &hostile.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?}");
+    assert_same_file(&src, &b.out().join("escaped.txt"));
+    assert!(!b.dir.path().join("escaped.txt").exists());
+    assert_eq!(sender.finish().0, 0);
+}
+
+#[test]
+fn an_unreadable_source_is_refused_before_any_ticket() {
+    let a = Node::new();
+    let (code, events, _) = a.run(&["send", "/definitely/not/here.bin", "--json"]);
+    assert_eq!(code, 6);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["event"], "error");
+    assert_eq!(events[0]["code"], "source_unreadable");
+    let (code, events, _) = a.run(&["send", a.dir.path().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 6);
+    assert_eq!(events[0]["code"], "source_unreadable");
+}
+
+#[test]
+fn status_of_an_unknown_transfer_says_how_to_list() {
+    let a = Node::new();
+    let (code, events, _) = a.run(&["status", "00112233445566778899aabbccddeeff", "--json"]);
+    assert_eq!(code, 8);
+    assert_eq!(events[0]["code"], "transfer_not_found");
+    assert!(events[0]["hint"].as_str().unwrap().contains("agentferry status"));
+}
