@@ -53,8 +53,7 @@ impl SessionKey {
 
     fn derive(&self, label: &[u8], id: &TransferId, extra: &[u8], out: &mut [u8]) {
         let hk = Hkdf::<Sha256>::new(Some(SALT), &self.0);
-        hk.expand_multi_info(&[label, b"\0", id.as_bytes(), extra], out)
-            .expect("HKDF output length is within bounds");
+        hk.expand_multi_info(&[label, b"\0", id.as_bytes(), extra], out).expect("HKDF output length is within bounds");
     }
 
     /// The bearer token for the direct HTTP path: base64url of 32 derived bytes.

@@ -73,6 +73,9 @@ pub enum TransferError {
     /// The transfer already finished; there is nothing to resume.
     #[error("transfer {0} is already completed")]
     AlreadyCompleted(String),
+    /// Another live process is already driving this transfer.
+    #[error("another process is already working on transfer {0}")]
+    Busy(String),
     /// The node home has both a send and a receive entry for this id.
     #[error("this node both sends and receives transfer {0}")]
     AmbiguousTransfer(String),
@@ -109,6 +112,7 @@ impl TransferError {
             AddressInUse(_) => "address_in_use",
             TransferNotFound(_) => "transfer_not_found",
             AlreadyCompleted(_) => "already_completed",
+            Busy(_) => "transfer_busy",
             AmbiguousTransfer(_) => "ambiguous_transfer",
             Home(_) => "home_unusable",
             Cancelled => "cancelled",
@@ -143,6 +147,7 @@ impl TransferError {
             AddressInUse(_) => "stop whatever holds the port, then resume the transfer",
             TransferNotFound(_) => "run `agentferry status` to list the transfers this node knows",
             AlreadyCompleted(_) => "nothing to do; `agentferry status ID` shows where the file is",
+            Busy(_) => "wait for that process to finish, or stop it, then resume",
             AmbiguousTransfer(_) => "pass --role send or --role receive",
             Home(_) => "check AGENTFERRY_HOME and the permissions of the node home",
             Cancelled => "run `agentferry resume ID` to continue",
@@ -161,10 +166,9 @@ impl TransferError {
             | TicketExpired { .. } => 3,
             PeerUnreachable(_) | Unauthorized | Protocol(_) | AddressInUse(_) => 4,
             IntegrityMismatch(_) | SizeLimit(_) => 5,
-            FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. }
-            | Home(_) => 6,
+            FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
             SourceChanged(_) => 7,
-            TransferNotFound(_) | AlreadyCompleted(_) | AmbiguousTransfer(_) => 8,
+            TransferNotFound(_) | AlreadyCompleted(_) | Busy(_) | AmbiguousTransfer(_) => 8,
             Cancelled => 130,
         }
     }
@@ -194,6 +198,7 @@ impl TransferError {
             AddressInUse(m) => AddressInUse(m.clone()),
             TransferNotFound(m) => TransferNotFound(m.clone()),
             AlreadyCompleted(m) => AlreadyCompleted(m.clone()),
+            Busy(m) => Busy(m.clone()),
             AmbiguousTransfer(m) => AmbiguousTransfer(m.clone()),
             Home(m) => Home(m.clone()),
             Cancelled => Cancelled,

@@ -163,7 +163,11 @@ impl Sealer {
         buf[..HEADER_LEN].copy_from_slice(&encoded);
         let tag = self
             .cipher
-            .seal_in_place_separate_tag(header.nonce(), Aad::from(aad(&self.transfer_id, &encoded)), &mut buf[HEADER_LEN..])
+            .seal_in_place_separate_tag(
+                header.nonce(),
+                Aad::from(aad(&self.transfer_id, &encoded)),
+                &mut buf[HEADER_LEN..],
+            )
             .expect("payload within AES-GCM limits");
         buf.extend_from_slice(tag.as_ref());
     }

@@ -56,14 +56,16 @@ pub fn create_private_dir(dir: &Path) -> Result<()> {
         .map_err(|e| TransferError::Home(format!("cannot create {}: {e}", dir.display())))
 }
 
+/// Open `path` for reading and writing, creating it with mode 0600; never truncates.
+pub fn open_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
+}
+
 /// Replace `path` with `bytes` atomically and durably, mode 0600.
 pub fn write_private_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("state files live in a folder");
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().expect("file name").to_string_lossy(),
-        std::process::id()
-    ));
+    let tmp =
+        dir.join(format!(".{}.{}.tmp", path.file_name().expect("file name").to_string_lossy(), std::process::id()));
     let result = (|| {
         let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         f.write_all(bytes)?;

@@ -11,8 +11,7 @@
 //! `interrupted`, and `resume` may take it over. Two processes never drive one transfer at once.
 
 use std::{
-    fs::{self, File, OpenOptions},
-    os::unix::fs::OpenOptionsExt,
+    fs::{self, File},
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -21,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Result, TransferError},
-    home::{Home, write_private_atomic},
+    home::{Home, open_private, write_private_atomic},
     id::TransferId,
 };
 
@@ -217,18 +216,21 @@ impl Journal {
     /// Take ownership of a transfer; `None` when another live process owns it.
     pub fn try_lock(&self, id: &TransferId, role: Role) -> Result<Option<OwnerLock>> {
         let path = self.path(id, role, "lock");
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| TransferError::io(&path, e))?;
+        let file = open_private(&path).map_err(|e| TransferError::io(&path, e))?;
         match file.try_lock() {
             Ok(()) => Ok(Some(OwnerLock { _file: file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
             Err(fs::TryLockError::Error(e)) => Err(TransferError::io(path, e)),
         }
+    }
+
+    /// Take over an unfinished transfer to resume it.
+    pub fn claim(&self, record: &Record) -> Result<OwnerLock> {
+        let id = record.transfer_id;
+        if record.state == State::Completed {
+            return Err(TransferError::AlreadyCompleted(id.to_string()));
+        }
+        self.try_lock(&id, record.role())?.ok_or_else(|| TransferError::Busy(id.to_string()))
     }
 
     /// The record with its state as the user should see it (`active` without owner: `interrupted`).

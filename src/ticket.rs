@@ -276,18 +276,18 @@ mod tests {
     fn encoding_is_pinned() {
         let bytes = sample().to_bytes();
         let expected: Vec<u8> = [
-            &[0x00][..],                             // version 0
-            &[0x00, 0x6b],                           // body length 107
-            &checksum(&bytes[7..]),                  // checksum (recomputed; pinned below)
-            &[0x11; 16],                             // transfer id
-            &[0x22; 32],                             // session key
-            &[1, 2, 3, 4, 5, 6, 7, 8],               // expires_at
-            &[0, 0, 0, 0, 0, 0x0f, 0x42, 0x40],      // size 1_000_000
-            &[0, 0x10, 0, 0],                        // chunk size 1 MiB
-            &[0x00, 0x0a],                           // name length
-            b"report.pdf",                           // name
-            &[2],                                    // two addresses
-            &[4, 127, 0, 0, 1, 0x10, 0x92],          // 127.0.0.1:4242
+            &[0x00][..],                                                      // version 0
+            &[0x00, 0x6b],                                                    // body length 107
+            &checksum(&bytes[7..]),                                           // checksum (recomputed; pinned below)
+            &[0x11; 16],                                                      // transfer id
+            &[0x22; 32],                                                      // session key
+            &[1, 2, 3, 4, 5, 6, 7, 8],                                        // expires_at
+            &[0, 0, 0, 0, 0, 0x0f, 0x42, 0x40],                               // size 1_000_000
+            &[0, 0x10, 0, 0],                                                 // chunk size 1 MiB
+            &[0x00, 0x0a],                                                    // name length
+            b"report.pdf",                                                    // name
+            &[2],                                                             // two addresses
+            &[4, 127, 0, 0, 1, 0x10, 0x92],                                   // 127.0.0.1:4242
             &[6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x10, 0x92], // [::1]:4242
         ]
         .concat();

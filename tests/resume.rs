@@ -35,7 +35,8 @@ fn receive_until(b: &Node, ticket: &str, threshold: u64) -> Running {
 /// What `kill -9` must leave: a durable prefix identical to the source, no final file.
 fn assert_durable_prefix(b: &Node, id: &str, src: &Path) -> u64 {
     let record = journal(&b.home(), id, "receive");
-    let durable = (record["durable_chunks"].as_u64().unwrap() * record["chunk_size"].as_u64().unwrap()).min(SIZE as u64);
+    let durable =
+        (record["durable_chunks"].as_u64().unwrap() * record["chunk_size"].as_u64().unwrap()).min(SIZE as u64);
     let temp = PathBuf::from(record["temp_path"].as_str().unwrap());
     let part = std::fs::read(&temp).unwrap();
     let source = std::fs::read(src).unwrap();

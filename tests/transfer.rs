@@ -132,17 +132,26 @@ fn wrong_or_missing_tokens_get_403_and_probes_consume_nothing() {
     let token = parsed.session_key.http_token(&parsed.transfer_id);
     let frames = format!("/v1/transfers/{id}/frames?from=0");
     for auth in ["", "Authorization: Bearer wrong\r\n", "Authorization: Basic Zm9vOmJhcg==\r\n"] {
-        let (status, body) = http(addr, &format!("GET {frames} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"));
+        let (status, body) =
+            http(addr, &format!("GET {frames} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"));
         assert!(status.contains("403"), "{status}");
         assert!(body.is_empty(), "nothing is served without the token");
     }
     // Another transfer's id with this token: also refused, and indistinguishable.
     let other = format!("/v1/transfers/{}/frames", "0".repeat(32));
-    let (status, _) = http(addr, &format!("GET {other} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"));
+    let (status, _) = http(
+        addr,
+        &format!("GET {other} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    );
     assert!(status.contains("403"), "{status}");
     // The right token: HEAD and GET of the manifest are probes.
     for method in ["HEAD", "GET", "HEAD"] {
-        let (status, _) = http(addr, &format!("{method} /v1/transfers/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"));
+        let (status, _) = http(
+            addr,
+            &format!(
+                "{method} /v1/transfers/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            ),
+        );
         assert!(status.contains("200"), "{method}: {status}");
     }
     // ... and the transfer still goes through afterwards.

@@ -8,9 +8,7 @@ use std::{io::Write, os::unix::fs::FileExt, time::Instant};
 
 use rand::RngCore;
 
-use agentferry::{
-    Node, NodeConfig, ReceiveOptions, SendOptions, TransferError, engine::Event, home::Home,
-};
+use agentferry::{Node, NodeConfig, ReceiveOptions, SendOptions, TransferError, engine::Event, home::Home};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -30,7 +28,8 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
     let receiver = Node::new(Home::open(scratch.join("receiver-home"))?, config);
 
     eprintln!("agentferry demo: {} MiB between two nodes over loopback", args.size_mib);
-    let mut sending = sender.send(SendOptions { path: source, expires_in: std::time::Duration::from_secs(600) }).await?;
+    let mut sending =
+        sender.send(SendOptions { path: source, expires_in: std::time::Duration::from_secs(600) }).await?;
     let Some(Event::Ticket { ticket, .. }) = sending.events.recv().await else {
         return Err(sending.finish().await.err().unwrap_or(TransferError::Cancelled));
     };
@@ -56,7 +55,11 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
     let _ = writeln!(out, "time     {:.3} s", elapsed.as_secs_f64());
     let _ = writeln!(out, "speed    {:.0} MB/s", mb / elapsed.as_secs_f64());
     let _ = writeln!(out, "sha256   {}", received.sha256);
-    let _ = writeln!(out, "verified {}", if sent.sha256 == received.sha256 { "sender and receiver agree" } else { "MISMATCH" });
+    let _ = writeln!(
+        out,
+        "verified {}",
+        if sent.sha256 == received.sha256 { "sender and receiver agree" } else { "MISMATCH" }
+    );
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

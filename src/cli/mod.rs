@@ -12,9 +12,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use agentferry::{
-    Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError,
-    home::Home,
-    id::TransferId,
+    Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, home::Home, id::TransferId,
     journal::Role,
 };
 use output::Reporter;
@@ -151,7 +149,8 @@ impl From<TransferError> for Failure {
 }
 
 async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
-    let config = NodeConfig { bind: cli.bind, peer_timeout: Duration::from_secs(cli.peer_timeout), ..NodeConfig::default() };
+    let config =
+        NodeConfig { bind: cli.bind, peer_timeout: Duration::from_secs(cli.peer_timeout), ..NodeConfig::default() };
     if let Command::Demo(args) = cli.command {
         return Ok(demo::run(args).await?);
     }

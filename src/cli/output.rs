@@ -31,7 +31,9 @@ impl Reporter {
                     let now = Instant::now();
                     let step = (bytes_total / 100).max(1);
                     let due = last_progress.is_none_or(|(at, done)| {
-                        now - at >= Duration::from_millis(100) || bytes_done.saturating_sub(done) >= step || bytes_done == bytes_total
+                        now - at >= Duration::from_millis(100)
+                            || bytes_done.saturating_sub(done) >= step
+                            || bytes_done == bytes_total
                     });
                     if !due {
                         return;
@@ -86,7 +88,9 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             let secs = (*elapsed_ms as f64 / 1000.0).max(0.001);
             let rate = *bytes as f64 / secs / 1e6;
             match saved_to {
-                Some(path) => eprintln!("Received {} in {secs:.2} s ({rate:.0} MB/s) to {}", human_bytes(*bytes), path.display()),
+                Some(path) => {
+                    eprintln!("Received {} in {secs:.2} s ({rate:.0} MB/s) to {}", human_bytes(*bytes), path.display())
+                }
                 None => eprintln!("Sent {} in {secs:.2} s; the receiver verified it", human_bytes(*bytes)),
             }
             eprintln!("sha256 {sha256}");

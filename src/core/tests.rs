@@ -34,7 +34,14 @@ struct Link {
 
 impl Link {
     fn clean() -> Self {
-        Link { latency: Duration::from_millis(5), jitter: Duration::ZERO, loss: 0.0, duplicate: 0.0, corrupt: 0.0, stream_ends: true }
+        Link {
+            latency: Duration::from_millis(5),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            duplicate: 0.0,
+            corrupt: 0.0,
+            stream_ends: true,
+        }
     }
 }
 
@@ -89,7 +96,11 @@ impl Pair {
         let copies = if !reliable && self.rng.random_bool(self.link.duplicate) { 2 } else { 1 };
         for _ in 0..copies {
             let jitter = self.link.jitter.mul_f64(self.rng.random::<f64>());
-            let msg = if matches!(msg, Msg::Chunk(_)) && self.rng.random_bool(self.link.corrupt) { Msg::Corrupt } else { msg };
+            let msg = if matches!(msg, Msg::Chunk(_)) && self.rng.random_bool(self.link.corrupt) {
+                Msg::Corrupt
+            } else {
+                msg
+            };
             self.seq += 1;
             self.wire.push(Reverse((at + self.link.latency + jitter, self.seq, to_receiver, msg)));
         }

@@ -39,7 +39,9 @@ const STREAM_DEPTH: usize = 4;
 #[derive(Clone, Debug)]
 pub enum SendOutcome {
     /// The receiver confirmed the file with this hash.
-    Completed { sha256: String },
+    Completed {
+        sha256: String,
+    },
     Failed(Arc<TransferError>),
 }
 
@@ -76,18 +78,12 @@ impl Outgoing {
         expires_at: u64,
         expected_mtime_ns: Option<u64>,
     ) -> Result<Self, TransferError> {
-        let file = File::open(&path).map_err(|e| TransferError::SourceUnreadable {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let file = File::open(&path)
+            .map_err(|e| TransferError::SourceUnreadable { path: path.display().to_string(), reason: e.to_string() })?;
         let meta = file.metadata().map_err(|e| TransferError::io(&path, e))?;
         let mtime = mtime_ns(&meta);
         if meta.len() != manifest.size {
-            return Err(TransferError::SourceChanged(format!(
-                "size is {} bytes, was {}",
-                meta.len(),
-                manifest.size
-            )));
+            return Err(TransferError::SourceChanged(format!("size is {} bytes, was {}", meta.len(), manifest.size)));
         }
         if expected_mtime_ns.is_some_and(|m| m != mtime) {
             return Err(TransferError::SourceChanged("modification time differs".into()));
@@ -135,9 +131,8 @@ impl Outgoing {
     }
 
     pub fn fail(&self, error: TransferError) {
-        self.outcome.send_if_modified(|o| {
-            o.is_none().then(|| *o = Some(SendOutcome::Failed(Arc::new(error)))).is_some()
-        });
+        self.outcome
+            .send_if_modified(|o| o.is_none().then(|| *o = Some(SendOutcome::Failed(Arc::new(error)))).is_some());
     }
 
     /// The receiver reports the hash it verified; accepted only if it is ours.

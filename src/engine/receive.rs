@@ -54,7 +54,8 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
     }
     crate::home::create_private_dir(&options.output_dir)
         .map_err(|_| TransferError::PermissionDenied(format!("cannot create {}", options.output_dir.display())))?;
-    let output_dir = std::fs::canonicalize(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
+    let output_dir =
+        std::fs::canonicalize(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
     let file_name = safe_file_name(&ticket.name);
     let target = output_dir.join(&file_name);
     if !options.overwrite && target.symlink_metadata().is_ok() {
@@ -87,14 +88,7 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
 }
 
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
-    let id = record.transfer_id;
-    if record.state == State::Completed {
-        return Err(TransferError::AlreadyCompleted(id.to_string()));
-    }
-    let lock = node
-        .journal
-        .try_lock(&id, Role::Receive)?
-        .ok_or_else(|| TransferError::Home(format!("another process is already receiving transfer {id}")))?;
+    let lock = node.journal.claim(&record)?;
     let ticket: Ticket = record.ticket.parse()?;
     record.state = State::Active;
     record.error = None;
@@ -139,7 +133,12 @@ fn give_up_error(why: GiveUp) -> TransferError {
 
 impl Driver {
     fn manifest(&self) -> Manifest {
-        Manifest { name: self.record.name.clone(), size: self.record.size, chunk_size: self.record.chunk_size, sha256: None }
+        Manifest {
+            name: self.record.name.clone(),
+            size: self.record.size,
+            chunk_size: self.record.chunk_size,
+            sha256: None,
+        }
     }
 
     fn receive_side(&mut self) -> (&Path, &mut u64, &Path) {
@@ -174,9 +173,10 @@ impl Driver {
         let (temp_path, claimed) = (temp_path.to_path_buf(), *durable);
         let opener = Opener::new(key.clone(), id, max_chunk);
         let worker_manifest = manifest.clone();
-        let (worker, durable) = tokio::task::spawn_blocking(move || Worker::open(temp_path, worker_manifest, opener, claimed))
-            .await
-            .map_err(|_| TransferError::Cancelled)??;
+        let (worker, durable) =
+            tokio::task::spawn_blocking(move || Worker::open(temp_path, worker_manifest, opener, claimed))
+                .await
+                .map_err(|_| TransferError::Cancelled)??;
         let resumed_bytes = manifest.bytes_in(durable);
 
         let (to_worker, worker_rx) = mpsc::channel(WORKER_DEPTH);
@@ -224,8 +224,15 @@ impl Driver {
                 WorkerOut::Chunk(index) => {
                     core.handle_frame(now, index).map_err(|e| TransferError::Protocol(e.to_string()))?;
                     let done = manifest.bytes_in(core.first_missing());
-                    let rate = (done.saturating_sub(resumed_bytes) as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
-                    self.events.progress(Event::Progress { transfer_id: id, role: Role::Receive, bytes_done: done, bytes_total: manifest.size, rate });
+                    let rate =
+                        (done.saturating_sub(resumed_bytes) as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                    self.events.progress(Event::Progress {
+                        transfer_id: id,
+                        role: Role::Receive,
+                        bytes_done: done,
+                        bytes_total: manifest.size,
+                        rate,
+                    });
                 }
                 WorkerOut::Corrupt => {
                     tracing::warn!(transfer = %id, "a frame failed authentication; it will be fetched again");
@@ -286,7 +293,14 @@ impl Driver {
     /// Best effort: the sender stops serving once told; if it is gone, its ticket expires anyway.
     async fn confirm(&self, sha256: &str) {
         let t = &self.ticket;
-        let (connected, _) = connect_any(&t.addrs, t.transfer_id, &t.session_key.http_token(&t.transfer_id), PROBE_BUDGET, |_: &mut BytesMut| Ok(())).await;
+        let (connected, _) = connect_any(
+            &t.addrs,
+            t.transfer_id,
+            &t.session_key.http_token(&t.transfer_id),
+            PROBE_BUDGET,
+            |_: &mut BytesMut| Ok(()),
+        )
+        .await;
         if let Ok(Connected { mut peer, .. }) = connected
             && let Err(e) = peer.complete(sha256).await
         {
@@ -394,10 +408,9 @@ impl NetTask {
                 .await;
         }
         let Connected { peer, answer: manifest } = result?;
-        if let Some(hash) = manifest.sha256.as_deref().and_then(|h| data_encoding::HEXLOWER.decode(h.as_bytes()).ok()) {
-            if let Ok(hash) = <[u8; 32]>::try_from(hash) {
-                let _ = self.to_worker.send(WorkerIn::Expected(hash)).await;
-            }
+        let known = manifest.sha256.as_deref().and_then(|h| data_encoding::HEXLOWER.decode(h.as_bytes()).ok());
+        if let Some(Ok(hash)) = known.map(<[u8; 32]>::try_from) {
+            let _ = self.to_worker.send(WorkerIn::Expected(hash)).await;
         }
         Ok(peer)
     }

@@ -9,17 +9,18 @@ use std::{
 use super::{Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer};
 use crate::{
     crypto::SessionKey,
+    engine::Outgoing,
     error::{Result, TransferError},
     id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
-    engine::Outgoing,
     ticket::Ticket,
     transport::{PathKind, http::HttpServer},
 };
 
 pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer> {
-    let unreadable = |reason: String| TransferError::SourceUnreadable { path: options.path.display().to_string(), reason };
+    let unreadable =
+        |reason: String| TransferError::SourceUnreadable { path: options.path.display().to_string(), reason };
     let path = std::fs::canonicalize(&options.path).map_err(|e| unreadable(e.to_string()))?;
     let meta = std::fs::metadata(&path).map_err(|e| unreadable(e.to_string()))?;
     if !meta.is_file() {
@@ -39,7 +40,8 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         name: manifest.name.clone(),
         addrs: advertised_addrs(server.local_addr()),
     };
-    let outgoing = Outgoing::open(transfer_id, ticket.session_key.clone(), path.clone(), manifest, ticket.expires_at, None)?;
+    let outgoing =
+        Outgoing::open(transfer_id, ticket.session_key.clone(), path.clone(), manifest, ticket.expires_at, None)?;
     let mut record = Record {
         transfer_id,
         ticket: ticket.to_string(),
@@ -59,14 +61,7 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
 }
 
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
-    let id = record.transfer_id;
-    if record.state == State::Completed {
-        return Err(TransferError::AlreadyCompleted(id.to_string()));
-    }
-    let lock = node
-        .journal
-        .try_lock(&id, Role::Send)?
-        .ok_or_else(|| TransferError::Home(format!("another process is already serving transfer {id}")))?;
+    let lock = node.journal.claim(&record)?;
     let Side::Send { path, mtime_ns, bind } = record.side.clone() else { unreachable!("send record") };
     let ticket: Ticket = record.ticket.parse()?;
     let fail = |node: &Node, record: &mut Record, e: TransferError| {
@@ -78,8 +73,20 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
     if let Err(e) = ticket.check_expiry(unix_now()) {
         return fail(node, &mut record, e);
     }
-    let manifest = Manifest { name: record.name.clone(), size: record.size, chunk_size: record.chunk_size, sha256: record.sha256.clone() };
-    let outgoing = match Outgoing::open(id, ticket.session_key.clone(), path, manifest, ticket.expires_at, Some(mtime_ns)) {
+    let manifest = Manifest {
+        name: record.name.clone(),
+        size: record.size,
+        chunk_size: record.chunk_size,
+        sha256: record.sha256.clone(),
+    };
+    let outgoing = match Outgoing::open(
+        record.transfer_id,
+        ticket.session_key.clone(),
+        path,
+        manifest,
+        ticket.expires_at,
+        Some(mtime_ns),
+    ) {
         Ok(o) => o,
         Err(e @ TransferError::SourceChanged(_)) => return fail(node, &mut record, e),
         Err(e) => return Err(e),
@@ -92,7 +99,14 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
     Ok(spawn(node, record, ticket, server, outgoing, lock))
 }
 
-fn spawn(node: &Node, record: Record, ticket: Ticket, server: HttpServer, outgoing: Outgoing, lock: OwnerLock) -> Transfer {
+fn spawn(
+    node: &Node,
+    record: Record,
+    ticket: Ticket,
+    server: HttpServer,
+    outgoing: Outgoing,
+    lock: OwnerLock,
+) -> Transfer {
     let (events, rx) = Events::channel();
     let outgoing = Arc::new(outgoing);
     server.register(Arc::clone(&outgoing));

@@ -31,8 +31,13 @@ pub(super) enum WorkerIn {
     /// The expected whole-file hash, from an authenticated manifest.
     Expected([u8; 32]),
     /// The stream of request `generation` ended; `fatal` if the sender refused us for good.
-    StreamEnd { generation: u64, fatal: Option<TransferError> },
-    Sync { upto: u64 },
+    StreamEnd {
+        generation: u64,
+        fatal: Option<TransferError>,
+    },
+    Sync {
+        upto: u64,
+    },
     /// All chunks are durable: hash the file through and compare.
     Finish,
 }
@@ -75,16 +80,13 @@ pub(super) struct Worker {
 impl Worker {
     /// Open the temp file and re-hash its durable prefix. Returns the worker and the number of
     /// durable chunks actually present (fewer than claimed if the file was cut short).
-    pub fn open(path: PathBuf, manifest: Manifest, opener: Opener, durable: u64) -> Result<(Worker, u64), TransferError> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| TransferError::io(&path, e))?;
+    pub fn open(
+        path: PathBuf,
+        manifest: Manifest,
+        opener: Opener,
+        durable: u64,
+    ) -> Result<(Worker, u64), TransferError> {
+        let file = crate::home::open_private(&path).map_err(|e| TransferError::io(&path, e))?;
         let len = file.metadata().map_err(|e| TransferError::io(&path, e))?.len();
         let durable = if len >= manifest.bytes_in(durable) { durable } else { 0 };
         let mut worker = Worker { file, path, manifest, opener, hasher: Sha256::new(), hashed: 0, expected: None };
@@ -119,7 +121,9 @@ impl Worker {
             let op = match input {
                 WorkerIn::Frame(frame) => self.frame(frame),
                 WorkerIn::Expected(hash) => self.expect(hash).map(WriteOp::Report),
-                WorkerIn::StreamEnd { generation, fatal } => Ok(WriteOp::Report(WorkerOut::StreamEnd { generation, fatal })),
+                WorkerIn::StreamEnd { generation, fatal } => {
+                    Ok(WriteOp::Report(WorkerOut::StreamEnd { generation, fatal }))
+                }
                 WorkerIn::Sync { upto } => Ok(WriteOp::Sync(upto)),
                 // The core asks to finish only once every chunk is written and synced.
                 WorkerIn::Finish => self.finish().map(WriteOp::Report),
@@ -135,7 +139,8 @@ impl Worker {
     /// The writer thread, and behind it the syncer.
     fn spawn_writer(&self, tx: mpsc::UnboundedSender<WorkerOut>) -> Result<SyncSender<WriteOp>, TransferError> {
         let io = |e| TransferError::io(&self.path, e);
-        let (file, sync_file, path) = (self.file.try_clone().map_err(io)?, self.file.try_clone().map_err(io)?, self.path.clone());
+        let (file, sync_file, path) =
+            (self.file.try_clone().map_err(io)?, self.file.try_clone().map_err(io)?, self.path.clone());
         let (syncs, sync_rx) = std::sync::mpsc::channel::<u64>();
         let sync_tx = tx.clone();
         let sync_path = path.clone();
@@ -159,10 +164,12 @@ impl Worker {
             .spawn(move || {
                 for op in rx {
                     let out = match op {
-                        WriteOp::Chunk { index, offset, frame } => match file.write_all_at(Opened::payload(&frame), offset) {
-                            Ok(()) => WorkerOut::Chunk(index),
-                            Err(e) => WorkerOut::Fatal(TransferError::io(&path, e)),
-                        },
+                        WriteOp::Chunk { index, offset, frame } => {
+                            match file.write_all_at(Opened::payload(&frame), offset) {
+                                Ok(()) => WorkerOut::Chunk(index),
+                                Err(e) => WorkerOut::Fatal(TransferError::io(&path, e)),
+                            }
+                        }
                         WriteOp::Sync(upto) => {
                             let _ = syncs.send(upto);
                             continue;
@@ -209,9 +216,8 @@ impl Worker {
                 Ok(WriteOp::Chunk { index, offset: m.offset(index), frame })
             }
             FrameKind::Trailer => {
-                let hash: [u8; 32] = payload
-                    .try_into()
-                    .map_err(|_| TransferError::Protocol("the trailer is not a SHA-256".into()))?;
+                let hash: [u8; 32] =
+                    payload.try_into().map_err(|_| TransferError::Protocol("the trailer is not a SHA-256".into()))?;
                 self.expect(hash).map(WriteOp::Report)
             }
             FrameKind::Manifest => Ok(WriteOp::Report(WorkerOut::Corrupt)), // not expected in a frame stream

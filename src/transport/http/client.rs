@@ -57,7 +57,8 @@ impl HttpPeer {
     }
 
     async fn dial(addr: SocketAddr, id: &TransferId, token: &str) -> Result<Self, TransferError> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| TransferError::PeerUnreachable(format!("{addr}: {e}")))?;
+        let stream =
+            TcpStream::connect(addr).await.map_err(|e| TransferError::PeerUnreachable(format!("{addr}: {e}")))?;
         let _ = stream.set_nodelay(true);
         let (send, conn) = http1::handshake(TokioIo::new(stream))
             .await
@@ -70,7 +71,12 @@ impl HttpPeer {
         Ok(HttpPeer { addr, base: format!("{PREFIX}{id}"), auth: format!("Bearer {token}"), send })
     }
 
-    async fn request(&mut self, method: Method, path: &str, body: Bytes) -> Result<hyper::Response<Incoming>, TransferError> {
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, TransferError> {
         let req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -139,9 +145,9 @@ where
                 let answer = verify(&mut frame)?;
                 Ok(Connected { peer, answer })
             };
-            let result = tokio::time::timeout(budget, attempt)
-                .await
-                .unwrap_or_else(|_| Err(TransferError::PeerUnreachable(format!("{addr}: no answer within {budget:?}"))));
+            let result = tokio::time::timeout(budget, attempt).await.unwrap_or_else(|_| {
+                Err(TransferError::PeerUnreachable(format!("{addr}: no answer within {budget:?}")))
+            });
             (addr, started.elapsed(), result)
         });
     }
