@@ -261,3 +261,22 @@ fn status_of_an_unknown_transfer_says_how_to_list() {
     assert_eq!(events[0]["code"], "transfer_not_found");
     assert!(events[0]["hint"].as_str().unwrap().contains("agentferry status"));
 }
+
+#[test]
+fn the_node_home_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "p.bin", 1000, 7);
+    let (sender, ticket, _) = a.send(&src, &[]);
+    assert_eq!(b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]).0, 0);
+    assert_eq!(sender.finish().0, 0);
+    for node in [&a, &b] {
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&node.home()), 0o700);
+        assert_eq!(mode(&node.home().join("transfers")), 0o700);
+        for entry in std::fs::read_dir(node.home().join("transfers")).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+}

@@ -52,8 +52,8 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
             _ => resume(node, existing).await,
         };
     }
-    crate::home::create_private_dir(&options.output_dir)
-        .map_err(|_| TransferError::PermissionDenied(format!("cannot create {}", options.output_dir.display())))?;
+    // The output folder is the user's: ordinary permissions, unlike the node home.
+    std::fs::create_dir_all(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
     let output_dir =
         std::fs::canonicalize(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
     let file_name = safe_file_name(&ticket.name);

@@ -1,0 +1,62 @@
+//! A receiver that runs out of disk keeps what it has and finishes after space is freed.
+//!
+//! Needs root to mount a small tmpfs (CI runs as root); elsewhere it says so and skips.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.to_str().unwrap()])
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_owned()))
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_is_reported_and_the_transfer_resumes_once_space_is_freed() {
+    let (a, b) = (Node::new(), Node::new());
+    let Some(disk) = Tmpfs::mount(&b.out(), "2m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let src = random_file(a.dir.path(), "big.bin", 6 * 1024 * 1024, 9);
+    let (sender, ticket, id) = a.send(&src, &[]);
+    let (code, events, stderr) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 6, "{events:?} {stderr}");
+    let last = events.last().unwrap();
+    assert_eq!(last["code"], "disk_full");
+    assert!(last["hint"].as_str().unwrap().contains("resume"));
+    assert!(!b.out().join("big.bin").exists());
+    let (_, status, _) = b.run(&["status", &id, "--json"]);
+    assert_eq!(status[0]["state"], "failed");
+    assert_eq!(status[0]["error"]["code"], "disk_full");
+
+    disk.resize("16m");
+    let (code, events, stderr) = b.run(&["resume", &id, "--json"]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    assert_same_file(&src, &b.out().join("big.bin"));
+    assert_eq!(sender.finish().0, 0);
+}
