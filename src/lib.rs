@@ -52,6 +52,7 @@
 //! errors so a resume can finish. Every error a user sees has a stable code and a hint
 //! ([`error`]).
 
+pub mod codec;
 pub mod core;
 pub mod crypto;
 pub mod engine;
