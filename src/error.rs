@@ -73,6 +73,27 @@ pub enum TransferError {
     /// The transfer already finished; there is nothing to resume.
     #[error("transfer {0} is already completed")]
     AlreadyCompleted(String),
+    /// The peer URI (from `agentferry export`) does not decode.
+    #[error("the peer URI is not valid: {0}")]
+    PeerUriInvalid(String),
+    /// No trusted peer of that name.
+    #[error("no trusted peer named {0:?}")]
+    PeerNotFound(String),
+    /// The grant for this peer has expired or was cut short locally.
+    #[error("the grant for peer {0:?} has expired")]
+    PeerExpired(String),
+    /// No grant with that id was exported by this node.
+    #[error("this node exported no grant with id {0}")]
+    GrantNotFound(String),
+    /// The peer's inbox refused or could not take the offer.
+    #[error("the peer did not take the offer: {0}")]
+    OfferRefused(String),
+    /// A path outside what this server may read or write.
+    #[error("{0}")]
+    PathNotAllowed(String),
+    /// A transfer path that this build or this transfer cannot use.
+    #[error("path {0:?} is not available")]
+    PathUnavailable(String),
     /// Another live process is already driving this transfer.
     #[error("another process is already working on transfer {0}")]
     Busy(String),
@@ -112,6 +133,13 @@ impl TransferError {
             AddressInUse(_) => "address_in_use",
             TransferNotFound(_) => "transfer_not_found",
             AlreadyCompleted(_) => "already_completed",
+            PeerUriInvalid(_) => "peer_uri_invalid",
+            PeerNotFound(_) => "peer_not_found",
+            PeerExpired(_) => "peer_expired",
+            GrantNotFound(_) => "grant_not_found",
+            OfferRefused(_) => "offer_refused",
+            PathNotAllowed(_) => "path_not_allowed",
+            PathUnavailable(_) => "path_unavailable",
             Busy(_) => "transfer_busy",
             AmbiguousTransfer(_) => "ambiguous_transfer",
             Home(_) => "home_unusable",
@@ -147,6 +175,13 @@ impl TransferError {
             AddressInUse(_) => "stop whatever holds the port, then resume the transfer",
             TransferNotFound(_) => "run `agentferry status` to list the transfers this node knows",
             AlreadyCompleted(_) => "nothing to do; `agentferry status ID` shows where the file is",
+            PeerUriInvalid(_) => "copy the whole URI printed by `agentferry export` on the other machine",
+            PeerNotFound(_) => "list trusted peers (`agentferry peers list` or the list_peers tool), or add one with add_peer",
+            PeerExpired(_) => "ask the peer for a fresh `agentferry export` and add it again, or send with a ticket instead",
+            GrantNotFound(_) => "run `agentferry grants list` to see the grants this node exported",
+            OfferRefused(_) => "send without `to` and hand the ticket over instead, or ask the peer for a fresh grant",
+            PathNotAllowed(_) => "use a path inside the allowed roots (or the download folder for received files)",
+            PathUnavailable(_) => "use prefer=auto or prefer=http",
             Busy(_) => "wait for that process to finish, or stop it, then resume",
             AmbiguousTransfer(_) => "pass --role send or --role receive",
             Home(_) => "check AGENTFERRY_HOME and the permissions of the node home",
@@ -164,11 +199,14 @@ impl TransferError {
             | TicketWrongKind { .. }
             | TicketUnsupportedVersion(_)
             | TicketExpired { .. } => 3,
-            PeerUnreachable(_) | Unauthorized | Protocol(_) | AddressInUse(_) => 4,
+            PeerUnreachable(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_) => 4,
+            PeerUriInvalid(_) | PeerExpired(_) | PathUnavailable(_) => 3,
+            PathNotAllowed(_) => 6,
             IntegrityMismatch(_) | SizeLimit(_) => 5,
             FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
             SourceChanged(_) => 7,
-            TransferNotFound(_) | AlreadyCompleted(_) | Busy(_) | AmbiguousTransfer(_) => 8,
+            TransferNotFound(_) | AlreadyCompleted(_) | Busy(_) | AmbiguousTransfer(_) | PeerNotFound(_)
+            | GrantNotFound(_) => 8,
             Cancelled => 130,
         }
     }
@@ -198,6 +236,13 @@ impl TransferError {
             AddressInUse(m) => AddressInUse(m.clone()),
             TransferNotFound(m) => TransferNotFound(m.clone()),
             AlreadyCompleted(m) => AlreadyCompleted(m.clone()),
+            PeerUriInvalid(m) => PeerUriInvalid(m.clone()),
+            PeerNotFound(m) => PeerNotFound(m.clone()),
+            PeerExpired(m) => PeerExpired(m.clone()),
+            GrantNotFound(m) => GrantNotFound(m.clone()),
+            OfferRefused(m) => OfferRefused(m.clone()),
+            PathNotAllowed(m) => PathNotAllowed(m.clone()),
+            PathUnavailable(m) => PathUnavailable(m.clone()),
             Busy(m) => Busy(m.clone()),
             AmbiguousTransfer(m) => AmbiguousTransfer(m.clone()),
             Home(m) => Home(m.clone()),

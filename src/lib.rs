@@ -63,6 +63,9 @@ pub mod id;
 pub mod journal;
 pub mod manifest;
 pub mod names;
+pub mod offer;
+pub mod peers;
+pub mod store;
 pub mod ticket;
 pub mod transport;
 

@@ -1,0 +1,332 @@
+//! Trusted peers and the grants that let them push files here.
+//!
+//! `agentferry export` mints a [`Grant`] on the receiving node: a random id and 256-bit secret
+//! with an expiry, kept in `grants.json` and revocable. It prints a [`GrantUri`] (`grant…`)
+//! carrying the id, the secret, the expiry, this node's suggested name and its inbox addresses.
+//! The sending node stores it with `add_peer` as a [`Peer`] in `peers.json`. Pushing a file then
+//! means posting an offer to the peer's inbox, authenticated by a MAC keyed from the grant secret
+//! ([`crate::offer`]); the secret itself never travels again.
+
+use std::{fmt, net::SocketAddr, str::FromStr};
+
+use data_encoding::HEXLOWER;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    codec::{self, CodecError, Reader, Writer},
+    error::{Result, TransferError},
+    home::Home,
+    journal::unix_now,
+    store::Store,
+};
+
+/// The kind prefix of peer grant URIs.
+pub const GRANT_PREFIX: &str = "grant";
+
+/// What `export` prints: the right to push files to the exporting node.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GrantUri {
+    pub grant_id: [u8; 16],
+    pub secret: [u8; 32],
+    pub expires_at: u64,
+    /// The name the exporting node suggests for itself.
+    pub name: String,
+    /// Where the exporting node's inbox listens.
+    pub inbox: Vec<SocketAddr>,
+}
+
+impl fmt::Display for GrantUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut w = Writer::default();
+        w.bytes(&self.grant_id).bytes(&self.secret).u64(self.expires_at).str(&self.name, 64).addrs(&self.inbox);
+        f.write_str(&codec::encode(GRANT_PREFIX, &w.0))
+    }
+}
+
+impl fmt::Debug for GrantUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrantUri")
+            .field("grant_id", &HEXLOWER.encode(&self.grant_id))
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("name", &self.name)
+            .field("inbox", &self.inbox)
+            .finish()
+    }
+}
+
+impl FromStr for GrantUri {
+    type Err = TransferError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let invalid = |e: CodecError| {
+            TransferError::PeerUriInvalid(
+                match e {
+                    CodecError::WrongKind => "it does not start with `grant`",
+                    CodecError::Truncated => "it is truncated",
+                    CodecError::Tampered => "its checksum does not match (damaged or edited)",
+                    CodecError::UnsupportedVersion(_) => "it was made by a newer agentferry",
+                    CodecError::Malformed(why) => why,
+                }
+                .to_owned(),
+            )
+        };
+        let body = codec::decode(GRANT_PREFIX, s).map_err(invalid)?;
+        let mut r = Reader(&body);
+        let uri = GrantUri {
+            grant_id: r.array().map_err(invalid)?,
+            secret: r.array().map_err(invalid)?,
+            expires_at: r.u64().map_err(invalid)?,
+            name: r.str().map_err(invalid)?,
+            inbox: r.addrs().map_err(invalid)?,
+        };
+        r.skip_extensions().map_err(invalid)?;
+        Ok(uri)
+    }
+}
+
+/// A grant this node exported.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Grant {
+    /// Hex grant id.
+    pub id: String,
+    /// Hex secret; never shown again after export.
+    pub secret: String,
+    pub name: String,
+    pub expires_at: u64,
+    #[serde(default)]
+    pub revoked: bool,
+    pub created_at: u64,
+}
+
+impl Grant {
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        HEXLOWER.decode(self.secret.as_bytes()).ok().and_then(|b| b.try_into().ok()).unwrap_or([0; 32])
+    }
+
+    /// Why this grant no longer allows auto-accepted pushes, if it does not.
+    pub fn invalid_reason(&self, now: u64) -> Option<&'static str> {
+        if self.revoked {
+            Some("grant_revoked")
+        } else if now >= self.expires_at {
+            Some("grant_expired")
+        } else {
+            None
+        }
+    }
+}
+
+/// A node this node may push files to.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Peer {
+    pub name: String,
+    pub grant_id: String,
+    /// Hex grant secret; the MAC key for offers.
+    pub secret: String,
+    /// The earlier of the grant's expiry and the local TTL.
+    pub expires_at: u64,
+    pub inbox: Vec<SocketAddr>,
+    pub added_at: u64,
+}
+
+impl Peer {
+    pub fn secret_bytes(&self) -> [u8; 32] {
+        HEXLOWER.decode(self.secret.as_bytes()).ok().and_then(|b| b.try_into().ok()).unwrap_or([0; 32])
+    }
+
+    pub fn is_expired(&self, now: u64) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// What a user may see of a peer (no secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct PeerInfo {
+    pub name: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    pub expired: bool,
+    pub inbox: Vec<String>,
+}
+
+impl From<&Peer> for PeerInfo {
+    fn from(p: &Peer) -> Self {
+        PeerInfo {
+            name: p.name.clone(),
+            expires_at: p.expires_at,
+            expired: p.is_expired(unix_now()),
+            inbox: p.inbox.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+/// What a user may see of an exported grant (no secret).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct GrantInfo {
+    pub id: String,
+    pub name: String,
+    pub expires_at: u64,
+    pub revoked: bool,
+    pub expired: bool,
+}
+
+impl From<&Grant> for GrantInfo {
+    fn from(g: &Grant) -> Self {
+        GrantInfo {
+            id: g.id.clone(),
+            name: g.name.clone(),
+            expires_at: g.expires_at,
+            revoked: g.revoked,
+            expired: unix_now() >= g.expires_at,
+        }
+    }
+}
+
+/// The peer and grant stores of one home.
+#[derive(Clone, Debug)]
+pub struct Trust {
+    peers: Store<Peer>,
+    grants: Store<Grant>,
+}
+
+impl Trust {
+    pub fn new(home: &Home) -> Self {
+        Trust { peers: Store::new(home, "peers.json"), grants: Store::new(home, "grants.json") }
+    }
+
+    /// Mint a grant valid for `ttl_secs`, reachable at `inbox`.
+    pub fn export(&self, name: &str, ttl_secs: u64, inbox: Vec<SocketAddr>) -> Result<GrantUri> {
+        let mut uri = GrantUri { grant_id: [0; 16], secret: [0; 32], expires_at: unix_now() + ttl_secs, name: name.into(), inbox };
+        rand::rng().fill_bytes(&mut uri.grant_id);
+        rand::rng().fill_bytes(&mut uri.secret);
+        let grant = Grant {
+            id: HEXLOWER.encode(&uri.grant_id),
+            secret: HEXLOWER.encode(&uri.secret),
+            name: name.into(),
+            expires_at: uri.expires_at,
+            revoked: false,
+            created_at: unix_now(),
+        };
+        self.grants.update(|grants| {
+            grants.retain(|g| g.expires_at + 30 * 86_400 > unix_now()); // forget long-dead grants
+            grants.push(grant);
+            Ok(())
+        })?;
+        Ok(uri)
+    }
+
+    pub fn grants(&self) -> Result<Vec<Grant>> {
+        self.grants.load()
+    }
+
+    pub fn grant(&self, id: &str) -> Result<Option<Grant>> {
+        Ok(self.grants.load()?.into_iter().find(|g| g.id == id))
+    }
+
+    pub fn revoke(&self, id: &str) -> Result<Grant> {
+        self.grants.update(|grants| {
+            let g = grants.iter_mut().find(|g| g.id == id).ok_or_else(|| TransferError::GrantNotFound(id.into()))?;
+            g.revoked = true;
+            Ok(g.clone())
+        })
+    }
+
+    /// Store a peer's grant. `name` overrides the name the peer suggested; `ttl_secs` may only
+    /// shorten the grant's own life. A peer of the same name is replaced.
+    pub fn add_peer(&self, uri: &str, name: Option<&str>, ttl_secs: Option<u64>) -> Result<Peer> {
+        let uri: GrantUri = uri.parse()?;
+        let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&uri.name).to_owned();
+        if name.is_empty() {
+            return Err(TransferError::PeerUriInvalid("it names no peer; pass a name".into()));
+        }
+        let now = unix_now();
+        if now >= uri.expires_at {
+            return Err(TransferError::PeerExpired(name));
+        }
+        let expires_at = ttl_secs.map_or(uri.expires_at, |ttl| uri.expires_at.min(now + ttl));
+        let peer = Peer {
+            name: name.clone(),
+            grant_id: HEXLOWER.encode(&uri.grant_id),
+            secret: HEXLOWER.encode(&uri.secret),
+            expires_at,
+            inbox: uri.inbox,
+            added_at: now,
+        };
+        self.peers.update(|peers| {
+            peers.retain(|p| p.name != name);
+            peers.push(peer.clone());
+            Ok(())
+        })?;
+        Ok(peer)
+    }
+
+    pub fn peers(&self) -> Result<Vec<Peer>> {
+        self.peers.load()
+    }
+
+    /// The peer called `name`, if it may still be pushed to.
+    pub fn usable_peer(&self, name: &str) -> Result<Peer> {
+        let peer = self.peers.load()?.into_iter().find(|p| p.name == name);
+        let peer = peer.ok_or_else(|| TransferError::PeerNotFound(name.into()))?;
+        if peer.is_expired(unix_now()) {
+            return Err(TransferError::PeerExpired(name.into()));
+        }
+        Ok(peer)
+    }
+
+    pub fn remove_peer(&self, name: &str) -> Result<Peer> {
+        self.peers.update(|peers| {
+            let i = peers.iter().position(|p| p.name == name).ok_or_else(|| TransferError::PeerNotFound(name.into()))?;
+            Ok(peers.remove(i))
+        })
+    }
+
+    /// Extend a peer's local TTL (never past what its grant allows is the peer's business: its
+    /// node refuses expired grants whatever we store).
+    pub fn extend_peer(&self, name: &str, ttl_secs: u64) -> Result<Peer> {
+        self.peers.update(|peers| {
+            let p = peers.iter_mut().find(|p| p.name == name).ok_or_else(|| TransferError::PeerNotFound(name.into()))?;
+            p.expires_at = unix_now() + ttl_secs;
+            Ok(p.clone())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_uris_round_trip_and_reject_damage() {
+        let uri = GrantUri {
+            grant_id: [1; 16],
+            secret: [2; 32],
+            expires_at: 1234,
+            name: "alice".into(),
+            inbox: vec!["127.0.0.1:5000".parse().unwrap()],
+        };
+        let text = uri.to_string();
+        assert!(text.starts_with("grant"));
+        assert_eq!(text.parse::<GrantUri>().unwrap(), uri);
+        assert!(!format!("{uri:?}").contains("0202"));
+        assert_eq!(text[..text.len() - 3].parse::<GrantUri>().unwrap_err().code(), "peer_uri_invalid");
+        assert_eq!("ferryabc".parse::<GrantUri>().unwrap_err().code(), "peer_uri_invalid");
+    }
+
+    #[test]
+    fn peers_and_grants_persist_across_store_instances() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::open(dir.path().join("h")).unwrap();
+        let trust = Trust::new(&home);
+        let uri = trust.export("bob", 3600, vec!["127.0.0.1:1".parse().unwrap()]).unwrap();
+        let other = Trust::new(&home);
+        assert_eq!(other.grants().unwrap().len(), 1);
+        other.add_peer(&uri.to_string(), None, Some(60)).unwrap();
+        let peer = trust.usable_peer("bob").unwrap();
+        assert!(peer.expires_at <= unix_now() + 60);
+        trust.revoke(&HEXLOWER.encode(&uri.grant_id)).unwrap();
+        assert_eq!(other.grants().unwrap()[0].invalid_reason(unix_now()), Some("grant_revoked"));
+        assert_eq!(trust.remove_peer("nobody").unwrap_err().code(), "peer_not_found");
+    }
+}
