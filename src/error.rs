@@ -94,6 +94,9 @@ pub enum TransferError {
     /// A transfer path that this build or this transfer cannot use.
     #[error("path {0:?} is not available")]
     PathUnavailable(String),
+    /// A request's arguments do not fit together.
+    #[error("invalid arguments: {0}")]
+    InvalidArgument(String),
     /// Another live process is already driving this transfer.
     #[error("another process is already working on transfer {0}")]
     Busy(String),
@@ -140,6 +143,7 @@ impl TransferError {
             OfferRefused(_) => "offer_refused",
             PathNotAllowed(_) => "path_not_allowed",
             PathUnavailable(_) => "path_unavailable",
+            InvalidArgument(_) => "invalid_argument",
             Busy(_) => "transfer_busy",
             AmbiguousTransfer(_) => "ambiguous_transfer",
             Home(_) => "home_unusable",
@@ -182,6 +186,7 @@ impl TransferError {
             OfferRefused(_) => "send without `to` and hand the ticket over instead, or ask the peer for a fresh grant",
             PathNotAllowed(_) => "use a path inside the allowed roots (or the download folder for received files)",
             PathUnavailable(_) => "use prefer=auto or prefer=http",
+            InvalidArgument(_) => "read the tool's or command's description and fix the arguments",
             Busy(_) => "wait for that process to finish, or stop it, then resume",
             AmbiguousTransfer(_) => "pass --role send or --role receive",
             Home(_) => "check AGENTFERRY_HOME and the permissions of the node home",
@@ -207,6 +212,7 @@ impl TransferError {
             SourceChanged(_) => 7,
             TransferNotFound(_) | AlreadyCompleted(_) | Busy(_) | AmbiguousTransfer(_) | PeerNotFound(_)
             | GrantNotFound(_) => 8,
+            InvalidArgument(_) => 2,
             Cancelled => 130,
         }
     }
@@ -243,6 +249,7 @@ impl TransferError {
             OfferRefused(m) => OfferRefused(m.clone()),
             PathNotAllowed(m) => PathNotAllowed(m.clone()),
             PathUnavailable(m) => PathUnavailable(m.clone()),
+            InvalidArgument(m) => InvalidArgument(m.clone()),
             Busy(m) => Busy(m.clone()),
             AmbiguousTransfer(m) => AmbiguousTransfer(m.clone()),
             Home(m) => Home(m.clone()),

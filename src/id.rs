@@ -62,3 +62,17 @@ impl<'de> serde::Deserialize<'de> for TransferId {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+impl schemars::JsonSchema for TransferId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TransferId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9a-f]{32}$",
+            "description": "A transfer id: 32 lowercase hex digits."
+        })
+    }
+}

@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// Which end of a transfer this node is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Send,
@@ -42,17 +42,29 @@ impl Role {
 }
 
 /// Where a transfer stands. `Interrupted` is never stored: it is `Active` without a live owner.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
+    /// A process is moving it now (a sender waiting for its receiver is active too).
     Active,
+    /// Its process died or was stopped; `resume` continues it.
     Interrupted,
+    /// An offer pushed by a peer, held until accepted with `receive_file(transfer_id)`.
+    Pending,
+    /// Done; the receiver verified the SHA-256.
     Completed,
+    /// Stopped with an error (see `error`); most failures can be resumed.
     Failed,
 }
 
+impl State {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, State::Completed | State::Failed | State::Interrupted)
+    }
+}
+
 /// A failure as recorded and reported: stable code, message, hint.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ErrorInfo {
     pub code: String,
     pub message: String,
@@ -107,6 +119,12 @@ pub struct Record {
     pub error: Option<ErrorInfo>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// The peer a push went to (sender) or came from (receiver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Why a pushed offer is held instead of auto-accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_because: Option<String>,
     #[serde(flatten)]
     pub side: Side,
 }
@@ -120,20 +138,46 @@ impl Record {
     }
 }
 
-/// What a user may see of a record: everything but the ticket (which holds the session key).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One attempt at one path and address.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct AttemptInfo {
+    pub path: String,
+    pub addr: String,
+    pub ok: bool,
+    pub elapsed_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+/// What a user may see of a transfer: everything but the ticket (which holds the session key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TransferStatus {
-    pub transfer_id: TransferId,
+    pub transfer_id: String,
     pub role: Role,
     pub state: State,
     pub file_name: String,
-    /// Receiver: bytes known durable; sender: the whole file once completed.
+    /// Receiver: bytes received (durable ones when read from the journal); sender: bytes sent.
     pub bytes_done: u64,
     pub bytes_total: u64,
+    /// Bytes per second over the current run; 0 when not running in this process.
+    pub rate: u64,
+    /// The path carrying the data (`http`), once one was chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Every attempt at a path in this run, in order.
+    pub attempts: Vec<AttemptInfo>,
+    /// Lowercase hex SHA-256 of the whole file, once known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Where the received file is, once completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved_to: Option<PathBuf>,
+    /// The peer this was pushed to, or came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// Why a pushed offer is pending instead of auto-accepted (`grant_expired`, `grant_revoked`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_because: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
     pub created_at: u64,
@@ -154,14 +198,19 @@ impl Record {
             Side::Send { .. } => None,
         };
         TransferStatus {
-            transfer_id: self.transfer_id,
+            transfer_id: self.transfer_id.to_string(),
             role: self.role(),
             state: self.state,
             file_name: self.name.clone(),
             bytes_done,
             bytes_total: self.size,
+            rate: 0,
+            path: None,
+            attempts: Vec::new(),
             sha256: self.sha256.clone(),
             saved_to,
+            peer: self.peer.clone(),
+            held_because: self.held_because.clone(),
             error: self.error.clone(),
             created_at: self.created_at,
             updated_at: self.updated_at,

@@ -35,7 +35,7 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
     };
     let started = Instant::now();
     let receiving = receiver
-        .receive(ticket.parse()?, ReceiveOptions { output_dir: scratch.join("inbox"), overwrite: false })
+        .receive(ticket.parse()?, ReceiveOptions { output_dir: scratch.join("inbox"), overwrite: false, peer: None })
         .await?;
     let (mut path, mut addr) = ("http", None);
     let mut events = receiving.events;

@@ -6,6 +6,8 @@
 
 mod demo;
 mod output;
+mod serve;
+mod trust;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -30,6 +32,12 @@ struct Cli {
     /// Seconds a receiver waits for a silent sender before giving up (the transfer stays resumable).
     #[arg(long, global = true, env = "AGENTFERRY_PEER_TIMEOUT", value_name = "SECS", default_value_t = 30)]
     peer_timeout: u64,
+    /// Address of the inbox for pushes from trusted peers; port 0: one chosen once per home.
+    #[arg(long, global = true, env = "AGENTFERRY_INBOX_BIND", value_name = "ADDR", default_value = "[::]:0")]
+    inbox_bind: SocketAddr,
+    /// This node's name, as peers see it. Default: the host name.
+    #[arg(long, global = true, env = "AGENTFERRY_NAME")]
+    name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,8 +52,29 @@ enum Command {
     Status(StatusArgs),
     /// Continue an interrupted transfer, sending or receiving, from its journal.
     Resume(ResumeArgs),
+    /// Run the MCP server on stdio (for Claude Code, Cursor and other MCP hosts).
+    Mcp(serve::McpArgs),
+    /// Take pushes from trusted peers until stopped (for always-on machines).
+    Listen(serve::ListenArgs),
+    /// Mint a grant that lets another node push files here; prints its URI.
+    Export(trust::ExportArgs),
+    /// Manage the peers this node pushes to.
+    #[command(subcommand)]
+    Peers(trust::PeersCommand),
+    /// Manage the grants this node exported.
+    #[command(subcommand)]
+    Grants(trust::GrantsCommand),
+    /// Write the JSON Schemas of the MCP tools and the JSON Lines events into DIR.
+    Schemas(SchemasArgs),
     /// Send a generated file between two nodes over loopback and report path, time, speed and hash.
     Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SchemasArgs {
+    /// Folder to write into.
+    #[arg(default_value = "schemas")]
+    dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -95,7 +124,7 @@ enum RoleArg {
     Receive,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a duration like 90s, 30m, 24h or 7d"))?;
     let secs = match unit {
@@ -122,7 +151,11 @@ pub fn main() -> ExitCode {
         Command::Receive(a) => a.json,
         Command::Status(a) => a.json,
         Command::Resume(a) => a.json,
-        Command::Demo(_) => false,
+        Command::Listen(a) => a.json,
+        Command::Export(a) => a.json,
+        Command::Peers(c) => c.json(),
+        Command::Grants(c) => c.json(),
+        Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) => false,
     };
     let mut reporter = Reporter::new(json);
     match runtime.block_on(run(cli, &mut reporter)) {
@@ -149,17 +182,30 @@ impl From<TransferError> for Failure {
 }
 
 async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
-    let config =
-        NodeConfig { bind: cli.bind, peer_timeout: Duration::from_secs(cli.peer_timeout), ..NodeConfig::default() };
-    if let Command::Demo(args) = cli.command {
-        return Ok(demo::run(args).await?);
+    let defaults = NodeConfig::default();
+    let config = NodeConfig {
+        name: cli.name.unwrap_or(defaults.name),
+        bind: cli.bind,
+        inbox_bind: cli.inbox_bind,
+        peer_timeout: Duration::from_secs(cli.peer_timeout),
+        ..defaults
+    };
+    match cli.command {
+        Command::Demo(args) => return Ok(demo::run(args).await?),
+        Command::Schemas(args) => return Ok(write_schemas(&args.dir)?),
+        _ => {}
     }
     let node = Node::new(Home::resolve(cli.home)?, config);
     let transfer = match cli.command {
+        Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
+        Command::Listen(args) => return Ok(serve::listen(node, args, reporter).await?),
+        Command::Export(args) => return Ok(trust::export(&node, args, reporter)?),
+        Command::Peers(command) => return Ok(trust::peers(&node, command, reporter)?),
+        Command::Grants(command) => return Ok(trust::grants(&node, command, reporter)?),
         Command::Send(args) => node.send(SendOptions { path: args.file, expires_in: args.expires_in }).await?,
         Command::Receive(args) => {
             let ticket: Ticket = args.ticket.parse()?;
-            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite }).await?
+            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None }).await?
         }
         Command::Resume(args) => {
             let role = args.role.map(|r| match r {
@@ -175,9 +221,18 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
             }
             return Ok(());
         }
-        Command::Demo(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Schemas(_) => unreachable!("handled above"),
     };
     follow(transfer, reporter).await
+}
+
+fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {
+    std::fs::create_dir_all(dir).map_err(|e| TransferError::io(dir, e))?;
+    for (name, content) in agentferry::schemas::generate() {
+        let path = dir.join(&name);
+        std::fs::write(&path, content).map_err(|e| TransferError::io(&path, e))?;
+    }
+    Ok(())
 }
 
 fn parse_id(s: &str) -> Result<TransferId, TransferError> {

@@ -96,6 +96,24 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             eprintln!("sha256 {sha256}");
         }
         Event::Status { status } => print_status(status),
+        Event::Exported { uri, name, expires_at, .. } => {
+            println!("{uri}");
+            eprintln!("On the machine that will push files to this one ({name}), run:");
+            eprintln!("  agentferry peers add {uri}");
+            eprintln!("or give the URI to its agent's add_peer tool. The grant expires at unix time {expires_at}.");
+        }
+        Event::Peer { peer } => {
+            let state = if peer.expired { "expired" } else { "valid" };
+            println!("{:<20} {state:<8} expires {}  inbox {}", peer.name, peer.expires_at, peer.inbox.join(", "));
+        }
+        Event::Grant { grant } => {
+            let state = if grant.revoked { "revoked" } else if grant.expired { "expired" } else { "valid" };
+            println!("{}  {state:<8} expires {}  {}", grant.id, grant.expires_at, grant.name);
+        }
+        Event::Inbox { addrs, download_dir } => {
+            let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+            eprintln!("Taking pushes from trusted peers on {} into {}", list.join(", "), download_dir.display());
+        }
         Event::Error { code, message, hint, .. } => {
             if let Some(b) = bar.take() {
                 b.abandon();

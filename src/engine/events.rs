@@ -14,10 +14,11 @@ use crate::{
     error::TransferError,
     id::TransferId,
     journal::{Role, TransferStatus},
+    peers::{GrantInfo, PeerInfo},
 };
 
-/// One step of a transfer, as shown to users.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One line of `--json` output: a step of a transfer, or a fact asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The sender is ready; hand `ticket` to the receiver. Always the first event of `send`.
@@ -52,6 +53,20 @@ pub enum Event {
         #[serde(flatten)]
         status: TransferStatus,
     },
+    /// `export` minted a grant: give `uri` to the peer that may push files here.
+    Exported { uri: String, grant_id: String, name: String, expires_at: u64 },
+    /// A trusted peer (`peers list`, `peers extend`, `peers remove`).
+    Peer {
+        #[serde(flatten)]
+        peer: PeerInfo,
+    },
+    /// A grant this node exported (`grants list`, `grants revoke`).
+    Grant {
+        #[serde(flatten)]
+        grant: GrantInfo,
+    },
+    /// `listen` is taking pushes from trusted peers on these addresses.
+    Inbox { addrs: Vec<SocketAddr>, download_dir: PathBuf },
     /// The transfer failed; `code` is stable, `hint` says what to do.
     Error {
         #[serde(skip_serializing_if = "Option::is_none")]

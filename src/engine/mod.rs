@@ -7,17 +7,22 @@
 //! decisions (what to ask for, when to checkpoint, when to give up) come from [`crate::core`].
 
 mod events;
+mod inbox;
 mod outgoing;
 mod receive;
+mod registry;
 mod send;
 mod worker;
 
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use events::{Event, Events};
+pub use inbox::Inbox;
 pub use outgoing::{Outgoing, SendOutcome};
+pub use registry::Registry;
+pub use send::{PushAnswer, advertised_addrs};
 
 use crate::{
     error::{Result, TransferError},
@@ -25,14 +30,21 @@ use crate::{
     id::TransferId,
     journal::{Journal, Record, Role},
     manifest::DEFAULT_CHUNK_SIZE,
+    peers::Trust,
     ticket::Ticket,
+    transport::http::HttpServer,
 };
 
 /// Node-wide settings; the CLI fills them from flags and `AGENTFERRY_*` variables.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
+    /// This node's name, as peers see it.
+    pub name: String,
     /// Where a sender listens. Port 0 picks a free port; the journal remembers the one chosen.
     pub bind: SocketAddr,
+    /// Where the inbox (pushes from trusted peers) listens. Port 0: a port chosen once and
+    /// remembered in the home, because export URIs name it.
+    pub inbox_bind: SocketAddr,
     /// A receiver gives up after this long without new data (the journal keeps what arrived).
     pub peer_timeout: Duration,
     pub chunk_size: u32,
@@ -41,7 +53,9 @@ pub struct NodeConfig {
 impl Default for NodeConfig {
     fn default() -> Self {
         NodeConfig {
+            name: host_name(),
             bind: SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 0], 0)),
+            inbox_bind: SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 0], 0)),
             peer_timeout: Duration::from_secs(30),
             chunk_size: DEFAULT_CHUNK_SIZE,
         }
@@ -60,6 +74,8 @@ pub struct SendOptions {
 pub struct ReceiveOptions {
     pub output_dir: PathBuf,
     pub overwrite: bool,
+    /// The trusted peer that pushed this transfer, if any.
+    pub peer: Option<String>,
 }
 
 /// The result of a transfer that finished well.
@@ -88,17 +104,65 @@ impl Transfer {
     }
 }
 
+/// The machine's host name, or `agentferry` when it has none.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "agentferry".into())
+}
+
 /// One installation of agentferry: a home and its settings.
 #[derive(Clone, Debug)]
 pub struct Node {
     home: Home,
     journal: Journal,
+    trust: Trust,
     config: NodeConfig,
+    /// A listener shared by every send of this process (and the inbox), when the front runs one.
+    server: Option<Arc<HttpServer>>,
 }
 
 impl Node {
     pub fn new(home: Home, config: NodeConfig) -> Self {
-        Node { journal: Journal::new(&home), home, config }
+        Node { journal: Journal::new(&home), trust: Trust::new(&home), home, config, server: None }
+    }
+
+    /// Serve every send of this node from `server` instead of one listener per transfer.
+    pub fn with_shared_server(mut self, server: Arc<HttpServer>) -> Self {
+        self.server = Some(server);
+        self
+    }
+
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// The inbox address: the configured one, or the configured IP with the port this home
+    /// chose the first time it needed one.
+    pub fn inbox_bind(&self) -> Result<SocketAddr> {
+        let mut addr = self.config.inbox_bind;
+        if addr.port() != 0 {
+            return Ok(addr);
+        }
+        let file = self.home.root().join("inbox_port");
+        let remembered = std::fs::read_to_string(&file).ok().and_then(|p| p.trim().parse::<u16>().ok());
+        let port = match remembered {
+            Some(port) => port,
+            None => {
+                let probe = std::net::TcpListener::bind(addr).map_err(|e| TransferError::io(addr.to_string(), e))?;
+                let port = probe.local_addr().map_err(|e| TransferError::io(addr.to_string(), e))?.port();
+                crate::home::write_private_atomic(&file, port.to_string().as_bytes())?;
+                port
+            }
+        };
+        addr.set_port(port);
+        Ok(addr)
     }
 
     pub fn home(&self) -> &Home {
@@ -117,6 +181,23 @@ impl Node {
     /// Start fetching the file a ticket names.
     pub async fn receive(&self, ticket: Ticket, options: ReceiveOptions) -> Result<Transfer> {
         receive::start(self, ticket, options).await
+    }
+
+    /// Push a file to a trusted peer: start serving it, then post a sealed offer to the peer's
+    /// inbox. Returns the transfer and the peer's answer (`accepted` or `pending`).
+    pub async fn push(&self, options: SendOptions, peer: &str) -> Result<(Transfer, PushAnswer)> {
+        send::push(self, options, peer).await
+    }
+
+    /// Hold a pushed offer as `pending` instead of fetching it.
+    pub fn hold(&self, ticket: Ticket, options: &ReceiveOptions, because: &str) -> Result<TransferId> {
+        Ok(receive::hold(self, ticket, options, because)?.transfer_id)
+    }
+
+    /// Accept a pending offer (into `options`' folder if given), or resume an unfinished receive.
+    pub async fn accept(&self, id: TransferId, options: Option<ReceiveOptions>) -> Result<Transfer> {
+        let record = self.journal.load(&id, Role::Receive)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
+        receive::accept(self, record, options).await
     }
 
     /// Continue an interrupted transfer from its journal. `role` picks one when this node both

@@ -40,18 +40,45 @@ const PROBE_BUDGET: Duration = Duration::from_secs(5);
 const WORKER_DEPTH: usize = 4;
 
 pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) -> Result<Transfer> {
+    let id = ticket.transfer_id;
+    if let Some(existing) = node.journal.load(&id, Role::Receive)? {
+        // Receiving the same ticket twice continues the first attempt.
+        return resume(node, existing).await;
+    }
+    let mut record = new_record(ticket, &options)?;
+    let lock = node.journal.try_lock(&id, Role::Receive)?.expect("a new transfer has no owner");
+    node.journal.save(&mut record)?;
+    let ticket = record.ticket.parse()?;
+    Ok(spawn(node, record, ticket, lock))
+}
+
+/// Keep a pushed offer as `pending` until someone accepts it with [`accept`].
+pub(super) fn hold(node: &Node, ticket: Ticket, options: &ReceiveOptions, because: &str) -> Result<Record> {
+    let mut record = new_record(ticket, options)?;
+    record.state = State::Pending;
+    record.held_because = Some(because.to_owned());
+    node.journal.save(&mut record)?;
+    Ok(record)
+}
+
+/// Accept a pending offer (optionally into another folder), or resume any other transfer.
+pub(super) async fn accept(node: &Node, mut record: Record, options: Option<ReceiveOptions>) -> Result<Transfer> {
+    if let (State::Pending, Some(options)) = (record.state, options) {
+        let ticket: Ticket = record.ticket.parse()?;
+        let (peer, created_at) = (record.peer.take(), record.created_at);
+        record = Record { peer, created_at, ..new_record(ticket, &options)? };
+    }
+    record.held_because = None;
+    resume(node, record).await
+}
+
+/// Check a ticket and the output folder, and describe the transfer for the journal.
+fn new_record(ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
     ticket.check_expiry(unix_now())?;
     if ticket.chunk_size == 0 || ticket.chunk_size > MAX_CHUNK_SIZE {
         return Err(TransferError::TicketMalformed("the chunk size is out of range"));
     }
     let id = ticket.transfer_id;
-    if let Some(existing) = node.journal.load(&id, Role::Receive)? {
-        // Receiving the same ticket twice continues the first attempt.
-        return match existing.state {
-            State::Completed => Err(TransferError::AlreadyCompleted(id.to_string())),
-            _ => resume(node, existing).await,
-        };
-    }
     // The output folder is the user's: ordinary permissions, unlike the node home.
     std::fs::create_dir_all(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
     let output_dir =
@@ -62,8 +89,7 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
         return Err(TransferError::FileExists(target.display().to_string()));
     }
     let temp_path = output_dir.join(format!(".{file_name}.{}.part", &id.to_string()[..12]));
-    let lock = node.journal.try_lock(&id, Role::Receive)?.expect("a new transfer has no owner");
-    let mut record = Record {
+    Ok(Record {
         transfer_id: id,
         ticket: ticket.to_string(),
         name: file_name.clone(),
@@ -74,6 +100,8 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
         error: None,
         created_at: unix_now(),
         updated_at: 0,
+        peer: options.peer.clone(),
+        held_because: None,
         side: Side::Receive {
             output_dir,
             file_name,
@@ -82,9 +110,7 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
             durable_chunks: 0,
             saved_to: None,
         },
-    };
-    node.journal.save(&mut record)?;
-    Ok(spawn(node, record, ticket, lock))
+    })
 }
 
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {

@@ -1,4 +1,4 @@
-//! Starting and resuming the sender's side: bind, journal, serve until done or expired.
+//! Starting, pushing and resuming the sender's side: bind, journal, serve until done or expired.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -14,8 +14,12 @@ use crate::{
     id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
+    offer::Offer,
     ticket::Ticket,
-    transport::{PathKind, http::HttpServer},
+    transport::{
+        PathKind,
+        http::{Connected, HttpServer, race},
+    },
 };
 
 pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer> {
@@ -29,7 +33,10 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let manifest = Manifest { name, size: meta.len(), chunk_size: node.config.chunk_size, sha256: None };
 
-    let server = HttpServer::bind(node.config.bind).await?;
+    let server = match &node.server {
+        Some(shared) => Arc::clone(shared),
+        None => Arc::new(HttpServer::bind(node.config.bind).await?),
+    };
     let transfer_id = TransferId::random();
     let ticket = Ticket {
         transfer_id,
@@ -53,6 +60,8 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         error: None,
         created_at: unix_now(),
         updated_at: 0,
+        peer: None,
+        held_because: None,
         side: Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr() },
     };
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
@@ -92,7 +101,10 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
         Err(e) => return Err(e),
     };
     // The ticket names this port, so only this port will do.
-    let server = HttpServer::bind(bind).await?;
+    let server = match &node.server {
+        Some(shared) if shared.local_addr() == bind => Arc::clone(shared),
+        _ => Arc::new(HttpServer::bind(bind).await?),
+    };
     record.state = State::Active;
     record.error = None;
     node.journal.save(&mut record)?;
@@ -103,7 +115,7 @@ fn spawn(
     node: &Node,
     record: Record,
     ticket: Ticket,
-    server: HttpServer,
+    server: Arc<HttpServer>,
     outgoing: Outgoing,
     lock: OwnerLock,
 ) -> Transfer {
@@ -205,6 +217,58 @@ async fn serve(
             Err(e)
         }
     }
+}
+
+/// What a peer's inbox said of an offer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushAnswer {
+    /// `accepted` (it is fetching now) or `pending` (held until someone there accepts it).
+    pub state: String,
+    /// Why it is held, when pending.
+    pub reason: Option<String>,
+}
+
+/// How long to try reaching a peer's inbox.
+const INBOX_BUDGET: Duration = Duration::from_secs(10);
+
+pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> Result<(Transfer, PushAnswer)> {
+    let peer = node.trust.usable_peer(peer_name)?;
+    let transfer = start(node, options).await?;
+    let id = transfer.transfer_id;
+    let mut record = node.journal.load(&id, Role::Send)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
+    record.peer = Some(peer.name.clone());
+    node.journal.save(&mut record)?;
+    let ticket: Ticket = record.ticket.parse()?;
+    let offer = serde_json::to_value(Offer::seal(&peer.grant_id, &peer.secret_bytes(), &node.config.name, &ticket))
+        .expect("offers serialise");
+    let (result, _) = race(&peer.inbox, INBOX_BUDGET, move |mut http| {
+        let offer = offer.clone();
+        async move {
+            let answer = http.deliver(&offer).await?;
+            Ok(Connected { peer: http, answer })
+        }
+    })
+    .await;
+    let refused = match result {
+        Ok(Connected { answer, .. }) => match answer["state"].as_str() {
+            Some(state @ ("accepted" | "pending")) => {
+                let reason = answer["reason"].as_str().map(str::to_owned);
+                return Ok((transfer, PushAnswer { state: state.to_owned(), reason }));
+            }
+            _ => TransferError::OfferRefused(format!("unexpected answer {answer}")),
+        },
+        Err(TransferError::Protocol(m)) => TransferError::OfferRefused(m),
+        Err(e) => e,
+    };
+    // Nobody will fetch it: stop serving and record why.
+    transfer.task.abort();
+    let _ = transfer.task.await;
+    if let Some(mut record) = node.journal.load(&id, Role::Send)? {
+        record.state = State::Failed;
+        record.error = Some(ErrorInfo::from(&refused));
+        node.journal.save(&mut record)?;
+    }
+    Err(refused)
 }
 
 /// The addresses to put in a ticket for a listener bound to `local`: every interface address

@@ -11,11 +11,16 @@
 //!
 //! A wrong or missing token, an unknown id or an expired ticket all get the same bodyless `403`,
 //! so the server tells a stranger nothing.
+//!
+//! A node that listens for pushes also answers `POST /v1/inbox`: the body is an offer (see
+//! [`crate::offer`]), authenticated by its own MAC rather than a bearer token, and handed to
+//! whatever [`InboxHandler`] the node installed.
 
 mod client;
 mod server;
 
-pub use client::{AttemptReport, Connected, HttpPeer, connect_any};
-pub use server::HttpServer;
+pub use client::{AttemptReport, Connected, HttpPeer, connect_any, race};
+pub use server::{HttpServer, InboxFuture, InboxHandler};
 
 const PREFIX: &str = "/v1/transfers/";
+const INBOX_PATH: &str = "/v1/inbox";

@@ -3,6 +3,8 @@
 use std::{
     collections::HashMap,
     convert::Infallible,
+    future::Future,
+    pin::Pin,
     net::SocketAddr,
     sync::{Arc, Mutex},
 };
@@ -20,20 +22,36 @@ use hyper_util::rt::TokioIo;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-use super::PREFIX;
+use super::{INBOX_PATH, PREFIX};
 use crate::{core, engine::Outgoing, error::TransferError, id::TransferId};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
 /// A running HTTP listener. Dropping it stops accepting; open streams finish on their own.
-#[derive(Debug)]
 pub struct HttpServer {
     local_addr: SocketAddr,
-    transfers: Registry,
+    routes: Arc<Routes>,
     accept: JoinHandle<()>,
 }
 
-type Registry = Arc<Mutex<HashMap<TransferId, Arc<Outgoing>>>>;
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer").field("local_addr", &self.local_addr).finish_non_exhaustive()
+    }
+}
+
+/// What answers `POST /v1/inbox`: the request body in, a status and a JSON body out.
+pub type InboxFuture = Pin<Box<dyn Future<Output = (StatusCode, serde_json::Value)> + Send>>;
+pub type InboxHandler = Arc<dyn Fn(Bytes) -> InboxFuture + Send + Sync>;
+
+/// Largest inbox message accepted.
+const MAX_INBOX_BODY: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Routes {
+    transfers: Mutex<HashMap<TransferId, Arc<Outgoing>>>,
+    inbox: Mutex<Option<InboxHandler>>,
+}
 
 impl HttpServer {
     /// Listen on `addr` (port 0 for an ephemeral port).
@@ -43,9 +61,9 @@ impl HttpServer {
             _ => TransferError::io(addr.to_string(), e),
         })?;
         let local_addr = listener.local_addr().map_err(|e| TransferError::io(addr.to_string(), e))?;
-        let transfers = Registry::default();
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&transfers)));
-        Ok(HttpServer { local_addr, transfers, accept })
+        let routes = Arc::new(Routes::default());
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&routes)));
+        Ok(HttpServer { local_addr, routes, accept })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -53,11 +71,16 @@ impl HttpServer {
     }
 
     pub fn register(&self, outgoing: Arc<Outgoing>) {
-        self.transfers.lock().expect("not poisoned").insert(outgoing.transfer_id, outgoing);
+        self.routes.transfers.lock().expect("not poisoned").insert(outgoing.transfer_id, outgoing);
     }
 
     pub fn unregister(&self, id: &TransferId) {
-        self.transfers.lock().expect("not poisoned").remove(id);
+        self.routes.transfers.lock().expect("not poisoned").remove(id);
+    }
+
+    /// Answer `POST /v1/inbox` with `handler` from now on.
+    pub fn set_inbox(&self, handler: InboxHandler) {
+        *self.routes.inbox.lock().expect("not poisoned") = Some(handler);
     }
 }
 
@@ -67,7 +90,7 @@ impl Drop for HttpServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, transfers: Registry) {
+async fn accept_loop(listener: TcpListener, routes: Arc<Routes>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -77,11 +100,11 @@ async fn accept_loop(listener: TcpListener, transfers: Registry) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let transfers = Arc::clone(&transfers);
+        let routes = Arc::clone(&routes);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
-                let transfers = Arc::clone(&transfers);
-                async move { Ok::<_, Infallible>(route(req, &transfers).await) }
+                let routes = Arc::clone(&routes);
+                async move { Ok::<_, Infallible>(route(req, &routes).await) }
             });
             if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, "connection ended: {e}");
@@ -104,13 +127,39 @@ fn query_u64(query: Option<&str>, key: &str) -> Option<u64> {
     query?.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
 }
 
-async fn route(req: Request<Incoming>, transfers: &Registry) -> Response<Body> {
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let body = serde_json::to_vec(value).expect("json");
+    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("valid"));
+    resp
+}
+
+async fn inbox(req: Request<Incoming>, routes: &Routes) -> Response<Body> {
+    let handler = routes.inbox.lock().expect("not poisoned").clone();
+    let Some(handler) = handler else { return empty(StatusCode::NOT_FOUND) };
+    if req.method() != Method::POST {
+        return empty(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    match http_body_util::Limited::new(req.into_body(), MAX_INBOX_BODY).collect().await {
+        Ok(body) => {
+            let (status, answer) = handler(body.to_bytes()).await;
+            json(status, &answer)
+        }
+        Err(_) => json(StatusCode::PAYLOAD_TOO_LARGE, &serde_json::json!({ "code": "offer_malformed" })),
+    }
+}
+
+async fn route(req: Request<Incoming>, routes: &Routes) -> Response<Body> {
+    if req.uri().path() == INBOX_PATH {
+        return inbox(req, routes).await;
+    }
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
     let outgoing = id
         .parse::<TransferId>()
         .ok()
-        .and_then(|id| transfers.lock().expect("not poisoned").get(&id).cloned())
+        .and_then(|id| routes.transfers.lock().expect("not poisoned").get(&id).cloned())
         .filter(|o| bearer(&req).is_some_and(|t| o.authorises(t)));
     let Some(outgoing) = outgoing else { return empty(StatusCode::FORBIDDEN) };
 

@@ -1,0 +1,130 @@
+//! Trust management: `export` (mint a grant), `peers` (whom we push to), `grants` (who pushes here).
+
+use std::time::Duration;
+
+use agentferry::{
+    Event, Node, TransferError,
+    engine::advertised_addrs,
+    peers::{GrantInfo, PeerInfo},
+};
+use clap::Subcommand;
+use data_encoding::HEXLOWER;
+
+use super::{output::Reporter, parse_duration};
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// The name the other side will know this node by. Default: this node's name.
+    #[arg(long)]
+    name: Option<String>,
+    /// How long the grant is valid: e.g. 12h, 7d.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    ttl: Duration,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeersCommand {
+    /// List the peers this node can push to.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust a peer from the grant URI it exported.
+    Add {
+        uri: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Trust it for at most this long (never longer than its grant).
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Option<Duration>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget a peer.
+    Remove {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Trust a peer for longer (its own node still refuses an expired grant).
+    Extend {
+        name: String,
+        #[arg(long, value_parser = parse_duration)]
+        ttl: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl PeersCommand {
+    pub fn json(&self) -> bool {
+        match self {
+            PeersCommand::List { json } | PeersCommand::Remove { json, .. } => *json,
+            PeersCommand::Add { json, .. } | PeersCommand::Extend { json, .. } => *json,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrantsCommand {
+    /// List the grants this node exported.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a grant: pushes under it are no longer auto-accepted.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl GrantsCommand {
+    pub fn json(&self) -> bool {
+        match self {
+            GrantsCommand::List { json } | GrantsCommand::Revoke { json, .. } => *json,
+        }
+    }
+}
+
+pub fn export(node: &Node, args: ExportArgs, reporter: &mut Reporter) -> Result<(), TransferError> {
+    let name = args.name.unwrap_or_else(|| node.config().name.clone());
+    let inbox = advertised_addrs(node.inbox_bind()?);
+    let uri = node.trust().export(&name, args.ttl.as_secs(), inbox)?;
+    reporter.event(&Event::Exported {
+        uri: uri.to_string(),
+        grant_id: HEXLOWER.encode(&uri.grant_id),
+        name,
+        expires_at: uri.expires_at,
+    });
+    Ok(())
+}
+
+pub fn peers(node: &Node, command: PeersCommand, reporter: &mut Reporter) -> Result<(), TransferError> {
+    let trust = node.trust();
+    let shown = match command {
+        PeersCommand::List { .. } => trust.peers()?,
+        PeersCommand::Add { uri, name, ttl, .. } => vec![trust.add_peer(&uri, name.as_deref(), ttl.map(|t| t.as_secs()))?],
+        PeersCommand::Remove { name, .. } => vec![trust.remove_peer(&name)?],
+        PeersCommand::Extend { name, ttl, .. } => vec![trust.extend_peer(&name, ttl.as_secs())?],
+    };
+    for peer in &shown {
+        reporter.event(&Event::Peer { peer: PeerInfo::from(peer) });
+    }
+    Ok(())
+}
+
+pub fn grants(node: &Node, command: GrantsCommand, reporter: &mut Reporter) -> Result<(), TransferError> {
+    let trust = node.trust();
+    let shown = match command {
+        GrantsCommand::List { .. } => trust.grants()?,
+        GrantsCommand::Revoke { id, .. } => vec![trust.revoke(&id)?],
+    };
+    for grant in &shown {
+        reporter.event(&Event::Grant { grant: GrantInfo::from(grant) });
+    }
+    Ok(())
+}

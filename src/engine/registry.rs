@@ -1,0 +1,138 @@
+//! Transfers running in this process, with a live status each.
+//!
+//! A long-lived front (the MCP server, `agentferry listen`) hands every [`Transfer`] it starts to
+//! the registry, which consumes its events into a [`TransferStatus`] published on a watch
+//! channel. `check_session` reads it (or waits on it); transfers not running here are read from
+//! the journal instead, so one view covers both.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use tokio::sync::watch;
+
+use super::{Event, Node, Transfer};
+use crate::{
+    error::{Result, TransferError},
+    id::TransferId,
+    journal::{AttemptInfo, ErrorInfo, State, TransferStatus, unix_now},
+};
+
+/// Attempts kept per transfer; older ones are dropped.
+const MAX_ATTEMPTS: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    live: Mutex<HashMap<TransferId, watch::Receiver<TransferStatus>>>,
+}
+
+impl Registry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Registry::default())
+    }
+
+    /// Follow `transfer`'s events from now on; returns its live status.
+    pub fn track(self: &Arc<Self>, node: &Node, transfer: Transfer) -> Result<watch::Receiver<TransferStatus>> {
+        let record = node.journal.load(&transfer.transfer_id, transfer.role)?;
+        let mut initial = record.map(|r| r.status()).ok_or_else(|| TransferError::TransferNotFound(transfer.transfer_id.to_string()))?;
+        initial.state = State::Active;
+        initial.error = None;
+        let (tx, rx) = watch::channel(initial);
+        self.live.lock().expect("not poisoned").insert(transfer.transfer_id, rx.clone());
+        tokio::spawn(follow(transfer, tx));
+        Ok(rx)
+    }
+
+    /// The live status of a transfer running in this process.
+    pub fn watch(&self, id: &TransferId) -> Option<watch::Receiver<TransferStatus>> {
+        self.live.lock().expect("not poisoned").get(id).cloned()
+    }
+
+    /// One transfer: live if it runs here, else from the journal (both roles if both exist).
+    pub fn status(&self, node: &Node, id: &TransferId) -> Result<Vec<TransferStatus>> {
+        if let Some(live) = self.watch(id) {
+            let mut all = vec![live.borrow().clone()];
+            let role = all[0].role;
+            all.extend(node.status(Some(*id)).unwrap_or_default().iter().filter(|r| r.role() != role).map(|r| r.status()));
+            return Ok(all);
+        }
+        Ok(node.status(Some(*id))?.iter().map(|r| r.status()).collect())
+    }
+
+    /// Every transfer this node knows, live ones as they are now.
+    pub fn list(&self, node: &Node) -> Result<Vec<TransferStatus>> {
+        let live = self.live.lock().expect("not poisoned").clone();
+        Ok(node
+            .status(None)?
+            .iter()
+            .map(|r| match live.get(&r.transfer_id) {
+                Some(l) if l.borrow().role == r.role() => l.borrow().clone(),
+                _ => r.status(),
+            })
+            .collect())
+    }
+}
+
+/// Fold one transfer's events into its status until it ends.
+async fn follow(mut transfer: Transfer, tx: watch::Sender<TransferStatus>) {
+    while let Some(event) = transfer.events.recv().await {
+        tx.send_modify(|s| apply(s, event));
+    }
+    let result = transfer.task.await;
+    tx.send_modify(|s| {
+        if !s.state.is_terminal() {
+            match result {
+                Ok(Ok(_)) => s.state = State::Completed,
+                Ok(Err(e)) => fail(s, &e),
+                Err(_) => fail(s, &TransferError::Cancelled),
+            }
+        }
+    });
+}
+
+fn fail(s: &mut TransferStatus, e: &TransferError) {
+    s.state = if matches!(e, TransferError::Cancelled) { State::Interrupted } else { State::Failed };
+    s.error = Some(ErrorInfo::from(e));
+    s.rate = 0;
+    s.updated_at = unix_now();
+}
+
+fn apply(s: &mut TransferStatus, event: Event) {
+    s.updated_at = unix_now();
+    match event {
+        Event::Progress { bytes_done, rate, .. } => {
+            s.bytes_done = s.bytes_done.max(bytes_done);
+            s.rate = rate;
+        }
+        Event::Attempt { path, addr, ok, elapsed_ms, error_code, .. } => {
+            if ok {
+                s.path = Some(path.to_owned());
+            }
+            if s.attempts.len() == MAX_ATTEMPTS {
+                s.attempts.remove(0);
+            }
+            s.attempts.push(AttemptInfo {
+                path: path.to_owned(),
+                addr: addr.to_string(),
+                ok,
+                elapsed_ms,
+                error_code: error_code.map(str::to_owned),
+            });
+        }
+        Event::Completed { sha256, bytes, saved_to, path, .. } => {
+            s.state = State::Completed;
+            s.sha256 = Some(sha256);
+            s.bytes_done = bytes;
+            s.saved_to = saved_to;
+            s.path = Some(path.to_owned());
+            s.rate = 0;
+        }
+        Event::Error { code, message, hint, .. } => {
+            s.state = if code == "cancelled" { State::Interrupted } else { State::Failed };
+            s.error = Some(ErrorInfo { code: code.into(), message, hint: hint.into() });
+            s.rate = 0;
+        }
+        _ => {}
+    }
+}

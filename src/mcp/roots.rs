@@ -1,0 +1,124 @@
+//! What the MCP server may read and write, checked after resolving symlinks.
+//!
+//! Agents name paths; a server that trusted them would read `~/.ssh` on request. `send_file`
+//! reads only files under the allowed roots (default: the working directory); received files
+//! land only in the download folder or an `output_dir` inside a root or the download folder.
+//! Every path is resolved (symlinks, `..`) before the check, like the reference filesystem
+//! MCP server, and a refusal names what was refused and why.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::{Result, TransferError};
+
+#[derive(Clone, Debug)]
+pub struct Roots {
+    roots: Vec<PathBuf>,
+    download_dir: PathBuf,
+}
+
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| TransferError::io(path, e))
+}
+
+impl Roots {
+    /// `roots` must exist; `download_dir` is created if missing.
+    pub fn new(roots: &[PathBuf], download_dir: &Path) -> Result<Self> {
+        let roots = roots.iter().map(|r| canonical(r)).collect::<Result<Vec<_>>>()?;
+        std::fs::create_dir_all(download_dir).map_err(|e| TransferError::io(download_dir, e))?;
+        Ok(Roots { roots, download_dir: canonical(download_dir)? })
+    }
+
+    pub fn download_dir(&self) -> &Path {
+        &self.download_dir
+    }
+
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
+    fn list(&self) -> String {
+        self.roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Relative paths are taken from the first root.
+    fn absolute(&self, path: &str) -> PathBuf {
+        let p = Path::new(path);
+        if p.is_absolute() { p.to_owned() } else { self.roots.first().map_or_else(|| p.to_owned(), |r| r.join(p)) }
+    }
+
+    /// The real path of a file `send_file` may read.
+    pub fn readable_file(&self, path: &str) -> Result<PathBuf> {
+        let wanted = self.absolute(path);
+        let real = std::fs::canonicalize(&wanted).map_err(|e| TransferError::SourceUnreadable {
+            path: wanted.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        if !self.roots.iter().any(|r| real.starts_with(r)) {
+            return Err(TransferError::PathNotAllowed(format!(
+                "refused to read {}: it resolves to {}, outside the allowed roots ({})",
+                wanted.display(),
+                real.display(),
+                self.list()
+            )));
+        }
+        Ok(real)
+    }
+
+    /// The real folder `receive_file` may write into: the download folder by default, else an
+    /// `output_dir` inside a root or the download folder (created if missing).
+    pub fn writable_dir(&self, output_dir: Option<&str>) -> Result<PathBuf> {
+        let Some(dir) = output_dir else { return Ok(self.download_dir.clone()) };
+        let wanted = self.absolute(dir);
+        if wanted.components().any(|c| matches!(c, Component::ParentDir)) {
+            return Err(TransferError::PathNotAllowed(format!("refused to write into {}: `..` is not allowed", wanted.display())));
+        }
+        // Resolve the deepest folder that exists; what is below it cannot be a symlink yet.
+        let mut existing = wanted.clone();
+        let mut rest = Vec::new();
+        while !existing.exists() {
+            rest.push(existing.file_name().map(|n| n.to_owned()).unwrap_or_default());
+            if !existing.pop() {
+                break;
+            }
+        }
+        let mut real = canonical(&existing)?;
+        real.extend(rest.iter().rev());
+        let allowed = self.roots.iter().chain([&self.download_dir]).any(|r| real.starts_with(r));
+        if !allowed {
+            return Err(TransferError::PathNotAllowed(format!(
+                "refused to write into {}: it resolves to {}, outside the download folder ({}) and the allowed roots ({})",
+                wanted.display(),
+                real.display(),
+                self.download_dir.display(),
+                self.list()
+            )));
+        }
+        Ok(real)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_and_writes_stay_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("ok.txt"), b"x").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), b"x").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("link.txt")).unwrap();
+        let roots = Roots::new(&[root.clone()], &dir.path().join("dl")).unwrap();
+
+        assert!(roots.readable_file("ok.txt").is_ok());
+        assert_eq!(roots.readable_file("../secret.txt").unwrap_err().code(), "path_not_allowed");
+        assert_eq!(roots.readable_file("link.txt").unwrap_err().code(), "path_not_allowed");
+        assert_eq!(roots.readable_file("/etc/passwd").unwrap_err().code(), "path_not_allowed");
+
+        assert_eq!(roots.writable_dir(None).unwrap(), roots.download_dir());
+        assert!(roots.writable_dir(Some("sub/new")).unwrap().starts_with(&roots.roots()[0]));
+        assert_eq!(roots.writable_dir(Some("/tmp")).unwrap_err().code(), "path_not_allowed");
+        assert_eq!(roots.writable_dir(Some("sub/../../x")).unwrap_err().code(), "path_not_allowed");
+    }
+}
