@@ -180,8 +180,12 @@ impl TransferError {
             TransferNotFound(_) => "run `agentferry status` to list the transfers this node knows",
             AlreadyCompleted(_) => "nothing to do; `agentferry status ID` shows where the file is",
             PeerUriInvalid(_) => "copy the whole URI printed by `agentferry export` on the other machine",
-            PeerNotFound(_) => "list trusted peers (`agentferry peers list` or the list_peers tool), or add one with add_peer",
-            PeerExpired(_) => "ask the peer for a fresh `agentferry export` and add it again, or send with a ticket instead",
+            PeerNotFound(_) => {
+                "list trusted peers (`agentferry peers list` or the list_peers tool), or add one with add_peer"
+            }
+            PeerExpired(_) => {
+                "ask the peer for a fresh `agentferry export` and add it again, or send with a ticket instead"
+            }
             GrantNotFound(_) => "run `agentferry grants list` to see the grants this node exported",
             OfferRefused(_) => "send without `to` and hand the ticket over instead, or ask the peer for a fresh grant",
             PathNotAllowed(_) => "use a path inside the allowed roots (or the download folder for received files)",

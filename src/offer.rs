@@ -57,7 +57,13 @@ fn keys(secret: &[u8; 32], offer_id: &[u8]) -> (Hmac<Sha256>, LessSafeKey) {
 }
 
 fn mac_input(mac: &mut Hmac<Sha256>, o: &Offer) {
-    for field in [o.grant_id.as_bytes(), o.offer_id.as_bytes(), &o.issued_at.to_be_bytes(), o.from.as_bytes(), o.sealed.as_bytes()] {
+    for field in [
+        o.grant_id.as_bytes(),
+        o.offer_id.as_bytes(),
+        &o.issued_at.to_be_bytes(),
+        o.from.as_bytes(),
+        o.sealed.as_bytes(),
+    ] {
         mac.update(&(field.len() as u32).to_be_bytes());
         mac.update(field);
     }
@@ -72,8 +78,12 @@ impl Offer {
         let (mut mac, key) = keys(secret, offer_id.as_bytes());
         let mut sealed = ticket.to_string().into_bytes();
         // The key is unique to this offer id, so a fixed nonce never repeats under one key.
-        key.seal_in_place_append_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(grant_id.as_bytes()), &mut sealed)
-            .expect("small payload");
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key([0; 12]),
+            Aad::from(grant_id.as_bytes()),
+            &mut sealed,
+        )
+        .expect("small payload");
         let mut offer = Offer {
             grant_id: grant_id.into(),
             offer_id,

@@ -197,7 +197,13 @@ impl Trust {
 
     /// Mint a grant valid for `ttl_secs`, reachable at `inbox`.
     pub fn export(&self, name: &str, ttl_secs: u64, inbox: Vec<SocketAddr>) -> Result<GrantUri> {
-        let mut uri = GrantUri { grant_id: [0; 16], secret: [0; 32], expires_at: unix_now() + ttl_secs, name: name.into(), inbox };
+        let mut uri = GrantUri {
+            grant_id: [0; 16],
+            secret: [0; 32],
+            expires_at: unix_now() + ttl_secs,
+            name: name.into(),
+            inbox,
+        };
         rand::rng().fill_bytes(&mut uri.grant_id);
         rand::rng().fill_bytes(&mut uri.secret);
         let grant = Grant {
@@ -277,7 +283,8 @@ impl Trust {
 
     pub fn remove_peer(&self, name: &str) -> Result<Peer> {
         self.peers.update(|peers| {
-            let i = peers.iter().position(|p| p.name == name).ok_or_else(|| TransferError::PeerNotFound(name.into()))?;
+            let i =
+                peers.iter().position(|p| p.name == name).ok_or_else(|| TransferError::PeerNotFound(name.into()))?;
             Ok(peers.remove(i))
         })
     }
@@ -286,7 +293,8 @@ impl Trust {
     /// node refuses expired grants whatever we store).
     pub fn extend_peer(&self, name: &str, ttl_secs: u64) -> Result<Peer> {
         self.peers.update(|peers| {
-            let p = peers.iter_mut().find(|p| p.name == name).ok_or_else(|| TransferError::PeerNotFound(name.into()))?;
+            let p =
+                peers.iter_mut().find(|p| p.name == name).ok_or_else(|| TransferError::PeerNotFound(name.into()))?;
             p.expires_at = unix_now() + ttl_secs;
             Ok(p.clone())
         })

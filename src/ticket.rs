@@ -163,7 +163,7 @@ mod tests {
         let expected: Vec<u8> = [
             &[0x00][..],                                                      // version 0
             &[0x00, 0x6b],                                                    // body length 107
-            &bytes[3..7], // checksum, pinned below
+            &bytes[3..7],                                                     // checksum, pinned below
             &[0x11; 16],                                                      // transfer id
             &[0x22; 32],                                                      // session key
             &[1, 2, 3, 4, 5, 6, 7, 8],                                        // expires_at

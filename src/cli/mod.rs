@@ -205,7 +205,8 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Send(args) => node.send(SendOptions { path: args.file, expires_in: args.expires_in }).await?,
         Command::Receive(args) => {
             let ticket: Ticket = args.ticket.parse()?;
-            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None }).await?
+            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None })
+                .await?
         }
         Command::Resume(args) => {
             let role = args.role.map(|r| match r {

@@ -107,7 +107,13 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             println!("{:<20} {state:<8} expires {}  inbox {}", peer.name, peer.expires_at, peer.inbox.join(", "));
         }
         Event::Grant { grant } => {
-            let state = if grant.revoked { "revoked" } else if grant.expired { "expired" } else { "valid" };
+            let state = if grant.revoked {
+                "revoked"
+            } else if grant.expired {
+                "expired"
+            } else {
+                "valid"
+            };
             println!("{}  {state:<8} expires {}  {}", grant.id, grant.expires_at, grant.name);
         }
         Event::Inbox { addrs, download_dir } => {

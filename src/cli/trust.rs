@@ -107,7 +107,9 @@ pub fn peers(node: &Node, command: PeersCommand, reporter: &mut Reporter) -> Res
     let trust = node.trust();
     let shown = match command {
         PeersCommand::List { .. } => trust.peers()?,
-        PeersCommand::Add { uri, name, ttl, .. } => vec![trust.add_peer(&uri, name.as_deref(), ttl.map(|t| t.as_secs()))?],
+        PeersCommand::Add { uri, name, ttl, .. } => {
+            vec![trust.add_peer(&uri, name.as_deref(), ttl.map(|t| t.as_secs()))?]
+        }
         PeersCommand::Remove { name, .. } => vec![trust.remove_peer(&name)?],
         PeersCommand::Extend { name, ttl, .. } => vec![trust.extend_peer(&name, ttl.as_secs())?],
     };

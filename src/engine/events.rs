@@ -17,7 +17,9 @@ use crate::{
     peers::{GrantInfo, PeerInfo},
 };
 
-/// One line of `--json` output: a step of a transfer, or a fact asked for.
+/// One line of `--json` output: a step of a transfer, or a fact asked for. Events are built
+/// once and printed or folded into a status, so the size spread between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {

@@ -84,7 +84,8 @@ impl Inbox {
             Ok(false) => return answer(StatusCode::CONFLICT, "offer_replayed"),
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         }
-        let options = ReceiveOptions { output_dir: self.download_dir.clone(), overwrite: false, peer: Some(offer.from.clone()) };
+        let options =
+            ReceiveOptions { output_dir: self.download_dir.clone(), overwrite: false, peer: Some(offer.from.clone()) };
         if let Some(reason) = grant.invalid_reason(now) {
             tracing::info!(grant = %grant.id, from = %offer.from, reason, "holding an offer");
             return match self.node.hold(ticket, &options, reason) {

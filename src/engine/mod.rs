@@ -151,6 +151,10 @@ impl Node {
             return Ok(addr);
         }
         let file = self.home.root().join("inbox_port");
+        // Several processes may ask at once; the first to hold the lock chooses for all.
+        let lock_path = file.with_extension("lock");
+        let lock = crate::home::open_private(&lock_path).map_err(|e| TransferError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| TransferError::io(&lock_path, e))?;
         let remembered = std::fs::read_to_string(&file).ok().and_then(|p| p.trim().parse::<u16>().ok());
         let port = match remembered {
             Some(port) => port,
@@ -196,7 +200,8 @@ impl Node {
 
     /// Accept a pending offer (into `options`' folder if given), or resume an unfinished receive.
     pub async fn accept(&self, id: TransferId, options: Option<ReceiveOptions>) -> Result<Transfer> {
-        let record = self.journal.load(&id, Role::Receive)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
+        let record =
+            self.journal.load(&id, Role::Receive)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
         receive::accept(self, record, options).await
     }
 

@@ -35,7 +35,9 @@ impl Registry {
     /// Follow `transfer`'s events from now on; returns its live status.
     pub fn track(self: &Arc<Self>, node: &Node, transfer: Transfer) -> Result<watch::Receiver<TransferStatus>> {
         let record = node.journal.load(&transfer.transfer_id, transfer.role)?;
-        let mut initial = record.map(|r| r.status()).ok_or_else(|| TransferError::TransferNotFound(transfer.transfer_id.to_string()))?;
+        let mut initial = record
+            .map(|r| r.status())
+            .ok_or_else(|| TransferError::TransferNotFound(transfer.transfer_id.to_string()))?;
         initial.state = State::Active;
         initial.error = None;
         let (tx, rx) = watch::channel(initial);
@@ -54,7 +56,9 @@ impl Registry {
         if let Some(live) = self.watch(id) {
             let mut all = vec![live.borrow().clone()];
             let role = all[0].role;
-            all.extend(node.status(Some(*id)).unwrap_or_default().iter().filter(|r| r.role() != role).map(|r| r.status()));
+            all.extend(
+                node.status(Some(*id)).unwrap_or_default().iter().filter(|r| r.role() != role).map(|r| r.status()),
+            );
             return Ok(all);
         }
         Ok(node.status(Some(*id))?.iter().map(|r| r.status()).collect())

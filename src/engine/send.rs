@@ -235,7 +235,8 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
     let peer = node.trust.usable_peer(peer_name)?;
     let transfer = start(node, options).await?;
     let id = transfer.transfer_id;
-    let mut record = node.journal.load(&id, Role::Send)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
+    let mut record =
+        node.journal.load(&id, Role::Send)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
     record.peer = Some(peer.name.clone());
     node.journal.save(&mut record)?;
     let ticket: Ticket = record.ticket.parse()?;

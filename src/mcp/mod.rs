@@ -114,7 +114,10 @@ with it. With `to`, the file is pushed to that peer (see list_peers), which fetc
 check_session(transfer_id, wait=true) to follow it to completion. The file must be inside the allowed roots.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
-    async fn send_file(&self, Parameters(args): Parameters<SendFileArgs>) -> Result<Json<SendFileResult>, Json<ToolError>> {
+    async fn send_file(
+        &self,
+        Parameters(args): Parameters<SendFileArgs>,
+    ) -> Result<Json<SendFileResult>, Json<ToolError>> {
         let path = match self.roots.readable_file(&args.path) {
             Ok(p) => p,
             Err(e) => return fail(e),
@@ -172,7 +175,10 @@ file's path. Files land in the download folder unless output_dir names a folder 
 an existing file is never replaced unless overwrite is true.",
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true)
     )]
-    async fn receive_file(&self, Parameters(args): Parameters<ReceiveFileArgs>) -> Result<Json<TransferStatus>, Json<ToolError>> {
+    async fn receive_file(
+        &self,
+        Parameters(args): Parameters<ReceiveFileArgs>,
+    ) -> Result<Json<TransferStatus>, Json<ToolError>> {
         let output_dir = match self.roots.writable_dir(args.output_dir.as_deref()) {
             Ok(dir) => dir,
             Err(e) => return fail(e),
@@ -272,7 +278,10 @@ that is safely on disk; also accepts a pending offer into the download folder. R
 check_session(transfer_id, wait=true).",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
-    async fn resume_transfer(&self, Parameters(args): Parameters<ResumeArgs>) -> Result<Json<TransferStatus>, Json<ToolError>> {
+    async fn resume_transfer(
+        &self,
+        Parameters(args): Parameters<ResumeArgs>,
+    ) -> Result<Json<TransferStatus>, Json<ToolError>> {
         let started = match parse_id(&args.transfer_id) {
             Ok(id) => self.node.resume(id, None).await,
             Err(e) => Err(e),

@@ -46,13 +46,27 @@ impl Roots {
         if p.is_absolute() { p.to_owned() } else { self.roots.first().map_or_else(|| p.to_owned(), |r| r.join(p)) }
     }
 
-    /// The real path of a file `send_file` may read.
+    /// The real path of a file `send_file` may read. A path outside the roots is refused
+    /// whether or not it exists, so refusals do not reveal what exists out there.
     pub fn readable_file(&self, path: &str) -> Result<PathBuf> {
         let wanted = self.absolute(path);
-        let real = std::fs::canonicalize(&wanted).map_err(|e| TransferError::SourceUnreadable {
-            path: wanted.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let real = match std::fs::canonicalize(&wanted) {
+            Ok(real) => real,
+            Err(e) => {
+                let unreadable =
+                    TransferError::SourceUnreadable { path: wanted.display().to_string(), reason: e.to_string() };
+                let lexical = normalize(&wanted);
+                return Err(if self.roots.iter().any(|r| lexical.starts_with(r)) {
+                    unreadable
+                } else {
+                    TransferError::PathNotAllowed(format!(
+                        "refused to read {}: it is outside the allowed roots ({})",
+                        wanted.display(),
+                        self.list()
+                    ))
+                });
+            }
+        };
         if !self.roots.iter().any(|r| real.starts_with(r)) {
             return Err(TransferError::PathNotAllowed(format!(
                 "refused to read {}: it resolves to {}, outside the allowed roots ({})",
@@ -70,7 +84,10 @@ impl Roots {
         let Some(dir) = output_dir else { return Ok(self.download_dir.clone()) };
         let wanted = self.absolute(dir);
         if wanted.components().any(|c| matches!(c, Component::ParentDir)) {
-            return Err(TransferError::PathNotAllowed(format!("refused to write into {}: `..` is not allowed", wanted.display())));
+            return Err(TransferError::PathNotAllowed(format!(
+                "refused to write into {}: `..` is not allowed",
+                wanted.display()
+            )));
         }
         // Resolve the deepest folder that exists; what is below it cannot be a symlink yet.
         let mut existing = wanted.clone();
@@ -97,6 +114,21 @@ impl Roots {
     }
 }
 
+/// `path` with `.` and `..` resolved lexically (for paths that do not exist).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,12 +141,14 @@ mod tests {
         std::fs::write(root.join("ok.txt"), b"x").unwrap();
         std::fs::write(dir.path().join("secret.txt"), b"x").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("link.txt")).unwrap();
-        let roots = Roots::new(&[root.clone()], &dir.path().join("dl")).unwrap();
+        let roots = Roots::new(std::slice::from_ref(&root), &dir.path().join("dl")).unwrap();
 
         assert!(roots.readable_file("ok.txt").is_ok());
         assert_eq!(roots.readable_file("../secret.txt").unwrap_err().code(), "path_not_allowed");
         assert_eq!(roots.readable_file("link.txt").unwrap_err().code(), "path_not_allowed");
         assert_eq!(roots.readable_file("/etc/passwd").unwrap_err().code(), "path_not_allowed");
+        assert_eq!(roots.readable_file("/nonexistent/x").unwrap_err().code(), "path_not_allowed");
+        assert_eq!(roots.readable_file("missing.txt").unwrap_err().code(), "source_unreadable");
 
         assert_eq!(roots.writable_dir(None).unwrap(), roots.download_dir());
         assert!(roots.writable_dir(Some("sub/new")).unwrap().starts_with(&roots.roots()[0]));

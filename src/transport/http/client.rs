@@ -74,7 +74,12 @@ impl HttpPeer {
     }
 
     /// Send a request; any non-2xx status is returned as an error, with its body.
-    async fn request(&mut self, method: Method, path: &str, body: Bytes) -> Result<hyper::Response<Incoming>, TransferError> {
+    async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, TransferError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base))
@@ -131,7 +136,11 @@ async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, TransferErr
 /// Dial every address at once and run `op` on each connection; the first `op` to succeed wins
 /// and the rest are dropped. Returns the winner (if any) and a report of every attempt that
 /// finished. The error, when all fail, is the most telling one (a refusal over a timeout).
-pub async fn race<T, F, Fut>(addrs: &[SocketAddr], budget: Duration, op: F) -> (Result<Connected<T>, TransferError>, Vec<AttemptReport>)
+pub async fn race<T, F, Fut>(
+    addrs: &[SocketAddr],
+    budget: Duration,
+    op: F,
+) -> (Result<Connected<T>, TransferError>, Vec<AttemptReport>)
 where
     T: Send + 'static,
     F: Fn(HttpPeer) -> Fut + Clone + Send + Sync + 'static,

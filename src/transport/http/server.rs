@@ -4,8 +4,8 @@ use std::{
     collections::HashMap,
     convert::Infallible,
     future::Future,
-    pin::Pin,
     net::SocketAddr,
+    pin::Pin,
     sync::{Arc, Mutex},
 };
 

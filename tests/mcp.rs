@@ -1,0 +1,226 @@
+//! The MCP server driven in-process by rmcp's own client over a duplex pipe: two servers with
+//! separate homes move real files over loopback between them.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use agentferry::{
+    Node, NodeConfig,
+    engine::advertised_addrs,
+    home::Home,
+    mcp::{FerryServer, Roots},
+};
+use rmcp::{
+    ClientHandler, RoleClient, ServiceExt,
+    model::{CallToolRequestParams, ProgressNotificationParam, object},
+    service::{NotificationContext, RunningService},
+};
+use serde_json::{Value, json};
+
+#[derive(Clone, Default)]
+struct Client {
+    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+}
+
+impl ClientHandler for Client {
+    async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
+        self.progress.lock().unwrap().push(p);
+    }
+}
+
+/// One node with an MCP server: `files/` is its root, `downloads/` its download folder.
+struct Side {
+    dir: PathBuf,
+    node: Node,
+    client: RunningService<RoleClient, Client>,
+}
+
+impl Side {
+    async fn start(base: &Path, name: &str) -> Side {
+        let dir = base.join(name);
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        let config = NodeConfig {
+            name: name.into(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            inbox_bind: "127.0.0.1:0".parse().unwrap(),
+            ..NodeConfig::default()
+        };
+        let node = Node::new(Home::open(dir.join("home")).unwrap(), config);
+        let roots = Roots::new(&[dir.join("files")], &dir.join("downloads")).unwrap();
+        let server = FerryServer::start(node.clone(), roots).await;
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+        let client = Client::default().serve(client_io).await.unwrap();
+        Side { dir, node, client }
+    }
+
+    fn file(&self, name: &str, size: usize) -> PathBuf {
+        let path = self.dir.join("files").join(name);
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+
+    /// Call a tool; returns (is_error, structured content).
+    async fn call(&self, tool: &'static str, args: Value) -> (bool, Value) {
+        let result = self
+            .client
+            .call_tool(CallToolRequestParams::new(tool).with_arguments(object(args)))
+            .await
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        (result.is_error == Some(true), result.structured_content.unwrap_or(Value::Null))
+    }
+
+    async fn ok(&self, tool: &'static str, args: Value) -> Value {
+        let (is_error, value) = self.call(tool, args).await;
+        assert!(!is_error, "{tool} failed: {value}");
+        value
+    }
+
+    async fn wait(&self, id: &str) -> Value {
+        let report = self.ok("check_session", json!({ "transfer_id": id, "wait": true, "timeout_seconds": 60 })).await;
+        assert_eq!(report["timed_out"], false, "{report}");
+        report["transfers"][0].clone()
+    }
+}
+
+#[tokio::test]
+async fn tools_list_shows_every_tool_with_both_schemas_and_annotations() {
+    let base = tempfile::tempdir().unwrap();
+    let a = Side::start(base.path(), "alice").await;
+    let tools = a.client.list_all_tools().await.unwrap();
+    let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["add_peer", "check_session", "list_peers", "receive_file", "resume_transfer", "send_file"]);
+    for tool in &tools {
+        assert!(tool.output_schema.is_some(), "{} has an output schema", tool.name);
+        assert_eq!(tool.input_schema["type"], "object");
+        assert!(tool.title.is_some() && tool.description.as_ref().is_some_and(|d| d.len() > 60));
+        assert!(tool.annotations.is_some());
+    }
+    let check = tools.iter().find(|t| t.name == "check_session").unwrap();
+    assert_eq!(check.annotations.as_ref().unwrap().read_only_hint, Some(true));
+}
+
+#[tokio::test]
+async fn a_ticket_moves_a_file_between_two_servers_with_progress() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let src = a.file("report.bin", 3_000_000);
+    let sent = a.ok("send_file", json!({ "path": "report.bin" })).await;
+    let ticket = sent["ticket"].as_str().unwrap();
+    assert!(ticket.starts_with("ferry"));
+    assert!(sent["next"].as_str().unwrap().contains("receive_file"));
+
+    let started = b.ok("receive_file", json!({ "ticket": ticket })).await;
+    let id = started["transfer_id"].as_str().unwrap();
+    assert_eq!(id, sent["transfer_id"]);
+    let done = b.wait(id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let saved = PathBuf::from(done["saved_to"].as_str().unwrap());
+    assert!(saved.starts_with(b.dir.join("downloads").canonicalize().unwrap()));
+    assert_eq!(std::fs::read(&saved).unwrap(), std::fs::read(&src).unwrap());
+    assert_eq!(done["path"], "http");
+    assert!(done["attempts"].as_array().unwrap().iter().any(|a| a["ok"] == true));
+
+    let progress = b.client.service().progress.lock().unwrap().clone();
+    assert!(!progress.is_empty(), "the wait sent progress notifications");
+    assert!(progress.windows(2).all(|w| w[0].progress < w[1].progress), "progress only grows");
+    assert_eq!(progress.last().unwrap().progress, 3_000_000.0);
+
+    let sender_side = a.wait(id).await;
+    assert_eq!(sender_side["state"], "completed");
+    assert_eq!(sender_side["sha256"], done["sha256"]);
+}
+
+#[tokio::test]
+async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
+    let uri = b.node.trust().export("bob", 3600, inbox).unwrap();
+    let peer = a.ok("add_peer", json!({ "uri": uri.to_string() })).await;
+    assert_eq!(peer["name"], "bob");
+    let peers = a.ok("list_peers", json!({})).await;
+    assert_eq!(peers["peers"][0]["name"], "bob");
+    assert!(!peers.to_string().contains(&uri.to_string()[10..40]), "no secret in tool results");
+
+    let src = a.file("pushed.bin", 700_000);
+    let sent = a.ok("send_file", json!({ "path": src.to_str().unwrap(), "to": "bob" })).await;
+    assert_eq!(sent["peer_answer"], "accepted");
+    assert!(sent.get("ticket").is_none(), "a push shows no ticket");
+    let id = sent["transfer_id"].as_str().unwrap();
+    let done = b.wait(id).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(done["peer"], "alice");
+    assert_eq!(std::fs::read(done["saved_to"].as_str().unwrap()).unwrap(), std::fs::read(&src).unwrap());
+
+    // Revoked: the offer is authentic but no longer auto-accepted; it waits as pending.
+    b.node.trust().revoke(&data_encoding::HEXLOWER.encode(&uri.grant_id)).unwrap();
+    let src2 = a.file("second.bin", 10_000);
+    let sent = a.ok("send_file", json!({ "path": src2.to_str().unwrap(), "to": "bob" })).await;
+    assert_eq!(sent["peer_answer"], "pending");
+    let id = sent["transfer_id"].as_str().unwrap();
+    let listed = b.ok("check_session", json!({})).await;
+    let pending = listed["transfers"].as_array().unwrap().iter().find(|t| t["transfer_id"] == id).unwrap().clone();
+    assert_eq!(pending["state"], "pending");
+    assert_eq!(pending["held_because"], "grant_revoked");
+    // Accepting it explicitly fetches it.
+    b.ok("receive_file", json!({ "transfer_id": id })).await;
+    assert_eq!(b.wait(id).await["state"], "completed");
+}
+
+#[tokio::test]
+async fn expired_grants_are_refused_on_both_sides() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
+    let uri = b.node.trust().export("bob", 1, inbox).unwrap().to_string();
+    a.ok("add_peer", json!({ "uri": uri, "name": "bob-short" })).await;
+    a.ok("add_peer", json!({ "uri": uri, "name": "bob-long" })).await;
+    a.node.trust().extend_peer("bob-long", 3600).unwrap(); // alice trusts longer than bob's grant allows
+    // Wait for the grant's expiry to pass: the condition is the clock itself.
+    while b.node.trust().grants().unwrap()[0].invalid_reason(agentferry::journal::unix_now()).is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let src = a.file("late.bin", 1000);
+    let (is_error, refused) = a.call("send_file", json!({ "path": src.to_str().unwrap(), "to": "bob-short" })).await;
+    assert!(is_error);
+    assert_eq!(refused["code"], "peer_expired");
+    assert!(refused["hint"].as_str().unwrap().contains("export"));
+    let sent = a.ok("send_file", json!({ "path": src.to_str().unwrap(), "to": "bob-long" })).await;
+    assert_eq!(sent["peer_answer"], "pending", "bob does not auto-accept under an expired grant");
+    let status = b.ok("check_session", json!({ "transfer_id": sent["transfer_id"] })).await;
+    assert_eq!(status["transfers"][0]["held_because"], "grant_expired");
+    assert!(!b.dir.join("downloads").join("late.bin").exists());
+}
+
+#[tokio::test]
+async fn paths_outside_the_roots_and_unknown_ids_are_refused_with_a_next_step() {
+    let base = tempfile::tempdir().unwrap();
+    let a = Side::start(base.path(), "alice").await;
+    let outside = base.path().join("secret.txt");
+    std::fs::write(&outside, b"top secret").unwrap();
+    for path in [outside.to_str().unwrap(), "../../secret.txt", "/etc/passwd"] {
+        let (is_error, e) = a.call("send_file", json!({ "path": path })).await;
+        assert!(is_error);
+        assert_eq!(e["code"], "path_not_allowed", "{path}: {e}");
+        assert!(e["message"].as_str().unwrap().contains("outside the allowed roots"));
+    }
+    let (is_error, e) = a.call("receive_file", json!({ "ticket": "ferryaaaa", "output_dir": "/var/tmp" })).await;
+    assert!(is_error);
+    assert_eq!(e["code"], "path_not_allowed");
+    let (is_error, e) = a.call("check_session", json!({ "transfer_id": "00112233445566778899aabbccddeeff" })).await;
+    assert!(is_error);
+    assert_eq!(e["code"], "transfer_not_found");
+    assert!(e["hint"].as_str().unwrap().contains("check_session without transfer_id"));
+    let (is_error, e) = a.call("receive_file", json!({})).await;
+    assert!(is_error);
+    assert_eq!(e["code"], "invalid_argument");
+    let (is_error, e) = a.call("receive_file", json!({ "ticket": "grantabc" })).await;
+    assert!(is_error);
+    assert_eq!(e["code"], "ticket_wrong_kind");
+}

@@ -1,0 +1,244 @@
+"""agentferry's MCP server driven by the official Python MCP SDK, over stdio, as a host would.
+
+Two server processes with separate node homes move real files over loopback. Run through
+`cargo nextest run` (tests/python_mcp.rs sets AGENTFERRY_BIN), or directly:
+
+    AGENTFERRY_BIN=target/debug/agentferry .venv/bin/python -m pytest tests/mcp_e2e -q
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+BIN = os.environ["AGENTFERRY_BIN"]
+TOOLS = {"send_file", "receive_file", "check_session", "add_peer", "list_peers", "resume_transfer"}
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+class Node:
+    """One node: a home, a root folder of files to send, a download folder."""
+
+    def __init__(self, base: Path, name: str):
+        self.name = name
+        self.dir = base / name
+        self.home = self.dir / "home"
+        self.files = self.dir / "files"
+        self.downloads = self.dir / "downloads"
+        self.files.mkdir(parents=True)
+        self.env = dict(os.environ, AGENTFERRY_HOME=str(self.home), AGENTFERRY_BIND="127.0.0.1:0",
+                        AGENTFERRY_INBOX_BIND="127.0.0.1:0", AGENTFERRY_NAME=name, AGENTFERRY_LOG="warn")
+
+    def params(self):
+        return StdioServerParameters(command=BIN, args=["mcp", "--root", str(self.files),
+                                                       "--download-dir", str(self.downloads)], env=self.env)
+
+    async def connect(self, stack: AsyncExitStack) -> ClientSession:
+        read, write = await stack.enter_async_context(stdio_client(self.params(), errlog=sys.stderr))
+        session = await stack.enter_async_context(ClientSession(read, write))
+        await session.initialize()
+        return session
+
+    def cli(self, *args):
+        out = subprocess.run([BIN, *args], env=self.env, capture_output=True, text=True, check=True)
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    def make_file(self, name: str, size: int) -> Path:
+        path = self.files / name
+        with open(path, "wb") as f:
+            block = hashlib.sha256(name.encode()).digest() * 2048  # 64 KiB, varied
+            for _ in range(size // len(block)):
+                f.write(block)
+            f.write(block[: size % len(block)])
+        return path
+
+    def server_pids(self):
+        """PIDs of this node's MCP server processes (found by their unique home)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"mcp" in cmdline and f"AGENTFERRY_HOME={self.home}".encode() in environ.split(b"\0"):
+                pids.append(int(entry.name))
+        return pids
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+async def call(session: ClientSession, tool: str, **args):
+    result = await session.call_tool(tool, args)
+    return result.is_error, result.structured_content
+
+
+async def ok(session: ClientSession, tool: str, **args):
+    is_error, content = await call(session, tool, **args)
+    assert not is_error, f"{tool} failed: {content}"
+    return content
+
+
+async def wait(session: ClientSession, transfer_id: str, progress=None, timeout=60):
+    result = await session.call_tool("check_session", {"transfer_id": transfer_id, "wait": True,
+                                                       "timeout_seconds": timeout}, progress_callback=progress)
+    assert not result.is_error, result.structured_content
+    return result.structured_content
+
+
+@pytest.mark.anyio
+async def test_tools_list_has_every_tool_with_both_schemas(tmp_path):
+    a = Node(tmp_path, "alice")
+    started = time.monotonic()
+    async with AsyncExitStack() as stack:
+        session = await a.connect(stack)
+        tools = (await session.list_tools()).tools
+        elapsed_ms = (time.monotonic() - started) * 1000
+        print(f"\nstart-up: process start to tools/list answer in {elapsed_ms:.0f} ms")
+    assert {t.name for t in tools} == TOOLS
+    for tool in tools:
+        assert tool.input_schema["type"] == "object", tool.name
+        assert tool.output_schema and tool.output_schema["type"] == "object", tool.name
+        assert tool.description and tool.title and tool.annotations, tool.name
+
+
+@pytest.mark.anyio
+async def test_ticket_transfer_with_progress_and_equal_hashes(tmp_path):
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    src = a.make_file("data.bin", 20 * 1024 * 1024 + 7)
+    async with AsyncExitStack() as stack:
+        sa, sb = await a.connect(stack), await b.connect(stack)
+        sent = await ok(sa, "send_file", path="data.bin")
+        # The CLI on the same home sees what the MCP server runs.
+        listed = a.cli("status", sent["transfer_id"], "--json")
+        assert listed[0]["event"] == "status" and listed[0]["state"] == "active", listed
+        received = await ok(sb, "receive_file", ticket=sent["ticket"])
+        assert received["transfer_id"] == sent["transfer_id"]
+        seen = []
+
+        async def progress(done, total, message):
+            seen.append((done, total))
+
+        report = await wait(sb, sent["transfer_id"], progress)
+        done = report["transfers"][0]
+        assert done["state"] == "completed", done
+        assert seen, "progress notifications arrived"
+        assert all(x[0] < y[0] for x, y in zip(seen, seen[1:])), "progress is monotonic"
+        assert seen[-1] == (src.stat().st_size, src.stat().st_size)
+        assert done["sha256"] == sha256(src) == sha256(Path(done["saved_to"]))
+        sender = (await wait(sa, sent["transfer_id"]))["transfers"][0]
+        assert sender["state"] == "completed" and sender["sha256"] == done["sha256"]
+
+
+@pytest.mark.anyio
+async def test_push_to_trusted_peer_is_auto_accepted_and_expired_grant_refused(tmp_path):
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    exported = b.cli("export", "--json", "--name", "bob", "--ttl", "1h")[0]
+    assert exported["event"] == "exported" and exported["uri"].startswith("grant")
+    src = a.make_file("push.bin", 3 * 1024 * 1024)
+    async with AsyncExitStack() as stack:
+        sa, sb = await a.connect(stack), await b.connect(stack)
+        peer = await ok(sa, "add_peer", uri=exported["uri"])
+        assert peer["name"] == "bob" and not peer["expired"]
+        sent = await ok(sa, "send_file", path=str(src), to="bob")
+        assert sent["peer_answer"] == "accepted" and "ticket" not in sent
+        listed = await ok(sb, "check_session")
+        assert any(t["transfer_id"] == sent["transfer_id"] for t in listed["transfers"])
+        done = (await wait(sb, sent["transfer_id"]))["transfers"][0]
+        assert done["state"] == "completed" and sha256(Path(done["saved_to"])) == sha256(src)
+        assert Path(done["saved_to"]).parent == b.downloads.resolve()
+
+        # A grant that expired: alice refuses to use it.
+        short = b.cli("export", "--json", "--name", "bob", "--ttl", "1s")[0]
+        await ok(sa, "add_peer", uri=short["uri"], name="bob-brief")
+        while time.time() <= short["expires_at"]:
+            await anyio.sleep(0.05)
+        is_error, refused = await call(sa, "send_file", path=str(src), to="bob-brief")
+        assert is_error and refused["code"] == "peer_expired", refused
+
+
+@pytest.mark.anyio
+async def test_paths_outside_roots_are_refused(tmp_path):
+    a = Node(tmp_path, "alice")
+    (tmp_path / "outside.txt").write_text("secret")
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack)
+        for path in [str(tmp_path / "outside.txt"), "../../outside.txt", "/etc/passwd"]:
+            is_error, refused = await call(sa, "send_file", path=path)
+            assert is_error and refused["code"] == "path_not_allowed", (path, refused)
+            assert "outside the allowed roots" in refused["message"]
+        is_error, unknown = await call(sa, "resume_transfer", transfer_id="0" * 32)
+        assert is_error and unknown["code"] == "transfer_not_found"
+        assert "check_session" in unknown["hint"]
+
+
+@pytest.mark.anyio
+async def test_cancelled_wait_returns_promptly(tmp_path):
+    a = Node(tmp_path, "alice")
+    a.make_file("never.bin", 1024)
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack)
+        sent = await ok(sa, "send_file", path="never.bin")  # nobody will receive it
+        started = time.monotonic()
+        with anyio.move_on_after(0.5):
+            await wait(sa, sent["transfer_id"], timeout=300)
+        assert time.monotonic() - started < 2
+        # The session is intact and answers at once.
+        answered = time.monotonic()
+        report = await ok(sa, "check_session", transfer_id=sent["transfer_id"])
+        assert report["transfers"][0]["state"] == "active"
+        assert time.monotonic() - answered < 1
+
+
+@pytest.mark.anyio
+async def test_resume_transfer_completes_after_the_receiver_was_killed(tmp_path):
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    src = a.make_file("big.bin", 160 * 1024 * 1024)
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack)
+        sent = await ok(sa, "send_file", path="big.bin")
+        transfer_id = sent["transfer_id"]
+
+        async with AsyncExitStack() as b_stack:
+            sb = await b.connect(b_stack)
+            await ok(sb, "receive_file", ticket=sent["ticket"])
+            killed = anyio.Event()
+
+            async def progress(done, total, message):
+                if done >= total // 2 and not killed.is_set():
+                    for pid in b.server_pids():
+                        os.kill(pid, signal.SIGKILL)
+                    killed.set()
+
+            with pytest.raises(BaseException):
+                with anyio.fail_after(60):
+                    await wait(sb, transfer_id, progress)
+            assert killed.is_set(), "bob was killed mid-transfer"
+
+        async with AsyncExitStack() as b_stack:
+            sb = await b.connect(b_stack)
+            status = (await ok(sb, "check_session", transfer_id=transfer_id))["transfers"][0]
+            assert status["state"] == "interrupted", status
+            assert 0 < status["bytes_done"] < src.stat().st_size
+            await ok(sb, "resume_transfer", transfer_id=transfer_id)
+            done = (await wait(sb, transfer_id))["transfers"][0]
+            assert done["state"] == "completed", done
+            assert sha256(Path(done["saved_to"])) == sha256(src)
