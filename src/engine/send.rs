@@ -122,6 +122,7 @@ fn spawn(
     let (events, rx) = Events::channel();
     let outgoing = Arc::new(outgoing);
     server.register(Arc::clone(&outgoing));
+    server.start();
     let transfer_id = record.transfer_id;
     let node = node.clone();
     let task = tokio::spawn(async move {

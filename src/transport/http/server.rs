@@ -27,11 +27,14 @@ use crate::{core, engine::Outgoing, error::TransferError, id::TransferId};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
-/// A running HTTP listener. Dropping it stops accepting; open streams finish on their own.
+/// An HTTP listener. It accepts connections once [`HttpServer::start`] is called, so routes
+/// can be registered first and no early client meets a `403` for a transfer about to be
+/// served. Dropping it stops accepting; open streams finish on their own.
 pub struct HttpServer {
     local_addr: SocketAddr,
     routes: Arc<Routes>,
-    accept: JoinHandle<()>,
+    listener: Mutex<Option<TcpListener>>,
+    accept: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -54,16 +57,27 @@ struct Routes {
 }
 
 impl HttpServer {
-    /// Listen on `addr` (port 0 for an ephemeral port).
+    /// Bind `addr` (port 0 for an ephemeral port); call [`HttpServer::start`] to serve.
     pub async fn bind(addr: SocketAddr) -> Result<Self, TransferError> {
         let listener = TcpListener::bind(addr).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::AddrInUse => TransferError::AddressInUse(addr.to_string()),
             _ => TransferError::io(addr.to_string(), e),
         })?;
         let local_addr = listener.local_addr().map_err(|e| TransferError::io(addr.to_string(), e))?;
-        let routes = Arc::new(Routes::default());
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&routes)));
-        Ok(HttpServer { local_addr, routes, accept })
+        Ok(HttpServer {
+            local_addr,
+            routes: Arc::new(Routes::default()),
+            listener: Mutex::new(Some(listener)),
+            accept: Mutex::new(None),
+        })
+    }
+
+    /// Start accepting connections (once; later calls do nothing).
+    pub fn start(&self) {
+        if let Some(listener) = self.listener.lock().expect("not poisoned").take() {
+            let task = tokio::spawn(accept_loop(listener, Arc::clone(&self.routes)));
+            *self.accept.lock().expect("not poisoned") = Some(task);
+        }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -86,7 +100,9 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        self.accept.abort();
+        if let Some(task) = self.accept.lock().expect("not poisoned").take() {
+            task.abort();
+        }
     }
 }
 
