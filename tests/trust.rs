@@ -66,3 +66,83 @@ fn concurrent_processes_on_one_home_lose_no_update() {
     assert_eq!(listed.len(), 12, "every export survived the others");
     assert_eq!(inboxes.len(), 1, "one inbox address for the home, whoever chose it first");
 }
+
+#[test]
+fn listen_auto_accepts_a_cli_push_from_a_trusted_peer() {
+    let (a, b) = (Node::new(), Node::new());
+    let (_, exported, _) = b.run(&["export", "--name", "bob", "--json"]);
+    assert_eq!(a.run(&["peers", "add", exported[0]["uri"].as_str().unwrap(), "--json"]).0, 0);
+    let downloads = b.dir.path().join("downloads");
+    let mut listener = b.spawn(&["listen", "--download-dir", downloads.to_str().unwrap(), "--json"]);
+    let ready = listener.next_event(WAIT).unwrap();
+    assert_eq!(ready["event"], "inbox");
+
+    let src = random_file(a.dir.path(), "pushed.bin", 2_000_000, 12);
+    let mut sender = a.spawn(&["send", src.to_str().unwrap(), "--to", "bob", "--json"]);
+    let offered = sender.next_event(WAIT).unwrap();
+    assert_eq!(offered["event"], "offered", "a push prints no ticket: {offered}");
+    assert_eq!(offered["state"], "accepted");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
+    assert_same_file(&src, &downloads.join("pushed.bin"));
+
+    // A stranger's offer (no grant) is refused and leaves nothing behind.
+    let c = Node::new();
+    let (code, events, _) = c.run(&["send", src.to_str().unwrap(), "--to", "bob", "--json"]);
+    assert_eq!(code, 8);
+    assert_eq!(events[0]["code"], "peer_not_found");
+    listener.kill9();
+}
+
+/// POST a body to an inbox; returns (status code, JSON answer).
+fn post_inbox(addr: std::net::SocketAddr, body: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let json = response.split("\r\n\r\n").nth(1).unwrap_or("null");
+    (status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null))
+}
+
+#[test]
+fn forged_replayed_and_stranger_offers_are_refused_by_the_inbox() {
+    use agentferry::{offer::Offer, peers::GrantUri};
+    let (a, b) = (Node::new(), Node::new());
+    let (_, exported, _) = b.run(&["export", "--name", "bob", "--json"]);
+    let uri: GrantUri = exported[0]["uri"].as_str().unwrap().parse().unwrap();
+    let grant_id = data_encoding::HEXLOWER.encode(&uri.grant_id);
+    let downloads = b.dir.path().join("downloads");
+    let mut listener = b.spawn(&["listen", "--download-dir", downloads.to_str().unwrap(), "--json"]);
+    listener.next_event(WAIT).unwrap();
+    let inbox = uri.inbox[0];
+
+    // A real ticket from a real sender, to wrap in offers.
+    let src = random_file(a.dir.path(), "x.bin", 50_000, 13);
+    let (_sender, ticket, _) = a.send(&src, &[]);
+    let ticket: agentferry::Ticket = ticket.parse().unwrap();
+
+    assert_eq!(post_inbox(inbox, "not json").1["code"], "offer_malformed");
+    let stranger = Offer::seal("00000000000000000000000000000000", &[1; 32], "mallory", &ticket);
+    let (status, answer) = post_inbox(inbox, &serde_json::to_string(&stranger).unwrap());
+    assert_eq!((status, answer["code"].as_str()), (403, Some("grant_unknown")));
+    let forged = Offer::seal(&grant_id, &[2; 32], "mallory", &ticket);
+    let (status, answer) = post_inbox(inbox, &serde_json::to_string(&forged).unwrap());
+    assert_eq!((status, answer["code"].as_str()), (403, Some("offer_unauthentic")));
+    assert!(
+        !downloads.join("x.bin").exists() && std::fs::read_dir(b.home().join("transfers")).unwrap().next().is_none()
+    );
+
+    let genuine = serde_json::to_string(&Offer::seal(&grant_id, &uri.secret, "alice", &ticket)).unwrap();
+    let (status, answer) = post_inbox(inbox, &genuine);
+    assert_eq!((status, answer["state"].as_str()), (202, Some("accepted")), "{answer}");
+    let (status, answer) = post_inbox(inbox, &genuine);
+    assert_eq!((status, answer["code"].as_str()), (409, Some("offer_replayed")));
+    listener.kill9();
+}

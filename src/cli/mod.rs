@@ -80,6 +80,9 @@ struct SchemasArgs {
 #[derive(Debug, clap::Args)]
 struct SendArgs {
     file: PathBuf,
+    /// Push to this trusted peer (see `peers list`) instead of printing a ticket.
+    #[arg(long, value_name = "PEER")]
+    to: Option<String>,
     /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     expires_in: Duration,
@@ -202,7 +205,18 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Export(args) => return Ok(trust::export(&node, args, reporter)?),
         Command::Peers(command) => return Ok(trust::peers(&node, command, reporter)?),
         Command::Grants(command) => return Ok(trust::grants(&node, command, reporter)?),
-        Command::Send(args) => node.send(SendOptions { path: args.file, expires_in: args.expires_in }).await?,
+        Command::Send(args) => {
+            let options = SendOptions { path: args.file, expires_in: args.expires_in };
+            match args.to {
+                None => node.send(options).await?,
+                Some(peer) => {
+                    let (transfer, answer) = node.push(options, &peer).await?;
+                    let (transfer_id, state, reason) = (transfer.transfer_id, answer.state, answer.reason);
+                    reporter.event(&Event::Offered { transfer_id, peer, state, reason });
+                    transfer
+                }
+            }
+        }
         Command::Receive(args) => {
             let ticket: Ticket = args.ticket.parse()?;
             node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None })

@@ -57,6 +57,10 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             eprintln!("Sending {file_name} ({}). On the other machine run:", human_bytes(*bytes_total));
             eprintln!("  agentferry receive {ticket}");
         }
+        Event::Offered { peer, state, reason, .. } => match reason {
+            Some(reason) => eprintln!("{peer} holds the offer as {state} ({reason}); someone there must accept it"),
+            None => eprintln!("{peer} {state} the offer and is fetching the file"),
+        },
         Event::Listening { addrs, .. } => {
             let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
             eprintln!("Listening on {}", list.join(", "));

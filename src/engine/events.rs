@@ -25,6 +25,14 @@ use crate::{
 pub enum Event {
     /// The sender is ready; hand `ticket` to the receiver. Always the first event of `send`.
     Ticket { transfer_id: TransferId, ticket: String, file_name: String, bytes_total: u64, expires_at: u64 },
+    /// A push: the peer's inbox took the offer (`state`: `accepted`, or `pending` with a reason).
+    Offered {
+        transfer_id: TransferId,
+        peer: String,
+        state: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
     /// The sender listens on these addresses.
     Listening { transfer_id: TransferId, addrs: Vec<SocketAddr> },
     /// One try at one path and address, with its outcome.

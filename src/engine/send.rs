@@ -234,7 +234,10 @@ const INBOX_BUDGET: Duration = Duration::from_secs(10);
 
 pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> Result<(Transfer, PushAnswer)> {
     let peer = node.trust.usable_peer(peer_name)?;
-    let transfer = start(node, options).await?;
+    let mut transfer = start(node, options).await?;
+    // The ticket travels sealed inside the offer; it is not shown.
+    let first = transfer.events.recv().await;
+    debug_assert!(matches!(first, Some(Event::Ticket { .. })));
     let id = transfer.transfer_id;
     let mut record =
         node.journal.load(&id, Role::Send)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
