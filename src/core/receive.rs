@@ -49,6 +49,9 @@ impl Default for ReceiveConfig {
 pub enum Output {
     /// Ask the sender for these chunks, abandoning any earlier request still streaming.
     Request(Request),
+    /// Let the sender go on up to chunk `to` (exclusive) without resending anything: the sliding
+    /// window of paths with a finite window (a relay). Never emitted with an unbounded window.
+    Credit { to: u64 },
     /// Make every chunk below `upto` durable (sync the file), then call
     /// [`ReceiveCore::handle_synced`] and record `upto` in the journal.
     Sync { upto: u64 },
@@ -308,6 +311,17 @@ impl ReceiveCore {
             } else if now >= o.deadline {
                 self.outstanding = None;
                 self.retry_at = Some(now);
+            }
+        }
+
+        // Slide the window: once half of it has arrived, grant the sender as much again.
+        if let Some(o) = &mut self.outstanding
+            && self.cfg.window != u64::MAX
+        {
+            let target = self.first_missing.saturating_add(self.cfg.window).min(self.chunk_count);
+            if target > o.request.to && self.first_missing + self.cfg.window / 2 >= o.request.to {
+                o.request.to = target;
+                self.outputs.push_back(Output::Credit { to: target });
             }
         }
 

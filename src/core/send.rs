@@ -36,6 +36,16 @@ impl SendCore {
         self.trailer_pending = request.to >= self.chunk_count;
     }
 
+    /// More window: go on up to chunk `to` without resending what was sent. The trailer
+    /// follows once the window first reaches the end of the file.
+    pub fn handle_credit(&mut self, to: u64) {
+        let to = to.min(self.chunk_count);
+        if to > self.to {
+            self.to = to;
+            self.trailer_pending |= to == self.chunk_count;
+        }
+    }
+
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         if self.next < self.to {
             let index = self.next;

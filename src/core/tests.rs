@@ -15,6 +15,7 @@ use super::*;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Msg {
     Request(u64, u64),
+    Credit(u64),
     Chunk(u64),
     Corrupt,
     Trailer,
@@ -62,6 +63,7 @@ struct Pair {
     sender_dies_at: Option<Instant>,
     writes: Vec<u64>,
     requests: Vec<Request>,
+    credits: usize,
     synced: u64,
     outcome: Option<Output>,
 }
@@ -83,6 +85,7 @@ impl Pair {
             sender_dies_at: None,
             writes: Vec::new(),
             requests: Vec::new(),
+            credits: 0,
             synced: durable,
             outcome: None,
         }
@@ -125,19 +128,33 @@ impl Pair {
                     self.synced = upto;
                     self.receiver.handle_synced(self.now, upto);
                 }
+                Output::Credit { to } => {
+                    let now = self.now;
+                    self.credits += 1;
+                    self.send(now, false, Msg::Credit(to));
+                }
                 done @ (Output::Verify | Output::Failed(_)) => self.outcome = Some(done),
             }
         }
     }
 
     fn sender_handle(&mut self, from: u64, to: u64) {
+        self.sender.handle_request(Request { from, to });
+        self.sender_transmit();
+    }
+
+    fn sender_credit(&mut self, to: u64) {
+        self.sender.handle_credit(to);
+        self.sender_transmit();
+    }
+
+    fn sender_transmit(&mut self) {
         if !self.sender_alive(self.now) {
             // A dead sender refuses the connection: the stream ends at once.
             let now = self.now;
             self.send(now, true, Msg::StreamEnd);
             return;
         }
-        self.sender.handle_request(Request { from, to });
         let mut t = self.sender_busy_until.max(self.now);
         while let Some(tx) = self.sender.poll_transmit() {
             t += self.frame_time;
@@ -179,6 +196,7 @@ impl Pair {
                     (true, Msg::Trailer) => self.receiver.handle_trailer(self.now),
                     (true, Msg::StreamEnd) => self.receiver.handle_stream_end(self.now),
                     (false, Msg::Request(from, to)) => self.sender_handle(from, to),
+                    (false, Msg::Credit(to)) => self.sender_credit(to),
                     other => unreachable!("{other:?}"),
                 }
             } else {
@@ -289,4 +307,39 @@ fn sender_core_serves_ranges_and_marks_the_last_chunk() {
     s.handle_request(Request { from: 0, to: 1 });
     assert_eq!(s.poll_transmit(), Some(Transmit::Chunk { index: 0, last: false }));
     assert_eq!(s.poll_transmit(), None, "no trailer for a range short of the end");
+}
+
+#[test]
+fn a_finite_window_slides_with_credit_instead_of_stopping_and_waiting() {
+    let link = Link { latency: Duration::from_millis(20), stream_ends: false, ..Link::clean() };
+    // The window (128 frames, 64 ms of sending) exceeds the bandwidth-delay product (40 ms).
+    let cfg = ReceiveConfig { window: 128, request_timeout: Duration::from_secs(2), ..ReceiveConfig::default() };
+    let mut pair = Pair::new(8, 800, 0, link, cfg);
+    assert_eq!(pair.run(Duration::from_secs(30)), Output::Verify);
+    assert_eq!(pair.requests.len(), 1, "no loss: one request, then only credit");
+    assert!(pair.credits >= 800 / 128, "the window slid {} times", pair.credits);
+    // 800 frames at 0.5 ms is 400 ms plus one round trip; stop-and-wait on 128-frame windows
+    // would pay a round trip per window (about 650 ms).
+    assert!(pair.elapsed() < Duration::from_millis(500), "{:?}", pair.elapsed());
+    assert_eq!(pair.writes, (0..800).collect::<Vec<_>>());
+}
+
+#[test]
+fn credit_and_loss_together_still_deliver_everything() {
+    for seed in 0..10 {
+        let link = Link {
+            latency: Duration::from_millis(10),
+            jitter: Duration::from_millis(5),
+            loss: 0.05,
+            duplicate: 0.05,
+            corrupt: 0.0,
+            stream_ends: false,
+        };
+        let cfg = ReceiveConfig { window: 32, request_timeout: Duration::from_millis(200), ..ReceiveConfig::default() };
+        let mut pair = Pair::new(seed, 500, 0, link, cfg);
+        assert_eq!(pair.run(Duration::from_secs(120)), Output::Verify, "seed {seed}");
+        let mut writes = pair.writes.clone();
+        writes.sort();
+        assert_eq!(writes, (0..500).collect::<Vec<_>>(), "seed {seed}");
+    }
 }

@@ -235,6 +235,8 @@ impl Driver {
                         let _ = to_worker.send(WorkerIn::Finish).await;
                     }
                     Output::Failed(why) => return Err(give_up_error(why)),
+                    // HTTP streams with an unbounded window, which never asks for credit.
+                    Output::Credit { .. } => {}
                 }
             }
             let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
