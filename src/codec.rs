@@ -120,6 +120,13 @@ impl Writer {
         self.bytes(&(end as u16).to_be_bytes()).bytes(&s.as_bytes()[..end])
     }
 
+    /// An extension field (after the fixed fields): readers that do not know `tag` skip it.
+    pub fn extension(&mut self, tag: u8, value: &[u8]) -> &mut Self {
+        let len = value.len().min(u16::MAX as usize);
+        self.0.push(tag);
+        self.bytes(&(len as u16).to_be_bytes()).bytes(&value[..len])
+    }
+
     /// At most 32 socket addresses.
     pub fn addrs(&mut self, addrs: &[SocketAddr]) -> &mut Self {
         let addrs = &addrs[..addrs.len().min(32)];
@@ -182,13 +189,14 @@ impl<'a> Reader<'a> {
         Ok(addrs)
     }
 
-    /// Skip extensions this version does not define.
-    pub fn skip_extensions(&mut self) -> Result<(), CodecError> {
+    /// The remaining extensions as `(tag, value)`; callers ignore tags they do not know.
+    pub fn extensions(&mut self) -> Result<Vec<(u8, &'a [u8])>, CodecError> {
+        let mut found = Vec::new();
         while !self.0.is_empty() {
-            let _tag = self.array::<1>()?;
+            let [tag] = self.array::<1>()?;
             let len = u16::from_be_bytes(self.array()?) as usize;
-            self.take(len)?;
+            found.push((tag, self.take(len)?));
         }
-        Ok(())
+        Ok(found)
     }
 }

@@ -5,6 +5,7 @@
 //!
 //! - the HTTP bearer token (`http-token`), which proves to the sender that the receiver holds the
 //!   ticket without the key itself ever travelling;
+//! - the two message-channel mailboxes of a transfer (`relay-mailbox`);
 //! - one AES-256-GCM key per *epoch* (`frame-key`): a sender mints a fresh random epoch for every
 //!   stream it serves, so re-serving a chunk after a restart can never reuse a (key, nonce) pair,
 //!   even if the file under it was modified in place.
@@ -61,6 +62,14 @@ impl SessionKey {
         let mut token = [0u8; 32];
         self.derive(b"http-token", id, &[], &mut token);
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token)
+    }
+
+    /// The message-channel mailbox of one side of a transfer (`b"sender"` or `b"receiver"`).
+    /// Unguessable without the session key, so a relay learns nothing from it.
+    pub fn mailbox(&self, id: &TransferId, side: &[u8]) -> [u8; 32] {
+        let mut mailbox = [0u8; 32];
+        self.derive(b"relay-mailbox", id, side, &mut mailbox);
+        mailbox
     }
 
     /// The AEAD key for frames sealed under `epoch`.

@@ -3,7 +3,7 @@
 //! A frame is a 32-byte header followed by an AES-256-GCM ciphertext and its 16-byte tag:
 //!
 //! ```text
-//! 0      kind      u8       1 = chunk, 2 = trailer (whole-file SHA-256), 3 = manifest
+//! 0      kind      u8       1 = chunk, 2 = trailer (whole-file SHA-256), 3 = manifest, 4 = control
 //! 1      flags     u8       bit 0: last chunk of the file
 //! 2..4   reserved  u16      zero
 //! 4..8   len       u32 BE   ciphertext length, tag included
@@ -40,6 +40,8 @@ pub enum FrameKind {
     Chunk = 1,
     Trailer = 2,
     Manifest = 3,
+    /// A receiver's request on a message channel (want, credit, hello, complete), as JSON.
+    Control = 4,
 }
 
 /// Flag bit: this chunk is the last of the file.
@@ -86,6 +88,7 @@ impl FrameHeader {
             1 => FrameKind::Chunk,
             2 => FrameKind::Trailer,
             3 => FrameKind::Manifest,
+            4 => FrameKind::Control,
             other => return Err(FrameError::UnknownKind(other)),
         };
         if h[2] != 0 || h[3] != 0 || h[1] & !FLAG_LAST != 0 {
@@ -94,7 +97,7 @@ impl FrameHeader {
         let len = u32::from_be_bytes(h[4..8].try_into().expect("4 bytes"));
         let limit = match kind {
             FrameKind::Chunk => max_payload,
-            FrameKind::Trailer | FrameKind::Manifest => MAX_META_LEN,
+            FrameKind::Trailer | FrameKind::Manifest | FrameKind::Control => MAX_META_LEN,
         };
         if len as usize > limit + TAG_LEN {
             return Err(FrameError::TooLong(len));

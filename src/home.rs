@@ -45,6 +45,22 @@ impl Home {
     pub fn transfers_dir(&self) -> PathBuf {
         self.root.join("transfers")
     }
+
+    /// Settings from `<home>/config.json`; absent or unreadable means defaults.
+    pub fn config(&self) -> HomeConfig {
+        std::fs::read(self.root.join("config.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// `<home>/config.json`: settings used when no flag or environment variable gives them.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct HomeConfig {
+    /// A relay (`ws://host:port`) or shared folder (`folder:/path`).
+    #[serde(default)]
+    pub relay: Option<String>,
 }
 
 /// Create `dir` (and parents) with mode 0700 if it does not exist.

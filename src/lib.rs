@@ -66,6 +66,7 @@ pub mod mcp;
 pub mod names;
 pub mod offer;
 pub mod peers;
+pub mod relay;
 pub mod schemas;
 pub mod store;
 pub mod ticket;

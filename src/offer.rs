@@ -129,6 +129,7 @@ mod tests {
             chunk_size: 1024,
             name: "x".into(),
             addrs: vec!["127.0.0.1:9".parse().unwrap()],
+            channel: None,
         }
     }
 

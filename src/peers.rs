@@ -81,7 +81,7 @@ impl FromStr for GrantUri {
             name: r.str().map_err(invalid)?,
             inbox: r.addrs().map_err(invalid)?,
         };
-        r.skip_extensions().map_err(invalid)?;
+        r.extensions().map_err(invalid)?;
         Ok(uri)
     }
 }

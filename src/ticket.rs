@@ -19,7 +19,8 @@
 //!   chunk_size  u32 BE  bytes per chunk frame
 //!   name_len    u16 BE, name (UTF-8)
 //!   addr_count  u8, then per address: family u8 (4 | 6), ip (4 | 16 bytes), port u16 BE
-//!   extensions  (tag u8, len u16 BE, value)* — unknown tags are skipped; room for channel hints
+//!   extensions  (tag u8, len u16 BE, value)* — unknown tags are skipped
+//!               tag 1: the message channel the sender also serves on (`ws://…`, `folder:…`)
 //! ```
 //!
 //! Parsing is separate from the expiry check ([`Ticket::check_expiry`]) so that parsing stays pure.
@@ -50,7 +51,12 @@ pub struct Ticket {
     pub name: String,
     /// Every address the sender listens on, loopback included.
     pub addrs: Vec<SocketAddr>,
+    /// The message channel the sender also serves on (`ws://…` relay or `folder:…`), if any.
+    pub channel: Option<String>,
 }
+
+/// Extension tag of the channel hint.
+const EXT_CHANNEL: u8 = 1;
 
 impl Ticket {
     /// Fails with [`TransferError::TicketExpired`] once `now` (unix seconds) is past the expiry.
@@ -70,12 +76,15 @@ impl Ticket {
             .u32(self.chunk_size)
             .str(&self.name, MAX_NAME)
             .addrs(&self.addrs);
+        if let Some(channel) = &self.channel {
+            w.extension(EXT_CHANNEL, channel.as_bytes());
+        }
         w.0
     }
 
     fn from_body(body: &[u8]) -> Result<Self, CodecError> {
         let mut r = Reader(body);
-        let ticket = Ticket {
+        let mut ticket = Ticket {
             transfer_id: TransferId(r.array()?),
             session_key: SessionKey::from_bytes(r.array()?),
             expires_at: r.u64()?,
@@ -83,8 +92,15 @@ impl Ticket {
             chunk_size: r.u32()?,
             name: r.str()?,
             addrs: r.addrs()?,
+            channel: None,
         };
-        r.skip_extensions()?;
+        for (tag, value) in r.extensions()? {
+            if tag == EXT_CHANNEL {
+                ticket.channel = Some(
+                    std::str::from_utf8(value).map_err(|_| CodecError::Malformed("the channel is not UTF-8"))?.to_owned(),
+                );
+            }
+        }
         Ok(ticket)
     }
 }
@@ -115,6 +131,7 @@ impl fmt::Debug for Ticket {
             .field("chunk_size", &self.chunk_size)
             .field("name", &self.name)
             .field("addrs", &self.addrs)
+            .field("channel", &self.channel)
             .finish()
     }
 }
@@ -143,6 +160,7 @@ mod tests {
             chunk_size: 1 << 20,
             name: "report.pdf".into(),
             addrs: vec!["127.0.0.1:4242".parse().unwrap(), "[::1]:4242".parse().unwrap()],
+            channel: None,
         }
     }
 
@@ -153,6 +171,8 @@ mod tests {
         assert!(text.starts_with("ferry"));
         assert_eq!(text.parse::<Ticket>().unwrap(), ticket);
         assert_eq!(text.to_uppercase().parse::<Ticket>().unwrap(), ticket);
+        let relayed = Ticket { channel: Some("ws://127.0.0.1:9000".into()), ..sample() };
+        assert_eq!(relayed.to_string().parse::<Ticket>().unwrap(), relayed);
     }
 
     /// Pins the wire format: changing it breaks every ticket in flight.

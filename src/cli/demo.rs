@@ -8,7 +8,8 @@ use std::{io::Write, os::unix::fs::FileExt, time::Instant};
 
 use rand::RngCore;
 
-use agentferry::{Node, NodeConfig, ReceiveOptions, SendOptions, TransferError, engine::Event, home::Home};
+use agentferry::{
+    transport::Prefer,Node, NodeConfig, ReceiveOptions, SendOptions, TransferError, engine::Event, home::Home};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -29,13 +30,13 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
 
     eprintln!("agentferry demo: {} MiB between two nodes over loopback", args.size_mib);
     let mut sending =
-        sender.send(SendOptions { path: source, expires_in: std::time::Duration::from_secs(600) }).await?;
+        sender.send(SendOptions { path: source, expires_in: std::time::Duration::from_secs(600), prefer: Prefer::Auto }).await?;
     let Some(Event::Ticket { ticket, .. }) = sending.events.recv().await else {
         return Err(sending.finish().await.err().unwrap_or(TransferError::Cancelled));
     };
     let started = Instant::now();
     let receiving = receiver
-        .receive(ticket.parse()?, ReceiveOptions { output_dir: scratch.join("inbox"), overwrite: false, peer: None })
+        .receive(ticket.parse()?, ReceiveOptions { output_dir: scratch.join("inbox"), overwrite: false, peer: None, prefer: None })
         .await?;
     let (mut path, mut addr) = ("http", None);
     let mut events = receiving.events;

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use agentferry::{
     Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, home::Home, id::TransferId,
     journal::Role,
+    transport::Prefer,
 };
 use output::Reporter;
 
@@ -38,6 +39,13 @@ struct Cli {
     /// This node's name, as peers see it. Default: the host name.
     #[arg(long, global = true, env = "AGENTFERRY_NAME")]
     name: Option<String>,
+    /// A relay (ws://HOST:PORT) or shared folder (folder:/PATH) to serve and fetch through when
+    /// direct connections fail. Default: `relay` in <home>/config.json, if set.
+    #[arg(long, global = true, env = "AGENTFERRY_RELAY", value_name = "CHANNEL")]
+    relay: Option<String>,
+    /// Which path to use: auto (direct, then relay), http, or relay.
+    #[arg(long, global = true, env = "AGENTFERRY_PREFER", value_enum, default_value_t = Prefer::Auto)]
+    prefer: Prefer,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,6 +74,8 @@ enum Command {
     Grants(trust::GrantsCommand),
     /// Write the JSON Schemas of the MCP tools and the JSON Lines events into DIR.
     Schemas(SchemasArgs),
+    /// Run a relay server: mailboxes over WebSocket for nodes that cannot reach each other.
+    Relay(serve::RelayArgs),
     /// Send a generated file between two nodes over loopback and report path, time, speed and hash.
     Demo(demo::DemoArgs),
 }
@@ -158,6 +168,7 @@ pub fn main() -> ExitCode {
         Command::Export(a) => a.json,
         Command::Peers(c) => c.json(),
         Command::Grants(c) => c.json(),
+        Command::Relay(a) => a.json,
         Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) => false,
     };
     let mut reporter = Reporter::new(json);
@@ -196,9 +207,16 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     match cli.command {
         Command::Demo(args) => return Ok(demo::run(args).await?),
         Command::Schemas(args) => return Ok(write_schemas(&args.dir)?),
+        Command::Relay(args) => return Ok(serve::relay(args, reporter).await?),
         _ => {}
     }
-    let node = Node::new(Home::resolve(cli.home)?, config);
+    let home = Home::resolve(cli.home)?;
+    let relay = match cli.relay {
+        Some(relay) => Some(relay),
+        None => home.config().relay,
+    };
+    let config = NodeConfig { channel: relay.map(|r| r.parse()).transpose()?, prefer: cli.prefer, ..config };
+    let node = Node::new(home, config);
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
         Command::Listen(args) => return Ok(serve::listen(node, args, reporter).await?),
@@ -206,7 +224,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Peers(command) => return Ok(trust::peers(&node, command, reporter)?),
         Command::Grants(command) => return Ok(trust::grants(&node, command, reporter)?),
         Command::Send(args) => {
-            let options = SendOptions { path: args.file, expires_in: args.expires_in };
+            let options = SendOptions { path: args.file, expires_in: args.expires_in, prefer: node.config().prefer };
             match args.to {
                 None => node.send(options).await?,
                 Some(peer) => {
@@ -219,7 +237,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Receive(args) => {
             let ticket: Ticket = args.ticket.parse()?;
-            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None })
+            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None })
                 .await?
         }
         Command::Resume(args) => {
@@ -236,7 +254,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
             }
             return Ok(());
         }
-        Command::Demo(_) | Command::Schemas(_) => unreachable!("handled above"),
+        Command::Demo(_) | Command::Schemas(_) | Command::Relay(_) => unreachable!("handled above"),
     };
     follow(transfer, reporter).await
 }

@@ -120,6 +120,10 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             };
             println!("{}  {state:<8} expires {}  {}", grant.id, grant.expires_at, grant.name);
         }
+        Event::Relay { url, .. } => {
+            println!("{url}");
+            eprintln!("Relay listening; point nodes at it with AGENTFERRY_RELAY={url}");
+        }
         Event::Inbox { addrs, download_dir } => {
             let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
             eprintln!("Taking pushes from trusted peers on {} into {}", list.join(", "), download_dir.display());

@@ -31,6 +31,24 @@ pub struct ListenArgs {
     pub json: bool,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct RelayArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0:47020")]
+    listen: std::net::SocketAddr,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Run a relay until Ctrl-C, then close every connection gracefully.
+pub async fn relay(args: RelayArgs, reporter: &mut Reporter) -> Result<(), TransferError> {
+    let server = agentferry::relay::server::RelayServer::bind(args.listen, Default::default()).await?;
+    reporter.event(&Event::Relay { addr: server.local_addr(), url: server.url() });
+    tokio::signal::ctrl_c().await.map_err(|e| TransferError::io("signal", e))?;
+    server.shutdown().await;
+    Ok(())
+}
+
 pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
     let roots = if args.roots.is_empty() {
         vec![std::env::current_dir().map_err(|e| TransferError::io(".", e))?]

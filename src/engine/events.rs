@@ -39,7 +39,8 @@ pub enum Event {
     Attempt {
         transfer_id: TransferId,
         path: &'static str,
-        addr: SocketAddr,
+        /// An address (`http`) or a channel (`relay`).
+        addr: String,
         ok: bool,
         elapsed_ms: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +76,8 @@ pub enum Event {
         #[serde(flatten)]
         grant: GrantInfo,
     },
+    /// `relay` is listening; clients use `url`.
+    Relay { addr: SocketAddr, url: String },
     /// `listen` is taking pushes from trusted peers on these addresses.
     Inbox { addrs: Vec<SocketAddr>, download_dir: PathBuf },
     /// The transfer failed; `code` is stable, `hint` says what to do.

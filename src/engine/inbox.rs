@@ -85,7 +85,12 @@ impl Inbox {
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         }
         let options =
-            ReceiveOptions { output_dir: self.download_dir.clone(), overwrite: false, peer: Some(offer.from.clone()) };
+            ReceiveOptions {
+            output_dir: self.download_dir.clone(),
+            overwrite: false,
+            peer: Some(offer.from.clone()),
+            prefer: None,
+        };
         if let Some(reason) = grant.invalid_reason(now) {
             tracing::info!(grant = %grant.id, from = %offer.from, reason, "holding an offer");
             return match self.node.hold(ticket, &options, reason) {

@@ -6,6 +6,7 @@
 //! the outcome. The engine owns the journal, the transports and the blocking disk threads; the
 //! decisions (what to ask for, when to checkpoint, when to give up) come from [`crate::core`].
 
+mod channel;
 mod events;
 mod inbox;
 mod outgoing;
@@ -31,6 +32,8 @@ use crate::{
     journal::{Journal, Record, Role},
     manifest::DEFAULT_CHUNK_SIZE,
     peers::Trust,
+    relay::ChannelHint,
+    transport::Prefer,
     ticket::Ticket,
     transport::http::HttpServer,
 };
@@ -48,6 +51,10 @@ pub struct NodeConfig {
     /// A receiver gives up after this long without new data (the journal keeps what arrived).
     pub peer_timeout: Duration,
     pub chunk_size: u32,
+    /// The message channel (relay or shared folder) this node also serves and listens on.
+    pub channel: Option<ChannelHint>,
+    /// The receiver's default path preference.
+    pub prefer: Prefer,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +65,8 @@ impl Default for NodeConfig {
             inbox_bind: SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 0], 0)),
             peer_timeout: Duration::from_secs(30),
             chunk_size: DEFAULT_CHUNK_SIZE,
+            channel: None,
+            prefer: Prefer::Auto,
         }
     }
 }
@@ -67,6 +76,9 @@ impl Default for NodeConfig {
 pub struct SendOptions {
     pub path: PathBuf,
     pub expires_in: Duration,
+    /// Which paths to offer: `auto` both (the channel when configured), `http` direct only,
+    /// `relay` the channel only (an error without one).
+    pub prefer: Prefer,
 }
 
 /// Where and how to receive.
@@ -76,6 +88,8 @@ pub struct ReceiveOptions {
     pub overwrite: bool,
     /// The trusted peer that pushed this transfer, if any.
     pub peer: Option<String>,
+    /// Which path to use; `None`: the node's default.
+    pub prefer: Option<Prefer>,
 }
 
 /// The result of a transfer that finished well.
@@ -217,7 +231,7 @@ impl Node {
         };
         match record.role() {
             Role::Send => send::resume(self, record).await,
-            Role::Receive => receive::resume(self, record).await,
+            Role::Receive => receive::resume(self, record, None).await,
         }
     }
 

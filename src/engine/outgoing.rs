@@ -18,7 +18,7 @@ use std::{
     },
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, watch};
 
@@ -203,36 +203,66 @@ impl Outgoing {
             }
         }
 
-        while let Some(tx_item) = core.poll_transmit() {
-            let frame = match tx_item {
-                Transmit::Chunk { index, last } => {
-                    let len = m.chunk_len(index);
-                    let mut buf = Sealer::buffer(len);
-                    let start = buf.len();
-                    buf.resize(start + len, 0);
-                    self.read_chunk(index, &mut buf[start..])?;
-                    if let Some(h) = hasher.as_mut() {
-                        h.update(&buf[start..]);
-                    }
-                    sealer.seal(FrameKind::Chunk, if last { FLAG_LAST } else { 0 }, index, &mut buf);
-                    self.served.fetch_max(m.bytes_in(index + 1), Ordering::Relaxed);
-                    buf
-                }
-                Transmit::Trailer => {
-                    let digest = match hasher.take() {
-                        Some(h) => self.record_hash(&hex(&h.finalize()))?,
-                        None => self.sha256().expect("hash known when not hashing"),
-                    };
-                    self.check_unchanged()?;
-                    let raw = data_encoding::HEXLOWER.decode(digest.as_bytes()).expect("hex");
-                    sealer.seal_bytes(FrameKind::Trailer, count, &raw)
-                }
-            };
+        while let Some(transmit) = core.poll_transmit() {
+            let frame = self.seal_transmit(&sealer, transmit, &mut hasher)?;
             if tx.blocking_send(Ok(frame.freeze())).is_err() {
                 return Ok(()); // the receiver hung up; nothing to report
             }
         }
         Ok(())
+    }
+
+    /// Read and seal what `transmit` names. `hasher`, when present, has seen every chunk before
+    /// this one; without it the trailer uses the known hash, or reads the file through once.
+    pub(super) fn seal_transmit(
+        &self,
+        sealer: &Sealer,
+        transmit: Transmit,
+        hasher: &mut Option<Sha256>,
+    ) -> Result<BytesMut, TransferError> {
+        let m = &self.manifest;
+        Ok(match transmit {
+            Transmit::Chunk { index, last } => {
+                let len = m.chunk_len(index);
+                let mut buf = Sealer::buffer(len);
+                let start = buf.len();
+                buf.resize(start + len, 0);
+                self.read_chunk(index, &mut buf[start..])?;
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&buf[start..]);
+                }
+                sealer.seal(FrameKind::Chunk, if last { FLAG_LAST } else { 0 }, index, &mut buf);
+                self.served.fetch_max(m.bytes_in(index + 1), Ordering::Relaxed);
+                buf
+            }
+            Transmit::Trailer => {
+                let digest = match (hasher.take(), self.sha256()) {
+                    (Some(h), _) => self.record_hash(&hex(&h.finalize()))?,
+                    (None, Some(known)) => known,
+                    (None, None) => self.hash_from_disk()?,
+                };
+                self.check_unchanged()?;
+                let raw = data_encoding::HEXLOWER.decode(digest.as_bytes()).expect("hex");
+                sealer.seal_bytes(FrameKind::Trailer, m.chunk_count(), &raw)
+            }
+        })
+    }
+
+    /// Read the whole file once to learn its hash.
+    fn hash_from_disk(&self) -> Result<String, TransferError> {
+        let m = &self.manifest;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; m.chunk_size as usize];
+        for index in 0..m.chunk_count() {
+            let chunk = &mut buf[..m.chunk_len(index)];
+            self.read_chunk(index, chunk)?;
+            hasher.update(&*chunk);
+        }
+        self.record_hash(&hex(&hasher.finalize()))
+    }
+
+    pub(super) fn session_key(&self) -> &SessionKey {
+        &self.key
     }
 
     /// Keep the hash of a full pass; a second pass that disagrees means the file changed.

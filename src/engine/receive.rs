@@ -18,6 +18,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     Completion, Event, Events, Node, ReceiveOptions, Transfer,
+    channel::{ChannelLink, Control},
     worker::{Worker, WorkerIn, WorkerOut},
 };
 use crate::{
@@ -29,7 +30,7 @@ use crate::{
     names::safe_file_name,
     ticket::Ticket,
     transport::{
-        PathKind,
+        PathKind, Prefer,
         http::{Connected, HttpPeer, connect_any},
     },
 };
@@ -43,13 +44,13 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
     let id = ticket.transfer_id;
     if let Some(existing) = node.journal.load(&id, Role::Receive)? {
         // Receiving the same ticket twice continues the first attempt.
-        return resume(node, existing).await;
+        return resume(node, existing, options.prefer).await;
     }
     let mut record = new_record(ticket, &options)?;
     let lock = node.journal.try_lock(&id, Role::Receive)?.expect("a new transfer has no owner");
     node.journal.save(&mut record)?;
     let ticket = record.ticket.parse()?;
-    Ok(spawn(node, record, ticket, lock))
+    Ok(spawn(node, record, ticket, lock, options.prefer))
 }
 
 /// Keep a pushed offer as `pending` until someone accepts it with [`accept`].
@@ -69,7 +70,7 @@ pub(super) async fn accept(node: &Node, mut record: Record, options: Option<Rece
         record = Record { peer, created_at, ..new_record(ticket, &options)? };
     }
     record.held_because = None;
-    resume(node, record).await
+    resume(node, record, None).await
 }
 
 /// Check a ticket and the output folder, and describe the transfer for the journal.
@@ -113,22 +114,23 @@ fn new_record(ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
     })
 }
 
-pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
+pub(super) async fn resume(node: &Node, mut record: Record, prefer: Option<Prefer>) -> Result<Transfer> {
     let lock = node.journal.claim(&record)?;
     let ticket: Ticket = record.ticket.parse()?;
     record.state = State::Active;
     record.error = None;
     node.journal.save(&mut record)?;
-    Ok(spawn(node, record, ticket, lock))
+    Ok(spawn(node, record, ticket, lock, prefer))
 }
 
-fn spawn(node: &Node, record: Record, ticket: Ticket, lock: OwnerLock) -> Transfer {
+fn spawn(node: &Node, record: Record, ticket: Ticket, lock: OwnerLock, prefer: Option<Prefer>) -> Transfer {
     let (events, rx) = Events::channel();
     let transfer_id = record.transfer_id;
     let node = node.clone();
     let task = tokio::spawn(async move {
         let _lock = lock;
-        let mut driver = Driver { node, record, ticket: Arc::new(ticket), events: events.clone() };
+        let prefer = prefer.unwrap_or(node.config.prefer);
+        let mut driver = Driver { node, record, ticket: Arc::new(ticket), events: events.clone(), prefer };
         let result = driver.run().await;
         if let Err(e) = &result {
             driver.record_failure(e);
@@ -144,7 +146,27 @@ struct Driver {
     record: Record,
     ticket: Arc<Ticket>,
     events: Events,
+    prefer: Prefer,
 }
+
+/// The path this run uses.
+enum Link {
+    Http,
+    Channel(ChannelLink),
+}
+
+impl Link {
+    fn kind(&self) -> PathKind {
+        match self {
+            Link::Http => PathKind::Http,
+            Link::Channel(_) => PathKind::Relay,
+        }
+    }
+}
+
+/// Chunks in flight on a message channel: 16 MiB at the default chunk size, enough to cover a
+/// relay's round trip on fast links while bounding what the relay and the receiver hold.
+const CHANNEL_WINDOW: u64 = 64;
 
 fn give_up_error(why: GiveUp) -> TransferError {
     match why {
@@ -209,25 +231,43 @@ impl Driver {
         let (worker_tx, mut from_worker) = mpsc::unbounded_channel();
         tokio::task::spawn_blocking(move || worker.run(worker_rx, worker_tx));
 
-        let cfg = ReceiveConfig { idle_timeout: self.node.config.peer_timeout, ..ReceiveConfig::default() };
+        let mut stream = StreamSlot(None);
+        let mut link = self.choose_path(&manifest, &to_worker, &mut stream).await?;
+        let cfg = match link {
+            Link::Http => ReceiveConfig { idle_timeout: self.node.config.peer_timeout, ..ReceiveConfig::default() },
+            Link::Channel(_) => ReceiveConfig {
+                window: CHANNEL_WINDOW,
+                request_timeout: Duration::from_secs(3),
+                idle_timeout: self.node.config.peer_timeout,
+                ..ReceiveConfig::default()
+            },
+        };
         let mut core = ReceiveCore::new(Instant::now(), count, durable, cfg);
         let mut generation = 0u64;
-        let mut stream = StreamSlot(None);
 
         loop {
             while let Some(output) = core.poll_output() {
                 match output {
-                    Output::Request(request) => {
-                        generation += 1;
-                        let net = NetTask {
-                            ticket: Arc::clone(&self.ticket),
-                            manifest: manifest.clone(),
-                            to_worker: to_worker.clone(),
-                            events: self.events.clone(),
-                            generation,
-                        };
-                        stream.replace(tokio::spawn(net.run(request)));
-                    }
+                    Output::Request(request) => match &mut link {
+                        Link::Http => {
+                            generation += 1;
+                            let net = NetTask {
+                                ticket: Arc::clone(&self.ticket),
+                                manifest: manifest.clone(),
+                                to_worker: to_worker.clone(),
+                                events: self.events.clone(),
+                                generation,
+                            };
+                            stream.replace(tokio::spawn(net.run(request)));
+                        }
+                        Link::Channel(channel) => {
+                            // A lost message is recovered by the core's request timeout.
+                            let want = Control::Want { from: request.from, to: request.to };
+                            if let Err(e) = channel.control(&want).await {
+                                tracing::debug!(transfer = %id, "channel send failed: {e}");
+                            }
+                        }
+                    },
                     Output::Sync { upto } => {
                         let _ = to_worker.send(WorkerIn::Sync { upto }).await;
                     }
@@ -235,8 +275,14 @@ impl Driver {
                         let _ = to_worker.send(WorkerIn::Finish).await;
                     }
                     Output::Failed(why) => return Err(give_up_error(why)),
-                    // HTTP streams with an unbounded window, which never asks for credit.
-                    Output::Credit { .. } => {}
+                    Output::Credit { to } => {
+                        // Only a finite window (the channel) grants credit.
+                        if let Link::Channel(channel) = &mut link
+                            && let Err(e) = channel.control(&Control::Credit { to }).await
+                        {
+                            tracing::debug!(transfer = %id, "channel send failed: {e}");
+                        }
+                    }
                 }
             }
             let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
@@ -282,7 +328,7 @@ impl Driver {
                 }
                 WorkerOut::Verified(sha256) => {
                     drop(stream);
-                    return self.finish(sha256, started).await;
+                    return self.finish(sha256, started, link).await;
                 }
                 WorkerOut::Fatal(e) => return Err(e),
             }
@@ -290,7 +336,7 @@ impl Driver {
     }
 
     /// Move the verified file to its final name, record it, and tell the sender.
-    async fn finish(&mut self, sha256: String, started: Instant) -> Result<Completion> {
+    async fn finish(&mut self, sha256: String, started: Instant, link: Link) -> Result<Completion> {
         let Side::Receive { temp_path, output_dir, file_name, overwrite, .. } = self.record.side.clone() else {
             unreachable!("receive record")
         };
@@ -302,7 +348,8 @@ impl Driver {
             *saved_to = Some(target.clone());
         }
         self.node.journal.save(&mut self.record)?;
-        self.confirm(&sha256).await;
+        let path = link.kind();
+        self.confirm(&sha256, link).await;
         let id = self.record.transfer_id;
         self.events
             .send(Event::Completed {
@@ -311,7 +358,7 @@ impl Driver {
                 sha256: sha256.clone(),
                 bytes: self.record.size,
                 saved_to: Some(target.clone()),
-                path: PathKind::Http.as_str(),
+                path: path.as_str(),
                 elapsed_ms: started.elapsed().as_millis() as u64,
             })
             .await;
@@ -319,22 +366,137 @@ impl Driver {
     }
 
     /// Best effort: the sender stops serving once told; if it is gone, its ticket expires anyway.
-    async fn confirm(&self, sha256: &str) {
+    async fn confirm(&self, sha256: &str, link: Link) {
         let t = &self.ticket;
-        let (connected, _) = connect_any(
-            &t.addrs,
-            t.transfer_id,
-            &t.session_key.http_token(&t.transfer_id),
-            PROBE_BUDGET,
-            |_: &mut BytesMut| Ok(()),
-        )
-        .await;
-        if let Ok(Connected { mut peer, .. }) = connected
-            && let Err(e) = peer.complete(sha256).await
-        {
+        let result = match link {
+            Link::Channel(mut channel) => channel.control(&Control::Complete { sha256: sha256.to_owned() }).await,
+            Link::Http => {
+                let token = t.session_key.http_token(&t.transfer_id);
+                let (connected, _) =
+                    connect_any(&t.addrs, t.transfer_id, &token, PROBE_BUDGET, |_: &mut BytesMut| Ok(())).await;
+                match connected {
+                    Ok(Connected { mut peer, .. }) => peer.complete(sha256).await,
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        if let Err(e) = result {
             tracing::warn!(transfer = %t.transfer_id, "the sender did not take the confirmation: {e}");
         }
     }
+
+    /// Pick the path for this run, as the receiver's preference allows: direct HTTP to every
+    /// address in the ticket first, then the ticket's message channel. Tries again with backoff
+    /// until the peer timeout, since the sender may be restarting; every try is an attempt.
+    async fn choose_path(
+        &self,
+        manifest: &Manifest,
+        to_worker: &mpsc::Sender<WorkerIn>,
+        stream: &mut StreamSlot,
+    ) -> Result<Link> {
+        let t = &self.ticket;
+        let use_http = self.prefer != Prefer::Relay && !t.addrs.is_empty();
+        let channel = t.channel.as_deref().filter(|_| self.prefer != Prefer::Http);
+        if !use_http && channel.is_none() {
+            return Err(TransferError::PathUnavailable(format!(
+                "{} (the ticket offers {})",
+                serde_json::to_value(self.prefer).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+                if t.channel.is_some() { "http and relay" } else { "http only" }
+            )));
+        }
+        let give_up = Instant::now() + self.node.config.peer_timeout;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut error = None;
+            if use_http {
+                match probe_http(t, manifest, &self.events).await {
+                    Ok(_) => return Ok(Link::Http),
+                    Err(e @ TransferError::Unauthorized) if channel.is_none() => return Err(e),
+                    Err(e) => error = Some(e),
+                }
+            }
+            if let Some(hint) = channel {
+                let started = Instant::now();
+                let opened = ChannelLink::open(t, hint, PROBE_BUDGET).await;
+                let report = |ok: bool, code: Option<&'static str>| Event::Attempt {
+                    transfer_id: t.transfer_id,
+                    path: PathKind::Relay.as_str(),
+                    addr: hint.to_owned(),
+                    ok,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    error_code: code,
+                };
+                match opened {
+                    Ok((link, mut frames, manifest)) => {
+                        self.events.send(report(true, None)).await;
+                        if let Some(hash) = expected_hash(&manifest) {
+                            let _ = to_worker.send(WorkerIn::Expected(hash)).await;
+                        }
+                        let to_worker = to_worker.clone();
+                        stream.replace(tokio::spawn(async move {
+                            while let Some(payload) = frames.recv().await {
+                                if to_worker.send(WorkerIn::Frame(BytesMut::from(&payload[..]))).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }));
+                        return Ok(Link::Channel(link));
+                    }
+                    Err(e) => {
+                        self.events.send(report(false, Some(e.code()))).await;
+                        error = Some(e);
+                    }
+                }
+            }
+            if Instant::now() + backoff >= give_up {
+                return Err(error.unwrap_or_else(|| TransferError::PeerUnreachable("no path answered".into())));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+}
+
+/// The whole-file hash a manifest announces, if it does.
+fn expected_hash(manifest: &Manifest) -> Option<[u8; 32]> {
+    let raw = data_encoding::HEXLOWER.decode(manifest.sha256.as_deref()?.as_bytes()).ok()?;
+    raw.try_into().ok()
+}
+
+/// Race the ticket's addresses for an authentic manifest; every finished try becomes an
+/// `attempt` event.
+async fn probe_http(ticket: &Ticket, expect: &Manifest, events: &Events) -> Result<(HttpPeer, Manifest)> {
+    let (key, id, expect) = (ticket.session_key.clone(), ticket.transfer_id, expect.clone());
+    let verify = move |frame: &mut BytesMut| {
+        let mut opener = Opener::new(key.clone(), id, 0);
+        let not_ours = || TransferError::IntegrityMismatch("the answer is not sealed with the ticket's key".into());
+        let opened = opener.open(frame).map_err(|_| not_ours())?;
+        if opened.kind != FrameKind::Manifest {
+            return Err(not_ours());
+        }
+        let manifest: Manifest = serde_json::from_slice(Opened::payload(frame))
+            .map_err(|e| TransferError::Protocol(format!("manifest: {e}")))?;
+        if manifest.size != expect.size || manifest.chunk_size != expect.chunk_size {
+            return Err(TransferError::Protocol("the manifest disagrees with the ticket".into()));
+        }
+        Ok(manifest)
+    };
+    let token = ticket.session_key.http_token(&id);
+    let (result, attempts) = connect_any(&ticket.addrs, id, &token, PROBE_BUDGET, verify).await;
+    for a in attempts {
+        events
+            .send(Event::Attempt {
+                transfer_id: id,
+                path: PathKind::Http.as_str(),
+                addr: a.addr.to_string(),
+                ok: a.error.is_none(),
+                elapsed_ms: a.elapsed.as_millis() as u64,
+                error_code: a.error.as_ref().map(|e| e.code()),
+            })
+            .await;
+    }
+    let Connected { peer, answer } = result?;
+    Ok((peer, answer))
 }
 
 /// Give the temp file its final name: atomically, and without replacing an existing file unless
@@ -405,39 +567,8 @@ impl NetTask {
     }
 
     async fn connect(&self) -> Result<HttpPeer> {
-        let t = &self.ticket;
-        let (key, id, expect) = (t.session_key.clone(), t.transfer_id, self.manifest.clone());
-        let verify = move |frame: &mut BytesMut| {
-            let mut opener = Opener::new(key.clone(), id, 0);
-            let not_ours = || TransferError::IntegrityMismatch("the answer is not sealed with the ticket's key".into());
-            let opened = opener.open(frame).map_err(|_| not_ours())?;
-            if opened.kind != FrameKind::Manifest {
-                return Err(not_ours());
-            }
-            let manifest: Manifest = serde_json::from_slice(Opened::payload(frame))
-                .map_err(|e| TransferError::Protocol(format!("manifest: {e}")))?;
-            if manifest.size != expect.size || manifest.chunk_size != expect.chunk_size {
-                return Err(TransferError::Protocol("the manifest disagrees with the ticket".into()));
-            }
-            Ok(manifest)
-        };
-        let token = t.session_key.http_token(&t.transfer_id);
-        let (result, attempts) = connect_any(&t.addrs, id, &token, PROBE_BUDGET, verify).await;
-        for a in attempts {
-            self.events
-                .send(Event::Attempt {
-                    transfer_id: id,
-                    path: PathKind::Http.as_str(),
-                    addr: a.addr,
-                    ok: a.error.is_none(),
-                    elapsed_ms: a.elapsed.as_millis() as u64,
-                    error_code: a.error.as_ref().map(|e| e.code()),
-                })
-                .await;
-        }
-        let Connected { peer, answer: manifest } = result?;
-        let known = manifest.sha256.as_deref().and_then(|h| data_encoding::HEXLOWER.decode(h.as_bytes()).ok());
-        if let Some(Ok(hash)) = known.map(<[u8; 32]>::try_from) {
+        let (peer, manifest) = probe_http(&self.ticket, &self.manifest, &self.events).await?;
+        if let Some(hash) = expected_hash(&manifest) {
             let _ = self.to_worker.send(WorkerIn::Expected(hash)).await;
         }
         Ok(peer)

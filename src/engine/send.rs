@@ -15,9 +15,10 @@ use crate::{
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
     offer::Offer,
+    relay::{Channel, ChannelHint},
     ticket::Ticket,
     transport::{
-        PathKind,
+        PathKind, Prefer,
         http::{Connected, HttpServer, race},
     },
 };
@@ -33,6 +34,13 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let manifest = Manifest { name, size: meta.len(), chunk_size: node.config.chunk_size, sha256: None };
 
+    let channel = match options.prefer {
+        Prefer::Http => None,
+        Prefer::Auto => node.config.channel.clone(),
+        Prefer::Relay => Some(node.config.channel.clone().ok_or_else(|| {
+            TransferError::PathUnavailable("relay (no relay or shared folder is configured: set AGENTFERRY_RELAY)".into())
+        })?),
+    };
     let server = match &node.server {
         Some(shared) => Arc::clone(shared),
         None => Arc::new(HttpServer::bind(node.config.bind).await?),
@@ -45,7 +53,8 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         size: manifest.size,
         chunk_size: manifest.chunk_size,
         name: manifest.name.clone(),
-        addrs: advertised_addrs(server.local_addr()),
+        addrs: if options.prefer == Prefer::Relay { Vec::new() } else { advertised_addrs(server.local_addr()) },
+        channel: channel.as_ref().map(ToString::to_string),
     };
     let outgoing =
         Outgoing::open(transfer_id, ticket.session_key.clone(), path.clone(), manifest, ticket.expires_at, None)?;
@@ -158,6 +167,7 @@ async fn serve(
         .await;
     events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
     tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
+    let _channel = serve_channel(ticket, outgoing).await;
 
     let started = Instant::now();
     let mut outcome = outgoing.outcome();
@@ -217,6 +227,28 @@ async fn serve(
             node.journal.save(&mut record)?;
             Err(e)
         }
+    }
+}
+
+/// Serve on the ticket's message channel too, if it names one; the task stops when dropped.
+async fn serve_channel(ticket: &Ticket, outgoing: &Arc<Outgoing>) -> Option<AbortOnDrop> {
+    let hint: ChannelHint = ticket.channel.as_deref()?.parse().ok()?;
+    match Channel::open(&hint).await {
+        Ok(channel) => Some(AbortOnDrop(tokio::spawn(super::channel::serve(channel, Arc::clone(outgoing))))),
+        Err(e) => {
+            // The receiver may still come over HTTP, or the channel may come back later.
+            tracing::warn!(transfer = %ticket.transfer_id, "cannot serve on {hint}: {e}");
+            None
+        }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -65,6 +65,8 @@ enum WriteOp {
     Report(WorkerOut),
     /// Everything before this is written: hand `upto` to the syncer.
     Sync(u64),
+    /// Nothing to do.
+    Skip,
 }
 
 pub(super) struct Worker {
@@ -175,6 +177,7 @@ impl Worker {
                             continue;
                         }
                         WriteOp::Report(out) => out,
+                        WriteOp::Skip => continue,
                     };
                     let last = matches!(out, WorkerOut::Verified(_) | WorkerOut::Fatal(_));
                     if tx.send(out).is_err() || last {
@@ -220,7 +223,9 @@ impl Worker {
                     payload.try_into().map_err(|_| TransferError::Protocol("the trailer is not a SHA-256".into()))?;
                 self.expect(hash).map(WriteOp::Report)
             }
-            FrameKind::Manifest => Ok(WriteOp::Report(WorkerOut::Corrupt)), // not expected in a frame stream
+            // Answers to a channel hello, and our own control frames echoed back by a hostile
+            // channel: authentic, but nothing to write.
+            FrameKind::Manifest | FrameKind::Control => Ok(WriteOp::Skip),
         }
     }
 

@@ -124,8 +124,11 @@ check_session(transfer_id, wait=true) to follow it to completion. The file must 
             Err(e) => return fail(e),
         };
         let minutes = args.expires_in_minutes.unwrap_or(1440).max(1);
-        let options = SendOptions { path, expires_in: Duration::from_secs(minutes as u64 * 60) };
-        let _ = args.prefer; // auto and http are the same while HTTP is the only path
+        let options = SendOptions {
+            path,
+            expires_in: Duration::from_secs(minutes as u64 * 60),
+            prefer: args.prefer.unwrap_or_default(),
+        };
         let (transfer, answer) = match &args.to {
             Some(peer) => match self.node.push(options, peer).await {
                 Ok((t, a)) => (t, Some(a)),
@@ -184,7 +187,8 @@ an existing file is never replaced unless overwrite is true.",
             Ok(dir) => dir,
             Err(e) => return fail(e),
         };
-        let options = ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None };
+        let options =
+            ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None, prefer: args.prefer };
         let started = match (&args.ticket, &args.transfer_id) {
             (Some(ticket), None) => match ticket.parse::<Ticket>() {
                 Ok(ticket) => self.node.receive(ticket, options).await,

@@ -6,18 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::TransferError,
+    transport::Prefer,
     journal::{State, TransferStatus},
     peers::PeerInfo,
 };
-
-/// Which path to use. `auto` tries the best one the two machines can use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Prefer {
-    #[default]
-    Auto,
-    Http,
-}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SendFileArgs {
@@ -27,7 +19,8 @@ pub struct SendFileArgs {
     /// hand over yourself.
     #[serde(default)]
     pub to: Option<String>,
-    /// Path preference; `auto` unless you have a reason.
+    /// Which paths to offer: `auto` (direct HTTP, plus the relay when one is configured),
+    /// `http` (direct only) or `relay` (through the relay only). `auto` unless you have a reason.
     #[serde(default)]
     pub prefer: Option<Prefer>,
     /// How long the ticket stays valid, in minutes (default 1440 = one day).
@@ -71,6 +64,9 @@ pub struct ReceiveFileArgs {
     /// Replace an existing file of the same name (default false).
     #[serde(default)]
     pub overwrite: Option<bool>,
+    /// Which path to use: `auto` (direct HTTP first, then the relay), `http` or `relay`.
+    #[serde(default)]
+    pub prefer: Option<Prefer>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,0 +1,162 @@
+//! A node's connection to a relay: subscriptions and sends over one WebSocket, kept alive.
+//!
+//! The connection is re-established with backoff whenever it drops (a relay restart, a network
+//! change), and every subscription is renewed on the new connection. Messages sent while it is
+//! down wait in a small bounded queue (so senders feel backpressure); what the relay dropped in
+//! between is recovered by the transfer core's retransmission.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_tungstenite::{connect_async, tungstenite::Message};
+
+use super::proto::{Envelope, Mailbox, Refusal};
+use crate::error::TransferError;
+
+/// Envelopes waiting to be written.
+const SEND_DEPTH: usize = 32;
+/// Deliveries waiting for each subscriber.
+const DELIVER_DEPTH: usize = 64;
+
+type Subscribers = Arc<Mutex<HashMap<Mailbox, mpsc::Sender<Bytes>>>>;
+
+/// An envelope to write, and who to tell once it is on the wire.
+type Outgoing = (Bytes, Option<tokio::sync::oneshot::Sender<()>>);
+
+/// A kept-alive connection to one relay.
+#[derive(Debug)]
+pub struct RelayClient {
+    url: String,
+    outbox: mpsc::Sender<Outgoing>,
+    subscribers: Subscribers,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RelayClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn endpoint(url: &str) -> String {
+    format!("{}/v1/relay", url.trim_end_matches('/'))
+}
+
+impl RelayClient {
+    /// Connect to the relay at `url` (`ws://host:port`); fails if it cannot be reached now.
+    pub async fn connect(url: &str) -> Result<Arc<Self>, TransferError> {
+        let (ws, _) = tokio::time::timeout(Duration::from_secs(5), connect_async(endpoint(url)))
+            .await
+            .map_err(|_| TransferError::PeerUnreachable(format!("relay {url}: no answer")))?
+            .map_err(|e| TransferError::PeerUnreachable(format!("relay {url}: {e}")))?;
+        let (outbox, outbox_rx) = mpsc::channel(SEND_DEPTH);
+        let subscribers = Subscribers::default();
+        let task = tokio::spawn(run(url.to_owned(), Some(ws), outbox_rx, Arc::clone(&subscribers)));
+        Ok(Arc::new(RelayClient { url: url.to_owned(), outbox, subscribers, task }))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn subscribe(&self, mailbox: Mailbox) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(DELIVER_DEPTH);
+        self.subscribers.lock().expect("not poisoned").insert(mailbox, tx);
+        let _ = self.outbox.send((Envelope::Subscribe(mailbox).encode(), None)).await;
+        rx
+    }
+
+    pub async fn unsubscribe(&self, mailbox: Mailbox) {
+        self.subscribers.lock().expect("not poisoned").remove(&mailbox);
+        let _ = self.outbox.send((Envelope::Unsubscribe(mailbox).encode(), None)).await;
+    }
+
+    pub async fn send(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+        self.outbox
+            .send((Envelope::Send(mailbox, payload).encode(), None))
+            .await
+            .map_err(|_| TransferError::PeerUnreachable(format!("relay {}: connection closed", self.url)))
+    }
+
+    /// Send, and return only once the message was written to the relay (for a last message
+    /// before the process exits).
+    pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+        let (done, written) = tokio::sync::oneshot::channel();
+        let closed = || TransferError::PeerUnreachable(format!("relay {}: connection closed", self.url));
+        self.outbox.send((Envelope::Send(mailbox, payload).encode(), Some(done))).await.map_err(|_| closed())?;
+        written.await.map_err(|_| closed())
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Keep the connection up: write the outbox, route deliveries, reconnect and resubscribe.
+async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoing>, subscribers: Subscribers) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let mut socket = match ws.take() {
+            Some(socket) => socket,
+            None => match connect_async(endpoint(&url)).await {
+                Ok((socket, _)) => {
+                    tracing::info!(relay = %url, "reconnected to the relay");
+                    socket
+                }
+                Err(e) => {
+                    tracing::debug!(relay = %url, "relay unreachable: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        backoff = Duration::from_millis(50);
+        // Renew every subscription on this connection.
+        let mailboxes: Vec<Mailbox> = subscribers.lock().expect("not poisoned").keys().copied().collect();
+        let mut ok = true;
+        for m in mailboxes {
+            ok &= socket.send(Message::Binary(Envelope::Subscribe(m).encode())).await.is_ok();
+        }
+        while ok {
+            tokio::select! {
+                out = outbox.recv() => match out {
+                    Some((envelope, written)) => {
+                        ok = socket.send(Message::Binary(envelope)).await.is_ok();
+                        if let (true, Some(written)) = (ok, written) {
+                            let _ = written.send(());
+                        }
+                    }
+                    None => return, // the client was dropped
+                },
+                incoming = socket.next() => match incoming {
+                    Some(Ok(Message::Binary(data))) => route(&subscribers, data).await,
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => ok = false,
+                    Some(Ok(_)) => {}
+                },
+            }
+        }
+        tracing::info!(relay = %url, "relay connection lost; reconnecting");
+    }
+}
+
+async fn route(subscribers: &Subscribers, data: Bytes) {
+    match Envelope::decode(data) {
+        Ok(Envelope::Deliver(mailbox, payload)) => {
+            let tx = subscribers.lock().expect("not poisoned").get(&mailbox).cloned();
+            if let Some(tx) = tx {
+                // Waiting here slows our reading, which makes the relay queue: backpressure.
+                let _ = tx.send(payload).await;
+            }
+        }
+        Ok(Envelope::Refused(_, code)) => {
+            let why = Refusal::from_u8(code).map_or("unknown", Refusal::code);
+            tracing::debug!("the relay dropped a message: {why}");
+        }
+        _ => tracing::debug!("ignoring a malformed message from the relay"),
+    }
+}

@@ -1,0 +1,103 @@
+//! The message channel: mailboxes that two nodes reach from the inside.
+//!
+//! When neither machine can dial the other, both dial out to a channel and exchange messages
+//! through mailboxes named by 32-byte ids derived from secrets only they hold (a transfer's
+//! session key, a node's inbox secret). Two channels carry the same messages:
+//!
+//! - a relay server (`agentferry relay`, [`server`]) reached over WebSocket ([`client`]);
+//! - a shared folder ([`folder`]), for agents that share a synced or network folder.
+//!
+//! The channel only ever sees mailbox ids and sealed bytes: frames sealed with the session
+//! key, offers authenticated by the grant secret. It can delay, drop, reorder or replay them;
+//! the transfer core and the frame format make each of those harmless.
+
+pub mod client;
+pub mod folder;
+pub mod proto;
+pub mod server;
+
+use std::{path::PathBuf, sync::Arc};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::error::TransferError;
+pub use proto::Mailbox;
+
+/// Where a node's channel is: `ws://host:port` (a relay) or `folder:/path` (a shared folder).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChannelHint {
+    Relay(String),
+    Folder(PathBuf),
+}
+
+impl std::str::FromStr for ChannelHint {
+    type Err = TransferError;
+
+    fn from_str(s: &str) -> Result<Self, TransferError> {
+        if let Some(path) = s.strip_prefix("folder:") {
+            return Ok(ChannelHint::Folder(PathBuf::from(path)));
+        }
+        if s.starts_with("ws://") || s.starts_with("wss://") {
+            return Ok(ChannelHint::Relay(s.trim_end_matches('/').to_owned()));
+        }
+        Err(TransferError::InvalidArgument(format!("{s:?} is not a channel: use ws://HOST:PORT or folder:/PATH")))
+    }
+}
+
+impl std::fmt::Display for ChannelHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChannelHint::Relay(url) => f.write_str(url),
+            ChannelHint::Folder(path) => write!(f, "folder:{}", path.display()),
+        }
+    }
+}
+
+/// A connected channel of either kind.
+#[derive(Clone, Debug)]
+pub enum Channel {
+    Relay(Arc<client::RelayClient>),
+    Folder(Arc<folder::FolderChannel>),
+}
+
+impl Channel {
+    pub async fn open(hint: &ChannelHint) -> Result<Channel, TransferError> {
+        Ok(match hint {
+            ChannelHint::Relay(url) => Channel::Relay(client::RelayClient::connect(url).await?),
+            ChannelHint::Folder(path) => Channel::Folder(folder::FolderChannel::open(path)?),
+        })
+    }
+
+    /// Messages sent to `mailbox` from now on (and those waiting there).
+    pub async fn subscribe(&self, mailbox: Mailbox) -> mpsc::Receiver<Bytes> {
+        match self {
+            Channel::Relay(c) => c.subscribe(mailbox).await,
+            Channel::Folder(c) => c.subscribe(mailbox),
+        }
+    }
+
+    /// Stop delivering `mailbox`.
+    pub async fn unsubscribe(&self, mailbox: Mailbox) {
+        match self {
+            Channel::Relay(c) => c.unsubscribe(mailbox).await,
+            Channel::Folder(c) => c.unsubscribe(mailbox),
+        }
+    }
+
+    /// Post `payload` and return once it has left this process (for a last message).
+    pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+        match self {
+            Channel::Relay(c) => c.send_written(mailbox, payload).await,
+            Channel::Folder(c) => c.send(mailbox, &payload),
+        }
+    }
+
+    /// Post `payload` to `mailbox`. Waits while the channel is congested (backpressure).
+    pub async fn send(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+        match self {
+            Channel::Relay(c) => c.send(mailbox, payload).await,
+            Channel::Folder(c) => c.send(mailbox, &payload),
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The relay's wire format: one binary WebSocket message per envelope.
+//!
+//! ```text
+//! client → relay   0x01 SUBSCRIBE    mailbox[32]
+//!                  0x02 SEND         mailbox[32] payload
+//!                  0x03 UNSUBSCRIBE  mailbox[32]
+//! relay → client   0x81 DELIVER      mailbox[32] payload
+//!                  0x82 REFUSED      mailbox[32] code u8     (the SEND to mailbox was dropped)
+//! ```
+//!
+//! Payloads are opaque to the relay. Parsing is check-then-parse: anything short or unknown is
+//! `Malformed`, never a panic.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A mailbox id: 32 bytes, derived from a secret the relay never sees.
+pub type Mailbox = [u8; 32];
+
+pub const SUBSCRIBE: u8 = 0x01;
+pub const SEND: u8 = 0x02;
+pub const UNSUBSCRIBE: u8 = 0x03;
+pub const DELIVER: u8 = 0x81;
+pub const REFUSED: u8 = 0x82;
+
+/// Why the relay dropped a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Refusal {
+    QueueFull = 1,
+    TooManyMailboxes = 2,
+    OverCapacity = 3,
+}
+
+impl Refusal {
+    pub fn from_u8(b: u8) -> Option<Refusal> {
+        match b {
+            1 => Some(Refusal::QueueFull),
+            2 => Some(Refusal::TooManyMailboxes),
+            3 => Some(Refusal::OverCapacity),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::QueueFull => "queue_full",
+            Refusal::TooManyMailboxes => "too_many_mailboxes",
+            Refusal::OverCapacity => "over_capacity",
+        }
+    }
+}
+
+/// One envelope.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    Subscribe(Mailbox),
+    Send(Mailbox, Bytes),
+    Unsubscribe(Mailbox),
+    Deliver(Mailbox, Bytes),
+    Refused(Mailbox, u8),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("malformed relay envelope")]
+pub struct Malformed;
+
+impl Envelope {
+    pub fn encode(&self) -> Bytes {
+        let (tag, mailbox, tail): (u8, &Mailbox, &[u8]) = match self {
+            Envelope::Subscribe(m) => (SUBSCRIBE, m, &[]),
+            Envelope::Send(m, p) => (SEND, m, p),
+            Envelope::Unsubscribe(m) => (UNSUBSCRIBE, m, &[]),
+            Envelope::Deliver(m, p) => (DELIVER, m, p),
+            Envelope::Refused(m, code) => (REFUSED, m, std::slice::from_ref(code)),
+        };
+        let mut buf = BytesMut::with_capacity(33 + tail.len());
+        buf.put_u8(tag);
+        buf.put_slice(mailbox);
+        buf.put_slice(tail);
+        buf.freeze()
+    }
+
+    pub fn decode(mut msg: Bytes) -> Result<Envelope, Malformed> {
+        if msg.len() < 33 {
+            return Err(Malformed);
+        }
+        let tag = msg[0];
+        let mailbox: Mailbox = msg[1..33].try_into().expect("32 bytes");
+        let tail = msg.split_off(33);
+        Ok(match (tag, tail.len()) {
+            (SUBSCRIBE, 0) => Envelope::Subscribe(mailbox),
+            (UNSUBSCRIBE, 0) => Envelope::Unsubscribe(mailbox),
+            (SEND, _) => Envelope::Send(mailbox, tail),
+            (DELIVER, _) => Envelope::Deliver(mailbox, tail),
+            (REFUSED, 1) => Envelope::Refused(mailbox, tail[0]),
+            _ => return Err(Malformed),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_garbage_is_malformed() {
+        let m = [7u8; 32];
+        for e in [
+            Envelope::Subscribe(m),
+            Envelope::Send(m, Bytes::from_static(b"abc")),
+            Envelope::Unsubscribe(m),
+            Envelope::Deliver(m, Bytes::new()),
+            Envelope::Refused(m, 1),
+        ] {
+            assert_eq!(Envelope::decode(e.encode()), Ok(e));
+        }
+        assert_eq!(Envelope::decode(Bytes::from_static(b"\x01short")), Err(Malformed));
+        let mut bad = Envelope::Subscribe(m).encode().to_vec();
+        bad.push(0);
+        assert_eq!(Envelope::decode(Bytes::from(bad)), Err(Malformed));
+        let mut unknown = Envelope::Subscribe(m).encode().to_vec();
+        unknown[0] = 0x42;
+        assert_eq!(Envelope::decode(Bytes::from(unknown)), Err(Malformed));
+    }
+}
