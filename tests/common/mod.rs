@@ -83,6 +83,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// Follow a child started by the caller.
+    pub fn new_public(child: Child) -> Self {
+        Running::new(child)
+    }
+
     fn new(mut child: Child) -> Self {
         let stdout = child.stdout.take().unwrap();
         let (tx, events) = mpsc::channel();
