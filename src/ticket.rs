@@ -97,7 +97,9 @@ impl Ticket {
         for (tag, value) in r.extensions()? {
             if tag == EXT_CHANNEL {
                 ticket.channel = Some(
-                    std::str::from_utf8(value).map_err(|_| CodecError::Malformed("the channel is not UTF-8"))?.to_owned(),
+                    std::str::from_utf8(value)
+                        .map_err(|_| CodecError::Malformed("the channel is not UTF-8"))?
+                        .to_owned(),
                 );
             }
         }

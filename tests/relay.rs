@@ -31,7 +31,8 @@ fn unreachable_direct_addresses_fall_back_to_the_relay() {
     let (_relay, url) = start_relay("127.0.0.1:0");
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "via-relay.bin", 6 * 1024 * 1024 + 11, 21);
-    let mut sender = Running::new_public(with_relay(&a, &url, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let mut sender =
+        Running::new_public(with_relay(&a, &url, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
     let ticket: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
     assert_eq!(ticket.channel.as_deref(), Some(url.as_str()), "the ticket carries the relay hint");
     let mut blocked = ticket.clone();
@@ -51,13 +52,16 @@ fn unreachable_direct_addresses_fall_back_to_the_relay() {
 
     // With --prefer http the relay is never tried, and the failure says why.
     let src2 = random_file(a.dir.path(), "direct-only.bin", 1000, 22);
-    let mut sender = Running::new_public(with_relay(&a, &url, &["send", src2.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let mut sender =
+        Running::new_public(with_relay(&a, &url, &["send", src2.to_str().unwrap(), "--json"]).spawn().unwrap());
     let mut blocked: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
     blocked.addrs = vec!["127.0.0.1:1".parse().unwrap()];
-    let mut cmd = b.command(&["receive", &blocked.to_string(), "-o", b.out().to_str().unwrap(), "--prefer", "http", "--json"]);
+    let mut cmd =
+        b.command(&["receive", &blocked.to_string(), "-o", b.out().to_str().unwrap(), "--prefer", "http", "--json"]);
     cmd.env("AGENTFERRY_PEER_TIMEOUT", "1");
     let out = cmd.output().unwrap();
-    let last: serde_json::Value = serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
     assert_eq!(out.status.code(), Some(4));
     assert_eq!(last["code"], "peer_unreachable");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -71,9 +75,11 @@ fn the_folder_channel_carries_a_transfer_and_leaves_nothing_behind() {
     let channel = format!("folder:{}", shared.path().display());
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "shared.bin", 3 * 1024 * 1024, 23);
-    let mut sender = Running::new_public(with_relay(&a, &channel, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let mut sender =
+        Running::new_public(with_relay(&a, &channel, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
     let ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().to_owned();
-    let (code, events, stderr) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--prefer", "relay", "--json"]);
+    let (code, events, stderr) =
+        b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--prefer", "relay", "--json"]);
     assert_eq!(code, 0, "{events:?} {stderr}");
     assert_eq!(events.last().unwrap()["path"], "relay");
     assert_same_file(&src, &b.out().join("shared.bin"));
@@ -91,9 +97,11 @@ fn a_transfer_begun_over_http_resumes_over_the_relay() {
     let (_relay, url) = start_relay("127.0.0.1:0");
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "switch.bin", 40 * 1024 * 1024, 24);
-    let mut sender = Running::new_public(with_relay(&a, &url, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let mut sender =
+        Running::new_public(with_relay(&a, &url, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
     let first = sender.next_event(WAIT).unwrap();
-    let (ticket, id) = (first["ticket"].as_str().unwrap().to_owned(), first["transfer_id"].as_str().unwrap().to_owned());
+    let (ticket, id) =
+        (first["ticket"].as_str().unwrap().to_owned(), first["transfer_id"].as_str().unwrap().to_owned());
     let mut receiver = b.spawn(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
     receiver.wait_for("a third over http", |e| {
         assert_ne!(e["event"], "completed", "finished before the kill");
@@ -118,7 +126,8 @@ fn a_relay_killed_and_restarted_mid_transfer_is_survived() {
     let (relay, url) = start_relay(&listen);
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "bumpy.bin", 40 * 1024 * 1024, 25);
-    let mut sender = Running::new_public(with_relay(&a, &url, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let mut sender =
+        Running::new_public(with_relay(&a, &url, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
     let ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().to_owned();
     let mut receiver = b.spawn(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--prefer", "relay", "--json"]);
     receiver.wait_for("some progress over the relay", |e| {

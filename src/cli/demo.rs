@@ -9,7 +9,8 @@ use std::{io::Write, os::unix::fs::FileExt, time::Instant};
 use rand::RngCore;
 
 use agentferry::{
-    transport::Prefer,Node, NodeConfig, ReceiveOptions, SendOptions, TransferError, engine::Event, home::Home};
+    Node, NodeConfig, ReceiveOptions, SendOptions, TransferError, engine::Event, home::Home, transport::Prefer,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -29,14 +30,18 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
     let receiver = Node::new(Home::open(scratch.join("receiver-home"))?, config);
 
     eprintln!("agentferry demo: {} MiB between two nodes over loopback", args.size_mib);
-    let mut sending =
-        sender.send(SendOptions { path: source, expires_in: std::time::Duration::from_secs(600), prefer: Prefer::Auto }).await?;
+    let mut sending = sender
+        .send(SendOptions { path: source, expires_in: std::time::Duration::from_secs(600), prefer: Prefer::Auto })
+        .await?;
     let Some(Event::Ticket { ticket, .. }) = sending.events.recv().await else {
         return Err(sending.finish().await.err().unwrap_or(TransferError::Cancelled));
     };
     let started = Instant::now();
     let receiving = receiver
-        .receive(ticket.parse()?, ReceiveOptions { output_dir: scratch.join("inbox"), overwrite: false, peer: None, prefer: None })
+        .receive(
+            ticket.parse()?,
+            ReceiveOptions { output_dir: scratch.join("inbox"), overwrite: false, peer: None, prefer: None },
+        )
         .await?;
     let (mut path, mut addr) = ("http", None);
     let mut events = receiving.events;

@@ -15,8 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use agentferry::{
     Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, home::Home, id::TransferId,
-    journal::Role,
-    transport::Prefer,
+    journal::Role, transport::Prefer,
 };
 use output::Reporter;
 
@@ -237,8 +236,11 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Receive(args) => {
             let ticket: Ticket = args.ticket.parse()?;
-            node.receive(ticket, ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None })
-                .await?
+            node.receive(
+                ticket,
+                ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None },
+            )
+            .await?
         }
         Command::Resume(args) => {
             let role = args.role.map(|r| match r {

@@ -53,7 +53,8 @@ pub(super) async fn serve(channel: Channel, outgoing: Arc<Outgoing>) {
             match core.poll_transmit() {
                 Some(transmit) => {
                     let (out, sealer) = (Arc::clone(&outgoing), Arc::clone(&sealer));
-                    let sealed = tokio::task::spawn_blocking(move || out.seal_transmit(&sealer, transmit, &mut None)).await;
+                    let sealed =
+                        tokio::task::spawn_blocking(move || out.seal_transmit(&sealer, transmit, &mut None)).await;
                     match sealed {
                         Ok(Ok(frame)) => {
                             if channel.send(to_receiver, frame.freeze()).await.is_err() {
@@ -77,7 +78,9 @@ pub(super) async fn serve(channel: Channel, outgoing: Arc<Outgoing>) {
         let Some(message) = next else { return };
         let mut message = BytesMut::from(&message[..]);
         let control = match opener.open(&mut message) {
-            Ok(Opened { kind: FrameKind::Control, .. }) => serde_json::from_slice::<Control>(Opened::payload(&message)).ok(),
+            Ok(Opened { kind: FrameKind::Control, .. }) => {
+                serde_json::from_slice::<Control>(Opened::payload(&message)).ok()
+            }
             _ => None, // not from the ticket holder: ignored
         };
         match control {

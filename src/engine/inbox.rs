@@ -84,8 +84,7 @@ impl Inbox {
             Ok(false) => return answer(StatusCode::CONFLICT, "offer_replayed"),
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         }
-        let options =
-            ReceiveOptions {
+        let options = ReceiveOptions {
             output_dir: self.download_dir.clone(),
             overwrite: false,
             peer: Some(offer.from.clone()),

@@ -33,8 +33,8 @@ use crate::{
     manifest::DEFAULT_CHUNK_SIZE,
     peers::Trust,
     relay::ChannelHint,
-    transport::Prefer,
     ticket::Ticket,
+    transport::Prefer,
     transport::http::HttpServer,
 };
 

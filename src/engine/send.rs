@@ -38,7 +38,9 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         Prefer::Http => None,
         Prefer::Auto => node.config.channel.clone(),
         Prefer::Relay => Some(node.config.channel.clone().ok_or_else(|| {
-            TransferError::PathUnavailable("relay (no relay or shared folder is configured: set AGENTFERRY_RELAY)".into())
+            TransferError::PathUnavailable(
+                "relay (no relay or shared folder is configured: set AGENTFERRY_RELAY)".into(),
+            )
         })?),
     };
     let server = match &node.server {

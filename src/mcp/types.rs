@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     error::TransferError,
-    transport::Prefer,
     journal::{State, TransferStatus},
     peers::PeerInfo,
+    transport::Prefer,
 };
 
 #[derive(Debug, Deserialize, JsonSchema)]

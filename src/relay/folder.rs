@@ -68,14 +68,18 @@ impl FolderChannel {
             let _ = std::fs::create_dir_all(&dir);
             while active.lock().expect("not poisoned").contains(&mailbox) && !tx.is_closed() {
                 let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-                    .map(|entries| entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "msg")).collect())
+                    .map(|entries| {
+                        entries
+                            .flatten()
+                            .map(|e| e.path())
+                            .filter(|p| p.extension().is_some_and(|x| x == "msg"))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 names.sort();
                 for path in &names {
-                    let stale = path
-                        .metadata()
-                        .and_then(|m| m.modified())
-                        .is_ok_and(|t| t.elapsed().unwrap_or_default() > TTL);
+                    let stale =
+                        path.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() > TTL);
                     let data = if stale { None } else { std::fs::read(path).ok() };
                     let _ = std::fs::remove_file(path);
                     if let Some(data) = data
@@ -98,5 +102,7 @@ impl FolderChannel {
 }
 
 fn count_messages(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map(|e| e.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "msg")).count()).unwrap_or(0)
+    std::fs::read_dir(dir)
+        .map(|e| e.flatten().filter(|e| e.path().extension().is_some_and(|x| x == "msg")).count())
+        .unwrap_or(0)
 }

@@ -29,10 +29,18 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{Request, Response, StatusCode, body::Incoming, header, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
-use tokio::{net::TcpListener, sync::{mpsc, watch}, task::JoinSet};
+use tokio::{
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
 use tokio_tungstenite::{
     WebSocketStream,
-    tungstenite::{Message, handshake::derive_accept_key, protocol::{Role, WebSocketConfig}},
+    tungstenite::{
+        Message,
+        handshake::derive_accept_key,
+        protocol::{Role, WebSocketConfig},
+    },
 };
 
 use super::proto::{Envelope, Mailbox, Refusal};
@@ -152,9 +160,11 @@ impl Relay {
         if !boxes.contains_key(&mailbox) && boxes.len() >= self.cfg.max_mailboxes {
             return Err(Refusal::TooManyMailboxes);
         }
-        let b = boxes
-            .entry(mailbox)
-            .or_insert_with(|| MailboxState { queue: VecDeque::new(), subscriber: None, last_used: now });
+        let b = boxes.entry(mailbox).or_insert_with(|| MailboxState {
+            queue: VecDeque::new(),
+            subscriber: None,
+            last_used: now,
+        });
         b.last_used = now;
         if b.queue.len() >= self.cfg.mailbox_capacity {
             self.drain(b, now);
@@ -177,9 +187,11 @@ impl Relay {
         if !boxes.contains_key(&mailbox) && boxes.len() >= self.cfg.max_mailboxes {
             return Err(Refusal::TooManyMailboxes);
         }
-        let b = boxes
-            .entry(mailbox)
-            .or_insert_with(|| MailboxState { queue: VecDeque::new(), subscriber: None, last_used: now });
+        let b = boxes.entry(mailbox).or_insert_with(|| MailboxState {
+            queue: VecDeque::new(),
+            subscriber: None,
+            last_used: now,
+        });
         b.subscriber = Some((conn, out.clone()));
         b.last_used = now;
         self.drain(b, now);
