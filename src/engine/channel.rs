@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::Outgoing;
+use sha2::{Digest, Sha256};
+
 use crate::{
-    core::{Request, SendCore},
+    core::{Request, SendCore, Transmit},
     crypto::random_epoch,
     error::TransferError,
     frame::{self, FrameKind, Opened, Opener, Sealer},
@@ -46,22 +48,37 @@ pub(super) async fn serve(channel: Channel, outgoing: Arc<Outgoing>) {
     let mut opener = Opener::new(key.clone(), id, 0);
     let mut core = SendCore::new(outgoing.manifest().chunk_count());
     let sealer = Arc::new(Sealer::new(&key, id, random_epoch()));
+    // Hash while chunks go out in order from the start, so the trailer needs no second read.
+    let count = outgoing.manifest().chunk_count();
+    let mut hashing: Option<(Sha256, u64)> = outgoing.sha256().is_none().then(|| (Sha256::new(), 0));
     loop {
         // Take every request that is waiting before sending the next frame.
         let mut next = requests.try_recv().ok();
         if next.is_none() {
             match core.poll_transmit() {
                 Some(transmit) => {
+                    let in_order = match (transmit, &hashing) {
+                        (Transmit::Chunk { index, .. }, Some((_, hashed))) => index == *hashed,
+                        (Transmit::Trailer, Some((_, hashed))) => *hashed == count,
+                        _ => false,
+                    };
+                    let mut hasher = if in_order { hashing.take().map(|(h, _)| h) } else { None };
                     let (out, sealer) = (Arc::clone(&outgoing), Arc::clone(&sealer));
-                    let sealed =
-                        tokio::task::spawn_blocking(move || out.seal_transmit(&sealer, transmit, &mut None)).await;
+                    let sealed = tokio::task::spawn_blocking(move || {
+                        let frame = out.seal_transmit(&sealer, transmit, &mut hasher);
+                        (frame, hasher)
+                    })
+                    .await;
                     match sealed {
-                        Ok(Ok(frame)) => {
+                        Ok((Ok(frame), hasher)) => {
+                            if let (Some(h), Transmit::Chunk { index, .. }) = (hasher, transmit) {
+                                hashing = Some((h, index + 1));
+                            }
                             if channel.send(to_receiver, frame.freeze()).await.is_err() {
                                 tracing::debug!(transfer = %id, "channel closed");
                             }
                         }
-                        Ok(Err(e)) => {
+                        Ok((Err(e), _)) => {
                             tracing::warn!(transfer = %id, "cannot serve on the channel: {e}");
                             if matches!(e, TransferError::SourceChanged(_)) {
                                 outgoing.fail(e);

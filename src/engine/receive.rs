@@ -152,7 +152,7 @@ struct Driver {
 /// The path this run uses.
 enum Link {
     Http,
-    Channel(ChannelLink),
+    Channel(Box<ChannelLink>),
 }
 
 impl Link {
@@ -435,12 +435,14 @@ impl Driver {
                         let to_worker = to_worker.clone();
                         stream.replace(tokio::spawn(async move {
                             while let Some(payload) = frames.recv().await {
-                                if to_worker.send(WorkerIn::Frame(BytesMut::from(&payload[..]))).await.is_err() {
+                                // Usually the only view of its buffer: no copy.
+                                let frame = payload.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                                if to_worker.send(WorkerIn::Frame(frame)).await.is_err() {
                                     break;
                                 }
                             }
                         }));
-                        return Ok(Link::Channel(link));
+                        return Ok(Link::Channel(Box::new(link)));
                     }
                     Err(e) => {
                         self.events.send(report(false, Some(e.code()))).await;

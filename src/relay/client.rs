@@ -21,8 +21,8 @@ use crate::error::TransferError;
 
 /// Envelopes waiting to be written.
 const SEND_DEPTH: usize = 32;
-/// Deliveries waiting for each subscriber.
-const DELIVER_DEPTH: usize = 64;
+/// Deliveries waiting for each subscriber (frames are up to 256 KiB: this bounds memory).
+const DELIVER_DEPTH: usize = 8;
 
 type Subscribers = Arc<Mutex<HashMap<Mailbox, mpsc::Sender<Bytes>>>>;
 

@@ -64,6 +64,27 @@ pub enum Envelope {
 #[error("malformed relay envelope")]
 pub struct Malformed;
 
+/// Turn a SEND envelope into the DELIVER envelope for the same mailbox and payload, reusing
+/// its buffer when nothing else shares it (the two differ only in the tag byte).
+pub fn send_to_deliver(msg: Bytes) -> Result<(Mailbox, Bytes), Malformed> {
+    if msg.len() < 33 || msg[0] != SEND {
+        return Err(Malformed);
+    }
+    let mailbox: Mailbox = msg[1..33].try_into().expect("32 bytes");
+    let deliver = match msg.try_into_mut() {
+        Ok(mut owned) => {
+            owned[0] = DELIVER;
+            owned.freeze()
+        }
+        Err(shared) => {
+            let mut copy = BytesMut::from(&shared[..]);
+            copy[0] = DELIVER;
+            copy.freeze()
+        }
+    };
+    Ok((mailbox, deliver))
+}
+
 impl Envelope {
     pub fn encode(&self) -> Bytes {
         let (tag, mailbox, tail): (u8, &Mailbox, &[u8]) = match self {
@@ -86,7 +107,10 @@ impl Envelope {
         }
         let tag = msg[0];
         let mailbox: Mailbox = msg[1..33].try_into().expect("32 bytes");
-        let tail = msg.split_off(33);
+        // Advance rather than split, so the payload stays the only view of its buffer and can
+        // become mutable again without a copy.
+        bytes::Buf::advance(&mut msg, 33);
+        let tail = msg;
         Ok(match (tag, tail.len()) {
             (SUBSCRIBE, 0) => Envelope::Subscribe(mailbox),
             (UNSUBSCRIBE, 0) => Envelope::Unsubscribe(mailbox),
@@ -121,5 +145,10 @@ mod tests {
         let mut unknown = Envelope::Subscribe(m).encode().to_vec();
         unknown[0] = 0x42;
         assert_eq!(Envelope::decode(Bytes::from(unknown)), Err(Malformed));
+        let (mailbox, deliver) = send_to_deliver(Envelope::Send(m, Bytes::from_static(b"xyz")).encode()).unwrap();
+        assert_eq!(
+            (mailbox, Envelope::decode(deliver).unwrap()),
+            (m, Envelope::Deliver(m, Bytes::from_static(b"xyz")))
+        );
     }
 }

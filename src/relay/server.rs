@@ -153,8 +153,8 @@ impl Relay {
         }
     }
 
-    fn send(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), Refusal> {
-        let msg = Envelope::Deliver(mailbox, payload).encode();
+    /// Route `msg`, a DELIVER envelope for `mailbox`.
+    fn send(&self, mailbox: Mailbox, msg: Bytes) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut boxes = self.mailboxes.lock().expect("not poisoned");
         if !boxes.contains_key(&mailbox) && boxes.len() >= self.cfg.max_mailboxes {
@@ -477,8 +477,23 @@ where
                 reader_relay.counters.throttled.fetch_add(1, Relaxed);
                 tokio::time::sleep(wait).await;
             }
-            let refused = match Envelope::decode(data) {
-                Ok(Envelope::Send(mailbox, payload)) => reader_relay.send(mailbox, payload).err().map(|r| (mailbox, r)),
+            let envelope = if data.first() == Some(&super::proto::SEND) {
+                // The hot path: forward without copying the payload.
+                match super::proto::send_to_deliver(data) {
+                    Ok((mailbox, deliver)) => {
+                        if let Err(why) = reader_relay.send(mailbox, deliver) {
+                            reader_relay.counters.refused.fetch_add(1, Relaxed);
+                            let _ = out.try_send(Envelope::Refused(mailbox, why as u8).encode());
+                        }
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                Envelope::decode(data)
+            };
+            let refused = match envelope {
+                Ok(Envelope::Send(..)) => unreachable!("handled above"),
                 Ok(Envelope::Subscribe(mailbox)) => {
                     let mut subs = reader_subs.lock().expect("not poisoned");
                     if subs.len() >= cfg.max_subscriptions && !subs.contains(&mailbox) {
