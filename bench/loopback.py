@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Loopback benchmark: agentferry send/receive beside curl <- a static HTTP server.
+"""Loopback benchmark: agentferry send/receive (direct, and through a relay) beside curl <- a
+static HTTP server.
 
 For each size, the same generated file is fetched over 127.0.0.1 by curl from nginx (if
 installed, else `python3 -m http.server`) and sent by `agentferry send` to `agentferry receive`,
@@ -140,8 +141,27 @@ def run_curl(server, name, out):
     return wall, server.server_rss(), rss
 
 
-def run_ferry(path, work, out_dir, expected):
+class Relay:
+    """An `agentferry relay` on loopback for the relay runs."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen([binary(), "relay", "--listen", "127.0.0.1:0", "--json"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.url = json.loads(self.proc.stdout.readline())["url"]
+
+    def rss(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM"))
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def run_ferry(path, work, out_dir, expected, relay=None):
     env = dict(os.environ, AGENTFERRY_BIND="127.0.0.1:0")
+    if relay:
+        env.update(AGENTFERRY_RELAY=relay.url, AGENTFERRY_PREFER="relay")
     send_home, recv_home = tempfile.mkdtemp(dir=work), tempfile.mkdtemp(dir=work)
     send_cmd, send_file = timed([binary(), "send", path, "--json"])
     sender = subprocess.Popen(send_cmd, env=dict(env, AGENTFERRY_HOME=send_home), stdout=subprocess.PIPE, text=True)
@@ -174,13 +194,14 @@ def main():
         src_dir = os.path.join(work, "src")
         os.mkdir(src_dir)
         server = (Nginx if shutil.which("nginx") else PyHttp)(src_dir, work)
+        relay = Relay()
         rows = []
         for mib in (int(s) for s in args.sizes.split(",")):
             size = mib << 20
             name = f"file-{mib}MiB.bin"
             path = os.path.join(src_dir, name)
             expected = make_file(path, size)
-            results = {"curl": [], "ferry": []}
+            results = {"curl": [], "ferry": [], "relay": []}
             for _ in range(args.runs):
                 out_dir = tempfile.mkdtemp(dir=work)
                 results["curl"].append(run_curl(server, name, os.path.join(out_dir, name)))
@@ -188,15 +209,21 @@ def main():
                 out_dir = tempfile.mkdtemp(dir=work)
                 results["ferry"].append(run_ferry(path, work, out_dir, expected))
                 shutil.rmtree(out_dir)
+                out_dir = tempfile.mkdtemp(dir=work)
+                results["relay"].append(run_ferry(path, work, out_dir, expected, relay))
+                shutil.rmtree(out_dir)
             os.remove(path)
-            for tool, label in (("curl", server.name), ("ferry", "agentferry send -> receive")):
+            for tool, label in (("curl", server.name), ("ferry", "agentferry direct (http)"),
+                                ("relay", "agentferry via relay")):
                 walls = [r[0] for r in results[tool]]
                 wall = statistics.median(walls)
                 rows.append((mib, label, wall, size / wall / 1e6,
                              max(r[1] for r in results[tool]), max(r[2] for r in results[tool])))
-            ratio = rows[-1][2] / rows[-2][2]
-            rows.append((mib, f"ratio agentferry / curl: {ratio:.2f}x", None, None, None, None))
+            ratio = rows[-2][2] / rows[-3][2]
+            rows.append((mib, f"ratio agentferry direct / curl: {ratio:.2f}x; relay peak RSS {relay.rss():.1f} MiB",
+                         None, None, None, None))
         server.stop()
+        relay.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
