@@ -34,12 +34,21 @@ pub struct GrantUri {
     pub name: String,
     /// Where the exporting node's inbox listens.
     pub inbox: Vec<SocketAddr>,
+    /// The message channel the exporting node listens on, and its inbox mailbox there.
+    pub channel: Option<(String, [u8; 32])>,
 }
+
+/// Extension tags of grant URIs.
+const EXT_CHANNEL: u8 = 1;
+const EXT_MAILBOX: u8 = 2;
 
 impl fmt::Display for GrantUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut w = Writer::default();
         w.bytes(&self.grant_id).bytes(&self.secret).u64(self.expires_at).str(&self.name, 64).addrs(&self.inbox);
+        if let Some((channel, mailbox)) = &self.channel {
+            w.extension(EXT_CHANNEL, channel.as_bytes()).extension(EXT_MAILBOX, mailbox);
+        }
         f.write_str(&codec::encode(GRANT_PREFIX, &w.0))
     }
 }
@@ -52,6 +61,7 @@ impl fmt::Debug for GrantUri {
             .field("expires_at", &self.expires_at)
             .field("name", &self.name)
             .field("inbox", &self.inbox)
+            .field("channel", &self.channel.as_ref().map(|(c, _)| c))
             .finish()
     }
 }
@@ -74,14 +84,23 @@ impl FromStr for GrantUri {
         };
         let body = codec::decode(GRANT_PREFIX, s).map_err(invalid)?;
         let mut r = Reader(&body);
-        let uri = GrantUri {
+        let mut uri = GrantUri {
             grant_id: r.array().map_err(invalid)?,
             secret: r.array().map_err(invalid)?,
             expires_at: r.u64().map_err(invalid)?,
             name: r.str().map_err(invalid)?,
             inbox: r.addrs().map_err(invalid)?,
+            channel: None,
         };
-        r.extensions().map_err(invalid)?;
+        let (mut channel, mut mailbox) = (None, None);
+        for (tag, value) in r.extensions().map_err(invalid)? {
+            match tag {
+                EXT_CHANNEL => channel = std::str::from_utf8(value).ok().map(str::to_owned),
+                EXT_MAILBOX => mailbox = <[u8; 32]>::try_from(value).ok(),
+                _ => {}
+            }
+        }
+        uri.channel = channel.zip(mailbox);
         Ok(uri)
     }
 }
@@ -127,6 +146,10 @@ pub struct Peer {
     /// The earlier of the grant's expiry and the local TTL.
     pub expires_at: u64,
     pub inbox: Vec<SocketAddr>,
+    /// The peer's message channel and inbox mailbox (hex), for pushes when its inbox is not
+    /// reachable directly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<(String, String)>,
     pub added_at: u64,
 }
 
@@ -195,15 +218,17 @@ impl Trust {
         Trust { peers: Store::new(home, "peers.json"), grants: Store::new(home, "grants.json") }
     }
 
-    /// Mint a grant valid for `ttl_secs`, reachable at `inbox`.
-    pub fn export(&self, name: &str, ttl_secs: u64, inbox: Vec<SocketAddr>) -> Result<GrantUri> {
-        let mut uri = GrantUri {
-            grant_id: [0; 16],
-            secret: [0; 32],
-            expires_at: unix_now() + ttl_secs,
-            name: name.into(),
-            inbox,
-        };
+    /// Mint a grant valid for `ttl_secs`, reachable at `inbox` and, when given, through a
+    /// channel and this node's inbox mailbox on it.
+    pub fn export(
+        &self,
+        name: &str,
+        ttl_secs: u64,
+        inbox: Vec<SocketAddr>,
+        channel: Option<(String, [u8; 32])>,
+    ) -> Result<GrantUri> {
+        let expires_at = unix_now() + ttl_secs;
+        let mut uri = GrantUri { grant_id: [0; 16], secret: [0; 32], expires_at, name: name.into(), inbox, channel };
         rand::rng().fill_bytes(&mut uri.grant_id);
         rand::rng().fill_bytes(&mut uri.secret);
         let grant = Grant {
@@ -257,6 +282,7 @@ impl Trust {
             secret: HEXLOWER.encode(&uri.secret),
             expires_at,
             inbox: uri.inbox,
+            channel: uri.channel.map(|(c, m)| (c, HEXLOWER.encode(&m))),
             added_at: now,
         };
         self.peers.update(|peers| {
@@ -313,6 +339,7 @@ mod tests {
             expires_at: 1234,
             name: "alice".into(),
             inbox: vec!["127.0.0.1:5000".parse().unwrap()],
+            channel: Some(("ws://127.0.0.1:6000".into(), [3; 32])),
         };
         let text = uri.to_string();
         assert!(text.starts_with("grant"));
@@ -327,7 +354,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let home = Home::open(dir.path().join("h")).unwrap();
         let trust = Trust::new(&home);
-        let uri = trust.export("bob", 3600, vec!["127.0.0.1:1".parse().unwrap()]).unwrap();
+        let uri = trust.export("bob", 3600, vec!["127.0.0.1:1".parse().unwrap()], None).unwrap();
         let other = Trust::new(&home);
         assert_eq!(other.grants().unwrap().len(), 1);
         other.add_peer(&uri.to_string(), None, Some(60)).unwrap();

@@ -141,7 +141,7 @@ async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
     let base = tempfile::tempdir().unwrap();
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
     let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
-    let uri = b.node.trust().export("bob", 3600, inbox).unwrap();
+    let uri = b.node.trust().export("bob", 3600, inbox, None).unwrap();
     let peer = a.ok("add_peer", json!({ "uri": uri.to_string() })).await;
     assert_eq!(peer["name"], "bob");
     let peers = a.ok("list_peers", json!({})).await;
@@ -178,7 +178,7 @@ async fn expired_grants_are_refused_on_both_sides() {
     let base = tempfile::tempdir().unwrap();
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
     let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
-    let uri = b.node.trust().export("bob", 1, inbox).unwrap().to_string();
+    let uri = b.node.trust().export("bob", 1, inbox, None).unwrap().to_string();
     a.ok("add_peer", json!({ "uri": uri, "name": "bob-short" })).await;
     a.ok("add_peer", json!({ "uri": uri, "name": "bob-long" })).await;
     a.node.trust().extend_peer("bob-long", 3600).unwrap(); // alice trusts longer than bob's grant allows

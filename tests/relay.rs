@@ -199,3 +199,29 @@ fn the_relay_sees_neither_secrets_nor_plaintext() {
         assert!(!contains(&plain[offset..offset + 32]), "plaintext at {offset} on the wire");
     }
 }
+
+#[test]
+fn offers_travel_through_the_relay_and_wait_for_a_peer_that_connects_later() {
+    let (_relay, url) = start_relay("127.0.0.1:0");
+    let (a, b) = (Node::new(), Node::new());
+    let out = with_relay(&b, &url, &["export", "--name", "bob", "--json"]).output().unwrap();
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uri: agentferry::peers::GrantUri = exported["uri"].as_str().unwrap().parse().unwrap();
+    assert_eq!(uri.channel.as_ref().map(|(c, _)| c.as_str()), Some(url.as_str()), "the grant carries the relay hint");
+    assert_eq!(a.run(&["peers", "add", exported["uri"].as_str().unwrap(), "--json"]).0, 0);
+
+    // Bob is not listening yet: the offer waits in the relay.
+    let src = random_file(a.dir.path(), "later.bin", 2 * 1024 * 1024, 27);
+    let args = ["send", src.to_str().unwrap(), "--to", "bob", "--prefer", "relay", "--json"];
+    let mut sender = Running::new_public(with_relay(&a, &url, &args).spawn().unwrap());
+    let offered = sender.next_event(WAIT).unwrap();
+    assert_eq!((offered["event"].as_str(), offered["state"].as_str()), (Some("offered"), Some("queued")), "{offered}");
+
+    let downloads = b.dir.path().join("downloads");
+    let listen = ["listen", "--download-dir", downloads.to_str().unwrap(), "--json"];
+    let listener = Running::new_public(with_relay(&b, &url, &listen).spawn().unwrap());
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
+    assert_same_file(&src, &downloads.join("later.bin"));
+    listener.kill9();
+}

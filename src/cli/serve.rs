@@ -73,6 +73,7 @@ pub async fn listen(node: Node, args: ListenArgs, reporter: &mut Reporter) -> Re
     let inbox = Inbox::new(node.clone(), download_dir.clone(), Registry::new());
     server.set_inbox(inbox.handler());
     server.start();
+    inbox.listen_on_channel(&node).await;
     reporter.event(&Event::Inbox { addrs: advertised_addrs(server.local_addr()), download_dir });
     tokio::signal::ctrl_c().await.map_err(|e| TransferError::io("signal", e))?;
     Ok(())

@@ -93,7 +93,7 @@ impl GrantsCommand {
 pub fn export(node: &Node, args: ExportArgs, reporter: &mut Reporter) -> Result<(), TransferError> {
     let name = args.name.unwrap_or_else(|| node.config().name.clone());
     let inbox = advertised_addrs(node.inbox_bind()?);
-    let uri = node.trust().export(&name, args.ttl.as_secs(), inbox)?;
+    let uri = node.trust().export(&name, args.ttl.as_secs(), inbox, node.channel_inbox()?)?;
     reporter.event(&Event::Exported {
         uri: uri.to_string(),
         grant_id: HEXLOWER.encode(&uri.grant_id),

@@ -19,6 +19,7 @@ use crate::{
     error::TransferError,
     journal::unix_now,
     offer::{MAX_SKEW_SECS, Offer},
+    relay::{Channel, Mailbox},
     store::Store,
     transport::http::InboxHandler,
 };
@@ -54,6 +55,46 @@ impl Inbox {
             let this = Arc::clone(&this);
             Box::pin(async move { this.handle(body).await })
         })
+    }
+
+    /// Also take offers through the node's message channel, if it has one (in the background).
+    pub async fn listen_on_channel(self: &Arc<Self>, node: &Node) {
+        let Some(hint) = node.config().channel.clone() else { return };
+        let mailbox = match node.inbox_mailbox() {
+            Ok(m) => m,
+            Err(e) => return tracing::warn!("no inbox mailbox: {e}"),
+        };
+        match Channel::open(&hint).await {
+            Ok(channel) => {
+                tracing::info!(%hint, "taking offers through the channel");
+                tokio::spawn(Arc::clone(self).serve_channel(channel, mailbox));
+            }
+            Err(e) => tracing::warn!(%hint, "cannot take offers through the channel: {e}"),
+        }
+    }
+
+    /// Take offers from this node's mailbox on `channel` until the channel closes. Each message
+    /// is `{"offer": …, "reply": <hex mailbox>}`; the answer goes to the reply mailbox.
+    pub async fn serve_channel(self: Arc<Self>, channel: Channel, mailbox: Mailbox) {
+        #[derive(Deserialize)]
+        struct Delivery {
+            offer: Value,
+            reply: String,
+        }
+        let mut deliveries = channel.subscribe(mailbox).await;
+        while let Some(message) = deliveries.recv().await {
+            let Ok(delivery) = serde_json::from_slice::<Delivery>(&message) else { continue };
+            let Some(reply) = data_encoding::HEXLOWER
+                .decode(delivery.reply.as_bytes())
+                .ok()
+                .and_then(|r| <[u8; 32]>::try_from(r).ok())
+            else {
+                continue;
+            };
+            let body = Bytes::from(serde_json::to_vec(&delivery.offer).expect("json"));
+            let (_, answer) = self.handle(body).await;
+            let _ = channel.send(reply, Bytes::from(serde_json::to_vec(&answer).expect("json"))).await;
+        }
     }
 
     async fn handle(&self, body: Bytes) -> (StatusCode, Value) {

@@ -157,6 +157,33 @@ impl Node {
         &self.journal
     }
 
+    /// This node's inbox mailbox on its message channel: 32 random bytes chosen once per home.
+    pub fn inbox_mailbox(&self) -> Result<[u8; 32]> {
+        let file = self.home.root().join("inbox_mailbox");
+        let lock_path = file.with_extension("lock");
+        let lock = crate::home::open_private(&lock_path).map_err(|e| TransferError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| TransferError::io(&lock_path, e))?;
+        let remembered = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|hex| data_encoding::HEXLOWER.decode(hex.trim().as_bytes()).ok())
+            .and_then(|raw| <[u8; 32]>::try_from(raw).ok());
+        if let Some(mailbox) = remembered {
+            return Ok(mailbox);
+        }
+        let mut mailbox = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut mailbox);
+        crate::home::write_private_atomic(&file, data_encoding::HEXLOWER.encode(&mailbox).as_bytes())?;
+        Ok(mailbox)
+    }
+
+    /// What an export URI says about this node's channel, if it has one.
+    pub fn channel_inbox(&self) -> Result<Option<(String, [u8; 32])>> {
+        match &self.config.channel {
+            Some(hint) => Ok(Some((hint.to_string(), self.inbox_mailbox()?))),
+            None => Ok(None),
+        }
+    }
+
     /// The inbox address: the configured one, or the configured IP with the port this home
     /// chose the first time it needed one.
     pub fn inbox_bind(&self) -> Result<SocketAddr> {

@@ -15,7 +15,8 @@ use crate::{
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
     offer::Offer,
-    relay::{Channel, ChannelHint},
+    peers::Peer,
+    relay::{Channel, ChannelHint, Mailbox},
     ticket::Ticket,
     transport::{
         PathKind, Prefer,
@@ -257,7 +258,8 @@ impl Drop for AbortOnDrop {
 /// What a peer's inbox said of an offer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushAnswer {
-    /// `accepted` (it is fetching now) or `pending` (held until someone there accepts it).
+    /// `accepted` (it is fetching now), `pending` (held until someone there accepts it), or
+    /// `queued` (left in the peer's channel mailbox; it fetches when it next connects).
     pub state: String,
     /// Why it is held, when pending.
     pub reason: Option<String>,
@@ -265,9 +267,13 @@ pub struct PushAnswer {
 
 /// How long to try reaching a peer's inbox.
 const INBOX_BUDGET: Duration = Duration::from_secs(10);
+/// How long a listening peer takes at most to answer an offer through its channel; past it the
+/// offer is left queued there for a peer that connects later.
+const CHANNEL_ANSWER_BUDGET: Duration = Duration::from_secs(3);
 
 pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> Result<(Transfer, PushAnswer)> {
     let peer = node.trust.usable_peer(peer_name)?;
+    let options_prefer = options.prefer;
     let mut transfer = start(node, options).await?;
     // The ticket travels sealed inside the offer; it is not shown.
     let first = transfer.events.recv().await;
@@ -280,23 +286,8 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
     let ticket: Ticket = record.ticket.parse()?;
     let offer = serde_json::to_value(Offer::seal(&peer.grant_id, &peer.secret_bytes(), &node.config.name, &ticket))
         .expect("offers serialise");
-    let (result, _) = race(&peer.inbox, INBOX_BUDGET, move |mut http| {
-        let offer = offer.clone();
-        async move {
-            let answer = http.deliver(&offer).await?;
-            Ok(Connected { peer: http, answer })
-        }
-    })
-    .await;
-    let refused = match result {
-        Ok(Connected { answer, .. }) => match answer["state"].as_str() {
-            Some(state @ ("accepted" | "pending")) => {
-                let reason = answer["reason"].as_str().map(str::to_owned);
-                return Ok((transfer, PushAnswer { state: state.to_owned(), reason }));
-            }
-            _ => TransferError::OfferRefused(format!("unexpected answer {answer}")),
-        },
-        Err(TransferError::Protocol(m)) => TransferError::OfferRefused(m),
+    let refused = match deliver_offer(&peer, offer, options_prefer).await {
+        Ok(answer) => return Ok((transfer, answer)),
         Err(e) => e,
     };
     // Nobody will fetch it: stop serving and record why.
@@ -308,6 +299,59 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
         node.journal.save(&mut record)?;
     }
     Err(refused)
+}
+
+/// Hand an offer to the peer: its inbox directly, else (or with `prefer = relay`) its channel.
+/// An inbox that answered decides; only an unreachable one makes us try the channel.
+async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) -> Result<PushAnswer> {
+    let mut error = TransferError::OfferRefused(format!("{} has no inbox this node may use", peer.name));
+    if prefer != Prefer::Relay && !peer.inbox.is_empty() {
+        let offer = offer.clone();
+        let (result, _) = race(&peer.inbox, INBOX_BUDGET, move |mut http| {
+            let offer = offer.clone();
+            async move {
+                let answer = http.deliver(&offer).await?;
+                Ok(Connected { peer: http, answer })
+            }
+        })
+        .await;
+        match result {
+            Ok(Connected { answer, .. }) => return push_answer(&answer),
+            Err(TransferError::Protocol(m)) => return Err(TransferError::OfferRefused(m)),
+            Err(e) => error = e,
+        }
+    }
+    if let (Some((hint, mailbox)), false) = (&peer.channel, prefer == Prefer::Http) {
+        let mailbox: Mailbox = data_encoding::HEXLOWER
+            .decode(mailbox.as_bytes())
+            .ok()
+            .and_then(|m| m.try_into().ok())
+            .ok_or_else(|| TransferError::PeerUriInvalid("the peer's inbox mailbox is damaged".into()))?;
+        let channel = Channel::open(&hint.parse()?).await?;
+        let mut reply = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
+        let mut answers = channel.subscribe(reply).await;
+        let message = serde_json::json!({ "offer": offer, "reply": data_encoding::HEXLOWER.encode(&reply) });
+        channel.send(mailbox, serde_json::to_vec(&message).expect("json").into()).await?;
+        return match tokio::time::timeout(CHANNEL_ANSWER_BUDGET, answers.recv()).await {
+            Ok(Some(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
+                Ok(answer) => push_answer(&answer),
+                Err(e) => Err(TransferError::OfferRefused(format!("unreadable answer: {e}"))),
+            },
+            // The offer waits in the channel (for its TTL) until the peer connects.
+            _ => Ok(PushAnswer { state: "queued".into(), reason: Some("waiting in the channel for the peer".into()) }),
+        };
+    }
+    Err(error)
+}
+
+fn push_answer(answer: &serde_json::Value) -> Result<PushAnswer> {
+    match answer["state"].as_str() {
+        Some(state @ ("accepted" | "pending")) => {
+            Ok(PushAnswer { state: state.to_owned(), reason: answer["reason"].as_str().map(str::to_owned) })
+        }
+        _ => Err(TransferError::OfferRefused(answer["code"].as_str().unwrap_or("unexpected answer").to_owned())),
+    }
 }
 
 /// The addresses to put in a ticket for a listener bound to `local`: every interface address

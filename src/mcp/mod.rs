@@ -78,6 +78,7 @@ impl FerryServer {
                     let server = Arc::new(server);
                     let inbox = Inbox::new(node.clone(), roots.download_dir().to_owned(), Arc::clone(&registry));
                     server.set_inbox(inbox.handler());
+                    inbox.listen_on_channel(&node).await;
                     server.start();
                     tracing::info!(addr = %server.local_addr(), "inbox listening");
                     node.with_shared_server(server)
