@@ -130,6 +130,25 @@ pub struct Record {
 }
 
 impl Record {
+    /// A new, active record for `ticket` on this side.
+    pub fn new(ticket: &crate::ticket::Ticket, name: String, side: Side) -> Record {
+        Record {
+            transfer_id: ticket.transfer_id,
+            ticket: ticket.to_string(),
+            name,
+            size: ticket.size,
+            chunk_size: ticket.chunk_size,
+            state: State::Active,
+            sha256: None,
+            error: None,
+            created_at: unix_now(),
+            updated_at: 0,
+            peer: None,
+            held_because: None,
+            side,
+        }
+    }
+
     pub fn role(&self) -> Role {
         match self.side {
             Side::Send { .. } => Role::Send,

@@ -280,3 +280,14 @@ fn the_node_home_is_private() {
         }
     }
 }
+
+#[test]
+fn the_demo_moves_a_file_directly_and_through_its_embedded_relay() {
+    let a = Node::new();
+    let out = a.command(&["demo", "--size-mib", "3"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("path     http (127.0.0.1:"), "{text}");
+    assert!(text.contains("path     relay (ws://127.0.0.1:"), "{text}");
+    assert_eq!(text.matches("verified sender and receiver agree").count(), 2, "{text}");
+}

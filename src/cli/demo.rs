@@ -1,15 +1,27 @@
-//! `agentferry demo`: two nodes in one process, one generated file, one loopback transfer.
+//! `agentferry demo`: two nodes in one process, one generated file, sent twice over loopback:
+//! directly, then through an embedded relay.
 //!
-//! It exercises exactly what a real transfer does (ticket, HTTP path, sealing, journal, hash
+//! It exercises exactly what a real transfer does (ticket, path choice, sealing, journal, hash
 //! check, final rename) with temporary homes, and prints what a user wants to know first:
 //! which path, how long, how fast, and whether the hashes agree.
 
-use std::{io::Write, os::unix::fs::FileExt, time::Instant};
+use std::{
+    io::Write,
+    os::unix::fs::FileExt,
+    time::{Duration, Instant},
+};
 
 use rand::RngCore;
 
 use agentferry::{
-    Node, NodeConfig, ReceiveOptions, SendOptions, TransferError, engine::Event, home::Home, transport::Prefer,
+    Node, NodeConfig, ReceiveOptions, SendOptions, TransferError,
+    engine::Event,
+    home::Home,
+    relay::{
+        ChannelHint,
+        server::{RelayConfig, RelayServer},
+    },
+    transport::Prefer,
 };
 
 #[derive(Debug, clap::Args)]
@@ -25,47 +37,47 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
     let source = scratch.join("demo.bin");
     write_random(&source, args.size_mib << 20).map_err(io)?;
 
-    let config = NodeConfig { bind: ([127, 0, 0, 1], 0).into(), ..NodeConfig::default() };
+    // An embedded relay, so the relay path works with nothing configured.
+    let relay = RelayServer::bind(([127, 0, 0, 1], 0).into(), RelayConfig::default()).await?;
+    let config = NodeConfig {
+        bind: ([127, 0, 0, 1], 0).into(),
+        channel: Some(relay.url().parse::<ChannelHint>()?),
+        ..NodeConfig::default()
+    };
     let sender = Node::new(Home::open(scratch.join("sender-home"))?, config.clone());
     let receiver = Node::new(Home::open(scratch.join("receiver-home"))?, config);
 
-    eprintln!("agentferry demo: {} MiB between two nodes over loopback", args.size_mib);
-    let mut sending = sender
-        .send(SendOptions { path: source, expires_in: std::time::Duration::from_secs(600), prefer: Prefer::Auto })
-        .await?;
-    let Some(Event::Ticket { ticket, .. }) = sending.events.recv().await else {
-        return Err(sending.finish().await.err().unwrap_or(TransferError::Cancelled));
-    };
-    let started = Instant::now();
-    let receiving = receiver
-        .receive(
-            ticket.parse()?,
-            ReceiveOptions { output_dir: scratch.join("inbox"), overwrite: false, peer: None, prefer: None },
-        )
-        .await?;
-    let (mut path, mut addr) = ("http", None);
-    let mut events = receiving.events;
-    while let Some(event) = events.recv().await {
-        if let Event::Attempt { ok: true, addr: a, path: p, .. } = event {
-            (path, addr) = (p, Some(a));
-        }
-    }
-    let received = receiving.task.await.map_err(|_| TransferError::Cancelled)??;
-    let elapsed = started.elapsed();
-    let sent = sending.finish().await?;
-
+    eprintln!("agentferry demo: {} MiB between two nodes over loopback, direct and through a relay", args.size_mib);
     let mut out = std::io::stdout().lock();
-    let mb = received.bytes as f64 / 1e6;
-    let _ = writeln!(out, "path     {path}{}", addr.map(|a| format!(" ({a})")).unwrap_or_default());
-    let _ = writeln!(out, "size     {} bytes", received.bytes);
-    let _ = writeln!(out, "time     {:.3} s", elapsed.as_secs_f64());
-    let _ = writeln!(out, "speed    {:.0} MB/s", mb / elapsed.as_secs_f64());
-    let _ = writeln!(out, "sha256   {}", received.sha256);
-    let _ = writeln!(
-        out,
-        "verified {}",
-        if sent.sha256 == received.sha256 { "sender and receiver agree" } else { "MISMATCH" }
-    );
+    for (round, prefer) in [Prefer::Http, Prefer::Relay].into_iter().enumerate() {
+        let options = SendOptions { path: source.clone(), expires_in: Duration::from_secs(600), prefer };
+        let mut sending = sender.send(options).await?;
+        let Some(Event::Ticket { ticket, .. }) = sending.events.recv().await else {
+            return Err(sending.finish().await.err().unwrap_or(TransferError::Cancelled));
+        };
+        let started = Instant::now();
+        let inbox = scratch.join(format!("inbox-{round}"));
+        let options = ReceiveOptions { output_dir: inbox, overwrite: false, peer: None, prefer: Some(prefer) };
+        let receiving = receiver.receive(ticket.parse()?, options).await?;
+        let mut via = None;
+        let mut events = receiving.events;
+        while let Some(event) = events.recv().await {
+            if let Event::Attempt { ok: true, addr, path, .. } = event {
+                via = Some(format!("{path} ({addr})"));
+            }
+        }
+        let received = receiving.task.await.map_err(|_| TransferError::Cancelled)??;
+        let elapsed = started.elapsed();
+        let sent = sending.finish().await?;
+        let agree = if sent.sha256 == received.sha256 { "sender and receiver agree" } else { "MISMATCH" };
+        let _ = writeln!(out, "path     {}", via.unwrap_or_default());
+        let _ = writeln!(out, "size     {} bytes", received.bytes);
+        let _ = writeln!(out, "time     {:.3} s", elapsed.as_secs_f64());
+        let _ = writeln!(out, "speed    {:.0} MB/s", received.bytes as f64 / 1e6 / elapsed.as_secs_f64());
+        let _ = writeln!(out, "sha256   {}", received.sha256);
+        let _ = writeln!(out, "verified {agree}\n");
+    }
+    relay.shutdown().await;
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

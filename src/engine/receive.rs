@@ -90,28 +90,15 @@ fn new_record(ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
         return Err(TransferError::FileExists(target.display().to_string()));
     }
     let temp_path = output_dir.join(format!(".{file_name}.{}.part", &id.to_string()[..12]));
-    Ok(Record {
-        transfer_id: id,
-        ticket: ticket.to_string(),
-        name: file_name.clone(),
-        size: ticket.size,
-        chunk_size: ticket.chunk_size,
-        state: State::Active,
-        sha256: None,
-        error: None,
-        created_at: unix_now(),
-        updated_at: 0,
-        peer: options.peer.clone(),
-        held_because: None,
-        side: Side::Receive {
-            output_dir,
-            file_name,
-            temp_path,
-            overwrite: options.overwrite,
-            durable_chunks: 0,
-            saved_to: None,
-        },
-    })
+    let side = Side::Receive {
+        output_dir,
+        file_name: file_name.clone(),
+        temp_path,
+        overwrite: options.overwrite,
+        durable_chunks: 0,
+        saved_to: None,
+    };
+    Ok(Record { peer: options.peer.clone(), ..Record::new(&ticket, file_name, side) })
 }
 
 pub(super) async fn resume(node: &Node, mut record: Record, prefer: Option<Prefer>) -> Result<Transfer> {

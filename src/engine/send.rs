@@ -61,21 +61,8 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     };
     let outgoing =
         Outgoing::open(transfer_id, ticket.session_key.clone(), path.clone(), manifest, ticket.expires_at, None)?;
-    let mut record = Record {
-        transfer_id,
-        ticket: ticket.to_string(),
-        name: ticket.name.clone(),
-        size: ticket.size,
-        chunk_size: ticket.chunk_size,
-        state: State::Active,
-        sha256: None,
-        error: None,
-        created_at: unix_now(),
-        updated_at: 0,
-        peer: None,
-        held_because: None,
-        side: Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr() },
-    };
+    let side = Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr() };
+    let mut record = Record::new(&ticket, ticket.name.clone(), side);
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
     node.journal.save(&mut record)?;
     Ok(spawn(node, record, ticket, server, outgoing, lock))

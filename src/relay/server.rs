@@ -153,10 +153,13 @@ impl Relay {
         }
     }
 
-    /// Route `msg`, a DELIVER envelope for `mailbox`.
-    fn send(&self, mailbox: Mailbox, msg: Bytes) -> Result<(), Refusal> {
-        let now = Instant::now();
-        let mut boxes = self.mailboxes.lock().expect("not poisoned");
+    /// The mailbox, created on first use within the mailbox limit.
+    fn mailbox<'a>(
+        &self,
+        boxes: &'a mut HashMap<Mailbox, MailboxState>,
+        mailbox: Mailbox,
+        now: Instant,
+    ) -> Result<&'a mut MailboxState, Refusal> {
         if !boxes.contains_key(&mailbox) && boxes.len() >= self.cfg.max_mailboxes {
             return Err(Refusal::TooManyMailboxes);
         }
@@ -166,6 +169,14 @@ impl Relay {
             last_used: now,
         });
         b.last_used = now;
+        Ok(b)
+    }
+
+    /// Route `msg`, a DELIVER envelope for `mailbox`.
+    fn send(&self, mailbox: Mailbox, msg: Bytes) -> Result<(), Refusal> {
+        let now = Instant::now();
+        let mut boxes = self.mailboxes.lock().expect("not poisoned");
+        let b = self.mailbox(&mut boxes, mailbox, now)?;
         if b.queue.len() >= self.cfg.mailbox_capacity {
             self.drain(b, now);
             if b.queue.len() >= self.cfg.mailbox_capacity {
@@ -184,16 +195,8 @@ impl Relay {
     fn subscribe(&self, conn: u64, out: &mpsc::Sender<Bytes>, mailbox: Mailbox) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut boxes = self.mailboxes.lock().expect("not poisoned");
-        if !boxes.contains_key(&mailbox) && boxes.len() >= self.cfg.max_mailboxes {
-            return Err(Refusal::TooManyMailboxes);
-        }
-        let b = boxes.entry(mailbox).or_insert_with(|| MailboxState {
-            queue: VecDeque::new(),
-            subscriber: None,
-            last_used: now,
-        });
+        let b = self.mailbox(&mut boxes, mailbox, now)?;
         b.subscriber = Some((conn, out.clone()));
-        b.last_used = now;
         self.drain(b, now);
         Ok(())
     }
