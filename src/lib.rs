@@ -1,8 +1,8 @@
 //! # agentferry
 //!
 //! agentferry moves files between AI agents, and the people beside them, on different machines.
-//! The same program is an MCP server for agents and a CLI for people and scripts; both are thin
-//! fronts over one engine.
+//! The same program is an MCP server for agents ([`mcp`]) and a CLI for people and scripts; both
+//! are thin fronts over one [`engine`].
 //!
 //! ## How a transfer goes
 //!
@@ -25,8 +25,13 @@
 //!
 //! 1. **direct HTTP** — the receiver dials every address in the ticket at once and keeps the first
 //!    that answers with an authentic manifest, then streams frames (hyper, HTTP/1.1);
-//! 2. **WebRTC data channel** and 3. **message-channel relay** — planned, for machines that cannot
-//!    dial each other; they will carry the same frames.
+//! 2. **message channel** ([`relay`]) — when nothing can be dialled, both sides reach a relay
+//!    server (`agentferry relay`, WebSocket) or a shared folder from the inside, and frames travel
+//!    as messages between two mailboxes derived from the session key, with a sliding window;
+//! 3. **WebRTC data channel** — planned; it will carry the same frames.
+//!
+//! The receiver chooses: direct first, then the channel named in the ticket, unless the user
+//! pins one (`prefer`). Every try is recorded as an attempt with its outcome.
 //!
 //! ## Who decides
 //!
@@ -44,6 +49,15 @@
 //! chunk that is not durable; a restarted sender re-serves on the port its ticket names, and
 //! refuses if the file changed. A process holds a lock on each transfer it drives, so a record
 //! without a live owner shows as `interrupted`.
+//!
+//! ## Trusted peers
+//!
+//! A node that wants pushes without tickets exports a grant ([`peers`]): an id and a secret with
+//! an expiry, revocable. A sender holding it posts an [`offer`] to the node's inbox (its MCP
+//! server or `agentferry listen`, over HTTP or through its channel mailbox): the ticket sealed
+//! under a key derived from the grant secret, authenticated by an HMAC; the secret never travels.
+//! The inbox checks grant, MAC, age and replay before fetching the file on its own, or holds the
+//! offer as `pending` when the grant expired or was revoked.
 //!
 //! ## Safety
 //!
