@@ -8,6 +8,7 @@
 
 mod channel;
 mod events;
+mod http_fetch;
 mod inbox;
 mod outgoing;
 mod receive;

@@ -1,10 +1,11 @@
 //! Starting and resuming the receiver's side, and the driver loop that runs the core.
 //!
-//! The driver owns three things: the [`ReceiveCore`] (decisions), one network task per request
-//! (dial every address, stream frames, cut them at frame boundaries), and the disk [`Worker`].
-//! Network tasks feed frames to the worker; the worker reports, in order, what each frame was;
-//! the driver hands that to the core and carries out what the core asks: a new request, a
-//! checkpoint (sync, then record in the journal), the final verification.
+//! The driver owns three things: the [`ReceiveCore`] (decisions), the path it chose for this run
+//! (direct HTTP, one network task per request, see `http_fetch`; or a message channel, see
+//! `channel`), and the disk [`Worker`]. Frames from either path go to the worker; the worker
+//! reports, in order, what each frame was; the driver hands that to the core and carries out
+//! what the core asks: a new request or more credit, a checkpoint (sync, then record in the
+//! journal), the final verification.
 
 use std::{
     path::Path,
@@ -13,30 +14,28 @@ use std::{
 };
 
 use bytes::BytesMut;
-use http_body_util::BodyExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     Completion, Event, Events, Node, ReceiveOptions, Transfer,
     channel::{ChannelLink, Control},
+    http_fetch::{NetTask, PROBE_BUDGET, expected_hash, probe_http},
     worker::{Worker, WorkerIn, WorkerOut},
 };
 use crate::{
-    core::{GiveUp, Output, ReceiveConfig, ReceiveCore, Request},
+    core::{GiveUp, Output, ReceiveConfig, ReceiveCore},
     error::{Result, TransferError},
-    frame::{self, FrameKind, HEADER_LEN, Opened, Opener, TAG_LEN},
+    frame::Opener,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{MAX_CHUNK_SIZE, Manifest},
     names::safe_file_name,
     ticket::Ticket,
     transport::{
         PathKind, Prefer,
-        http::{Connected, HttpPeer, connect_any},
+        http::{Connected, connect_any},
     },
 };
 
-/// How long one round of probes may take before it counts as failed.
-const PROBE_BUDGET: Duration = Duration::from_secs(5);
 /// Frames queued between the network and the disk thread.
 const WORKER_DEPTH: usize = 4;
 
@@ -446,48 +445,6 @@ impl Driver {
     }
 }
 
-/// The whole-file hash a manifest announces, if it does.
-fn expected_hash(manifest: &Manifest) -> Option<[u8; 32]> {
-    let raw = data_encoding::HEXLOWER.decode(manifest.sha256.as_deref()?.as_bytes()).ok()?;
-    raw.try_into().ok()
-}
-
-/// Race the ticket's addresses for an authentic manifest; every finished try becomes an
-/// `attempt` event.
-async fn probe_http(ticket: &Ticket, expect: &Manifest, events: &Events) -> Result<(HttpPeer, Manifest)> {
-    let (key, id, expect) = (ticket.session_key.clone(), ticket.transfer_id, expect.clone());
-    let verify = move |frame: &mut BytesMut| {
-        let mut opener = Opener::new(key.clone(), id, 0);
-        let not_ours = || TransferError::IntegrityMismatch("the answer is not sealed with the ticket's key".into());
-        let opened = opener.open(frame).map_err(|_| not_ours())?;
-        if opened.kind != FrameKind::Manifest {
-            return Err(not_ours());
-        }
-        let manifest: Manifest = serde_json::from_slice(Opened::payload(frame))
-            .map_err(|e| TransferError::Protocol(format!("manifest: {e}")))?;
-        if manifest.size != expect.size || manifest.chunk_size != expect.chunk_size {
-            return Err(TransferError::Protocol("the manifest disagrees with the ticket".into()));
-        }
-        Ok(manifest)
-    };
-    let token = ticket.session_key.http_token(&id);
-    let (result, attempts) = connect_any(&ticket.addrs, id, &token, PROBE_BUDGET, verify).await;
-    for a in attempts {
-        events
-            .send(Event::Attempt {
-                transfer_id: id,
-                path: PathKind::Http.as_str(),
-                addr: a.addr.to_string(),
-                ok: a.error.is_none(),
-                elapsed_ms: a.elapsed.as_millis() as u64,
-                error_code: a.error.as_ref().map(|e| e.code()),
-            })
-            .await;
-    }
-    let Connected { peer, answer } = result?;
-    Ok((peer, answer))
-}
-
 /// Give the temp file its final name: atomically, and without replacing an existing file unless
 /// asked to (a hard link fails if the target exists, where a rename would clobber it).
 fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
@@ -515,10 +472,10 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// The network task of the current request; replacing or dropping it aborts the old one, so no
 /// stream outlives the request it serves or the driver that started it.
-struct StreamSlot(Option<JoinHandle<()>>);
+pub(super) struct StreamSlot(Option<JoinHandle<()>>);
 
 impl StreamSlot {
-    fn replace(&mut self, task: JoinHandle<()>) {
+    pub(super) fn replace(&mut self, task: JoinHandle<()>) {
         if let Some(old) = self.0.replace(task) {
             old.abort();
         }
@@ -530,70 +487,5 @@ impl Drop for StreamSlot {
         if let Some(task) = self.0.take() {
             task.abort();
         }
-    }
-}
-
-/// One request on the HTTP path: dial, probe, stream frames to the worker.
-struct NetTask {
-    ticket: Arc<Ticket>,
-    manifest: Manifest,
-    to_worker: mpsc::Sender<WorkerIn>,
-    events: Events,
-    generation: u64,
-}
-
-impl NetTask {
-    async fn run(self, request: Request) {
-        let fatal = match self.stream(request).await {
-            Ok(()) => None,
-            Err(e @ TransferError::Unauthorized) => Some(e),
-            Err(e) => {
-                tracing::debug!(transfer = %self.ticket.transfer_id, "stream ended: {e}");
-                None
-            }
-        };
-        let _ = self.to_worker.send(WorkerIn::StreamEnd { generation: self.generation, fatal }).await;
-    }
-
-    async fn connect(&self) -> Result<HttpPeer> {
-        let (peer, manifest) = probe_http(&self.ticket, &self.manifest, &self.events).await?;
-        if let Some(hash) = expected_hash(&manifest) {
-            let _ = self.to_worker.send(WorkerIn::Expected(hash)).await;
-        }
-        Ok(peer)
-    }
-
-    async fn stream(&self, request: Request) -> Result<()> {
-        let mut peer = self.connect().await?;
-        let mut body = peer.frames(request).await?;
-        let max_chunk = self.manifest.chunk_size as usize;
-        let frame_capacity = HEADER_LEN + max_chunk + TAG_LEN;
-        let mut buf = BytesMut::with_capacity(frame_capacity);
-        while let Some(next) = body.frame().await {
-            let data = next.map_err(|e| TransferError::PeerUnreachable(e.to_string()))?;
-            let Ok(data) = data.into_data() else { continue };
-            buf.extend_from_slice(&data);
-            loop {
-                match frame::check(&buf, max_chunk) {
-                    Ok(Some(len)) => {
-                        let whole = buf.split_to(len);
-                        buf.reserve(frame_capacity);
-                        if self.to_worker.send(WorkerIn::Frame(whole)).await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        // The stream is desynchronised: count it as one bad frame and start over.
-                        let _ = self.to_worker.send(WorkerIn::Frame(BytesMut::new())).await;
-                        return Err(TransferError::Protocol(format!("bad frame header: {e}")));
-                    }
-                }
-            }
-        }
-        if !buf.is_empty() {
-            return Err(TransferError::PeerUnreachable("the stream ended inside a frame".into()));
-        }
-        Ok(())
     }
 }
