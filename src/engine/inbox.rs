@@ -57,20 +57,24 @@ impl Inbox {
         })
     }
 
-    /// Also take offers through the node's message channel, if it has one (in the background).
+    /// Also take offers through the node's message channel, if it has one. Connecting happens in
+    /// the background so that a slow or absent relay never delays start-up.
     pub async fn listen_on_channel(self: &Arc<Self>, node: &Node) {
         let Some(hint) = node.config().channel.clone() else { return };
         let mailbox = match node.inbox_mailbox() {
             Ok(m) => m,
             Err(e) => return tracing::warn!("no inbox mailbox: {e}"),
         };
-        match Channel::open(&hint).await {
-            Ok(channel) => {
-                tracing::info!(%hint, "taking offers through the channel");
-                tokio::spawn(Arc::clone(self).serve_channel(channel, mailbox));
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            match Channel::open(&hint).await {
+                Ok(channel) => {
+                    tracing::info!(%hint, "taking offers through the channel");
+                    this.serve_channel(channel, mailbox).await;
+                }
+                Err(e) => tracing::warn!(%hint, "cannot take offers through the channel: {e}"),
             }
-            Err(e) => tracing::warn!(%hint, "cannot take offers through the channel: {e}"),
-        }
+        });
     }
 
     /// Take offers from this node's mailbox on `channel` until the channel closes. Each message
