@@ -65,10 +65,11 @@ pub enum Envelope {
 pub struct Malformed;
 
 /// Turn a SEND envelope into the DELIVER envelope for the same mailbox and payload, reusing
-/// its buffer when nothing else shares it (the two differ only in the tag byte).
-pub fn send_to_deliver(msg: Bytes) -> Result<(Mailbox, Bytes), Malformed> {
+/// its buffer when nothing else shares it (the two differ only in the tag byte). Anything that
+/// is not a routable SEND is handed back untouched.
+pub fn send_to_deliver(msg: Bytes) -> Result<(Mailbox, Bytes), Bytes> {
     if msg.len() < 33 || msg[0] != SEND {
-        return Err(Malformed);
+        return Err(msg);
     }
     let mailbox: Mailbox = msg[1..33].try_into().expect("32 bytes");
     let deliver = match msg.try_into_mut() {

@@ -480,47 +480,36 @@ where
                 reader_relay.counters.throttled.fetch_add(1, Relaxed);
                 tokio::time::sleep(wait).await;
             }
-            let envelope = if data.first() == Some(&super::proto::SEND) {
-                // The hot path: forward without copying the payload.
-                match super::proto::send_to_deliver(data) {
-                    Ok((mailbox, deliver)) => {
-                        if let Err(why) = reader_relay.send(mailbox, deliver) {
-                            reader_relay.counters.refused.fetch_add(1, Relaxed);
-                            let _ = out.try_send(Envelope::Refused(mailbox, why as u8).encode());
+            let refused = match super::proto::send_to_deliver(data) {
+                // The hot path: forward a SEND without copying its payload.
+                Ok((mailbox, deliver)) => reader_relay.send(mailbox, deliver).err().map(|r| (mailbox, r)),
+                Err(other) => match Envelope::decode(other) {
+                    Ok(Envelope::Subscribe(mailbox)) => {
+                        let mut subs = reader_subs.lock().expect("not poisoned");
+                        if subs.len() >= cfg.max_subscriptions && !subs.contains(&mailbox) {
+                            Some((mailbox, Refusal::TooManyMailboxes))
+                        } else {
+                            subs.insert(mailbox);
+                            drop(subs);
+                            reader_relay.subscribe(conn, &out, mailbox).err().map(|r| (mailbox, r))
                         }
-                        continue;
                     }
-                    Err(e) => Err(e),
-                }
-            } else {
-                Envelope::decode(data)
-            };
-            let refused = match envelope {
-                Ok(Envelope::Send(..)) => unreachable!("handled above"),
-                Ok(Envelope::Subscribe(mailbox)) => {
-                    let mut subs = reader_subs.lock().expect("not poisoned");
-                    if subs.len() >= cfg.max_subscriptions && !subs.contains(&mailbox) {
-                        Some((mailbox, Refusal::TooManyMailboxes))
-                    } else {
-                        subs.insert(mailbox);
-                        drop(subs);
-                        reader_relay.subscribe(conn, &out, mailbox).err().map(|r| (mailbox, r))
+                    Ok(Envelope::Unsubscribe(mailbox)) => {
+                        reader_subs.lock().expect("not poisoned").remove(&mailbox);
+                        reader_relay.unsubscribe(conn, &mailbox);
+                        None
                     }
-                }
-                Ok(Envelope::Unsubscribe(mailbox)) => {
-                    reader_subs.lock().expect("not poisoned").remove(&mailbox);
-                    reader_relay.unsubscribe(conn, &mailbox);
-                    None
-                }
-                Ok(Envelope::Deliver(..) | Envelope::Refused(..)) | Err(_) => {
-                    reader_relay.counters.malformed.fetch_add(1, Relaxed);
-                    malformed += 1;
-                    if malformed >= MAX_MALFORMED {
-                        tracing::info!(conn, %peer, "disconnecting a client that sends garbage");
-                        break;
+                    // Garbage, or what only the relay may send.
+                    Ok(Envelope::Send(..) | Envelope::Deliver(..) | Envelope::Refused(..)) | Err(_) => {
+                        reader_relay.counters.malformed.fetch_add(1, Relaxed);
+                        malformed += 1;
+                        if malformed >= MAX_MALFORMED {
+                            tracing::info!(conn, %peer, "disconnecting a client that sends garbage");
+                            break;
+                        }
+                        None
                     }
-                    None
-                }
+                },
             };
             if let Some((mailbox, why)) = refused {
                 reader_relay.counters.refused.fetch_add(1, Relaxed);
