@@ -139,15 +139,19 @@ fn aad(id: &TransferId, header: &[u8; HEADER_LEN]) -> [u8; 16 + HEADER_LEN] {
 }
 
 /// Seals frames for one stream: one transfer, one epoch.
+///
+/// Under one epoch every frame must carry a higher index than the one before, whatever its
+/// kind, so no (key, nonce) pair can ever seal two plaintexts; sealing out of order panics.
 pub struct Sealer {
     transfer_id: TransferId,
     epoch: Epoch,
     cipher: LessSafeKey,
+    last_index: Option<u64>,
 }
 
 impl Sealer {
     pub fn new(key: &SessionKey, transfer_id: TransferId, epoch: Epoch) -> Self {
-        Sealer { transfer_id, epoch, cipher: key.frame_cipher(&transfer_id, &epoch) }
+        Sealer { transfer_id, epoch, cipher: key.frame_cipher(&transfer_id, &epoch), last_index: None }
     }
 
     /// A buffer ready for [`Sealer::seal`]: header room, then `payload_capacity` bytes to fill.
@@ -159,7 +163,9 @@ impl Sealer {
 
     /// Seal `buf` in place. `buf` holds [`HEADER_LEN`] bytes of room followed by the plaintext;
     /// afterwards it holds the whole frame.
-    pub fn seal(&self, kind: FrameKind, flags: u8, index: u64, buf: &mut BytesMut) {
+    pub fn seal(&mut self, kind: FrameKind, flags: u8, index: u64, buf: &mut BytesMut) {
+        assert!(self.last_index.is_none_or(|last| index > last), "frame index {index} sealed twice under one epoch");
+        self.last_index = Some(index);
         let len = (buf.len() - HEADER_LEN + TAG_LEN) as u32;
         let header = FrameHeader { kind, flags, len, index, epoch: self.epoch };
         let encoded = header.encode();
@@ -176,7 +182,7 @@ impl Sealer {
     }
 
     /// Seal a small payload (manifest, trailer) into a new frame.
-    pub fn seal_bytes(&self, kind: FrameKind, index: u64, payload: &[u8]) -> BytesMut {
+    pub fn seal_bytes(&mut self, kind: FrameKind, index: u64, payload: &[u8]) -> BytesMut {
         let mut buf = Self::buffer(payload.len());
         buf.extend_from_slice(payload);
         self.seal(kind, 0, index, &mut buf);
@@ -245,7 +251,7 @@ mod tests {
         (Sealer::new(&key, id, random_epoch()), Opener::new(key, id, 1 << 20))
     }
 
-    fn chunk(sealer: &Sealer, index: u64, data: &[u8]) -> BytesMut {
+    fn chunk(sealer: &mut Sealer, index: u64, data: &[u8]) -> BytesMut {
         let mut buf = Sealer::buffer(data.len());
         buf.extend_from_slice(data);
         sealer.seal(FrameKind::Chunk, FLAG_LAST, index, &mut buf);
@@ -254,8 +260,8 @@ mod tests {
 
     #[test]
     fn seal_then_open_round_trips() {
-        let (sealer, mut opener) = pair();
-        let mut frame = chunk(&sealer, 7, b"hello world");
+        let (mut sealer, mut opener) = pair();
+        let mut frame = chunk(&mut sealer, 7, b"hello world");
         assert_eq!(check(&frame, 1 << 20), Ok(Some(frame.len())));
         assert_eq!(check(&frame[..frame.len() - 1], 1 << 20), Ok(None));
         assert_eq!(check(&frame[..5], 1 << 20), Ok(None));
@@ -266,8 +272,8 @@ mod tests {
 
     #[test]
     fn any_flipped_bit_is_rejected() {
-        let (sealer, mut opener) = pair();
-        let frame = chunk(&sealer, 3, &[0xab; 100]);
+        let (mut sealer, mut opener) = pair();
+        let frame = chunk(&mut sealer, 3, &[0xab; 100]);
         for byte in 0..frame.len() {
             if (2..8).contains(&byte) {
                 continue; // reserved and length bytes fail in `check`, covered below
@@ -280,10 +286,18 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "sealed twice under one epoch")]
+    fn an_index_is_never_sealed_twice_under_one_epoch() {
+        let (mut sealer, _) = pair();
+        chunk(&mut sealer, 5, b"first");
+        chunk(&mut sealer, 5, b"second plaintext, same nonce: refused");
+    }
+
+    #[test]
     fn frames_do_not_move_between_transfers() {
-        let (sealer, _) = pair();
+        let (mut sealer, _) = pair();
         let mut other = Opener::new(SessionKey::generate(), TransferId::random(), 1 << 20);
-        let mut frame = chunk(&sealer, 0, b"x");
+        let mut frame = chunk(&mut sealer, 0, b"x");
         assert_eq!(other.open(&mut frame), Err(FrameError::Unauthentic));
     }
 

@@ -11,6 +11,7 @@
 //! `interrupted`, and `resume` may take it over. Two processes never drive one transfer at once.
 
 use std::{
+    collections::BTreeMap,
     fs::{self, File},
     path::PathBuf,
     time::{SystemTime, UNIX_EPOCH},
@@ -125,6 +126,12 @@ pub struct Record {
     /// Why a pushed offer is held instead of auto-accepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_because: Option<String>,
+    /// The path that carried the last chunk, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_path: Option<String>,
+    /// Chunk bytes each path carried, once completed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bytes_by_path: BTreeMap<String, u64>,
     #[serde(flatten)]
     pub side: Side,
 }
@@ -145,6 +152,8 @@ impl Record {
             updated_at: 0,
             peer: None,
             held_because: None,
+            last_path: None,
+            bytes_by_path: BTreeMap::new(),
             side,
         }
     }
@@ -185,6 +194,9 @@ pub struct TransferStatus {
     pub path: Option<String>,
     /// Every attempt at a path in this run, in order.
     pub attempts: Vec<AttemptInfo>,
+    /// Chunk bytes each path carried (a transfer may move between paths).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub bytes_by_path: BTreeMap<String, u64>,
     /// Lowercase hex SHA-256 of the whole file, once known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
@@ -224,8 +236,9 @@ impl Record {
             bytes_done,
             bytes_total: self.size,
             rate: 0,
-            path: None,
+            path: self.last_path.clone(),
             attempts: Vec::new(),
+            bytes_by_path: self.bytes_by_path.clone(),
             sha256: self.sha256.clone(),
             saved_to,
             peer: self.peer.clone(),

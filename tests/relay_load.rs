@@ -148,7 +148,7 @@ async fn garbage_forgeries_replays_and_reordering_on_the_channel_are_harmless() 
     let count = data.len().div_ceil(chunk) as u64;
     let valid = |index: u64| {
         // Genuine frames (as if captured earlier), to replay and reorder.
-        let sealer = Sealer::new(&ticket.session_key, ticket.transfer_id, random_epoch());
+        let mut sealer = Sealer::new(&ticket.session_key, ticket.transfer_id, random_epoch());
         let part = &data[index as usize * chunk..((index as usize + 1) * chunk).min(data.len())];
         let mut buf = Sealer::buffer(part.len());
         buf.extend_from_slice(part);
@@ -157,7 +157,7 @@ async fn garbage_forgeries_replays_and_reordering_on_the_channel_are_harmless() 
     };
     let forged = {
         let other = agentferry::crypto::SessionKey::generate();
-        let sealer = Sealer::new(&other, ticket.transfer_id, random_epoch());
+        let mut sealer = Sealer::new(&other, ticket.transfer_id, random_epoch());
         let mut buf = Sealer::buffer(chunk);
         buf.extend_from_slice(&vec![0xee; chunk]);
         sealer.seal(FrameKind::Chunk, 0, 3, &mut buf);

@@ -130,30 +130,33 @@ fn wrong_or_missing_tokens_get_403_and_probes_consume_nothing() {
     let parsed: Ticket = ticket.parse().unwrap();
     let addr = parsed.addrs[0];
     let token = parsed.session_key.http_token(&parsed.transfer_id);
-    let frames = format!("/v1/transfers/{id}/frames?from=0");
+    let route = format!("/v2/transfers/{id}");
+    let post = |path: &str, auth: &str, body: &[u8]| {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        http(addr, &(head + &String::from_utf8_lossy(body)))
+    };
     for auth in ["", "Authorization: Bearer wrong\r\n", "Authorization: Basic Zm9vOmJhcg==\r\n"] {
-        let (status, body) =
-            http(addr, &format!("GET {frames} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"));
+        let (status, body) = post(&route, auth, b"x");
         assert!(status.contains("403"), "{status}");
         assert!(body.is_empty(), "nothing is served without the token");
     }
     // Another transfer's id with this token: also refused, and indistinguishable.
-    let other = format!("/v1/transfers/{}/frames", "0".repeat(32));
-    let (status, _) = http(
-        addr,
-        &format!("GET {other} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
-    );
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let (status, _) = post(&format!("/v2/transfers/{}", "0".repeat(32)), &bearer, b"x");
     assert!(status.contains("403"), "{status}");
-    // The right token: HEAD and GET of the manifest are probes.
-    for method in ["HEAD", "GET", "HEAD"] {
-        let (status, _) = http(
-            addr,
-            &format!(
-                "{method} /v1/transfers/{id} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-            ),
-        );
-        assert!(status.contains("200"), "{method}: {status}");
+    // The right token without a control frame sealed under the session key gets nothing, and
+    // other methods are not allowed.
+    for _ in 0..3 {
+        let (status, body) = post(&route, &bearer, b"not a sealed control frame");
+        assert!(status.contains("200"), "{status}");
+        // An empty chunked body: only its terminator.
+        assert!(body.is_empty() || body == b"0\r\n\r\n", "an unsealed request is answered with nothing");
     }
+    let (status, _) = http(addr, &format!("GET {route} HTTP/1.1\r\nHost: x\r\n{bearer}Connection: close\r\n\r\n"));
+    assert!(status.contains("405"), "{status}");
     // ... and the transfer still goes through afterwards.
     let (code, events, _) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{events:?}");
@@ -162,7 +165,7 @@ fn wrong_or_missing_tokens_get_403_and_probes_consume_nothing() {
 }
 
 /// A TCP proxy that flips one byte of the sender's first frame stream, once, and counts the
-/// frame requests it forwards.
+/// transfer requests it forwards.
 fn flipping_proxy(upstream: SocketAddr, flip_at: usize) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -181,7 +184,10 @@ fn flipping_proxy(upstream: SocketAddr, flip_at: usize) -> (SocketAddr, Arc<Atom
                     if n == 0 || s_write.write_all(&buf[..n]).is_err() {
                         break;
                     }
-                    counter.fetch_add(String::from_utf8_lossy(&buf[..n]).matches("/frames?").count(), Ordering::SeqCst);
+                    counter.fetch_add(
+                        String::from_utf8_lossy(&buf[..n]).matches("POST /v2/transfers/").count(),
+                        Ordering::SeqCst,
+                    );
                 }
                 let _ = s_write.shutdown(std::net::Shutdown::Write);
             });
@@ -222,7 +228,8 @@ fn a_byte_flipped_in_flight_is_rejected_and_fetched_again() {
     let (code, events, stderr) = b.run(&["receive", &via_proxy.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{events:?} {stderr}");
     assert_same_file(&src, &b.out().join("flip.bin"));
-    assert!(frame_requests.load(Ordering::SeqCst) >= 2, "the damaged chunk was asked for again");
+    // hello, want, complete, and one more want for the damaged chunk.
+    assert!(frame_requests.load(Ordering::SeqCst) >= 4, "the damaged chunk was asked for again");
     assert_eq!(sender.finish().0, 0);
 }
 

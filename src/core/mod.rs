@@ -1,4 +1,5 @@
-//! The sans-IO transfer core: what to ask for, what to send, when to checkpoint, when to give up.
+//! The sans-IO transfer core: what to ask for, what to send, when to checkpoint, which path to
+//! use, when to give up.
 //!
 //! Nothing here owns a socket, a file or a clock. Drivers feed inputs through `handle_*(now, ..)`
 //! methods, then drain `poll_*` outputs until they return `None`, and sleep until
@@ -11,13 +12,30 @@
 //! supersedes the previous one, which makes retransmission, resume and a change of path the same
 //! thing: ask again from the first chunk that is missing.
 
+mod paths;
 mod receive;
 mod send;
 #[cfg(test)]
 mod tests;
 
+pub use paths::{Failure, PathConfig, PathOutput, PathSelector};
 pub use receive::{GiveUp, Output, ReceiveConfig, ReceiveCore, Verdict};
 pub use send::{SendCore, Transmit};
+
+/// What a receiver says to a sender, on every path the same: sealed as a control frame (JSON
+/// payload) and carried as an HTTP request body or a channel message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Control {
+    /// Prove you hold the session key: answer with the sealed manifest.
+    Hello,
+    /// Send chunks `[from, to)` (and the trailer if `to` is the end), under a fresh epoch.
+    Want { from: u64, to: u64 },
+    /// Go on up to chunk `to` under the current epoch, sending nothing twice.
+    Credit { to: u64 },
+    /// The file arrived and verified with this SHA-256.
+    Complete { sha256: String },
+}
 
 /// Chunks `[from, to)` asked of the sender. `to == chunk_count` also asks for the trailer that
 /// carries the whole-file hash, so `from == to == chunk_count` asks for the trailer alone.

@@ -57,17 +57,22 @@ pub enum Output {
     Sync { upto: u64 },
     /// Every chunk is durable and the trailer arrived: check the whole-file hash and finish.
     Verify,
+    /// This many frames in a row failed authentication: the path in use is suspect. The streak
+    /// starts over; the path selector decides whether to ban the path.
+    Tampered { streak: u32 },
     /// Give up; the journal keeps what is durable for a later resume.
     Failed(GiveUp),
 }
 
 /// Why the receiver gave up.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GiveUp {
     /// Nothing new arrived for `idle`.
     PeerVanished { idle: Duration },
-    /// This many frames in a row failed authentication.
+    /// Every path delivered streaks of frames that failed authentication.
     Tampered { streak: u32 },
+    /// Every path's endpoint failed to authenticate.
+    Refused,
 }
 
 /// What to do with a chunk that passed authentication.
@@ -120,6 +125,8 @@ pub struct ReceiveCore {
     retry_at: Option<Instant>,
     retries: u32,
     corrupt_streak: u32,
+    /// A path is there to ask; without one the core waits (and its idle timer runs).
+    has_path: bool,
     last_progress: Instant,
     last_checkpoint: Instant,
     phase: Phase,
@@ -143,6 +150,7 @@ impl ReceiveCore {
             retry_at: None,
             retries: 0,
             corrupt_streak: 0,
+            has_path: true,
             last_progress: now,
             last_checkpoint: now,
             phase: Phase::Receiving,
@@ -170,6 +178,11 @@ impl ReceiveCore {
 
     pub fn is_done(&self) -> bool {
         self.phase != Phase::Receiving
+    }
+
+    /// Is anything still to come from the sender (a chunk or the trailer)?
+    pub fn wants_data(&self) -> bool {
+        self.phase == Phase::Receiving && (self.first_missing < self.chunk_count || !self.trailer)
     }
 
     fn has(&self, i: u64) -> bool {
@@ -214,8 +227,29 @@ impl ReceiveCore {
     pub fn handle_corrupt(&mut self, now: Instant) {
         self.corrupt_streak += 1;
         if self.corrupt_streak >= self.cfg.max_corrupt_streak && self.phase == Phase::Receiving {
-            self.fail(GiveUp::Tampered { streak: self.corrupt_streak });
+            self.outputs.push_back(Output::Tampered { streak: std::mem::take(&mut self.corrupt_streak) });
         }
+        self.step(now);
+    }
+
+    /// The path in use is gone: forget what was asked of it and wait for another.
+    pub fn handle_path_lost(&mut self, now: Instant) {
+        self.has_path = false;
+        self.outstanding = None;
+        self.retry_at = None;
+        self.outputs.retain(|o| !matches!(o, Output::Request(_) | Output::Credit { .. }));
+        self.step(now);
+    }
+
+    /// A new path carries the transfer from now on, with its own window and request timeout:
+    /// ask it at once for the first chunk still missing.
+    pub fn handle_path_change(&mut self, now: Instant, window: u64, request_timeout: Duration) {
+        self.handle_path_lost(now);
+        self.cfg.window = window;
+        self.cfg.request_timeout = request_timeout;
+        self.has_path = true;
+        self.retries = 0;
+        self.corrupt_streak = 0;
         self.step(now);
     }
 
@@ -326,7 +360,7 @@ impl ReceiveCore {
         }
 
         let needed = !all_received || !self.trailer;
-        let may_ask = self.retry_at.is_none_or(|t| now >= t);
+        let may_ask = self.has_path && self.retry_at.is_none_or(|t| now >= t);
         if self.outstanding.is_none() && needed && may_ask {
             let from = self.first_missing;
             let to = from.saturating_add(self.cfg.window).min(self.chunk_count);

@@ -5,7 +5,7 @@
 //! into progress notifications and `check_session` answers. The serialised form is the documented
 //! JSON Lines envelope: every line is an object with an `"event"` field naming its variant.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -56,7 +56,10 @@ pub enum Event {
         bytes: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         saved_to: Option<PathBuf>,
+        /// The path that carried the last chunk (`http`, `relay`).
         path: &'static str,
+        /// Chunk bytes each path carried (a transfer may move between paths).
+        bytes_by_path: BTreeMap<String, u64>,
         elapsed_ms: u64,
     },
     /// One transfer as the journal knows it (`status`).

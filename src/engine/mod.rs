@@ -6,14 +6,14 @@
 //! the outcome. The engine owns the journal, the transports and the blocking disk threads; the
 //! decisions (what to ask for, when to checkpoint, when to give up) come from [`crate::core`].
 
-mod channel;
+mod connect;
 mod events;
-mod http_fetch;
 mod inbox;
 mod outgoing;
 mod receive;
 mod registry;
 mod send;
+mod session;
 mod worker;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
@@ -22,7 +22,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use events::{Event, Events};
 pub use inbox::Inbox;
-pub use outgoing::{Outgoing, SendOutcome};
+pub use outgoing::SendOutcome;
 pub use registry::Registry;
 pub use send::{PushAnswer, advertised_addrs};
 

@@ -1,15 +1,14 @@
-//! The sender's side of one transfer: the file, its manifest, and the frames it serves.
+//! The sender's side of one transfer: the file, its manifest, what was served and how it ended.
 //!
-//! An [`Outgoing`] is shared by every stream that serves the transfer (a receiver may reconnect,
-//! or probe several addresses at once). Each stream gets a fresh epoch, asks the [`SendCore`]
-//! what to send, reads chunks from disk and seals them on a blocking thread, and hands sealed
-//! frames to the transport through a small bounded channel, so memory stays flat whatever the
-//! file size. The whole-file SHA-256 is computed while the first full pass streams (or from disk
-//! when a resumed stream starts past chunk 0) and then kept.
+//! An [`Outgoing`] is shared by every session that serves the transfer (a receiver may
+//! reconnect, probe several addresses at once, or move between paths); the sessions themselves
+//! are driven in [`super::session`]. It reads chunks, keeps the whole-file SHA-256 once a full
+//! pass has computed it, refuses to go on when the file changed, and counts what each path
+//! carried.
 
 use std::{
+    collections::BTreeMap,
     fs::File,
-    io,
     os::unix::fs::FileExt,
     path::PathBuf,
     sync::{
@@ -18,22 +17,18 @@ use std::{
     },
 };
 
-use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, watch};
+use bytes::Bytes;
+use tokio::sync::watch;
 
 use crate::{
-    core::{Request, SendCore, Transmit},
     crypto::{SessionKey, ct_eq, random_epoch},
     error::TransferError,
-    frame::{FLAG_LAST, FrameKind, Sealer},
+    frame::{FrameKind, Sealer},
     id::TransferId,
     journal::unix_now,
     manifest::Manifest,
+    transport::PathKind,
 };
-
-/// Sealed frames in flight between the disk thread and the socket, per stream.
-const STREAM_DEPTH: usize = 4;
 
 /// How the sender's side ended.
 #[derive(Clone, Debug)]
@@ -59,10 +54,19 @@ pub struct Outgoing {
     sha256: Mutex<Option<String>>,
     /// Bytes of the furthest chunk handed to the network, for progress.
     served: AtomicU64,
+    /// Chunk bytes each path carried, and the path that carried the last chunk.
+    carried: Mutex<Carried>,
     outcome: watch::Sender<Option<SendOutcome>>,
 }
 
 /// Modification time of a file in ns since the epoch.
+/// What each path carried.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Carried {
+    pub bytes_by_path: BTreeMap<PathKind, u64>,
+    pub last_chunk: Option<PathKind>,
+}
+
 pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64)
 }
@@ -100,6 +104,7 @@ impl Outgoing {
             manifest,
             expires_at,
             served: AtomicU64::new(0),
+            carried: Mutex::default(),
             outcome: watch::channel(None).0,
         })
     }
@@ -149,29 +154,12 @@ impl Outgoing {
 
     /// The manifest, sealed under a fresh epoch: proves to a prober that we hold the session key.
     pub fn sealed_manifest(&self) -> Bytes {
-        let sealer = Sealer::new(&self.key, self.transfer_id, random_epoch());
+        let mut sealer = Sealer::new(&self.key, self.transfer_id, random_epoch());
         let json = serde_json::to_vec(&self.manifest()).expect("manifest serialises");
         sealer.seal_bytes(FrameKind::Manifest, 0, &json).freeze()
     }
 
-    /// Stream the frames answering `request`. Frames are produced on a blocking thread; the
-    /// channel closes after the last one, or carries an error if the file went bad.
-    pub fn frames(self: &Arc<Self>, request: Request) -> mpsc::Receiver<io::Result<Bytes>> {
-        let (tx, rx) = mpsc::channel(STREAM_DEPTH);
-        let this = Arc::clone(self);
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = this.produce(request, &tx) {
-                tracing::warn!(transfer = %this.transfer_id, code = e.code(), "stream aborted: {e}");
-                if matches!(e, TransferError::SourceChanged(_)) {
-                    this.fail(e);
-                }
-                let _ = tx.blocking_send(Err(io::Error::other("frame stream aborted")));
-            }
-        });
-        rx
-    }
-
-    fn check_unchanged(&self) -> Result<(), TransferError> {
+    pub(super) fn check_unchanged(&self) -> Result<(), TransferError> {
         let meta = std::fs::metadata(&self.path).map_err(|e| TransferError::SourceChanged(e.to_string()))?;
         if meta.len() != self.manifest.size || mtime_ns(&meta) != self.mtime_ns {
             return Err(TransferError::SourceChanged("size or modification time differs".into()));
@@ -179,86 +167,22 @@ impl Outgoing {
         Ok(())
     }
 
-    fn read_chunk(&self, index: u64, into: &mut [u8]) -> Result<(), TransferError> {
+    pub(super) fn read_chunk(&self, index: u64, into: &mut [u8]) -> Result<(), TransferError> {
         self.file.read_exact_at(into, self.manifest.offset(index)).map_err(|e| TransferError::io(&self.path, e))
     }
 
-    fn produce(&self, request: Request, tx: &mpsc::Sender<io::Result<Bytes>>) -> Result<(), TransferError> {
-        self.check_unchanged()?;
-        let m = &self.manifest;
-        let count = m.chunk_count();
-        let sealer = Sealer::new(&self.key, self.transfer_id, random_epoch());
-        let mut core = SendCore::new(count);
-        core.handle_request(request);
-
-        // Hash along the way when the hash is unknown and this stream reaches the end; a stream
-        // that starts past chunk 0 first hashes the prefix from disk.
-        let mut hasher = (self.sha256().is_none() && request.to >= count).then(Sha256::new);
-        if let Some(h) = hasher.as_mut() {
-            let mut buf = vec![0u8; m.chunk_size as usize];
-            for index in 0..request.from.min(count) {
-                let chunk = &mut buf[..m.chunk_len(index)];
-                self.read_chunk(index, chunk)?;
-                h.update(&*chunk);
-            }
+    /// A path handed the network `bytes` of chunk `index`.
+    pub(super) fn record_served(&self, path: PathKind, index: u64, bytes: u64) {
+        self.served.fetch_max(self.manifest.bytes_in(index + 1), Ordering::Relaxed);
+        let mut carried = self.carried.lock().expect("not poisoned");
+        *carried.bytes_by_path.entry(path).or_default() += bytes;
+        if index + 1 == self.manifest.chunk_count() {
+            carried.last_chunk = Some(path);
         }
-
-        while let Some(transmit) = core.poll_transmit() {
-            let frame = self.seal_transmit(&sealer, transmit, &mut hasher)?;
-            if tx.blocking_send(Ok(frame.freeze())).is_err() {
-                return Ok(()); // the receiver hung up; nothing to report
-            }
-        }
-        Ok(())
     }
 
-    /// Read and seal what `transmit` names. `hasher`, when present, has seen every chunk before
-    /// this one; without it the trailer uses the known hash, or reads the file through once.
-    pub(super) fn seal_transmit(
-        &self,
-        sealer: &Sealer,
-        transmit: Transmit,
-        hasher: &mut Option<Sha256>,
-    ) -> Result<BytesMut, TransferError> {
-        let m = &self.manifest;
-        Ok(match transmit {
-            Transmit::Chunk { index, last } => {
-                let len = m.chunk_len(index);
-                let mut buf = Sealer::buffer(len);
-                let start = buf.len();
-                buf.resize(start + len, 0);
-                self.read_chunk(index, &mut buf[start..])?;
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&buf[start..]);
-                }
-                sealer.seal(FrameKind::Chunk, if last { FLAG_LAST } else { 0 }, index, &mut buf);
-                self.served.fetch_max(m.bytes_in(index + 1), Ordering::Relaxed);
-                buf
-            }
-            Transmit::Trailer => {
-                let digest = match (hasher.take(), self.sha256()) {
-                    (Some(h), _) => self.record_hash(&hex(&h.finalize()))?,
-                    (None, Some(known)) => known,
-                    (None, None) => self.hash_from_disk()?,
-                };
-                self.check_unchanged()?;
-                let raw = data_encoding::HEXLOWER.decode(digest.as_bytes()).expect("hex");
-                sealer.seal_bytes(FrameKind::Trailer, m.chunk_count(), &raw)
-            }
-        })
-    }
-
-    /// Read the whole file once to learn its hash.
-    fn hash_from_disk(&self) -> Result<String, TransferError> {
-        let m = &self.manifest;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; m.chunk_size as usize];
-        for index in 0..m.chunk_count() {
-            let chunk = &mut buf[..m.chunk_len(index)];
-            self.read_chunk(index, chunk)?;
-            hasher.update(&*chunk);
-        }
-        self.record_hash(&hex(&hasher.finalize()))
+    pub(super) fn carried(&self) -> Carried {
+        self.carried.lock().expect("not poisoned").clone()
     }
 
     pub(super) fn session_key(&self) -> &SessionKey {
@@ -266,7 +190,7 @@ impl Outgoing {
     }
 
     /// Keep the hash of a full pass; a second pass that disagrees means the file changed.
-    fn record_hash(&self, digest: &str) -> Result<String, TransferError> {
+    pub(super) fn record_hash(&self, digest: &str) -> Result<String, TransferError> {
         let mut known = self.sha256.lock().expect("not poisoned");
         match known.as_deref() {
             Some(k) if k != digest => Err(TransferError::SourceChanged("its SHA-256 differs".into())),

@@ -1,39 +1,39 @@
-//! Starting and resuming the receiver's side, and the driver loop that runs the core.
+//! Starting and resuming the receiver's side, and the one driver loop that runs it.
 //!
-//! The driver owns three things: the [`ReceiveCore`] (decisions), the path it chose for this run
-//! (direct HTTP, one network task per request, see `http_fetch`; or a message channel, see
-//! `channel`), and the disk [`Worker`]. Frames from either path go to the worker; the worker
-//! reports, in order, what each frame was; the driver hands that to the core and carries out
-//! what the core asks: a new request or more credit, a checkpoint (sync, then record in the
-//! journal), the final verification.
+//! The driver owns the [`ReceiveCore`] (what to ask for, when to checkpoint), the
+//! [`PathSelector`] (which path to connect and use), the path in use (a [`Link`] of any kind, see
+//! [`crate::transport`]) and the disk [`Worker`]. Frames from the path go to the worker; the
+//! worker reports, in order, what each frame was; the driver hands that to the core and carries
+//! out what the core and the selector decide: a control frame on the path (want, credit), a
+//! checkpoint (sync, then record in the journal), a connection attempt, a change of path, the
+//! final verification.
 
 use std::{
+    collections::BTreeMap,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use bytes::BytesMut;
+use bytes::Bytes;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
     Completion, Event, Events, Node, ReceiveOptions, Transfer,
-    channel::{ChannelLink, Control},
-    http_fetch::{NetTask, PROBE_BUDGET, expected_hash, probe_http},
+    connect::{CONNECT_BUDGET, ControlSealer, PathConnected, connect},
     worker::{Worker, WorkerIn, WorkerOut},
 };
 use crate::{
-    core::{GiveUp, Output, ReceiveConfig, ReceiveCore},
+    core::{
+        Control, Failure, GiveUp, Output, PathConfig, PathOutput, PathSelector, ReceiveConfig, ReceiveCore, Verdict,
+    },
     error::{Result, TransferError},
     frame::Opener,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{MAX_CHUNK_SIZE, Manifest},
     names::safe_file_name,
     ticket::Ticket,
-    transport::{
-        PathKind, Prefer,
-        http::{Connected, connect_any},
-    },
+    transport::{Connected, Incoming, Link, PathKind, Prefer},
 };
 
 /// Frames queued between the network and the disk thread.
@@ -135,34 +135,69 @@ struct Driver {
     prefer: Prefer,
 }
 
-/// The path this run uses.
-enum Link {
-    Http,
-    Channel(Box<ChannelLink>),
-}
-
-impl Link {
-    fn kind(&self) -> PathKind {
-        match self {
-            Link::Http => PathKind::Http,
-            Link::Channel(_) => PathKind::Relay,
-        }
+/// How the receive core drives each path: a window and a request timeout.
+fn tuning(kind: PathKind) -> (u64, Duration) {
+    match kind {
+        // TCP has its own flow control: one request streams the whole rest of the file.
+        PathKind::Http => (u64::MAX, Duration::from_secs(15)),
+        // 16 MiB in flight at the default chunk size: enough to cover a relay's round trip on
+        // fast links while bounding what the relay and the receiver hold.
+        PathKind::Relay => (64, Duration::from_secs(3)),
     }
 }
 
-/// Chunks in flight on a message channel: 16 MiB at the default chunk size, enough to cover a
-/// relay's round trip on fast links while bounding what the relay and the receiver hold.
-const CHANNEL_WINDOW: u64 = 64;
+/// The paths this run may use, as the ticket and the preference allow.
+fn candidates(ticket: &Ticket, prefer: Prefer) -> Result<Vec<PathKind>> {
+    let offered: Vec<PathKind> =
+        [(!ticket.addrs.is_empty()).then_some(PathKind::Http), ticket.channel.is_some().then_some(PathKind::Relay)]
+            .into_iter()
+            .flatten()
+            .collect();
+    let allowed: Vec<PathKind> = offered.iter().copied().filter(|k| prefer.pinned().is_none_or(|p| p == *k)).collect();
+    if allowed.is_empty() {
+        let offers = offered.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" and ");
+        return Err(TransferError::PathUnavailable(format!(
+            "{} (the ticket offers {})",
+            prefer.as_str(),
+            if offers.is_empty() { "no path" } else { &offers }
+        )));
+    }
+    Ok(allowed)
+}
 
-fn give_up_error(why: GiveUp) -> TransferError {
-    match why {
-        GiveUp::PeerVanished { idle } => {
+/// How a path failure counts for path choice.
+fn failure(e: &TransferError) -> Failure {
+    match e {
+        TransferError::Unauthorized | TransferError::IntegrityMismatch(_) => Failure::Unauthentic,
+        _ => Failure::Unreachable,
+    }
+}
+
+fn give_up_error(why: GiveUp, last: Option<TransferError>) -> TransferError {
+    match (why, last) {
+        (GiveUp::PeerVanished { .. } | GiveUp::Refused, Some(last)) => last,
+        (GiveUp::PeerVanished { idle }, None) => {
             TransferError::PeerUnreachable(format!("no data from the sender for {} s", idle.as_secs()))
         }
-        GiveUp::Tampered { streak } => {
-            TransferError::IntegrityMismatch(format!("{streak} frames in a row failed authentication"))
+        (GiveUp::Refused, None) => TransferError::Unauthorized,
+        (GiveUp::Tampered { streak }, _) => {
+            TransferError::IntegrityMismatch(format!("{streak} frames in a row failed authentication on every path"))
         }
     }
+}
+
+/// The path carrying the transfer now.
+struct Active {
+    kind: PathKind,
+    link: Box<dyn Link>,
+    incoming: mpsc::Receiver<Incoming>,
+}
+
+/// What each path carried, for the completion report.
+#[derive(Default)]
+struct Carried {
+    bytes_by_path: BTreeMap<PathKind, u64>,
+    last_chunk: Option<PathKind>,
 }
 
 impl Driver {
@@ -195,6 +230,12 @@ impl Driver {
         let _ = self.node.journal.save(&mut self.record);
     }
 
+    /// Start connecting `kind` in the background; the result comes back through `connecting`.
+    fn connect(&self, kind: PathKind, hello: Bytes) -> JoinHandle<(PathKind, Result<PathConnected>)> {
+        let (ticket, events) = (Arc::clone(&self.ticket), self.events.clone());
+        tokio::spawn(async move { (kind, connect(kind, &ticket, hello, &events).await) })
+    }
+
     async fn run(&mut self) -> Result<Completion> {
         let started = Instant::now();
         let manifest = self.manifest();
@@ -202,6 +243,7 @@ impl Driver {
         let id = self.record.transfer_id;
         let key = self.ticket.session_key.clone();
         let max_chunk = manifest.chunk_size as usize;
+        let kinds = candidates(&self.ticket, self.prefer)?;
 
         let (temp_path, durable, _) = self.receive_side();
         let (temp_path, claimed) = (temp_path.to_path_buf(), *durable);
@@ -217,125 +259,202 @@ impl Driver {
         let (worker_tx, mut from_worker) = mpsc::unbounded_channel();
         tokio::task::spawn_blocking(move || worker.run(worker_rx, worker_tx));
 
-        let mut stream = StreamSlot(None);
-        let mut link = self.choose_path(&manifest, &to_worker, &mut stream).await?;
-        let cfg = match link {
-            Link::Http => ReceiveConfig { idle_timeout: self.node.config.peer_timeout, ..ReceiveConfig::default() },
-            Link::Channel(_) => ReceiveConfig {
-                window: CHANNEL_WINDOW,
-                request_timeout: Duration::from_secs(3),
-                idle_timeout: self.node.config.peer_timeout,
-                ..ReceiveConfig::default()
-            },
-        };
-        let mut core = ReceiveCore::new(Instant::now(), count, durable, cfg);
-        let mut generation = 0u64;
+        let now = Instant::now();
+        let receive_cfg = ReceiveConfig { idle_timeout: self.node.config.peer_timeout, ..ReceiveConfig::default() };
+        let mut core = ReceiveCore::new(now, count, durable, receive_cfg);
+        core.handle_path_lost(now); // nothing to ask until a path answers
+        let mut paths = PathSelector::new(now, &kinds, PathConfig::default());
+        let mut controls = ControlSealer::new(&self.ticket);
+        let mut active: Option<Active> = None;
+        let mut connecting: Option<JoinHandle<(PathKind, Result<PathConnected>)>> = None;
+        let mut last_error: Option<TransferError> = None;
+        let mut carried = Carried::default();
 
         loop {
-            while let Some(output) = core.poll_output() {
-                match output {
-                    Output::Request(request) => match &mut link {
-                        Link::Http => {
-                            generation += 1;
-                            let net = NetTask {
-                                ticket: Arc::clone(&self.ticket),
-                                manifest: manifest.clone(),
-                                to_worker: to_worker.clone(),
-                                events: self.events.clone(),
-                                generation,
-                            };
-                            stream.replace(tokio::spawn(net.run(request)));
+            // Carry out what path choice and the core decided, until neither has more to say.
+            loop {
+                let now = Instant::now();
+                let mut acted = false;
+                while let Some(output) = paths.poll_output() {
+                    acted = true;
+                    match output {
+                        PathOutput::Connect(kind) => {
+                            connecting = Some(self.connect(kind, controls.seal(&Control::Hello)));
                         }
-                        Link::Channel(channel) => {
-                            // A lost message is recovered by the core's request timeout.
-                            let want = Control::Want { from: request.from, to: request.to };
-                            if let Err(e) = channel.control(&want).await {
-                                tracing::debug!(transfer = %id, "channel send failed: {e}");
-                            }
+                        PathOutput::Use(kind) => tracing::info!(transfer = %id, "receiving over {kind}"),
+                        PathOutput::Abandon(kind, why) => {
+                            tracing::info!(transfer = %id, "leaving {kind}: {why:?}");
+                            active = None;
+                            core.handle_path_lost(now);
                         }
-                    },
-                    Output::Sync { upto } => {
-                        let _ = to_worker.send(WorkerIn::Sync { upto }).await;
+                        PathOutput::Failed(why) => return Err(give_up_error(why, last_error)),
                     }
-                    Output::Verify => {
-                        let _ = to_worker.send(WorkerIn::Finish).await;
-                    }
-                    Output::Failed(why) => return Err(give_up_error(why)),
-                    Output::Credit { to } => {
-                        // Only a finite window (the channel) grants credit.
-                        if let Link::Channel(channel) = &mut link
-                            && let Err(e) = channel.control(&Control::Credit { to }).await
-                        {
-                            tracing::debug!(transfer = %id, "channel send failed: {e}");
+                }
+                while let Some(output) = core.poll_output() {
+                    acted = true;
+                    let control = match output {
+                        Output::Request(request) => Control::Want { from: request.from, to: request.to },
+                        Output::Credit { to } => Control::Credit { to },
+                        Output::Sync { upto } => {
+                            let _ = to_worker.send(WorkerIn::Sync { upto }).await;
+                            continue;
                         }
+                        Output::Verify => {
+                            let _ = to_worker.send(WorkerIn::Finish).await;
+                            continue;
+                        }
+                        Output::Tampered { streak } => {
+                            tracing::warn!(transfer = %id, "{streak} frames in a row failed authentication");
+                            paths.handle_lost(now, Failure::Tampered { streak });
+                            continue;
+                        }
+                        Output::Failed(why) => return Err(give_up_error(why, last_error)),
+                    };
+                    if let Some(path) = &mut active
+                        && let Err(e) = path.link.send(controls.seal(&control)).await
+                    {
+                        // A lost message on a live path is recovered by the core's request timeout.
+                        tracing::debug!(transfer = %id, "{} send failed: {e}", path.kind);
+                        paths.handle_lost(now, failure(&e));
+                        last_error = Some(e);
                     }
+                }
+                if !acted {
+                    break;
                 }
             }
-            let deadline = core.poll_timeout().map(tokio::time::Instant::from_std);
-            let input = tokio::select! {
-                input = from_worker.recv() => input,
-                _ = sleep_until(deadline) => {
-                    core.handle_timeout(Instant::now());
-                    continue;
-                }
-            };
-            let now = Instant::now();
-            match input.ok_or(TransferError::Cancelled)? {
-                WorkerOut::Chunk(index) => {
-                    core.handle_frame(now, index).map_err(|e| TransferError::Protocol(e.to_string()))?;
-                    let done = manifest.bytes_in(core.first_missing());
-                    let rate =
-                        (done.saturating_sub(resumed_bytes) as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
-                    self.events.progress(Event::Progress {
-                        transfer_id: id,
-                        role: Role::Receive,
-                        bytes_done: done,
-                        bytes_total: manifest.size,
-                        rate,
-                    });
-                }
-                WorkerOut::Corrupt => {
-                    tracing::warn!(transfer = %id, "a frame failed authentication; it will be fetched again");
-                    core.handle_corrupt(now);
-                }
-                WorkerOut::Trailer => core.handle_trailer(now),
-                WorkerOut::StreamEnd { generation: g, fatal } => {
-                    if let Some(e) = fatal {
-                        return Err(e);
+
+            let mut deadline = core.poll_timeout();
+            if core.wants_data() {
+                deadline = [deadline, paths.poll_timeout()].into_iter().flatten().min();
+            }
+            tokio::select! {
+                input = from_worker.recv() => {
+                    let now = Instant::now();
+                    match input.ok_or(TransferError::Cancelled)? {
+                        WorkerOut::Chunk(index, kind) => {
+                            if core.handle_frame(now, index).map_err(|e| TransferError::Protocol(e.to_string()))?
+                                == Verdict::Write
+                            {
+                                paths.handle_progress(now);
+                                *carried.bytes_by_path.entry(kind).or_default() += manifest.chunk_len(index) as u64;
+                                carried.last_chunk = Some(kind);
+                            }
+                            let done = manifest.bytes_in(core.first_missing());
+                            let rate = (done.saturating_sub(resumed_bytes) as f64
+                                / started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                            self.events.progress(Event::Progress {
+                                transfer_id: id,
+                                role: Role::Receive,
+                                bytes_done: done,
+                                bytes_total: manifest.size,
+                                rate,
+                            });
+                        }
+                        WorkerOut::Corrupt => {
+                            tracing::debug!(transfer = %id, "a frame failed authentication; it will be fetched again");
+                            core.handle_corrupt(now);
+                        }
+                        WorkerOut::Trailer => {
+                            paths.handle_progress(now);
+                            core.handle_trailer(now);
+                        }
+                        WorkerOut::StreamEnd => core.handle_stream_end(now),
+                        WorkerOut::Synced(upto) => {
+                            *self.receive_side().1 = upto;
+                            self.node.journal.save(&mut self.record)?;
+                            core.handle_synced(now, upto);
+                        }
+                        WorkerOut::Verified(sha256) => {
+                            drop(connecting);
+                            return self.finish(sha256, started, active, &mut controls, carried).await;
+                        }
+                        WorkerOut::Fatal(e) => return Err(e),
                     }
-                    if g == generation {
-                        core.handle_stream_end(now);
+                }
+                item = next_incoming(&mut active) => {
+                    let now = Instant::now();
+                    let kind = active.as_ref().map(|a| a.kind).expect("only an active path delivers");
+                    match item {
+                        Incoming::Frame(frame) => {
+                            let _ = to_worker.send(WorkerIn::Frame(frame, kind)).await;
+                        }
+                        Incoming::StreamEnd => {
+                            let _ = to_worker.send(WorkerIn::StreamEnd).await;
+                        }
+                        Incoming::Lost(e) => {
+                            tracing::debug!(transfer = %id, "{kind} lost: {e}");
+                            paths.handle_lost(now, failure(&e));
+                            last_error = Some(e);
+                        }
                     }
                 }
-                WorkerOut::Synced(upto) => {
-                    *self.receive_side().1 = upto;
-                    self.node.journal.save(&mut self.record)?;
-                    core.handle_synced(now, upto);
+                joined = join(&mut connecting) => {
+                    connecting = None;
+                    let now = Instant::now();
+                    let Ok((kind, result)) = joined else { continue };
+                    match result {
+                        Ok(opened) => {
+                            if paths.handle_connected(now, kind) {
+                                if let Some(hash) = opened.sha256 {
+                                    let _ = to_worker.send(WorkerIn::Expected(hash)).await;
+                                }
+                                let Connected { link, incoming, .. } = opened.connected;
+                                active = Some(Active { kind, link, incoming });
+                                let (window, request_timeout) = tuning(kind);
+                                core.handle_path_change(now, window, request_timeout);
+                            }
+                        }
+                        Err(e) => {
+                            paths.handle_connect_failed(now, kind, failure(&e));
+                            last_error = Some(e);
+                        }
+                    }
                 }
-                WorkerOut::Verified(sha256) => {
-                    drop(stream);
-                    return self.finish(sha256, started, link).await;
+                _ = sleep_until(deadline.map(tokio::time::Instant::from_std)) => {
+                    let now = Instant::now();
+                    core.handle_timeout(now);
+                    if core.wants_data() {
+                        paths.handle_timeout(now);
+                    }
                 }
-                WorkerOut::Fatal(e) => return Err(e),
             }
         }
     }
 
     /// Move the verified file to its final name, record it, and tell the sender.
-    async fn finish(&mut self, sha256: String, started: Instant, link: Link) -> Result<Completion> {
+    async fn finish(
+        &mut self,
+        sha256: String,
+        started: Instant,
+        active: Option<Active>,
+        controls: &mut ControlSealer,
+        carried: Carried,
+    ) -> Result<Completion> {
         let Side::Receive { temp_path, output_dir, file_name, overwrite, .. } = self.record.side.clone() else {
             unreachable!("receive record")
         };
         let target = output_dir.join(&file_name);
         place(&temp_path, &target, overwrite)?;
+        let bytes_by_path: BTreeMap<String, u64> =
+            carried.bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
+        let path = carried.last_chunk.or(active.as_ref().map(|a| a.kind));
         self.record.state = State::Completed;
         self.record.sha256 = Some(sha256.clone());
+        self.record.last_path = path.map(|p| p.as_str().to_owned());
+        self.record.bytes_by_path = bytes_by_path.clone();
         if let Side::Receive { saved_to, .. } = &mut self.record.side {
             *saved_to = Some(target.clone());
         }
         self.node.journal.save(&mut self.record)?;
-        let path = link.kind();
-        self.confirm(&sha256, link).await;
+        // Best effort: the sender stops serving once told; if it is gone, its ticket expires anyway.
+        if let Some(mut active) = active {
+            let complete = controls.seal(&Control::Complete { sha256: sha256.clone() });
+            let sent = tokio::time::timeout(CONNECT_BUDGET, active.link.send_last(complete)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::warn!(transfer = %self.record.transfer_id, "the sender did not take the confirmation");
+            }
+        }
         let id = self.record.transfer_id;
         self.events
             .send(Event::Completed {
@@ -344,104 +463,32 @@ impl Driver {
                 sha256: sha256.clone(),
                 bytes: self.record.size,
                 saved_to: Some(target.clone()),
-                path: path.as_str(),
+                path: path.map_or("none", PathKind::as_str),
+                bytes_by_path,
                 elapsed_ms: started.elapsed().as_millis() as u64,
             })
             .await;
         Ok(Completion { sha256, bytes: self.record.size, saved_to: Some(target) })
     }
+}
 
-    /// Best effort: the sender stops serving once told; if it is gone, its ticket expires anyway.
-    async fn confirm(&self, sha256: &str, link: Link) {
-        let t = &self.ticket;
-        let result = match link {
-            Link::Channel(mut channel) => channel.control(&Control::Complete { sha256: sha256.to_owned() }).await,
-            Link::Http => {
-                let token = t.session_key.http_token(&t.transfer_id);
-                let (connected, _) =
-                    connect_any(&t.addrs, t.transfer_id, &token, PROBE_BUDGET, |_: &mut BytesMut| Ok(())).await;
-                match connected {
-                    Ok(Connected { mut peer, .. }) => peer.complete(sha256).await,
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        if let Err(e) = result {
-            tracing::warn!(transfer = %t.transfer_id, "the sender did not take the confirmation: {e}");
-        }
+/// The next item from the path in use; pending while there is none.
+async fn next_incoming(active: &mut Option<Active>) -> Incoming {
+    match active {
+        Some(path) => path
+            .incoming
+            .recv()
+            .await
+            .unwrap_or_else(|| Incoming::Lost(TransferError::PeerUnreachable(format!("{} closed", path.kind)))),
+        None => std::future::pending().await,
     }
+}
 
-    /// Pick the path for this run, as the receiver's preference allows: direct HTTP to every
-    /// address in the ticket first, then the ticket's message channel. Tries again with backoff
-    /// until the peer timeout, since the sender may be restarting; every try is an attempt.
-    async fn choose_path(
-        &self,
-        manifest: &Manifest,
-        to_worker: &mpsc::Sender<WorkerIn>,
-        stream: &mut StreamSlot,
-    ) -> Result<Link> {
-        let t = &self.ticket;
-        let use_http = self.prefer != Prefer::Relay && !t.addrs.is_empty();
-        let channel = t.channel.as_deref().filter(|_| self.prefer != Prefer::Http);
-        if !use_http && channel.is_none() {
-            return Err(TransferError::PathUnavailable(format!(
-                "{} (the ticket offers {})",
-                serde_json::to_value(self.prefer).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
-                if t.channel.is_some() { "http and relay" } else { "http only" }
-            )));
-        }
-        let give_up = Instant::now() + self.node.config.peer_timeout;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let mut error = None;
-            if use_http {
-                match probe_http(t, manifest, &self.events).await {
-                    Ok(_) => return Ok(Link::Http),
-                    Err(e @ TransferError::Unauthorized) if channel.is_none() => return Err(e),
-                    Err(e) => error = Some(e),
-                }
-            }
-            if let Some(hint) = channel {
-                let started = Instant::now();
-                let opened = ChannelLink::open(t, hint, PROBE_BUDGET).await;
-                let report = |ok: bool, code: Option<&'static str>| Event::Attempt {
-                    transfer_id: t.transfer_id,
-                    path: PathKind::Relay.as_str(),
-                    addr: hint.to_owned(),
-                    ok,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
-                    error_code: code,
-                };
-                match opened {
-                    Ok((link, mut frames, manifest)) => {
-                        self.events.send(report(true, None)).await;
-                        if let Some(hash) = expected_hash(&manifest) {
-                            let _ = to_worker.send(WorkerIn::Expected(hash)).await;
-                        }
-                        let to_worker = to_worker.clone();
-                        stream.replace(tokio::spawn(async move {
-                            while let Some(payload) = frames.recv().await {
-                                // Usually the only view of its buffer: no copy.
-                                let frame = payload.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
-                                if to_worker.send(WorkerIn::Frame(frame)).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }));
-                        return Ok(Link::Channel(Box::new(link)));
-                    }
-                    Err(e) => {
-                        self.events.send(report(false, Some(e.code()))).await;
-                        error = Some(e);
-                    }
-                }
-            }
-            if Instant::now() + backoff >= give_up {
-                return Err(error.unwrap_or_else(|| TransferError::PeerUnreachable("no path answered".into())));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
+/// The result of the connection attempt under way; pending while there is none.
+async fn join<T>(task: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -467,25 +514,5 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-/// The network task of the current request; replacing or dropping it aborts the old one, so no
-/// stream outlives the request it serves or the driver that started it.
-pub(super) struct StreamSlot(Option<JoinHandle<()>>);
-
-impl StreamSlot {
-    pub(super) fn replace(&mut self, task: JoinHandle<()>) {
-        if let Some(old) = self.0.replace(task) {
-            old.abort();
-        }
-    }
-}
-
-impl Drop for StreamSlot {
-    fn drop(&mut self) {
-        if let Some(task) = self.0.take() {
-            task.abort();
-        }
     }
 }

@@ -1,15 +1,18 @@
 //! Starting, pushing and resuming the sender's side: bind, journal, serve until done or expired.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use super::{Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer};
+use super::{
+    Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer, connect::mailboxes, outgoing::Outgoing,
+    session::ServeOutgoing,
+};
 use crate::{
     crypto::SessionKey,
-    engine::Outgoing,
     error::{Result, TransferError},
     id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
@@ -19,8 +22,8 @@ use crate::{
     relay::{Channel, ChannelHint, Mailbox},
     ticket::Ticket,
     transport::{
-        PathKind, Prefer,
-        http::{Connected, HttpServer, race},
+        self, Prefer,
+        http::{self as http_path, HttpServer},
     },
 };
 
@@ -120,7 +123,7 @@ fn spawn(
 ) -> Transfer {
     let (events, rx) = Events::channel();
     let outgoing = Arc::new(outgoing);
-    server.register(Arc::clone(&outgoing));
+    server.register(Arc::new(ServeOutgoing(Arc::clone(&outgoing))));
     server.start();
     let transfer_id = record.transfer_id;
     let node = node.clone();
@@ -195,8 +198,14 @@ async fn serve(
     };
     match result {
         Ok(sha256) => {
+            let carried = outgoing.carried();
+            let bytes_by_path: BTreeMap<String, u64> =
+                carried.bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
+            let path = carried.last_chunk.or_else(|| carried.bytes_by_path.keys().next_back().copied());
             record.state = State::Completed;
             record.sha256 = Some(sha256.clone());
+            record.last_path = path.map(|p| p.as_str().to_owned());
+            record.bytes_by_path = bytes_by_path.clone();
             node.journal.save(&mut record)?;
             events
                 .send(Event::Completed {
@@ -205,7 +214,8 @@ async fn serve(
                     sha256: sha256.clone(),
                     bytes: record.size,
                     saved_to: None,
-                    path: PathKind::Http.as_str(),
+                    path: path.map_or("none", |p| p.as_str()),
+                    bytes_by_path,
                     elapsed_ms: started.elapsed().as_millis() as u64,
                 })
                 .await;
@@ -224,7 +234,11 @@ async fn serve(
 async fn serve_channel(ticket: &Ticket, outgoing: &Arc<Outgoing>) -> Option<AbortOnDrop> {
     let hint: ChannelHint = ticket.channel.as_deref()?.parse().ok()?;
     match Channel::open(&hint).await {
-        Ok(channel) => Some(AbortOnDrop(tokio::spawn(super::channel::serve(channel, Arc::clone(outgoing))))),
+        Ok(channel) => {
+            let serve = Arc::new(ServeOutgoing(Arc::clone(outgoing)));
+            let boxes = mailboxes(&ticket.session_key, &ticket.transfer_id);
+            Some(AbortOnDrop(tokio::spawn(transport::channel::serve(channel, serve, boxes))))
+        }
         Err(e) => {
             // The receiver may still come over HTTP, or the channel may come back later.
             tracing::warn!(transfer = %ticket.transfer_id, "cannot serve on {hint}: {e}");
@@ -293,17 +307,8 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
 async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) -> Result<PushAnswer> {
     let mut error = TransferError::OfferRefused(format!("{} has no inbox this node may use", peer.name));
     if prefer != Prefer::Relay && !peer.inbox.is_empty() {
-        let offer = offer.clone();
-        let (result, _) = race(&peer.inbox, INBOX_BUDGET, move |mut http| {
-            let offer = offer.clone();
-            async move {
-                let answer = http.deliver(&offer).await?;
-                Ok(Connected { peer: http, answer })
-            }
-        })
-        .await;
-        match result {
-            Ok(Connected { answer, .. }) => return push_answer(&answer),
+        match http_path::deliver(&peer.inbox, INBOX_BUDGET, &offer).await {
+            Ok(answer) => return push_answer(&answer),
             Err(TransferError::Protocol(m)) => return Err(TransferError::OfferRefused(m)),
             Err(e) => error = e,
         }

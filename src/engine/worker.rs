@@ -21,20 +21,18 @@ use crate::{
     error::TransferError,
     frame::{FrameKind, Opened, Opener},
     manifest::Manifest,
+    transport::PathKind,
 };
 
 /// Work for the disk thread.
 #[derive(Debug)]
 pub(super) enum WorkerIn {
-    /// One whole frame, as delimited by `frame::check`.
-    Frame(BytesMut),
+    /// One whole frame, as delimited by `frame::check`, and the path that carried it.
+    Frame(BytesMut, PathKind),
     /// The expected whole-file hash, from an authenticated manifest.
     Expected([u8; 32]),
-    /// The stream of request `generation` ended; `fatal` if the sender refused us for good.
-    StreamEnd {
-        generation: u64,
-        fatal: Option<TransferError>,
-    },
+    /// The answer to the last request ended (reported back in order, after its frames).
+    StreamEnd,
     Sync {
         upto: u64,
     },
@@ -45,10 +43,11 @@ pub(super) enum WorkerIn {
 /// What the disk thread reports, in input order.
 #[derive(Debug)]
 pub(super) enum WorkerOut {
-    Chunk(u64),
+    /// Chunk `index`, carried by this path, is written.
+    Chunk(u64, PathKind),
     Corrupt,
     Trailer,
-    StreamEnd { generation: u64, fatal: Option<TransferError> },
+    StreamEnd,
     Synced(u64),
     Verified(String),
     Fatal(TransferError),
@@ -60,7 +59,7 @@ const PIPELINE_DEPTH: usize = 2;
 /// Work for the writer thread.
 enum WriteOp {
     /// Write the opened frame's payload at `offset`, then report chunk `index`.
-    Chunk { index: u64, offset: u64, frame: BytesMut },
+    Chunk { index: u64, offset: u64, frame: BytesMut, path: PathKind },
     /// Pass a report on to the driver, in order.
     Report(WorkerOut),
     /// Everything before this is written: hand `upto` to the syncer.
@@ -121,11 +120,9 @@ impl Worker {
         };
         while let Some(input) = rx.blocking_recv() {
             let op = match input {
-                WorkerIn::Frame(frame) => self.frame(frame),
+                WorkerIn::Frame(frame, path) => self.frame(frame, path),
                 WorkerIn::Expected(hash) => self.expect(hash).map(WriteOp::Report),
-                WorkerIn::StreamEnd { generation, fatal } => {
-                    Ok(WriteOp::Report(WorkerOut::StreamEnd { generation, fatal }))
-                }
+                WorkerIn::StreamEnd => Ok(WriteOp::Report(WorkerOut::StreamEnd)),
                 WorkerIn::Sync { upto } => Ok(WriteOp::Sync(upto)),
                 // The core asks to finish only once every chunk is written and synced.
                 WorkerIn::Finish => self.finish().map(WriteOp::Report),
@@ -166,9 +163,9 @@ impl Worker {
             .spawn(move || {
                 for op in rx {
                     let out = match op {
-                        WriteOp::Chunk { index, offset, frame } => {
+                        WriteOp::Chunk { index, offset, frame, path: carried_by } => {
                             match file.write_all_at(Opened::payload(&frame), offset) {
-                                Ok(()) => WorkerOut::Chunk(index),
+                                Ok(()) => WorkerOut::Chunk(index, carried_by),
                                 Err(e) => WorkerOut::Fatal(TransferError::io(&path, e)),
                             }
                         }
@@ -197,7 +194,7 @@ impl Worker {
         Ok(WorkerOut::Trailer)
     }
 
-    fn frame(&mut self, mut frame: BytesMut) -> Result<WriteOp, TransferError> {
+    fn frame(&mut self, mut frame: BytesMut, path: PathKind) -> Result<WriteOp, TransferError> {
         let Ok(opened) = self.opener.open(&mut frame) else { return Ok(WriteOp::Report(WorkerOut::Corrupt)) };
         let payload = Opened::payload(&frame);
         let m = &self.manifest;
@@ -216,7 +213,7 @@ impl Worker {
                     self.hasher.update(payload);
                     self.hashed += 1;
                 }
-                Ok(WriteOp::Chunk { index, offset: m.offset(index), frame })
+                Ok(WriteOp::Chunk { index, offset: m.offset(index), frame, path })
             }
             FrameKind::Trailer => {
                 let hash: [u8; 32] =

@@ -1,157 +1,272 @@
-//! The dialling side of the HTTP path: race every advertised address and keep the first whose
-//! answer passes the caller's check — for a transfer, a manifest sealed under the session key.
+//! The dialling side of the HTTP path.
+//!
+//! [`connect`] races every address in a ticket: each attempt dials, posts the receiver's sealed
+//! hello and reads the answer; the first answer that passes the caller's check (a manifest
+//! sealed under the session key) wins, and its connection becomes the run's [`HttpLink`]. The link
+//! reuses that connection for every later control frame, and dials the same address again only
+//! when the connection is gone (an answer was abandoned half-way, or the peer closed it).
+//!
+//! [`deliver`] posts an offer to a peer's inbox, racing its addresses the same way.
 
 use std::{
-    future::Future,
     net::SocketAddr,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{
     Method, Request, StatusCode,
-    body::Incoming,
+    body::Incoming as Body,
     client::conn::http1::{self, SendRequest},
     header,
 };
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpStream, task::JoinSet};
+use tokio::{
+    net::TcpStream,
+    sync::{mpsc, oneshot},
+    task::{JoinHandle, JoinSet},
+};
 
-use super::{INBOX_PATH, PREFIX};
-use crate::{core, error::TransferError, frame::MAX_META_LEN, id::TransferId};
+use super::{INBOX_PATH, transfer_path};
+use crate::{
+    error::TransferError,
+    frame::{self, HEADER_LEN, MAX_META_LEN, TAG_LEN},
+    id::TransferId,
+    transport::{AttemptReport, Connected, Incoming, Link, PathKind},
+};
 
-/// One attempt at one address, for the record shown to users.
-#[derive(Debug)]
-pub struct AttemptReport {
-    pub addr: SocketAddr,
-    pub elapsed: Duration,
-    pub error: Option<TransferError>,
-}
-
-/// An open connection to a peer, with the bearer token for one transfer (if any).
-#[derive(Debug)]
-pub struct HttpPeer {
-    addr: SocketAddr,
-    base: String,
-    auth: Option<String>,
-    send: SendRequest<Full<Bytes>>,
-}
-
-/// The winner of [`race`], with what its operation answered.
-#[derive(Debug)]
-pub struct Connected<T> {
-    pub peer: HttpPeer,
-    pub answer: T,
-}
+/// Items a link buffers between the socket and the receiver's driver.
+const INCOMING_DEPTH: usize = 8;
 
 fn unreachable(addr: SocketAddr, e: impl std::fmt::Display) -> TransferError {
     TransferError::PeerUnreachable(format!("{addr}: {e}"))
 }
 
-impl HttpPeer {
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
+type Conn = SendRequest<Full<Bytes>>;
 
-    async fn dial(addr: SocketAddr) -> Result<Self, TransferError> {
-        let stream = TcpStream::connect(addr).await.map_err(|e| unreachable(addr, e))?;
-        let _ = stream.set_nodelay(true);
-        let (send, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(addr, e))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%addr, "connection closed: {e}");
-            }
-        });
-        Ok(HttpPeer { addr, base: String::new(), auth: None, send })
-    }
+async fn dial(addr: SocketAddr) -> Result<Conn, TransferError> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| unreachable(addr, e))?;
+    let _ = stream.set_nodelay(true);
+    let (send, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(addr, e))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%addr, "connection closed: {e}");
+        }
+    });
+    Ok(send)
+}
 
-    /// Address requests to transfer `id`, authorised by `token`.
-    fn for_transfer(mut self, id: &TransferId, token: &str) -> Self {
-        self.base = format!("{PREFIX}{id}");
-        self.auth = Some(format!("Bearer {token}"));
-        self
-    }
+/// Where one transfer's requests go, and with what authority.
+#[derive(Clone)]
+struct Target {
+    addr: SocketAddr,
+    uri: String,
+    auth: Option<String>,
+    max_chunk: usize,
+}
 
-    /// Send a request; any non-2xx status is returned as an error, with its body.
-    async fn request(
-        &mut self,
-        method: Method,
-        path: &str,
-        body: Bytes,
-    ) -> Result<hyper::Response<Incoming>, TransferError> {
+impl Target {
+    /// Post `body` on `conn`; a non-2xx status is an error.
+    async fn post(&self, conn: &mut Conn, body: Bytes) -> Result<hyper::Response<Body>, TransferError> {
         let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base))
-            .header(header::HOST, self.addr.to_string());
+            .method(Method::POST)
+            .uri(&self.uri)
+            .header(header::HOST, self.addr.to_string())
+            .header(header::CONTENT_TYPE, "application/x-agentferry-frames");
         if let Some(auth) = &self.auth {
             req = req.header(header::AUTHORIZATION, auth);
         }
         let req = req.body(Full::new(body)).expect("valid request");
-        self.send.ready().await.map_err(|e| unreachable(self.addr, e))?;
-        let resp = self.send.send_request(req).await.map_err(|e| unreachable(self.addr, e))?;
+        conn.ready().await.map_err(|e| unreachable(self.addr, e))?;
+        let resp = conn.send_request(req).await.map_err(|e| unreachable(self.addr, e))?;
         match resp.status() {
             s if s.is_success() => Ok(resp),
             StatusCode::FORBIDDEN if self.auth.is_some() => Err(TransferError::Unauthorized),
             s => {
+                // A peer's words cross a trust boundary here: keep a well-formed code, no prose.
                 let body = read_limited(resp.into_body(), 4096).await.unwrap_or_default();
-                Err(TransferError::Protocol(format!("HTTP {s}: {}", String::from_utf8_lossy(&body))))
+                let code = serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_owned))
+                    .filter(|c| c.len() <= 40 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+                Err(TransferError::Protocol(code.unwrap_or_else(|| format!("HTTP {}", s.as_u16()))))
             }
         }
     }
 
-    /// Fetch the sealed manifest (the probe).
-    async fn manifest(&mut self) -> Result<BytesMut, TransferError> {
-        let resp = self.request(Method::GET, "", Bytes::new()).await?;
-        Ok(BytesMut::from(read_limited(resp.into_body(), MAX_META_LEN + 64).await?))
+    /// Post `body` on `conn` if it is still open (once more on a new connection if the old one
+    /// turns out closed), else on a new connection. Returns the connection and the answer.
+    async fn open(&self, conn: Option<Conn>, body: Bytes) -> Result<(Conn, Body), TransferError> {
+        if let Some(mut conn) = conn.filter(|c| !c.is_closed()) {
+            match self.post(&mut conn, body.clone()).await {
+                Ok(resp) => return Ok((conn, resp.into_body())),
+                Err(TransferError::PeerUnreachable(_)) => {} // closed under us: dial again
+                Err(e) => return Err(e),
+            }
+        }
+        let mut conn = dial(self.addr).await?;
+        let resp = self.post(&mut conn, body).await?;
+        Ok((conn, resp.into_body()))
     }
 
-    /// Ask for the frames of `request`; the body streams them.
-    pub async fn frames(&mut self, request: core::Request) -> Result<Incoming, TransferError> {
-        let path = format!("/frames?from={}&to={}", request.from, request.to);
-        Ok(self.request(Method::GET, &path, Bytes::new()).await?.into_body())
-    }
-
-    /// Tell the sender the file arrived whole.
-    pub async fn complete(&mut self, sha256: &str) -> Result<(), TransferError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "sha256": sha256 })).expect("json");
-        self.request(Method::POST, "/complete", body.into()).await?;
-        Ok(())
-    }
-
-    /// Post a JSON message to the peer's inbox; returns the JSON answer.
-    pub async fn deliver(&mut self, message: &serde_json::Value) -> Result<serde_json::Value, TransferError> {
-        let body = serde_json::to_vec(message).expect("json");
-        let resp = self.request(Method::POST, INBOX_PATH, body.into()).await?;
-        let answer = read_limited(resp.into_body(), 64 * 1024).await?;
-        serde_json::from_slice(&answer).map_err(|e| TransferError::Protocol(format!("inbox answer: {e}")))
+    /// Cut a response body into whole frames and hand each to `sink`; `Ok(false)` if the sink
+    /// stopped listening.
+    async fn frames(&self, mut body: Body, sink: &mpsc::Sender<Incoming>) -> Result<bool, TransferError> {
+        let capacity = HEADER_LEN + self.max_chunk.max(MAX_META_LEN) + TAG_LEN;
+        let mut buf = BytesMut::with_capacity(capacity);
+        while let Some(next) = body.frame().await {
+            let data = next.map_err(|e| unreachable(self.addr, e))?;
+            let Ok(data) = data.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            loop {
+                match frame::check(&buf, self.max_chunk) {
+                    Ok(Some(len)) => {
+                        let whole = buf.split_to(len);
+                        buf.reserve(capacity);
+                        if sink.send(Incoming::Frame(whole)).await.is_err() {
+                            return Ok(false);
+                        }
+                    }
+                    Ok(None) => break,
+                    // Desynchronised: hand over the garbage as one bad frame and stop.
+                    Err(e) => {
+                        let _ = sink.send(Incoming::Frame(BytesMut::new())).await;
+                        return Err(TransferError::Protocol(format!("bad frame header: {e}")));
+                    }
+                }
+            }
+        }
+        if !buf.is_empty() {
+            return Err(unreachable(self.addr, "the answer ended inside a frame"));
+        }
+        Ok(true)
     }
 }
 
-async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, TransferError> {
+/// The receiver's HTTP link: one authenticated connection, reused while it lives.
+pub struct HttpLink {
+    target: Arc<Target>,
+    /// The connection, when no answer is streaming on it.
+    idle: Option<Conn>,
+    /// The connection comes back here once the answer streaming on it has ended.
+    returned: Option<oneshot::Receiver<Conn>>,
+    streaming: Option<JoinHandle<()>>,
+    incoming: mpsc::Sender<Incoming>,
+}
+
+impl Drop for HttpLink {
+    fn drop(&mut self) {
+        if let Some(task) = self.streaming.take() {
+            task.abort();
+        }
+    }
+}
+
+impl HttpLink {
+    /// The connection to use next: the idle one, the one an ended answer gave back, or a new one.
+    fn take_conn(&mut self) -> Option<Conn> {
+        if let Some(task) = self.streaming.take() {
+            task.abort(); // an answer abandoned half-way takes its connection with it
+        }
+        self.idle.take().or_else(|| self.returned.take().and_then(|mut r| r.try_recv().ok()))
+    }
+}
+
+/// Post `control` and stream the answer into `incoming`, then hand the connection back.
+async fn exchange(
+    target: Arc<Target>,
+    conn: Option<Conn>,
+    control: Bytes,
+    incoming: mpsc::Sender<Incoming>,
+    give_back: oneshot::Sender<Conn>,
+) {
+    // Refused, unreachable or unauthorised: this path is gone.
+    let (mut conn, body) = match target.open(conn, control).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            let _ = incoming.send(Incoming::Lost(e)).await;
+            return;
+        }
+    };
+    match target.frames(body, &incoming).await {
+        Ok(true) => {
+            if conn.ready().await.is_ok() {
+                let _ = give_back.send(conn);
+            }
+        }
+        Ok(false) => return, // the link was dropped
+        // A stream that broke half-way only ends; the next request tells whether the peer is there.
+        Err(e) => tracing::debug!(addr = %target.addr, "answer ended: {e}"),
+    }
+    let _ = incoming.send(Incoming::StreamEnd).await;
+}
+
+impl Link for HttpLink {
+    fn kind(&self) -> PathKind {
+        PathKind::Http
+    }
+
+    fn peer(&self) -> String {
+        self.target.addr.to_string()
+    }
+
+    fn send(&mut self, control: Bytes) -> BoxFuture<'_, Result<(), TransferError>> {
+        let conn = self.take_conn();
+        let (give_back, returned) = oneshot::channel();
+        self.returned = Some(returned);
+        let task = exchange(Arc::clone(&self.target), conn, control, self.incoming.clone(), give_back);
+        self.streaming = Some(tokio::spawn(task));
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn send_last(&mut self, control: Bytes) -> BoxFuture<'_, Result<(), TransferError>> {
+        let conn = self.take_conn();
+        let target = Arc::clone(&self.target);
+        Box::pin(async move {
+            let (_, body) = target.open(conn, control).await?;
+            read_limited(body, MAX_META_LEN).await.map(drop)
+        })
+    }
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, TransferError> {
     let collected = Limited::new(body, limit).collect().await.map_err(|e| TransferError::Protocol(e.to_string()))?;
     Ok(collected.to_bytes())
 }
 
-/// Dial every address at once and run `op` on each connection; the first `op` to succeed wins
-/// and the rest are dropped. Returns the winner (if any) and a report of every attempt that
-/// finished. The error, when all fail, is the most telling one (a refusal over a timeout).
-pub async fn race<T, F, Fut>(
+/// Race every address: dial, post `hello`, and keep the first connection whose first answered
+/// frame passes `check`. Returns the winner (if any) and a report of every attempt that
+/// finished; the error, when all fail, is the most telling one (a refusal over a timeout).
+pub async fn connect(
     addrs: &[SocketAddr],
+    id: TransferId,
+    token: &str,
+    max_chunk: usize,
+    hello: Bytes,
     budget: Duration,
-    op: F,
-) -> (Result<Connected<T>, TransferError>, Vec<AttemptReport>)
-where
-    T: Send + 'static,
-    F: Fn(HttpPeer) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Connected<T>, TransferError>> + Send,
-{
+    check: impl Fn(&mut BytesMut) -> Result<(), TransferError> + Send + Sync + 'static,
+) -> (Result<Connected, TransferError>, Vec<AttemptReport>) {
+    let check = Arc::new(check);
     let mut attempts = JoinSet::new();
     for &addr in addrs {
-        let op = op.clone();
+        let target =
+            Arc::new(Target { addr, uri: transfer_path(&id), auth: Some(format!("Bearer {token}")), max_chunk });
+        let (hello, check) = (hello.clone(), Arc::clone(&check));
         attempts.spawn(async move {
             let started = Instant::now();
-            let attempt = async { op(HttpPeer::dial(addr).await?).await };
+            let attempt = async {
+                let (conn, body) = target.open(None, hello).await?;
+                let answer = read_limited(body, HEADER_LEN + MAX_META_LEN + TAG_LEN).await?;
+                let mut manifest = BytesMut::from(&answer[..]);
+                if frame::check(&manifest, 0).ok().flatten() != Some(manifest.len()) {
+                    return Err(TransferError::Protocol(format!("{addr}: the answer is not a manifest")));
+                }
+                check(&mut manifest)?;
+                Ok((target, conn, manifest))
+            };
             let result = tokio::time::timeout(budget, attempt)
                 .await
                 .unwrap_or_else(|_| Err(unreachable(addr, format!("no answer within {budget:?}"))));
@@ -162,16 +277,20 @@ where
     let mut best_error = None;
     while let Some(joined) = attempts.join_next().await {
         let Ok((addr, elapsed, result)) = joined else { continue };
+        let report = |error| AttemptReport { kind: PathKind::Http, peer: addr.to_string(), elapsed, error };
         match result {
-            Ok(connected) => {
-                reports.push(AttemptReport { addr, elapsed, error: None });
-                return (Ok(connected), reports);
+            Ok((target, conn, manifest)) => {
+                reports.push(report(None));
+                let (incoming_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
+                let link =
+                    HttpLink { target, idle: Some(conn), returned: None, streaming: None, incoming: incoming_tx };
+                return (Ok(Connected { link: Box::new(link), incoming, manifest }), reports);
             }
             Err(e) => {
                 if !matches!(best_error, Some(TransferError::Unauthorized | TransferError::IntegrityMismatch(_))) {
                     best_error = Some(e.duplicate());
                 }
-                reports.push(AttemptReport { addr, elapsed, error: Some(e) });
+                reports.push(report(Some(e)));
             }
         }
     }
@@ -179,28 +298,40 @@ where
     (Err(error), reports)
 }
 
-/// Race the addresses of a transfer's sender; the first whose manifest passes `verify` (i.e.
-/// authenticates under the session key) wins.
-pub async fn connect_any<T, F>(
+/// Post an offer (JSON) to the first of a peer's inbox addresses that answers; returns its JSON
+/// answer. A `Protocol` error means an inbox answered and refused.
+pub async fn deliver(
     addrs: &[SocketAddr],
-    id: TransferId,
-    token: &str,
     budget: Duration,
-    verify: F,
-) -> (Result<Connected<T>, TransferError>, Vec<AttemptReport>)
-where
-    T: Send + 'static,
-    F: Fn(&mut BytesMut) -> Result<T, TransferError> + Clone + Send + Sync + 'static,
-{
-    let token = token.to_owned();
-    race(addrs, budget, move |peer| {
-        let (token, verify) = (token.clone(), verify.clone());
-        async move {
-            let mut peer = peer.for_transfer(&id, &token);
-            let mut frame = peer.manifest().await?;
-            let answer = verify(&mut frame)?;
-            Ok(Connected { peer, answer })
+    offer: &serde_json::Value,
+) -> Result<serde_json::Value, TransferError> {
+    let body = Bytes::from(serde_json::to_vec(offer).expect("json"));
+    let mut attempts = JoinSet::new();
+    for &addr in addrs {
+        let body = body.clone();
+        attempts.spawn(async move {
+            let target = Target { addr, uri: INBOX_PATH.into(), auth: None, max_chunk: 0 };
+            let attempt = async {
+                let (_, answer) = target.open(None, body).await?;
+                let answer = read_limited(answer, 64 * 1024).await?;
+                serde_json::from_slice(&answer).map_err(|e| TransferError::Protocol(format!("inbox answer: {e}")))
+            };
+            tokio::time::timeout(budget, attempt)
+                .await
+                .unwrap_or_else(|_| Err(unreachable(addr, format!("no answer within {budget:?}"))))
+        });
+    }
+    let mut best_error = TransferError::PeerUnreachable("no inbox address to try".into());
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => {
+                if !matches!(best_error, TransferError::Protocol(_)) {
+                    best_error = e;
+                }
+            }
+            Err(_) => {}
         }
-    })
-    .await
+    }
+    Err(best_error)
 }

@@ -1,4 +1,7 @@
-//! The sending side of the HTTP path: a listener that serves every registered [`Outgoing`].
+//! The sending side of the HTTP path: a listener that serves every registered transfer.
+//!
+//! It checks the bearer token, hands the request's control frame to the transfer's [`Serve`]
+//! and streams back what the session answers; it knows nothing else of transfers.
 
 use std::{
     collections::HashMap,
@@ -23,7 +26,12 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
 use super::{INBOX_PATH, PREFIX};
-use crate::{core, engine::Outgoing, error::TransferError, id::TransferId};
+use crate::{
+    error::TransferError,
+    frame::{HEADER_LEN, MAX_META_LEN, TAG_LEN},
+    id::TransferId,
+    transport::{PathKind, Serve},
+};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
@@ -52,7 +60,7 @@ const MAX_INBOX_BODY: usize = 64 * 1024;
 
 #[derive(Default)]
 struct Routes {
-    transfers: Mutex<HashMap<TransferId, Arc<Outgoing>>>,
+    transfers: Mutex<HashMap<TransferId, Arc<dyn Serve>>>,
     inbox: Mutex<Option<InboxHandler>>,
 }
 
@@ -84,8 +92,8 @@ impl HttpServer {
         self.local_addr
     }
 
-    pub fn register(&self, outgoing: Arc<Outgoing>) {
-        self.routes.transfers.lock().expect("not poisoned").insert(outgoing.transfer_id, outgoing);
+    pub fn register(&self, serve: Arc<dyn Serve>) {
+        self.routes.transfers.lock().expect("not poisoned").insert(serve.transfer_id(), serve);
     }
 
     pub fn unregister(&self, id: &TransferId) {
@@ -139,10 +147,6 @@ fn bearer(req: &Request<Incoming>) -> Option<&str> {
     req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
-fn query_u64(query: Option<&str>, key: &str) -> Option<u64> {
-    query?.split('&').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
-}
-
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let body = serde_json::to_vec(value).expect("json");
     let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
@@ -172,46 +176,27 @@ async fn route(req: Request<Incoming>, routes: &Routes) -> Response<Body> {
     }
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
-    let outgoing = id
+    let serve = id
         .parse::<TransferId>()
         .ok()
         .and_then(|id| routes.transfers.lock().expect("not poisoned").get(&id).cloned())
-        .filter(|o| bearer(&req).is_some_and(|t| o.authorises(t)));
-    let Some(outgoing) = outgoing else { return empty(StatusCode::FORBIDDEN) };
-
-    match (req.method(), action) {
-        (&Method::HEAD, "") => empty(StatusCode::OK),
-        (&Method::GET, "") => {
-            let body = Full::new(outgoing.sealed_manifest()).map_err(|never| match never {}).boxed();
-            Response::new(body)
-        }
-        (&Method::GET, "frames") => {
-            let count = outgoing.manifest().chunk_count();
-            let from = query_u64(req.uri().query(), "from").unwrap_or(0);
-            let to = query_u64(req.uri().query(), "to").unwrap_or(count);
-            if from > to || to > count {
-                return empty(StatusCode::RANGE_NOT_SATISFIABLE);
-            }
-            let frames = ReceiverStream::new(outgoing.frames(core::Request { from, to }));
-            let stream = frames.map(|item| item.map(Frame::data));
-            let mut resp = Response::new(StreamBody::new(stream).boxed());
-            resp.headers_mut().insert(header::CONTENT_TYPE, "application/x-agentferry-frames".parse().unwrap());
-            resp
-        }
-        (&Method::POST, "complete") => {
-            let Ok(body) = http_body_util::Limited::new(req.into_body(), 1024).collect().await else {
-                return empty(StatusCode::BAD_REQUEST);
-            };
-            #[derive(serde::Deserialize)]
-            struct Complete {
-                sha256: String,
-            }
-            match serde_json::from_slice::<Complete>(&body.to_bytes()) {
-                Ok(c) if outgoing.handle_complete(&c.sha256) => empty(StatusCode::NO_CONTENT),
-                Ok(_) => empty(StatusCode::CONFLICT),
-                Err(_) => empty(StatusCode::BAD_REQUEST),
-            }
-        }
-        _ => empty(StatusCode::METHOD_NOT_ALLOWED),
+        .filter(|s| bearer(&req).is_some_and(|t| s.authorises(t)));
+    let Some(serve) = serve else { return empty(StatusCode::FORBIDDEN) };
+    if req.method() != Method::POST || !action.is_empty() {
+        return empty(StatusCode::METHOD_NOT_ALLOWED);
     }
+    let limit = HEADER_LEN + MAX_META_LEN + TAG_LEN;
+    let Ok(control) = http_body_util::Limited::new(req.into_body(), limit).collect().await else {
+        return empty(StatusCode::BAD_REQUEST);
+    };
+    let session = serve.open_session(PathKind::Http);
+    if session.controls.send(control.to_bytes()).await.is_err() {
+        return empty(StatusCode::SERVICE_UNAVAILABLE);
+    }
+    // Closing the controls ends the session once it has answered this one.
+    drop(session.controls);
+    let stream = ReceiverStream::new(session.frames).map(|frame| Ok(Frame::data(frame)));
+    let mut resp = Response::new(StreamBody::new(stream).boxed());
+    resp.headers_mut().insert(header::CONTENT_TYPE, "application/x-agentferry-frames".parse().expect("valid"));
+    resp
 }

@@ -1,0 +1,434 @@
+//! The receiver's path selector: which path to connect, which to use, when to move.
+//!
+//! Candidates come from the ticket (direct HTTP to its addresses, its message channel), best
+//! first. The selector connects the best one that may be tried, uses the first that
+//! authenticates, and then:
+//!
+//! - **falls back**: when the path in use breaks or stops delivering for `stall_timeout`, it is
+//!   set aside with a backoff and the next candidate is connected; the receive core asks the new
+//!   path for the first chunk still missing;
+//! - **upgrades**: while on a worse path it probes the better ones every `upgrade_interval` and
+//!   moves to one that authenticates (relay → direct), as iroh does;
+//! - **bans** a path whose endpoint fails to authenticate (wrong manifest or token) or that
+//!   delivered a streak of forged frames, for the rest of the run;
+//! - gives up only when every candidate is banned; a path that is merely unreachable is tried
+//!   again with one backoff policy until the receive core's idle timeout ends the run.
+//!
+//! A pinned preference leaves one candidate: no fallback and no upgrade.
+//!
+//! Like the rest of the core it owns no socket and no clock: inputs `handle_*(now, ..)`, outputs
+//! [`PathSelector::poll_output`] (drain after every input), then sleep until
+//! [`PathSelector::poll_timeout`] and call [`PathSelector::handle_timeout`].
+
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
+
+use super::GiveUp;
+use crate::transport::PathKind;
+
+/// Timing of path choice.
+#[derive(Clone, Debug)]
+pub struct PathConfig {
+    /// The path in use has delivered nothing new for this long: abandon it.
+    pub stall_timeout: Duration,
+    /// Backoff between tries of one path: the first retry after `retry_min`, doubling to
+    /// `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// While on a worse path, probe a better one this often.
+    pub upgrade_interval: Duration,
+}
+
+impl Default for PathConfig {
+    fn default() -> Self {
+        PathConfig {
+            stall_timeout: Duration::from_secs(10),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(2),
+            upgrade_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a path attempt or a path in use failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Refused, reset, timed out, or the channel is gone: may work later.
+    Unreachable,
+    /// The endpoint does not hold the session key (wrong manifest, token refused): banned.
+    Unauthentic,
+    /// The path delivered a streak of frames that failed authentication: banned.
+    Tampered { streak: u32 },
+    /// The path in use delivered nothing for the stall timeout.
+    Stalled,
+}
+
+/// What the driver must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathOutput {
+    /// Start connecting this path (at most one connection attempt runs at a time).
+    Connect(PathKind),
+    /// Carry the transfer on this path from now on (the one just connected). The driver drops
+    /// the link it used before, and tells the receive core.
+    Use(PathKind),
+    /// The path in use is abandoned; until a `Use`, the transfer has no path.
+    Abandon(PathKind, Failure),
+    /// Every candidate is banned.
+    Failed(GiveUp),
+}
+
+#[derive(Clone, Debug)]
+struct Candidate {
+    kind: PathKind,
+    banned: Option<Failure>,
+    failures: u32,
+    next_try: Instant,
+}
+
+/// Path choice for one receive run.
+///
+/// - Getters: [`active`](Self::active).
+/// - Inputs: [`handle_connected`](Self::handle_connected),
+///   [`handle_connect_failed`](Self::handle_connect_failed), [`handle_lost`](Self::handle_lost),
+///   [`handle_progress`](Self::handle_progress), [`handle_timeout`](Self::handle_timeout).
+/// - Outputs: drain [`poll_output`](Self::poll_output); wake at [`poll_timeout`](Self::poll_timeout).
+#[derive(Debug)]
+pub struct PathSelector {
+    cfg: PathConfig,
+    /// Best first.
+    candidates: Vec<Candidate>,
+    active: Option<PathKind>,
+    connecting: Option<PathKind>,
+    last_progress: Instant,
+    failed: bool,
+    outputs: VecDeque<PathOutput>,
+}
+
+impl PathSelector {
+    /// `kinds` in any order; they are tried best first.
+    pub fn new(now: Instant, kinds: &[PathKind], cfg: PathConfig) -> Self {
+        let mut candidates: Vec<Candidate> =
+            kinds.iter().map(|&kind| Candidate { kind, banned: None, failures: 0, next_try: now }).collect();
+        candidates.sort_by_key(|c| c.kind);
+        candidates.dedup_by_key(|c| c.kind);
+        let mut selector = PathSelector {
+            cfg,
+            candidates,
+            active: None,
+            connecting: None,
+            last_progress: now,
+            failed: false,
+            outputs: VecDeque::new(),
+        };
+        selector.step(now);
+        selector
+    }
+
+    /// The path carrying the transfer, if any.
+    pub fn active(&self) -> Option<PathKind> {
+        self.active
+    }
+
+    fn candidate(&mut self, kind: PathKind) -> Option<&mut Candidate> {
+        self.candidates.iter_mut().find(|c| c.kind == kind)
+    }
+
+    /// A connection attempt on `kind` authenticated. Returns whether to use it (else the
+    /// driver drops it: a better path is already in use).
+    pub fn handle_connected(&mut self, now: Instant, kind: PathKind) -> bool {
+        if self.connecting == Some(kind) {
+            self.connecting = None;
+        }
+        let better = self.active.is_none_or(|active| kind < active);
+        if better && !self.failed {
+            if let Some(c) = self.candidate(kind) {
+                c.failures = 0;
+            }
+            self.active = Some(kind);
+            self.last_progress = now;
+            self.outputs.push_back(PathOutput::Use(kind));
+        }
+        self.step(now);
+        better && !self.failed
+    }
+
+    /// A connection attempt on `kind` failed.
+    pub fn handle_connect_failed(&mut self, now: Instant, kind: PathKind, why: Failure) {
+        if self.connecting == Some(kind) {
+            self.connecting = None;
+        }
+        self.set_aside(now, kind, why);
+        self.step(now);
+    }
+
+    /// The path in use broke, stalled or was caught tampering.
+    pub fn handle_lost(&mut self, now: Instant, why: Failure) {
+        if let Some(kind) = self.active.take() {
+            self.outputs.push_back(PathOutput::Abandon(kind, why));
+            self.set_aside(now, kind, why);
+        }
+        self.step(now);
+    }
+
+    /// The path in use delivered something new.
+    pub fn handle_progress(&mut self, now: Instant) {
+        self.last_progress = now;
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.step(now);
+    }
+
+    pub fn poll_output(&mut self) -> Option<PathOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`handle_timeout`](Self::handle_timeout) at the latest.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.failed {
+            return None;
+        }
+        let stall = self.active.map(|_| self.last_progress + self.cfg.stall_timeout);
+        let retry = match self.connecting {
+            Some(_) => None,
+            None => self.tryable().map(|c| c.next_try),
+        };
+        [stall, retry].into_iter().flatten().min()
+    }
+
+    fn set_aside(&mut self, now: Instant, kind: PathKind, why: Failure) {
+        let (min, max, upgrade) = (self.cfg.retry_min, self.cfg.retry_max, self.cfg.upgrade_interval);
+        let on_worse_path = self.active.is_some_and(|active| active > kind);
+        let Some(c) = self.candidate(kind) else { return };
+        match why {
+            Failure::Unauthentic | Failure::Tampered { .. } => c.banned = Some(why),
+            Failure::Unreachable | Failure::Stalled => {
+                c.failures += 1;
+                let backoff = min.saturating_mul(1 << (c.failures - 1).min(16)).min(max);
+                // A better path that failed a probe is probed again at the upgrade interval.
+                c.next_try = now + if on_worse_path { upgrade.max(backoff) } else { backoff };
+            }
+        }
+    }
+
+    /// The candidate to connect next: when nothing is in use, the best not banned (soonest due
+    /// among equals in rank); when a path is in use, the best one better than it.
+    fn tryable(&self) -> Option<&Candidate> {
+        let eligible = self.candidates.iter().filter(|c| c.banned.is_none());
+        match self.active {
+            Some(active) => eligible.take_while(|c| c.kind < active).min_by_key(|c| c.next_try),
+            None => eligible.min_by_key(|c| c.next_try),
+        }
+    }
+
+    fn step(&mut self, now: Instant) {
+        if self.failed {
+            return;
+        }
+        if self.active.is_some() && now >= self.last_progress + self.cfg.stall_timeout {
+            let kind = self.active.take().expect("active");
+            self.outputs.push_back(PathOutput::Abandon(kind, Failure::Stalled));
+            self.set_aside(now, kind, Failure::Stalled);
+        }
+        if self.candidates.iter().all(|c| c.banned.is_some()) {
+            self.failed = true;
+            self.active = None;
+            let why = match self.candidates.iter().rev().find_map(|c| c.banned) {
+                Some(Failure::Tampered { streak }) => GiveUp::Tampered { streak },
+                _ => GiveUp::Refused,
+            };
+            self.outputs.push_back(PathOutput::Failed(why));
+            return;
+        }
+        if self.connecting.is_none()
+            && let Some(next) = self.tryable().filter(|c| c.next_try <= now).map(|c| c.kind)
+        {
+            self.connecting = Some(next);
+            self.outputs.push_back(PathOutput::Connect(next));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HTTP: PathKind = PathKind::Http;
+    const RELAY: PathKind = PathKind::Relay;
+
+    fn drain(s: &mut PathSelector) -> Vec<PathOutput> {
+        std::iter::from_fn(|| s.poll_output()).collect()
+    }
+
+    /// Step the selector's own clock to its next wake-up.
+    fn wake(s: &mut PathSelector) -> Instant {
+        let at = s.poll_timeout().expect("a wake-up");
+        s.handle_timeout(at);
+        at
+    }
+
+    #[test]
+    fn tries_direct_first_then_the_relay_and_uses_what_authenticates() {
+        let t0 = Instant::now();
+        let mut s = PathSelector::new(t0, &[RELAY, HTTP], PathConfig::default());
+        assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+        s.handle_connect_failed(t0, HTTP, Failure::Unreachable);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(RELAY)]);
+        assert!(s.handle_connected(t0, RELAY));
+        assert_eq!(drain(&mut s), [PathOutput::Use(RELAY)]);
+        assert_eq!(s.active(), Some(RELAY));
+    }
+
+    #[test]
+    fn a_path_that_breaks_mid_transfer_hands_over_to_the_next() {
+        let t0 = Instant::now();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], PathConfig::default());
+        drain(&mut s);
+        assert!(s.handle_connected(t0, HTTP));
+        drain(&mut s);
+        let t1 = t0 + Duration::from_secs(3);
+        s.handle_progress(t1);
+        s.handle_lost(t1, Failure::Unreachable);
+        assert_eq!(drain(&mut s), [PathOutput::Abandon(HTTP, Failure::Unreachable), PathOutput::Connect(RELAY)]);
+        assert!(s.handle_connected(t1, RELAY));
+        assert_eq!(drain(&mut s), [PathOutput::Use(RELAY)]);
+    }
+
+    #[test]
+    fn a_path_that_stops_delivering_is_abandoned_after_the_stall_timeout() {
+        let t0 = Instant::now();
+        let cfg = PathConfig::default();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], cfg.clone());
+        drain(&mut s);
+        s.handle_connected(t0, HTTP);
+        drain(&mut s);
+        s.handle_progress(t0 + Duration::from_secs(1));
+        let at = wake(&mut s);
+        assert_eq!(at, t0 + Duration::from_secs(1) + cfg.stall_timeout);
+        assert_eq!(drain(&mut s), [PathOutput::Abandon(HTTP, Failure::Stalled), PathOutput::Connect(RELAY)]);
+    }
+
+    #[test]
+    fn on_the_relay_it_probes_direct_at_the_upgrade_interval_and_moves_up() {
+        let t0 = Instant::now();
+        let cfg = PathConfig::default();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], cfg.clone());
+        drain(&mut s);
+        s.handle_connect_failed(t0, HTTP, Failure::Unreachable);
+        drain(&mut s);
+        s.handle_connected(t0, RELAY);
+        drain(&mut s);
+        // The first retry of direct is due after the short backoff; it fails again.
+        let mut now = wake(&mut s);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+        for _ in 0..5 {
+            s.handle_progress(now);
+            s.handle_connect_failed(now, HTTP, Failure::Unreachable);
+            let failed_at = now;
+            now = wake(&mut s);
+            assert!(now - failed_at >= cfg.upgrade_interval, "probes are spaced by the upgrade interval");
+            s.handle_progress(now);
+            assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+        }
+        assert!(s.handle_connected(now, HTTP));
+        assert_eq!(drain(&mut s), [PathOutput::Use(HTTP)]);
+        assert_eq!(s.active(), Some(HTTP));
+        // On the best path nothing more is probed.
+        assert_eq!(s.poll_timeout(), Some(now + cfg.stall_timeout));
+    }
+
+    #[test]
+    fn a_path_that_flaps_is_retried_with_a_growing_backoff_capped_at_the_maximum() {
+        let t0 = Instant::now();
+        let cfg = PathConfig::default();
+        let mut s = PathSelector::new(t0, &[HTTP], cfg.clone());
+        drain(&mut s);
+        let mut now = t0;
+        let mut gaps = Vec::new();
+        for _ in 0..8 {
+            s.handle_connected(now, HTTP);
+            drain(&mut s);
+            s.handle_lost(now, Failure::Unreachable);
+            assert_eq!(drain(&mut s), [PathOutput::Abandon(HTTP, Failure::Unreachable)]);
+            let at = wake(&mut s);
+            assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+            s.handle_connect_failed(at, HTTP, Failure::Unreachable);
+            let retry = wake(&mut s);
+            gaps.push(retry - at);
+            drain(&mut s);
+            now = retry;
+        }
+        assert!(gaps.windows(2).all(|w| w[0] <= w[1]), "backoff grows: {gaps:?}");
+        assert!(gaps.iter().all(|&g| g <= cfg.retry_max), "and is capped: {gaps:?}");
+    }
+
+    #[test]
+    fn an_endpoint_that_fails_to_authenticate_is_not_tried_again() {
+        let t0 = Instant::now();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], PathConfig::default());
+        drain(&mut s);
+        s.handle_connect_failed(t0, HTTP, Failure::Unauthentic);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(RELAY)]);
+        s.handle_connected(t0, RELAY);
+        drain(&mut s);
+        // On the relay for a long while: direct, the liar, is never probed.
+        for i in 1..20 {
+            let now = t0 + Duration::from_secs(i);
+            s.handle_progress(now);
+            s.handle_timeout(now);
+            assert_eq!(drain(&mut s), []);
+        }
+    }
+
+    #[test]
+    fn a_tamper_streak_bans_the_path_and_when_none_is_left_the_run_fails() {
+        let t0 = Instant::now();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], PathConfig::default());
+        drain(&mut s);
+        s.handle_connected(t0, HTTP);
+        drain(&mut s);
+        s.handle_lost(t0, Failure::Tampered { streak: 16 });
+        assert_eq!(
+            drain(&mut s),
+            [PathOutput::Abandon(HTTP, Failure::Tampered { streak: 16 }), PathOutput::Connect(RELAY)]
+        );
+        s.handle_connected(t0, RELAY);
+        drain(&mut s);
+        s.handle_lost(t0, Failure::Tampered { streak: 16 });
+        assert_eq!(
+            drain(&mut s),
+            [
+                PathOutput::Abandon(RELAY, Failure::Tampered { streak: 16 }),
+                PathOutput::Failed(GiveUp::Tampered { streak: 16 })
+            ]
+        );
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_pinned_path_never_falls_back_and_is_retried_until_the_run_gives_up() {
+        let t0 = Instant::now();
+        let mut s = PathSelector::new(t0, &[HTTP], PathConfig::default());
+        assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+        s.handle_connect_failed(t0, HTTP, Failure::Unreachable);
+        assert_eq!(drain(&mut s), []);
+        wake(&mut s);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+        s.handle_connect_failed(t0, HTTP, Failure::Unauthentic);
+        assert_eq!(drain(&mut s), [PathOutput::Failed(GiveUp::Refused)]);
+    }
+
+    #[test]
+    fn a_worse_path_that_connects_late_is_not_used() {
+        let t0 = Instant::now();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], PathConfig::default());
+        drain(&mut s);
+        s.handle_connected(t0, HTTP);
+        drain(&mut s);
+        assert!(!s.handle_connected(t0, RELAY));
+        assert_eq!(s.active(), Some(HTTP));
+        assert_eq!(drain(&mut s), []);
+    }
+}

@@ -1,0 +1,219 @@
+//! The sender's one driver: a session answers one receiver's control frames on any path.
+//!
+//! A path opens a session through [`Serve::open_session`] and feeds it the control frames that
+//! arrive (one per HTTP request, a stream of them on a channel). The session runs on a blocking
+//! thread: it opens each control frame, hands it to the [`SendCore`], and reads, hashes and seals
+//! what the core says to transmit, sending sealed frames into a small bounded channel the path
+//! drains, so memory stays flat whatever the file size and a slow path slows the disk down.
+//!
+//! Nonces are never reused: every `want` starts a fresh epoch (a fresh key), and under one epoch
+//! the core transmits each chunk at most once, in increasing order (the sealer enforces it).
+//! The source is checked before every request is served and before the trailer.
+//!
+//! Hashing happens here and only here: the session keeps the SHA-256 of a prefix of the file,
+//! extends it with each chunk sent in order, catches up from disk when a request starts further
+//! on, and finishes it for the trailer.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::outgoing::{Outgoing, hex};
+use crate::{
+    core::{Control, Request, SendCore, Transmit},
+    crypto::random_epoch,
+    error::TransferError,
+    frame::{FLAG_LAST, FrameKind, Opened, Opener, Sealer},
+    id::TransferId,
+    transport::{PathKind, Serve, Session},
+};
+
+/// Sealed frames in flight between the disk thread and the path, per session.
+const FRAMES_DEPTH: usize = 4;
+/// Control frames waiting for the session.
+const CONTROLS_DEPTH: usize = 16;
+
+/// An [`Outgoing`] as the paths serve it (a session needs to hold the transfer).
+pub(super) struct ServeOutgoing(pub Arc<Outgoing>);
+
+impl Serve for ServeOutgoing {
+    fn transfer_id(&self) -> TransferId {
+        self.0.transfer_id
+    }
+
+    fn authorises(&self, token: &str) -> bool {
+        self.0.authorises(token)
+    }
+
+    fn open_session(&self, path: PathKind) -> Session {
+        let (controls, controls_rx) = mpsc::channel(CONTROLS_DEPTH);
+        let (frames_tx, frames) = mpsc::channel(FRAMES_DEPTH);
+        let outgoing = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let id = outgoing.transfer_id;
+            let mut driver = Driver::new(outgoing, path, frames_tx);
+            if let Err(e) = driver.run(controls_rx) {
+                tracing::warn!(transfer = %id, %path, code = e.code(), "session ended: {e}");
+                if matches!(e, TransferError::SourceChanged(_)) {
+                    driver.outgoing.fail(e);
+                }
+            }
+        });
+        Session { controls, frames }
+    }
+}
+
+/// The SHA-256 of the file's first `next` chunks.
+struct PrefixHash {
+    hasher: Sha256,
+    next: u64,
+}
+
+impl PrefixHash {
+    /// Extend the hash by reading chunks up to `upto` from disk.
+    fn catch_up(&mut self, outgoing: &Outgoing, upto: u64) -> Result<(), TransferError> {
+        let m = outgoing.manifest();
+        let mut buf = vec![0u8; m.chunk_size as usize];
+        while self.next < upto.min(m.chunk_count()) {
+            let chunk = &mut buf[..m.chunk_len(self.next)];
+            outgoing.read_chunk(self.next, chunk)?;
+            self.hasher.update(&*chunk);
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// Chunk `index` is going out: part of the prefix if it is the next one.
+    fn feed(&mut self, index: u64, plaintext: &[u8]) {
+        if index == self.next {
+            self.hasher.update(plaintext);
+            self.next += 1;
+        }
+    }
+}
+
+struct Driver {
+    outgoing: Arc<Outgoing>,
+    path: PathKind,
+    frames: mpsc::Sender<Bytes>,
+    opener: Opener,
+    core: SendCore,
+    /// The epoch of the current request; `None` before the first `want`.
+    sealer: Option<Sealer>,
+    /// `None` once the file's hash is known.
+    prefix: Option<PrefixHash>,
+}
+
+/// The receiver hung up; nothing to report.
+struct Gone;
+
+impl Driver {
+    fn new(outgoing: Arc<Outgoing>, path: PathKind, frames: mpsc::Sender<Bytes>) -> Self {
+        let m = outgoing.manifest();
+        let prefix = m.sha256.is_none().then(|| PrefixHash { hasher: Sha256::new(), next: 0 });
+        Driver {
+            opener: Opener::new(outgoing.session_key().clone(), outgoing.transfer_id, 0),
+            core: SendCore::new(m.chunk_count()),
+            outgoing,
+            path,
+            frames,
+            sealer: None,
+            prefix,
+        }
+    }
+
+    /// Serve until the controls close and everything asked for is sent, or the receiver leaves.
+    fn run(&mut self, mut controls: mpsc::Receiver<Bytes>) -> Result<(), TransferError> {
+        loop {
+            // Take every control that is waiting before sending the next frame.
+            let control = match controls.try_recv().ok() {
+                Some(control) => control,
+                None => match self.core.poll_transmit() {
+                    Some(transmit) => {
+                        let frame = self.seal(transmit)?;
+                        if self.send(frame).is_err() {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                    None => match controls.blocking_recv() {
+                        Some(control) => control,
+                        None => return Ok(()),
+                    },
+                },
+            };
+            if self.handle(control)?.is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn send(&self, frame: Bytes) -> Result<(), Gone> {
+        self.frames.blocking_send(frame).map_err(|_| Gone)
+    }
+
+    fn handle(&mut self, message: Bytes) -> Result<Result<(), Gone>, TransferError> {
+        let mut buf = BytesMut::from(&message[..]);
+        let control = match self.opener.open(&mut buf) {
+            Ok(Opened { kind: FrameKind::Control, .. }) => serde_json::from_slice(Opened::payload(&buf)).ok(),
+            _ => None,
+        };
+        let Some(control) = control else {
+            tracing::debug!(transfer = %self.outgoing.transfer_id, "dropping a message that is not an authentic control frame");
+            return Ok(Ok(()));
+        };
+        match control {
+            Control::Hello => return Ok(self.send(self.outgoing.sealed_manifest())),
+            Control::Want { from, to } => {
+                self.outgoing.check_unchanged()?;
+                if let Some(prefix) = &mut self.prefix {
+                    prefix.catch_up(&self.outgoing, from)?;
+                }
+                self.sealer = Some(Sealer::new(self.outgoing.session_key(), self.outgoing.transfer_id, random_epoch()));
+                self.core.handle_request(Request { from, to });
+            }
+            Control::Credit { to } => self.core.handle_credit(to),
+            Control::Complete { sha256 } => {
+                self.outgoing.handle_complete(&sha256);
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Read and seal what the core says to transmit.
+    fn seal(&mut self, transmit: Transmit) -> Result<Bytes, TransferError> {
+        let outgoing = Arc::clone(&self.outgoing);
+        let m = outgoing.manifest();
+        let sealer = self.sealer.as_mut().expect("the core transmits only after a want");
+        Ok(match transmit {
+            Transmit::Chunk { index, last } => {
+                let len = m.chunk_len(index);
+                let mut buf = Sealer::buffer(len);
+                let start = buf.len();
+                buf.resize(start + len, 0);
+                outgoing.read_chunk(index, &mut buf[start..])?;
+                if let Some(prefix) = &mut self.prefix {
+                    prefix.feed(index, &buf[start..]);
+                }
+                sealer.seal(FrameKind::Chunk, if last { FLAG_LAST } else { 0 }, index, &mut buf);
+                outgoing.record_served(self.path, index, len as u64);
+                buf.freeze()
+            }
+            Transmit::Trailer => {
+                let digest = match (outgoing.sha256(), self.prefix.take()) {
+                    (Some(known), _) => known,
+                    (None, Some(mut prefix)) => {
+                        prefix.catch_up(&outgoing, m.chunk_count())?;
+                        outgoing.record_hash(&hex(&prefix.hasher.finalize()))?
+                    }
+                    (None, None) => unreachable!("the prefix is kept until the hash is known"),
+                };
+                outgoing.check_unchanged()?;
+                let raw = data_encoding::HEXLOWER.decode(digest.as_bytes()).expect("hex");
+                sealer.seal_bytes(FrameKind::Trailer, m.chunk_count(), &raw).freeze()
+            }
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The message-channel path: a relay server or a shared folder ([`crate::relay`]).
+//!
+//! Both sides meet in two mailboxes derived from the session key (the engine derives them; this
+//! module only moves bytes): the sender reads one, the receiver the other. Every control frame
+//! is one message to the sender, every frame one message back. A channel has no responses and no
+//! flow control of its own, so the receive core runs it with a finite window and credit.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::future::BoxFuture;
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    error::TransferError,
+    relay::{Channel, ChannelHint, Mailbox},
+    transport::{AttemptReport, Connected, Incoming, Link, PathKind, Serve},
+};
+
+/// The two mailboxes of one transfer on a channel.
+#[derive(Clone, Copy, Debug)]
+pub struct Mailboxes {
+    pub to_sender: Mailbox,
+    pub to_receiver: Mailbox,
+}
+
+/// Serve a transfer on `channel` until the returned future is dropped: every message in the
+/// sender's mailbox goes to one session of `serve`, and its frames go to the receiver's mailbox.
+pub async fn serve(channel: Channel, serve: std::sync::Arc<dyn Serve>, mailboxes: Mailboxes) {
+    let mut requests = channel.subscribe(mailboxes.to_sender).await;
+    let session = serve.open_session(PathKind::Relay);
+    let controls = session.controls;
+    let mut frames = session.frames;
+    // Two directions at once in one task: neither waits for the other, and dropping the task
+    // stops both (which ends the session).
+    let inbound = async {
+        while let Some(message) = requests.recv().await {
+            if controls.send(message).await.is_err() {
+                break;
+            }
+        }
+    };
+    let outbound = async {
+        while let Some(frame) = frames.recv().await {
+            if let Err(e) = channel.send(mailboxes.to_receiver, frame).await {
+                tracing::debug!("channel send failed: {e}");
+            }
+        }
+    };
+    tokio::join!(inbound, outbound);
+}
+
+/// The receiver's link over a channel.
+pub struct ChannelLink {
+    channel: Channel,
+    hint: String,
+    mailboxes: Mailboxes,
+    forward: JoinHandle<()>,
+}
+
+impl Drop for ChannelLink {
+    fn drop(&mut self) {
+        self.forward.abort();
+        let (channel, mailbox) = (self.channel.clone(), self.mailboxes.to_receiver);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { channel.unsubscribe(mailbox).await });
+        }
+    }
+}
+
+impl Link for ChannelLink {
+    fn kind(&self) -> PathKind {
+        PathKind::Relay
+    }
+
+    fn peer(&self) -> String {
+        self.hint.clone()
+    }
+
+    fn send(&mut self, control: Bytes) -> BoxFuture<'_, Result<(), TransferError>> {
+        Box::pin(self.channel.send(self.mailboxes.to_sender, control))
+    }
+
+    fn send_last(&mut self, control: Bytes) -> BoxFuture<'_, Result<(), TransferError>> {
+        Box::pin(self.channel.send_written(self.mailboxes.to_sender, control))
+    }
+}
+
+/// Items buffered between the channel and the receiver's driver.
+const INCOMING_DEPTH: usize = 8;
+
+/// Open the channel `hint`, post `hello` to the sender, and wait up to `budget` for a frame that
+/// passes `check` (the sender's sealed manifest); anything else arriving first is ignored.
+pub async fn connect(
+    hint: &str,
+    mailboxes: Mailboxes,
+    hello: Bytes,
+    budget: Duration,
+    check: impl Fn(&mut BytesMut) -> Result<(), TransferError>,
+) -> (Result<Connected, TransferError>, AttemptReport) {
+    let started = Instant::now();
+    let result = async {
+        let parsed: ChannelHint = hint.parse()?;
+        let channel = Channel::open(&parsed).await?;
+        let mut arriving = channel.subscribe(mailboxes.to_receiver).await;
+        channel.send(mailboxes.to_sender, hello).await?;
+        let answer = async {
+            while let Some(message) = arriving.recv().await {
+                let mut frame = BytesMut::from(&message[..]);
+                if check(&mut frame).is_ok() {
+                    return Some(frame);
+                }
+            }
+            None
+        };
+        let manifest = tokio::time::timeout(budget, answer)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| TransferError::PeerUnreachable(format!("the sender did not answer on {hint}")))?;
+        let (incoming_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
+        let forward = tokio::spawn(async move {
+            while let Some(message) = arriving.recv().await {
+                // Usually the only view of its buffer: no copy.
+                let frame = message.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+                if incoming_tx.send(Incoming::Frame(frame)).await.is_err() {
+                    return;
+                }
+            }
+            let lost = TransferError::PeerUnreachable("the channel closed".into());
+            let _ = incoming_tx.send(Incoming::Lost(lost)).await;
+        });
+        let link = ChannelLink { channel, hint: hint.to_owned(), mailboxes, forward };
+        Ok(Connected { link: Box::new(link), incoming, manifest })
+    }
+    .await;
+    let report = AttemptReport {
+        kind: PathKind::Relay,
+        peer: hint.to_owned(),
+        elapsed: started.elapsed(),
+        error: result.as_ref().err().map(TransferError::duplicate),
+    };
+    (result, report)
+}
