@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::{
     io::{BufRead, BufReader, Write},
     path::{Path, PathBuf},
@@ -37,7 +39,15 @@ impl Node {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        self.configure(Command::new(BIN), args)
+    }
+
+    /// The same command, run inside a network namespace.
+    pub fn command_in(&self, ns: &netns::Netns, args: &[&str]) -> Command {
+        self.configure(ns.command(BIN), args)
+    }
+
+    fn configure(&self, mut cmd: Command, args: &[&str]) -> Command {
         cmd.args(args)
             .env("AGENTFERRY_HOME", self.home())
             .env("AGENTFERRY_BIND", "127.0.0.1:0")
