@@ -56,6 +56,7 @@ struct Pair {
     seq: u64,
     receiver: ReceiveCore,
     sender: SendCore,
+    sender_chunks: u64,
     /// The sender transmits one frame per tick while it has any queued.
     frame_time: Duration,
     sender_busy_until: Instant,
@@ -79,6 +80,7 @@ impl Pair {
             wire: BinaryHeap::new(),
             seq: 0,
             receiver: ReceiveCore::new(start, chunks, durable, cfg),
+            sender_chunks: chunks,
             sender: SendCore::new(chunks),
             frame_time: Duration::from_micros(500),
             sender_busy_until: start,
@@ -179,32 +181,48 @@ impl Pair {
     fn run(&mut self, limit: Duration) -> Output {
         self.drain();
         while self.outcome.is_none() {
-            let wire_next = self.wire.peek().map(|Reverse((t, ..))| *t);
-            let timer = self.receiver.poll_timeout();
-            let next = [wire_next, timer].into_iter().flatten().min().expect("something to wait for");
-            assert!(next - self.start <= limit, "no outcome after {limit:?}");
-            self.now = self.now.max(next);
-            if wire_next == Some(next) {
-                let Reverse((_, _, to_receiver, msg)) = self.wire.pop().unwrap();
-                match (to_receiver, msg) {
-                    (true, Msg::Chunk(i)) => {
-                        if self.receiver.handle_frame(self.now, i).unwrap() == Verdict::Write {
-                            self.writes.push(i);
-                        }
-                    }
-                    (true, Msg::Corrupt) => self.receiver.handle_corrupt(self.now),
-                    (true, Msg::Trailer) => self.receiver.handle_trailer(self.now),
-                    (true, Msg::StreamEnd) => self.receiver.handle_stream_end(self.now),
-                    (false, Msg::Request(from, to)) => self.sender_handle(from, to),
-                    (false, Msg::Credit(to)) => self.sender_credit(to),
-                    other => unreachable!("{other:?}"),
-                }
-            } else {
-                self.receiver.handle_timeout(self.now);
-            }
-            self.drain();
+            self.step(limit);
         }
         self.outcome.clone().unwrap()
+    }
+
+    /// Deliver the next message or fire the next timer, then act on the receiver's outputs.
+    fn step(&mut self, limit: Duration) {
+        let wire_next = self.wire.peek().map(|Reverse((t, ..))| *t);
+        let timer = self.receiver.poll_timeout();
+        let next = [wire_next, timer].into_iter().flatten().min().expect("something to wait for");
+        assert!(next - self.start <= limit, "no outcome after {limit:?}");
+        self.now = self.now.max(next);
+        if wire_next == Some(next) {
+            let Reverse((_, _, to_receiver, msg)) = self.wire.pop().unwrap();
+            match (to_receiver, msg) {
+                (true, Msg::Chunk(i)) => {
+                    if self.receiver.handle_frame(self.now, i).unwrap() == Verdict::Write {
+                        self.writes.push(i);
+                    }
+                }
+                (true, Msg::Corrupt) => self.receiver.handle_corrupt(self.now),
+                (true, Msg::Trailer) => self.receiver.handle_trailer(self.now),
+                (true, Msg::StreamEnd) => self.receiver.handle_stream_end(self.now),
+                (false, Msg::Request(from, to)) => self.sender_handle(from, to),
+                (false, Msg::Credit(to)) => self.sender_credit(to),
+                other => unreachable!("{other:?}"),
+            }
+        } else {
+            self.receiver.handle_timeout(self.now);
+        }
+        self.drain();
+    }
+
+    /// The path in use vanishes with whatever it had in flight; `link` replaces it, with a new
+    /// sender session behind it and the receiver told to use `cfg`'s window and timeout.
+    fn switch_path(&mut self, link: Link, cfg: &ReceiveConfig) {
+        self.wire.clear();
+        self.link = link;
+        self.sender = SendCore::new(self.sender_chunks);
+        self.sender_busy_until = self.now;
+        self.receiver.handle_path_change(self.now, cfg.window, cfg.request_timeout);
+        self.drain();
     }
 
     fn elapsed(&self) -> Duration {
@@ -342,4 +360,42 @@ fn credit_and_loss_together_still_deliver_everything() {
         writes.sort();
         assert_eq!(writes, (0..500).collect::<Vec<_>>(), "seed {seed}");
     }
+}
+
+#[test]
+fn a_change_of_path_mid_transfer_asks_the_new_path_for_the_first_missing_chunk() {
+    let mut pair = Pair::new(11, 400, 0, Link::clean(), ReceiveConfig::default());
+    pair.drain();
+    while pair.writes.len() < 150 {
+        pair.step(Duration::from_secs(5));
+    }
+    // Direct breaks: what was in flight is lost, and until another path answers nothing is asked.
+    pair.receiver.handle_path_lost(pair.now);
+    pair.wire.clear();
+    pair.drain();
+    let asked = pair.requests.len();
+    let at_switch = pair.receiver.first_missing();
+    // The relay answers, with a finite window.
+    let relay = Link { latency: Duration::from_millis(20), stream_ends: false, ..Link::clean() };
+    pair.switch_path(relay, &windowed());
+    assert_eq!(pair.requests.len(), asked + 1, "the new path is asked at once");
+    assert_eq!(pair.requests[asked], Request { from: at_switch, to: at_switch + 16 });
+    assert_eq!(pair.run(Duration::from_secs(30)), Output::Verify);
+    let mut writes = pair.writes.clone();
+    writes.sort();
+    writes.dedup();
+    assert_eq!(writes.len(), pair.writes.len(), "no chunk written twice");
+    assert_eq!(writes, (0..400).collect::<Vec<_>>());
+    assert!(pair.credits > 0, "the relay's window slid");
+}
+
+#[test]
+fn without_a_path_nothing_is_asked_and_the_idle_timeout_still_runs() {
+    let mut pair = Pair::new(12, 10, 0, Link::clean(), ReceiveConfig::default());
+    pair.receiver.handle_path_lost(pair.start);
+    pair.drain();
+    assert!(pair.requests.is_empty());
+    let outcome = pair.run(Duration::from_secs(120));
+    assert!(matches!(outcome, Output::Failed(GiveUp::PeerVanished { .. })), "{outcome:?}");
+    assert!(pair.requests.is_empty());
 }
