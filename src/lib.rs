@@ -20,25 +20,39 @@
 //!
 //! ## Paths
 //!
-//! Frames are the same on every path, so a transfer begun on one can continue on another from
-//! chunk N ([`transport`]):
+//! Frames are the same on every path, and so are the receiver's requests: control frames
+//! (hello, want, credit, complete) sealed under the session key. [`transport`] is the seam every
+//! path implements: the receiver's `Link` posts control frames and yields the frames that come
+//! back; the sender's side hands each control frame to one session driver in the engine, whatever
+//! the path. Two paths exist, and a transfer moves between them from chunk N:
 //!
-//! 1. **direct HTTP** — the receiver dials every address in the ticket at once and keeps the first
-//!    that answers with an authentic manifest, then streams frames (hyper, HTTP/1.1);
+//! 1. **direct HTTP** — the receiver dials every address in the ticket at once, posts its hello,
+//!    and keeps the first connection that answers with an authentic manifest; later requests
+//!    reuse it (hyper, HTTP/1.1);
 //! 2. **message channel** ([`relay`]) — when nothing can be dialled, both sides reach a relay
 //!    server (`agentferry relay`, WebSocket) or a shared folder from the inside, and frames travel
-//!    as messages between two mailboxes derived from the session key, with a sliding window;
-//! 3. **WebRTC data channel** — planned; it will carry the same frames.
+//!    as messages between two mailboxes derived from the session key, with a sliding window.
 //!
-//! The receiver chooses: direct first, then the channel named in the ticket, unless the user
-//! pins one (`prefer`). Every try is recorded as an attempt with its outcome.
+//! A WebRTC data channel will be one more implementation of the same seam.
 //!
 //! ## Who decides
 //!
-//! The protocol lives in a sans-IO [`core`]: the receiver's core decides what to ask for, when to
-//! checkpoint, when to retry and when to give up; the sender's core turns requests into frames.
-//! It owns no socket and no clock and is tested under a virtual clock. The tokio [`engine`]
-//! drives it: network tasks move frames, a blocking disk worker decrypts, hashes and writes.
+//! The protocol lives in a sans-IO [`core`] that owns no socket and no clock and is tested under
+//! a virtual clock:
+//!
+//! - the receive core decides what to ask for, when to checkpoint, when to give up;
+//! - the path selector decides which path to connect and use: direct first, then the channel;
+//!   it falls back mid-transfer when the path in use breaks or stalls, keeps probing better
+//!   paths while on a worse one and moves up when one authenticates, and bans a path whose
+//!   endpoint fails to authenticate or that delivers a streak of forgeries. A pinned preference
+//!   (`prefer: http|relay`) never moves;
+//! - the send core turns requests into frames; every request is sealed under a fresh epoch, so
+//!   no nonce ever seals two plaintexts.
+//!
+//! The tokio [`engine`] drives them: one receive driver and one send driver, network tasks that
+//! move frames, a blocking disk worker that decrypts, hashes and writes. Every path tried is
+//! recorded as an attempt; completion reports the path that carried the last chunk and the bytes
+//! each path carried.
 //!
 //! ## State and resume
 //!
