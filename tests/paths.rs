@@ -92,7 +92,14 @@ fn a_direct_path_cut_mid_transfer_continues_over_the_relay_in_the_same_run() {
     let by_path = &done["bytes_by_path"];
     assert!(by_path["http"].as_u64().unwrap() >= 8 * 1024 * 1024, "{by_path}");
     assert!(by_path["relay"].as_u64().unwrap() > 0, "{by_path}");
-    assert!(!attempts(&receiver_seen, "relay", true).is_empty(), "the relay attempt is on record");
+    assert!(!attempts(&receiver_seen, "http", true).is_empty(), "the direct attempt is on record");
+    assert!(!attempts(&receiver_seen, "relay", true).is_empty(), "and the relay's");
+    let moves: Vec<(&str, &str)> = receiver_seen
+        .iter()
+        .filter(|e| e["event"] == "path")
+        .map(|e| (e["path"].as_str().unwrap(), e["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(moves, [("http", "using"), ("http", "left"), ("relay", "using")], "{receiver_seen:?}");
     // The sender hears of the completion through the relay and exits on its own.
     let (code, last) = s.sender.finish();
     assert_eq!(code, 0, "{last}");

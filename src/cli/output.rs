@@ -65,8 +65,13 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
             eprintln!("Listening on {}", list.join(", "));
         }
-        Event::Attempt { addr, ok: false, error_code, .. } => {
-            let message = format!("could not use {addr} ({})", error_code.unwrap_or("failed"));
+        // One line when the receiver moves onto or off a path; every try is in `--json`.
+        Event::Path { path, state, reason, .. } => {
+            let message = match (state, reason) {
+                (&"using", _) => format!("receiving over {path}"),
+                (_, Some(reason)) => format!("{path} stopped working ({reason}); trying another path"),
+                _ => format!("left {path}"),
+            };
             match bar {
                 Some(b) => b.println(message),
                 None => eprintln!("{message}"),

@@ -65,6 +65,18 @@ pub enum Failure {
     Stalled,
 }
 
+impl Failure {
+    /// The stable code users see for it.
+    pub fn code(self) -> &'static str {
+        match self {
+            Failure::Unreachable => "peer_unreachable",
+            Failure::Unauthentic => "unauthorized",
+            Failure::Tampered { .. } => "integrity_mismatch",
+            Failure::Stalled => "stalled",
+        }
+    }
+}
+
 /// What the driver must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathOutput {

@@ -46,6 +46,15 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         error_code: Option<&'static str>,
     },
+    /// The receiver moved onto a path (`state`: `using`) or off it (`left`, with the reason:
+    /// `peer_unreachable`, `stalled`, `unauthorized`, `integrity_mismatch`).
+    Path {
+        transfer_id: TransferId,
+        path: &'static str,
+        state: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+    },
     /// Bytes moved so far (receiver: received; sender: handed to the network).
     Progress { transfer_id: TransferId, role: Role, bytes_done: u64, bytes_total: u64, rate: u64 },
     /// The transfer finished and the hashes matched.

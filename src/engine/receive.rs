@@ -281,9 +281,13 @@ impl Driver {
                         PathOutput::Connect(kind) => {
                             connecting = Some(self.connect(kind, controls.seal(&Control::Hello)));
                         }
-                        PathOutput::Use(kind) => tracing::info!(transfer = %id, "receiving over {kind}"),
+                        PathOutput::Use(kind) => {
+                            let path = kind.as_str();
+                            self.events.send(Event::Path { transfer_id: id, path, state: "using", reason: None }).await;
+                        }
                         PathOutput::Abandon(kind, why) => {
-                            tracing::info!(transfer = %id, "leaving {kind}: {why:?}");
+                            let (path, reason) = (kind.as_str(), Some(why.code()));
+                            self.events.send(Event::Path { transfer_id: id, path, state: "left", reason }).await;
                             active = None;
                             core.handle_path_lost(now);
                         }

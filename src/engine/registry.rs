@@ -109,10 +109,8 @@ fn apply(s: &mut TransferStatus, event: Event) {
             s.bytes_done = s.bytes_done.max(bytes_done);
             s.rate = rate;
         }
+        Event::Path { path, state: "using", .. } => s.path = Some(path.to_owned()),
         Event::Attempt { path, addr, ok, elapsed_ms, error_code, .. } => {
-            if ok {
-                s.path = Some(path.to_owned());
-            }
             if s.attempts.len() == MAX_ATTEMPTS {
                 s.attempts.remove(0);
             }
@@ -124,8 +122,9 @@ fn apply(s: &mut TransferStatus, event: Event) {
                 error_code: error_code.map(str::to_owned),
             });
         }
-        Event::Completed { sha256, bytes, saved_to, path, .. } => {
+        Event::Completed { sha256, bytes, saved_to, path, bytes_by_path, .. } => {
             s.state = State::Completed;
+            s.bytes_by_path = bytes_by_path;
             s.sha256 = Some(sha256);
             s.bytes_done = bytes;
             s.saved_to = saved_to;

@@ -59,12 +59,10 @@ pub struct ChannelLink {
 }
 
 impl Drop for ChannelLink {
+    /// Stops delivery: the subscription ends with its receiver, and the channel connection
+    /// (one per link) closes with the last handle.
     fn drop(&mut self) {
         self.forward.abort();
-        let (channel, mailbox) = (self.channel.clone(), self.mailboxes.to_receiver);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { channel.unsubscribe(mailbox).await });
-        }
     }
 }
 
