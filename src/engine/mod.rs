@@ -7,6 +7,7 @@
 //! decisions (what to ask for, when to checkpoint, when to give up) come from [`crate::core`].
 
 mod channel;
+mod disk;
 mod events;
 mod http_fetch;
 mod inbox;
