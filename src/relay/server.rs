@@ -10,7 +10,9 @@
 //! queues; senders to it get `queue_full` and retransmit later, nobody else waits.
 //!
 //! The relay never sees a secret or plaintext: mailbox ids are derived from secrets it does not
-//! hold, and payloads are sealed frames and authenticated offers.
+//! hold, and payloads are sealed frames and authenticated offers. Subscribing takes the
+//! mailbox's key (see [`super::proto`]), so knowing a mailbox id is enough to send there, never
+//! to read it: a second subscriber replaces the first only if it holds the same key.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -514,7 +516,9 @@ where
                 // The hot path: forward a SEND without copying its payload.
                 Ok((mailbox, deliver)) => reader_relay.send(mailbox, deliver).err().map(|r| (mailbox, r)),
                 Err(other) => match Envelope::decode(other) {
-                    Ok(Envelope::Subscribe(mailbox)) => {
+                    Ok(Envelope::SubscribeUnproven(mailbox)) => Some((mailbox, Refusal::Unproven)),
+                    Ok(Envelope::Subscribe(key)) => {
+                        let mailbox = super::proto::route(&key);
                         let mut subs = reader_subs.lock().expect("not poisoned");
                         if subs.len() >= cfg.max_subscriptions && !subs.contains(&mailbox) {
                             Some((mailbox, Refusal::TooManyMailboxes))
