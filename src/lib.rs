@@ -80,6 +80,7 @@
 //! errors so a resume can finish. Every error a user sees has a stable code and a hint
 //! ([`error`]).
 
+pub mod accept;
 pub mod codec;
 pub mod core;
 pub mod crypto;

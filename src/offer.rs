@@ -6,6 +6,12 @@
 //! node checks, in this order: the grant id is one it exported; the MAC (constant time); the
 //! offer's age; that the offer id was never seen (replay). Only then does it open the ticket and
 //! look at whether the grant still allows auto-accept. The grant secret never travels.
+//!
+//! The inbox's answer is authenticated too ([`answer_mac`]): an HMAC under a third key from the
+//! grant secret, bound to the offer id, so whoever sits between the two nodes (a relay, a
+//! subscriber to the wrong mailbox, a LAN attacker) cannot make the pusher believe an offer was
+//! accepted. A refusal from a node that does not know the grant cannot be authenticated; the
+//! pusher treats an unauthenticated answer as a refusal, never as an acceptance.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD as B64};
 use data_encoding::HEXLOWER;
@@ -67,6 +73,41 @@ fn mac_input(mac: &mut Hmac<Sha256>, o: &Offer) {
         mac.update(&(field.len() as u32).to_be_bytes());
         mac.update(field);
     }
+}
+
+fn answer_key(secret: &[u8; 32]) -> Hmac<Sha256> {
+    let hk = Hkdf::<Sha256>::new(Some(b"agentferry v1 offer"), secret);
+    let mut key = [0u8; 32];
+    hk.expand(b"answer-mac", &mut key).expect("length");
+    <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length")
+}
+
+/// The fields of an inbox answer that the MAC covers.
+const ANSWER_FIELDS: [&str; 4] = ["state", "reason", "transfer_id", "code"];
+
+fn answer_input(mac: &mut Hmac<Sha256>, offer_id: &str, answer: &serde_json::Value) {
+    let fields = ANSWER_FIELDS.iter().map(|f| answer[*f].as_str().unwrap_or_default());
+    for field in std::iter::once(offer_id).chain(fields) {
+        mac.update(&(field.len() as u32).to_be_bytes());
+        mac.update(field.as_bytes());
+    }
+}
+
+/// The MAC an inbox puts in its answer (`"mac"`) to the offer `offer_id`, under the grant's
+/// `secret`: base64 HMAC-SHA256 over the offer id and the answer's state, reason, transfer id
+/// and code.
+pub fn answer_mac(secret: &[u8; 32], offer_id: &str, answer: &serde_json::Value) -> String {
+    let mut mac = answer_key(secret);
+    answer_input(&mut mac, offer_id, answer);
+    B64.encode(mac.finalize().into_bytes())
+}
+
+/// Whether `answer` carries a valid [`answer_mac`] for the offer `offer_id` (constant time).
+pub fn answer_is_authentic(secret: &[u8; 32], offer_id: &str, answer: &serde_json::Value) -> bool {
+    let Some(tag) = answer["mac"].as_str().and_then(|m| B64.decode(m).ok()) else { return false };
+    let mut mac = answer_key(secret);
+    answer_input(&mut mac, offer_id, answer);
+    mac.verify_slice(&tag).is_ok()
 }
 
 impl Offer {
@@ -148,5 +189,21 @@ mod tests {
         moved.grant_id = "other".into();
         assert_eq!(moved.open(&secret, unix_now()), Err(OfferError::Unauthentic));
         assert_eq!(offer.open(&secret, unix_now() + MAX_SKEW_SECS + 5), Err(OfferError::Stale));
+    }
+
+    #[test]
+    fn answers_are_bound_to_the_grant_and_the_offer() {
+        let secret = [9u8; 32];
+        let mut answer = serde_json::json!({ "state": "accepted", "transfer_id": "abc" });
+        answer["mac"] = answer_mac(&secret, "o1", &answer).into();
+        assert!(answer_is_authentic(&secret, "o1", &answer));
+        assert!(!answer_is_authentic(&secret, "o2", &answer), "another offer");
+        assert!(!answer_is_authentic(&[8; 32], "o1", &answer), "another grant");
+        let mut changed = answer.clone();
+        changed["state"] = "pending".into();
+        assert!(!answer_is_authentic(&secret, "o1", &changed));
+        let mut bare = answer.clone();
+        bare.as_object_mut().unwrap().remove("mac");
+        assert!(!answer_is_authentic(&secret, "o1", &bare));
     }
 }

@@ -105,6 +105,17 @@ impl FromStr for GrantUri {
     }
 }
 
+/// The key of grant `grant_id`'s inbox mailbox on the channel: HMAC-SHA256 of the grant id
+/// under this node's inbox secret. Only this node can subscribe to it; the grant's holder knows
+/// only its id, which lets it send there and nothing more.
+pub fn grant_inbox_key(inbox_secret: &[u8; 32], grant_id: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(inbox_secret).expect("any key length");
+    mac.update(b"agentferry grant inbox v1\0");
+    mac.update(grant_id.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// A grant this node exported.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Grant {
@@ -218,8 +229,9 @@ impl Trust {
         Trust { peers: Store::new(home, "peers.json"), grants: Store::new(home, "grants.json") }
     }
 
-    /// Mint a grant valid for `ttl_secs`, reachable at `inbox` and, when given, through a
-    /// channel and this node's inbox mailbox on it.
+    /// Mint a grant valid for `ttl_secs`, reachable at `inbox` and, when given a channel and
+    /// this node's inbox secret, through the grant's own mailbox on that channel (see
+    /// [`grant_inbox_key`]); the URI carries only the mailbox's id.
     pub fn export(
         &self,
         name: &str,
@@ -228,9 +240,14 @@ impl Trust {
         channel: Option<(String, [u8; 32])>,
     ) -> Result<GrantUri> {
         let expires_at = unix_now() + ttl_secs;
-        let mut uri = GrantUri { grant_id: [0; 16], secret: [0; 32], expires_at, name: name.into(), inbox, channel };
+        let mut uri =
+            GrantUri { grant_id: [0; 16], secret: [0; 32], expires_at, name: name.into(), inbox, channel: None };
         rand::rng().fill_bytes(&mut uri.grant_id);
         rand::rng().fill_bytes(&mut uri.secret);
+        // The grant's own inbox mailbox: revoking the grant closes it and no one else's.
+        uri.channel = channel.map(|(hint, inbox_secret)| {
+            (hint, crate::relay::route(&grant_inbox_key(&inbox_secret, &HEXLOWER.encode(&uri.grant_id))))
+        });
         let grant = Grant {
             id: HEXLOWER.encode(&uri.grant_id),
             secret: HEXLOWER.encode(&uri.secret),

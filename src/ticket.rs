@@ -24,6 +24,8 @@
 //! ```
 //!
 //! Parsing is separate from the expiry check ([`Ticket::check_expiry`]) so that parsing stays pure.
+//! Parsing does bound what the sender declares (size, chunk size, chunk count, see
+//! [`crate::manifest::check_declared`]): a ticket no receiver may act on never parses.
 
 use std::{fmt, net::SocketAddr, str::FromStr};
 
@@ -143,7 +145,10 @@ impl FromStr for Ticket {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let body = codec::decode(PREFIX, s).map_err(ticket_error)?;
-        Ticket::from_body(&body).map_err(ticket_error)
+        let ticket = Ticket::from_body(&body).map_err(ticket_error)?;
+        // Refuse what no receiver should act on before anyone allocates or dials for it.
+        crate::manifest::check_declared(ticket.size, ticket.chunk_size)?;
+        Ok(ticket)
     }
 }
 
@@ -220,6 +225,10 @@ mod tests {
         v1[0] = 1;
         let v1 = format!("ferry{}", BASE32_NOPAD.encode(&v1).to_ascii_lowercase());
         assert_eq!(code(&v1), "ticket_unsupported_version");
+        let absurd = Ticket { size: 1 << 50, chunk_size: 1, ..sample() }.to_string();
+        assert_eq!(code(&absurd), "size_limit_exceeded");
+        let no_chunks = Ticket { chunk_size: 0, ..sample() }.to_string();
+        assert_eq!(code(&no_chunks), "ticket_malformed");
     }
 
     #[test]

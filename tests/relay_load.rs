@@ -105,7 +105,7 @@ async fn hostile_clients_neither_crash_nor_starve_the_relay() {
     slow.send(Message::Binary(Envelope::Subscribe([7; 32]).encode())).await.unwrap();
     let pusher = RelayClient::connect(&relay.url()).await.unwrap();
     for _ in 0..400 {
-        pusher.send([7; 32], Bytes::from(vec![1u8; 64 * 1024])).await.unwrap();
+        pusher.send(agentferry::relay::route(&[7; 32]), Bytes::from(vec![1u8; 64 * 1024])).await.unwrap();
     }
 
     // Meanwhile an honest transfer goes through, in reasonable time.
@@ -142,7 +142,7 @@ async fn garbage_forgeries_replays_and_reordering_on_the_channel_are_harmless() 
     let ticket: Ticket = ticket.parse().unwrap();
 
     // Whoever runs the relay sees the mailbox ids; it can inject anything there.
-    let to_receiver = ticket.session_key.mailbox(&ticket.transfer_id, b"receiver");
+    let to_receiver = agentferry::relay::route(&ticket.session_key.mailbox(&ticket.transfer_id, b"receiver"));
     let attacker = Arc::new(RelayClient::connect(&url).await.unwrap());
     let chunk = ticket.chunk_size as usize;
     let count = data.len().div_ceil(chunk) as u64;

@@ -102,6 +102,10 @@ struct SendArgs {
 
 #[derive(Debug, clap::Args)]
 struct ReceiveArgs {
+    /// The ticket, or `-` to read it from standard input. Safer than an argument: any local user
+    /// can read a process's arguments for as long as it runs; standard input and
+    /// AGENTFERRY_TICKET they cannot.
+    #[arg(env = "AGENTFERRY_TICKET", hide_env_values = true, value_name = "TICKET")]
     ticket: String,
     /// Folder to save into (created if missing).
     #[arg(short, long, default_value = ".")]
@@ -151,12 +155,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AGENTFERRY_LOG").unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    crate::init_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let json = match &cli.command {
         Command::Send(a) => a.json,
@@ -235,7 +234,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
             }
         }
         Command::Receive(args) => {
-            let ticket: Ticket = args.ticket.parse()?;
+            let ticket: Ticket = secret_arg(&args.ticket)?.parse()?;
             node.receive(
                 ticket,
                 ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None },
@@ -268,6 +267,24 @@ fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {
         std::fs::write(&path, content).map_err(|e| TransferError::io(&path, e))?;
     }
     Ok(())
+}
+
+/// A secret given on the command line, or `-`: read it from standard input (the first line).
+pub fn secret_arg(value: &str) -> Result<String, TransferError> {
+    if value != "-" {
+        return Ok(value.to_owned());
+    }
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|e| TransferError::InvalidArgument(format!("cannot read standard input: {e}")))?;
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or_default();
+    if line.is_empty() {
+        return Err(TransferError::InvalidArgument("`-` was given but standard input is empty".into()));
+    }
+    Ok(line.to_owned())
 }
 
 fn parse_id(s: &str) -> Result<TransferId, TransferError> {

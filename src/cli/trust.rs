@@ -33,6 +33,9 @@ pub enum PeersCommand {
     },
     /// Trust a peer from the grant URI it exported.
     Add {
+        /// The URI, or `-` to read it from standard input (safer: any local user can read a
+        /// process's arguments; standard input and AGENTFERRY_PEER_URI they cannot).
+        #[arg(env = "AGENTFERRY_PEER_URI", hide_env_values = true, value_name = "URI")]
         uri: String,
         #[arg(long)]
         name: Option<String>,
@@ -108,7 +111,7 @@ pub fn peers(node: &Node, command: PeersCommand, reporter: &mut Reporter) -> Res
     let shown = match command {
         PeersCommand::List { .. } => trust.peers()?,
         PeersCommand::Add { uri, name, ttl, .. } => {
-            vec![trust.add_peer(&uri, name.as_deref(), ttl.map(|t| t.as_secs()))?]
+            vec![trust.add_peer(&super::secret_arg(&uri)?, name.as_deref(), ttl.map(|t| t.as_secs()))?]
         }
         PeersCommand::Remove { name, .. } => vec![trust.remove_peer(&name)?],
         PeersCommand::Extend { name, ttl, .. } => vec![trust.extend_peer(&name, ttl.as_secs())?],

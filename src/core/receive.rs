@@ -44,6 +44,19 @@ impl Default for ReceiveConfig {
     }
 }
 
+/// Chunks above `first_missing` whose arrival the receiver tracks; later ones are dropped and
+/// asked for again. 8 KiB of bits: far beyond any path's window (a relay's is 64 chunks, HTTP
+/// streams in order), and independent of the file's size.
+const HAVE_WINDOW: u64 = 1 << 16;
+
+fn bit_word(i: u64) -> usize {
+    ((i % HAVE_WINDOW) / 64) as usize
+}
+
+fn bit_mask(i: u64) -> u64 {
+    1 << (i % 64)
+}
+
 /// What the driver must do next.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Output {
@@ -115,7 +128,11 @@ struct Outstanding {
 pub struct ReceiveCore {
     cfg: ReceiveConfig,
     chunk_count: u64,
-    have: Vec<u64>,
+    /// Which chunks at or above `first_missing` arrived: a ring of [`HAVE_WINDOW`] bits, so
+    /// memory is O(window), not O(file). See [`has`](Self::has).
+    have: Box<[u64]>,
+    /// Where the ring's bits were last brought up to date (`have_base <= first_missing`).
+    have_base: u64,
     received: u64,
     first_missing: u64,
     durable: u64,
@@ -140,7 +157,8 @@ impl ReceiveCore {
         let mut core = ReceiveCore {
             cfg,
             chunk_count,
-            have: vec![0; chunk_count.div_ceil(64) as usize],
+            have: vec![0; (HAVE_WINDOW / 64) as usize].into_boxed_slice(),
+            have_base: durable,
             received: durable,
             first_missing: durable,
             durable,
@@ -156,9 +174,6 @@ impl ReceiveCore {
             phase: Phase::Receiving,
             outputs: VecDeque::new(),
         };
-        for i in 0..durable {
-            core.set(i);
-        }
         core.step(now);
         core
     }
@@ -185,12 +200,31 @@ impl ReceiveCore {
         self.phase == Phase::Receiving && (self.first_missing < self.chunk_count || !self.trailer)
     }
 
+    /// Whether chunk `i` needs nothing more: it arrived, or it lies beyond the window, where it
+    /// is dropped now and asked for again once the window reaches it. Requests are ranges from
+    /// `first_missing`, so only a hostile or confused sender sends that far ahead.
+    ///
+    /// Chunk `i` owns bit `i % HAVE_WINDOW`. Bits of chunks in `[have_base, first_missing)` are
+    /// stale (they still say "arrived" for chunks the ring now maps to `i + HAVE_WINDOW`) until
+    /// the next [`set`](Self::set) clears them, so a chunk at or past `have_base + HAVE_WINDOW`
+    /// is known not to have arrived.
     fn has(&self, i: u64) -> bool {
-        self.have[(i / 64) as usize] & (1 << (i % 64)) != 0
+        if i < self.first_missing || i >= self.first_missing.saturating_add(HAVE_WINDOW) {
+            return true;
+        }
+        i < self.have_base + HAVE_WINDOW && self.have[bit_word(i)] & bit_mask(i) != 0
     }
 
+    /// Record that chunk `i` (inside the window) arrived.
     fn set(&mut self, i: u64) {
-        self.have[(i / 64) as usize] |= 1 << (i % 64);
+        while self.have_base < self.first_missing {
+            let b = self.have_base;
+            self.have[bit_word(b)] &= !bit_mask(b);
+            self.have_base += 1;
+        }
+        if i >= self.first_missing && i < self.first_missing.saturating_add(HAVE_WINDOW) {
+            self.have[bit_word(i)] |= bit_mask(i);
+        }
     }
 
     /// An authenticated chunk arrived. On [`Verdict::Write`] the driver writes it before acting on

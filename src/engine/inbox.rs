@@ -6,23 +6,34 @@
 //! means the ticket inside is fetched at once into the download folder; an authentic offer under
 //! a grant that expired or was revoked is held as a `pending` transfer with that reason, for a
 //! person or agent to accept or ignore. Anything else is refused and leaves no trace.
+//!
+//! On the message channel every usable grant has its own mailbox, whose key only this node can
+//! derive; revoking a grant closes its mailbox without touching the others, and an offer is
+//! taken from a mailbox only if it names that mailbox's grant. Answers to authentic offers
+//! carry a MAC under the grant (see [`crate::offer::answer_mac`]).
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::HashMap, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use super::{Node, ReceiveOptions, Registry};
 use crate::{
     error::TransferError,
     journal::unix_now,
-    offer::{MAX_SKEW_SECS, Offer},
-    relay::{Channel, Mailbox},
+    offer::{MAX_SKEW_SECS, Offer, answer_mac},
+    peers::{Grant, grant_inbox_key},
+    relay::Channel,
     store::Store,
+    ticket::Ticket,
     transport::http::InboxHandler,
 };
+
+/// How often the channel subscriptions are brought in line with the grant store.
+const RECONCILE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SeenOffer {
@@ -61,32 +72,47 @@ impl Inbox {
     /// the background so that a slow or absent relay never delays start-up.
     pub async fn listen_on_channel(self: &Arc<Self>, node: &Node) {
         let Some(hint) = node.config().channel.clone() else { return };
-        let mailbox = match node.inbox_mailbox() {
+        let inbox_secret = match node.inbox_mailbox() {
             Ok(m) => m,
-            Err(e) => return tracing::warn!("no inbox mailbox: {e}"),
+            Err(e) => return tracing::warn!("no inbox secret: {e}"),
         };
         let this = Arc::clone(self);
         tokio::spawn(async move {
             match Channel::open(&hint).await {
                 Ok(channel) => {
                     tracing::info!(%hint, "taking offers through the channel");
-                    this.serve_channel(channel, mailbox).await;
+                    this.serve_channel(channel, inbox_secret).await;
                 }
                 Err(e) => tracing::warn!(%hint, "cannot take offers through the channel: {e}"),
             }
         });
     }
 
-    /// Take offers from this node's mailbox on `channel` until the channel closes. Each message
-    /// is `{"offer": …, "reply": <hex mailbox>}`; the answer goes to the reply mailbox.
-    pub async fn serve_channel(self: Arc<Self>, channel: Channel, mailbox: Mailbox) {
+    /// Take offers through `channel` until it closes: one mailbox per usable grant, keyed by
+    /// [`grant_inbox_key`], kept in step with the grant store (a grant exported or revoked by
+    /// another process is picked up within [`RECONCILE`]). Each message is
+    /// `{"offer": …, "reply": <hex mailbox id>}`; an offer must name the grant whose mailbox it
+    /// came through. The answer, authenticated when the offer was, goes to the reply mailbox.
+    pub async fn serve_channel(self: Arc<Self>, channel: Channel, inbox_secret: [u8; 32]) {
         #[derive(Deserialize)]
         struct Delivery {
             offer: Value,
             reply: String,
         }
-        let mut deliveries = channel.subscribe(mailbox).await;
-        while let Some(message) = deliveries.recv().await {
+        let (tx, mut deliveries) = mpsc::channel::<(String, Bytes)>(16);
+        let mut subscribed: HashMap<String, [u8; 32]> = HashMap::new();
+        let mut reconcile = tokio::time::interval(RECONCILE);
+        loop {
+            let (grant_id, message) = tokio::select! {
+                _ = reconcile.tick() => {
+                    self.reconcile(&channel, &inbox_secret, &mut subscribed, &tx).await;
+                    continue;
+                }
+                delivery = deliveries.recv() => match delivery {
+                    Some(d) => d,
+                    None => return,
+                },
+            };
             let Ok(delivery) = serde_json::from_slice::<Delivery>(&message) else { continue };
             let Some(reply) = data_encoding::HEXLOWER
                 .decode(delivery.reply.as_bytes())
@@ -96,15 +122,64 @@ impl Inbox {
                 continue;
             };
             let body = Bytes::from(serde_json::to_vec(&delivery.offer).expect("json"));
-            let (_, answer) = self.handle(body).await;
-            let _ = channel.send(reply, Bytes::from(serde_json::to_vec(&answer).expect("json"))).await;
+            let (_, answer) = self.handle_for(body, Some(&grant_id)).await;
+            let _ = channel.send_to(reply, Bytes::from(serde_json::to_vec(&answer).expect("json"))).await;
+        }
+    }
+
+    /// Subscribe to the mailbox of every usable grant, and drop those of grants revoked,
+    /// expired or deleted.
+    async fn reconcile(
+        &self,
+        channel: &Channel,
+        inbox_secret: &[u8; 32],
+        subscribed: &mut HashMap<String, [u8; 32]>,
+        tx: &mpsc::Sender<(String, Bytes)>,
+    ) {
+        let now = unix_now();
+        let Ok(grants) = self.node.trust().grants() else { return };
+        let usable: HashMap<String, [u8; 32]> = grants
+            .iter()
+            .filter(|g| g.invalid_reason(now).is_none())
+            .map(|g| (g.id.clone(), grant_inbox_key(inbox_secret, &g.id)))
+            .collect();
+        for (id, key) in subscribed.clone() {
+            if !usable.contains_key(&id) {
+                channel.unsubscribe(key).await;
+                subscribed.remove(&id);
+            }
+        }
+        for (id, key) in usable {
+            if subscribed.contains_key(&id) {
+                continue;
+            }
+            let mut messages = channel.subscribe(key).await;
+            let (tx, grant_id) = (tx.clone(), id.clone());
+            // Ends when the subscription is dropped (unsubscribe) or the inbox stops.
+            tokio::spawn(async move {
+                while let Some(message) = messages.recv().await {
+                    if tx.send((grant_id.clone(), message)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            subscribed.insert(id, key);
         }
     }
 
     async fn handle(&self, body: Bytes) -> (StatusCode, Value) {
+        self.handle_for(body, None).await
+    }
+
+    /// Check an offer (that came through grant `via`'s mailbox, if given) and act on it. Once
+    /// the offer is authentic, the answer carries a MAC the pusher checks.
+    async fn handle_for(&self, body: Bytes, via: Option<&str>) -> (StatusCode, Value) {
         let Ok(offer) = serde_json::from_slice::<Offer>(&body) else {
             return answer(StatusCode::BAD_REQUEST, "offer_malformed");
         };
+        if via.is_some_and(|g| g != offer.grant_id) {
+            return answer(StatusCode::FORBIDDEN, "grant_mismatch");
+        }
         let trust = self.node.trust();
         let grant = match trust.grant(&offer.grant_id) {
             Ok(Some(grant)) => grant,
@@ -112,10 +187,18 @@ impl Inbox {
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         };
         let now = unix_now();
-        let ticket = match offer.open(&grant.secret_bytes(), now) {
+        let secret = grant.secret_bytes();
+        let ticket = match offer.open(&secret, now) {
             Ok(ticket) => ticket,
             Err(e) => return answer(StatusCode::FORBIDDEN, &e.to_string()),
         };
+        let (status, mut value) = self.admit(&offer, &grant, ticket, now).await;
+        value["mac"] = answer_mac(&secret, &offer.offer_id, &value).into();
+        (status, value)
+    }
+
+    /// An authentic offer: refuse a replay, then fetch it or hold it.
+    async fn admit(&self, offer: &Offer, grant: &Grant, ticket: Ticket, now: u64) -> (StatusCode, Value) {
         let first_time = self.seen.update(|seen| {
             seen.retain(|s| s.at + 2 * MAX_SKEW_SECS > now);
             let fresh = !seen.iter().any(|s| s.id == offer.offer_id);

@@ -7,6 +7,7 @@
 //! decisions (what to ask for, when to checkpoint, when to give up) come from [`crate::core`].
 
 mod connect;
+mod disk;
 mod events;
 mod inbox;
 mod outgoing;
@@ -158,9 +159,11 @@ impl Node {
         &self.journal
     }
 
-    /// This node's inbox mailbox on its message channel: 32 random bytes chosen once per home.
+    /// This node's inbox secret on its message channel: 32 random bytes chosen once per home,
+    /// from which each grant's inbox mailbox key is derived (`peers::grant_inbox_key`). Never
+    /// shown; `inbox_mailbox`, its predecessor, was shown in every grant URI and is not reused.
     pub fn inbox_mailbox(&self) -> Result<[u8; 32]> {
-        let file = self.home.root().join("inbox_mailbox");
+        let file = self.home.root().join("inbox_secret");
         let lock_path = file.with_extension("lock");
         let lock = crate::home::open_private(&lock_path).map_err(|e| TransferError::io(&lock_path, e))?;
         lock.lock().map_err(|e| TransferError::io(&lock_path, e))?;

@@ -30,7 +30,7 @@ use crate::{
     error::{Result, TransferError},
     frame::Opener,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
-    manifest::{MAX_CHUNK_SIZE, Manifest},
+    manifest::{Manifest, check_declared},
     names::safe_file_name,
     ticket::Ticket,
     transport::{Connected, Incoming, Link, PathKind, Prefer},
@@ -75,9 +75,7 @@ pub(super) async fn accept(node: &Node, mut record: Record, options: Option<Rece
 /// Check a ticket and the output folder, and describe the transfer for the journal.
 fn new_record(ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
     ticket.check_expiry(unix_now())?;
-    if ticket.chunk_size == 0 || ticket.chunk_size > MAX_CHUNK_SIZE {
-        return Err(TransferError::TicketMalformed("the chunk size is out of range"));
-    }
+    check_declared(ticket.size, ticket.chunk_size)?;
     let id = ticket.transfer_id;
     // The output folder is the user's: ordinary permissions, unlike the node home.
     std::fs::create_dir_all(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
@@ -496,22 +494,9 @@ async fn join<T>(task: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tok
     }
 }
 
-/// Give the temp file its final name: atomically, and without replacing an existing file unless
-/// asked to (a hard link fails if the target exists, where a rename would clobber it).
+/// Give the temp file its final name (see [`super::disk::place`]).
 fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
-    if overwrite {
-        std::fs::rename(temp, target).map_err(|e| TransferError::io(target, e))?;
-    } else {
-        std::fs::hard_link(temp, target).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => TransferError::FileExists(target.display().to_string()),
-            _ => TransferError::io(target, e),
-        })?;
-        std::fs::remove_file(temp).map_err(|e| TransferError::io(temp, e))?;
-    }
-    if let Some(dir) = target.parent() {
-        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
+    super::disk::place(temp, target, overwrite)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

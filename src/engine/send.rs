@@ -308,7 +308,7 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
     let mut error = TransferError::OfferRefused(format!("{} has no inbox this node may use", peer.name));
     if prefer != Prefer::Relay && !peer.inbox.is_empty() {
         match http_path::deliver(&peer.inbox, INBOX_BUDGET, &offer).await {
-            Ok(answer) => return push_answer(&answer),
+            Ok(answer) => return push_answer(peer, &offer, &answer),
             Err(TransferError::Protocol(m)) => return Err(TransferError::OfferRefused(m)),
             Err(e) => error = e,
         }
@@ -323,11 +323,12 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
         let mut reply = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
         let mut answers = channel.subscribe(reply).await;
-        let message = serde_json::json!({ "offer": offer, "reply": data_encoding::HEXLOWER.encode(&reply) });
-        channel.send(mailbox, serde_json::to_vec(&message).expect("json").into()).await?;
+        let reply = data_encoding::HEXLOWER.encode(&crate::relay::route(&reply));
+        let message = serde_json::json!({ "offer": offer, "reply": reply });
+        channel.send_to(mailbox, serde_json::to_vec(&message).expect("json").into()).await?;
         return match tokio::time::timeout(CHANNEL_ANSWER_BUDGET, answers.recv()).await {
             Ok(Some(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(answer) => push_answer(&answer),
+                Ok(answer) => push_answer(peer, &offer, &answer),
                 Err(e) => Err(TransferError::OfferRefused(format!("unreadable answer: {e}"))),
             },
             // The offer waits in the channel (for its TTL) until the peer connects.
@@ -337,8 +338,15 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
     Err(error)
 }
 
-fn push_answer(answer: &serde_json::Value) -> Result<PushAnswer> {
+/// The peer's answer, believed only if authenticated under the grant (see
+/// [`crate::offer::answer_mac`]): anyone on the way could forge an unauthenticated one.
+fn push_answer(peer: &Peer, offer: &serde_json::Value, answer: &serde_json::Value) -> Result<PushAnswer> {
+    let offer_id = offer["offer_id"].as_str().unwrap_or_default();
+    let authentic = crate::offer::answer_is_authentic(&peer.secret_bytes(), offer_id, answer);
     match answer["state"].as_str() {
+        Some("accepted" | "pending") if !authentic => Err(TransferError::OfferRefused(
+            "the answer is not authenticated by the peer's grant (forged on the way, or an older agentferry)".into(),
+        )),
         Some(state @ ("accepted" | "pending")) => {
             Ok(PushAnswer { state: state.to_owned(), reason: answer["reason"].as_str().map(str::to_owned) })
         }

@@ -79,17 +79,20 @@ pub(super) struct Worker {
 }
 
 impl Worker {
-    /// Open the temp file and re-hash its durable prefix. Returns the worker and the number of
-    /// durable chunks actually present (fewer than claimed if the file was cut short).
+    /// Check that the disk has room for the file, open the temp file (never through a link, see
+    /// [`super::disk::open_temp`]) and re-hash its durable prefix. Returns the worker and the
+    /// number of durable chunks actually present (fewer than claimed if the file was cut short
+    /// or replaced).
     pub fn open(
         path: PathBuf,
         manifest: Manifest,
         opener: Opener,
         durable: u64,
     ) -> Result<(Worker, u64), TransferError> {
-        let file = crate::home::open_private(&path).map_err(|e| TransferError::io(&path, e))?;
+        super::disk::check_space(&path, manifest.size)?;
+        let (file, kept) = super::disk::open_temp(&path, durable > 0).map_err(|e| TransferError::io(&path, e))?;
         let len = file.metadata().map_err(|e| TransferError::io(&path, e))?.len();
-        let durable = if len >= manifest.bytes_in(durable) { durable } else { 0 };
+        let durable = if kept && len >= manifest.bytes_in(durable) { durable } else { 0 };
         let mut worker = Worker { file, path, manifest, opener, hasher: Sha256::new(), hashed: 0, expected: None };
         worker.hash_from_disk(durable)?;
         Ok((worker, durable))

@@ -16,7 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::{connect_async, tungstenite::Message};
 
-use super::proto::{Envelope, Mailbox, Refusal};
+use super::proto::{Envelope, Mailbox, Refusal, route};
 use crate::error::TransferError;
 
 /// Envelopes waiting to be written.
@@ -24,7 +24,8 @@ const SEND_DEPTH: usize = 32;
 /// Deliveries waiting for each subscriber (frames are up to 256 KiB: this bounds memory).
 const DELIVER_DEPTH: usize = 8;
 
-type Subscribers = Arc<Mutex<HashMap<Mailbox, mpsc::Sender<Bytes>>>>;
+/// By mailbox id: the key that proves the subscription, and where deliveries go.
+type Subscribers = Arc<Mutex<HashMap<Mailbox, ([u8; 32], mpsc::Sender<Bytes>)>>>;
 
 /// An envelope to write, and who to tell once it is on the wire.
 type Outgoing = (Bytes, Option<tokio::sync::oneshot::Sender<()>>);
@@ -65,14 +66,16 @@ impl RelayClient {
         &self.url
     }
 
-    pub async fn subscribe(&self, mailbox: Mailbox) -> mpsc::Receiver<Bytes> {
+    /// Messages sent to mailbox [`route`]`(key)`.
+    pub async fn subscribe(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(DELIVER_DEPTH);
-        self.subscribers.lock().expect("not poisoned").insert(mailbox, tx);
-        let _ = self.outbox.send((Envelope::Subscribe(mailbox).encode(), None)).await;
+        self.subscribers.lock().expect("not poisoned").insert(route(&key), (key, tx));
+        let _ = self.outbox.send((Envelope::Subscribe(key).encode(), None)).await;
         rx
     }
 
-    pub async fn unsubscribe(&self, mailbox: Mailbox) {
+    pub async fn unsubscribe(&self, key: [u8; 32]) {
+        let mailbox = route(&key);
         self.subscribers.lock().expect("not poisoned").remove(&mailbox);
         let _ = self.outbox.send((Envelope::Unsubscribe(mailbox).encode(), None)).await;
     }
@@ -117,10 +120,10 @@ async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoin
         };
         backoff = Duration::from_millis(50);
         // Renew every subscription on this connection.
-        let mailboxes: Vec<Mailbox> = subscribers.lock().expect("not poisoned").keys().copied().collect();
+        let keys: Vec<[u8; 32]> = subscribers.lock().expect("not poisoned").values().map(|(k, _)| *k).collect();
         let mut ok = true;
-        for m in mailboxes {
-            ok &= socket.send(Message::Binary(Envelope::Subscribe(m).encode())).await.is_ok();
+        for key in keys {
+            ok &= socket.send(Message::Binary(Envelope::Subscribe(key).encode())).await.is_ok();
         }
         while ok {
             tokio::select! {
@@ -134,7 +137,7 @@ async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoin
                     None => return, // the client was dropped
                 },
                 incoming = socket.next() => match incoming {
-                    Some(Ok(Message::Binary(data))) => route(&subscribers, data).await,
+                    Some(Ok(Message::Binary(data))) => dispatch(&subscribers, data).await,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => ok = false,
                     Some(Ok(_)) => {}
                 },
@@ -144,10 +147,10 @@ async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoin
     }
 }
 
-async fn route(subscribers: &Subscribers, data: Bytes) {
+async fn dispatch(subscribers: &Subscribers, data: Bytes) {
     match Envelope::decode(data) {
         Ok(Envelope::Deliver(mailbox, payload)) => {
-            let tx = subscribers.lock().expect("not poisoned").get(&mailbox).cloned();
+            let tx = subscribers.lock().expect("not poisoned").get(&mailbox).map(|(_, tx)| tx.clone());
             if let Some(tx) = tx {
                 // Waiting here slows our reading, which makes the relay queue: backpressure.
                 let _ = tx.send(payload).await;

@@ -1,8 +1,10 @@
 //! The message channel: mailboxes that two nodes reach from the inside.
 //!
 //! When neither machine can dial the other, both dial out to a channel and exchange messages
-//! through mailboxes named by 32-byte ids derived from secrets only they hold (a transfer's
-//! session key, a node's inbox secret). Two channels carry the same messages:
+//! through mailboxes. A mailbox is named by its key, a 32-byte secret derived from what only its
+//! readers hold (a transfer's session key, a node's inbox secret and a grant id); the channel
+//! sees only its id, [`route`]`(key)`, and reading takes the key (see [`proto`]). Two channels
+//! carry the same messages:
 //!
 //! - a relay server (`agentferry relay`, [`server`]) reached over WebSocket ([`client`]);
 //! - a shared folder ([`folder`]), for agents that share a synced or network folder.
@@ -22,7 +24,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::error::TransferError;
-pub use proto::Mailbox;
+pub use proto::{Mailbox, route};
 
 /// Where a node's channel is: `ws://host:port` (a relay) or `folder:/path` (a shared folder).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,32 +71,40 @@ impl Channel {
         })
     }
 
-    /// Messages sent to `mailbox` from now on (and those waiting there).
-    pub async fn subscribe(&self, mailbox: Mailbox) -> mpsc::Receiver<Bytes> {
+    /// Messages sent to the mailbox of `key` ([`route`]`(key)`) from now on, and those waiting
+    /// there. Only a holder of the key can subscribe.
+    pub async fn subscribe(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
         match self {
-            Channel::Relay(c) => c.subscribe(mailbox).await,
-            Channel::Folder(c) => c.subscribe(mailbox),
+            Channel::Relay(c) => c.subscribe(key).await,
+            Channel::Folder(c) => c.subscribe(route(&key)),
         }
     }
 
-    /// Stop delivering `mailbox`.
-    pub async fn unsubscribe(&self, mailbox: Mailbox) {
+    /// Stop delivering the mailbox of `key`.
+    pub async fn unsubscribe(&self, key: [u8; 32]) {
         match self {
-            Channel::Relay(c) => c.unsubscribe(mailbox).await,
-            Channel::Folder(c) => c.unsubscribe(mailbox),
+            Channel::Relay(c) => c.unsubscribe(key).await,
+            Channel::Folder(c) => c.unsubscribe(route(&key)),
         }
     }
 
-    /// Post `payload` and return once it has left this process (for a last message).
-    pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+    /// Post `payload` to the mailbox of `key`, and return once it has left this process (for a
+    /// last message).
+    pub async fn send_written(&self, key: [u8; 32], payload: Bytes) -> Result<(), TransferError> {
         match self {
-            Channel::Relay(c) => c.send_written(mailbox, payload).await,
-            Channel::Folder(c) => c.send(mailbox, &payload),
+            Channel::Relay(c) => c.send_written(route(&key), payload).await,
+            Channel::Folder(c) => c.send(route(&key), &payload),
         }
     }
 
-    /// Post `payload` to `mailbox`. Waits while the channel is congested (backpressure).
-    pub async fn send(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+    /// Post `payload` to the mailbox of `key`. Waits while the channel is congested.
+    pub async fn send(&self, key: [u8; 32], payload: Bytes) -> Result<(), TransferError> {
+        self.send_to(route(&key), payload).await
+    }
+
+    /// Post `payload` to `mailbox`, known by its id only (an inbox from a grant URI, a reply
+    /// mailbox named in a message).
+    pub async fn send_to(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
         match self {
             Channel::Relay(c) => c.send(mailbox, payload).await,
             Channel::Folder(c) => c.send(mailbox, &payload),

@@ -1,12 +1,20 @@
 //! The relay's wire format: one binary WebSocket message per envelope.
 //!
 //! ```text
-//! client → relay   0x01 SUBSCRIBE    mailbox[32]
+//! client → relay   0x04 SUBSCRIBE    key[32]       subscribes mailbox route(key)
 //!                  0x02 SEND         mailbox[32] payload
 //!                  0x03 UNSUBSCRIBE  mailbox[32]
 //! relay → client   0x81 DELIVER      mailbox[32] payload
 //!                  0x82 REFUSED      mailbox[32] code u8     (the SEND to mailbox was dropped)
 //! ```
+//!
+//! Subscribing proves the right to read: a mailbox id is [`route`]`(key)`, a hash of a key only
+//! its owner holds, and SUBSCRIBE carries the key. Whoever knows only the id (every sender, and
+//! everyone who ever saw a grant URI naming it) can send there but cannot subscribe, so nobody
+//! can silently take a mailbox over. The key is no other secret: it is derived for this use only,
+//! so the relay learning it learns nothing it could not do anyway as the one routing the
+//! messages. The unproven `0x01 SUBSCRIBE mailbox[32]` of earlier versions is refused
+//! (`unproven`).
 //!
 //! Payloads are opaque to the relay. Parsing is check-then-parse: anything short or unknown is
 //! `Malformed`, never a panic.
@@ -16,7 +24,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// A mailbox id: 32 bytes, derived from a secret the relay never sees.
 pub type Mailbox = [u8; 32];
 
-pub const SUBSCRIBE: u8 = 0x01;
+/// The unproven subscription of earlier versions: refused.
+pub const SUBSCRIBE_UNPROVEN: u8 = 0x01;
+pub const SUBSCRIBE: u8 = 0x04;
 pub const SEND: u8 = 0x02;
 pub const UNSUBSCRIBE: u8 = 0x03;
 pub const DELIVER: u8 = 0x81;
@@ -29,6 +39,8 @@ pub enum Refusal {
     QueueFull = 1,
     TooManyMailboxes = 2,
     OverCapacity = 3,
+    /// A subscription without the mailbox's key.
+    Unproven = 4,
 }
 
 impl Refusal {
@@ -37,6 +49,7 @@ impl Refusal {
             1 => Some(Refusal::QueueFull),
             2 => Some(Refusal::TooManyMailboxes),
             3 => Some(Refusal::OverCapacity),
+            4 => Some(Refusal::Unproven),
             _ => None,
         }
     }
@@ -46,6 +59,7 @@ impl Refusal {
             Refusal::QueueFull => "queue_full",
             Refusal::TooManyMailboxes => "too_many_mailboxes",
             Refusal::OverCapacity => "over_capacity",
+            Refusal::Unproven => "unproven",
         }
     }
 }
@@ -53,7 +67,10 @@ impl Refusal {
 /// One envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Envelope {
-    Subscribe(Mailbox),
+    /// Subscribe to `route(key)`, proving the right with the key.
+    Subscribe([u8; 32]),
+    /// The unproven subscription of earlier versions (decoded only to be refused).
+    SubscribeUnproven(Mailbox),
     Send(Mailbox, Bytes),
     Unsubscribe(Mailbox),
     Deliver(Mailbox, Bytes),
@@ -63,6 +80,12 @@ pub enum Envelope {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed relay envelope")]
 pub struct Malformed;
+
+/// The mailbox whose subscribers must hold `key`.
+pub fn route(key: &[u8; 32]) -> Mailbox {
+    use sha2::{Digest, Sha256};
+    Sha256::new().chain_update(b"agentferry relay mailbox v1\0").chain_update(key).finalize().into()
+}
 
 /// Turn a SEND envelope into the DELIVER envelope for the same mailbox and payload, reusing
 /// its buffer when nothing else shares it (the two differ only in the tag byte). Anything that
@@ -89,7 +112,8 @@ pub fn send_to_deliver(msg: Bytes) -> Result<(Mailbox, Bytes), Bytes> {
 impl Envelope {
     pub fn encode(&self) -> Bytes {
         let (tag, mailbox, tail): (u8, &Mailbox, &[u8]) = match self {
-            Envelope::Subscribe(m) => (SUBSCRIBE, m, &[]),
+            Envelope::Subscribe(key) => (SUBSCRIBE, key, &[]),
+            Envelope::SubscribeUnproven(m) => (SUBSCRIBE_UNPROVEN, m, &[]),
             Envelope::Send(m, p) => (SEND, m, p),
             Envelope::Unsubscribe(m) => (UNSUBSCRIBE, m, &[]),
             Envelope::Deliver(m, p) => (DELIVER, m, p),
@@ -114,6 +138,7 @@ impl Envelope {
         let tail = msg;
         Ok(match (tag, tail.len()) {
             (SUBSCRIBE, 0) => Envelope::Subscribe(mailbox),
+            (SUBSCRIBE_UNPROVEN, 0) => Envelope::SubscribeUnproven(mailbox),
             (UNSUBSCRIBE, 0) => Envelope::Unsubscribe(mailbox),
             (SEND, _) => Envelope::Send(mailbox, tail),
             (DELIVER, _) => Envelope::Deliver(mailbox, tail),
@@ -132,6 +157,7 @@ mod tests {
         let m = [7u8; 32];
         for e in [
             Envelope::Subscribe(m),
+            Envelope::SubscribeUnproven(m),
             Envelope::Send(m, Bytes::from_static(b"abc")),
             Envelope::Unsubscribe(m),
             Envelope::Deliver(m, Bytes::new()),
@@ -145,6 +171,7 @@ mod tests {
         assert_eq!(Envelope::decode(Bytes::from(bad)), Err(Malformed));
         let mut unknown = Envelope::Subscribe(m).encode().to_vec();
         unknown[0] = 0x42;
+        assert_ne!(route(&m), m);
         assert_eq!(Envelope::decode(Bytes::from(unknown)), Err(Malformed));
         let (mailbox, deliver) = send_to_deliver(Envelope::Send(m, Bytes::from_static(b"xyz")).encode()).unwrap();
         assert_eq!(

@@ -10,7 +10,9 @@
 //! queues; senders to it get `queue_full` and retransmit later, nobody else waits.
 //!
 //! The relay never sees a secret or plaintext: mailbox ids are derived from secrets it does not
-//! hold, and payloads are sealed frames and authenticated offers.
+//! hold, and payloads are sealed frames and authenticated offers. Subscribing takes the
+//! mailbox's key (see [`super::proto`]), so knowing a mailbox id is enough to send there, never
+//! to read it: a second subscriber replaces the first only if it holds the same key.
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
@@ -26,12 +28,12 @@ use std::{
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
-use hyper::{Request, Response, StatusCode, body::Incoming, header, server::conn::http1, service::service_fn};
+use hyper::{Request, Response, StatusCode, body::Incoming, header, service::service_fn};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::{
     net::TcpListener,
-    sync::{mpsc, watch},
+    sync::{OwnedSemaphorePermit, mpsc, watch},
     task::JoinSet,
 };
 use tokio_tungstenite::{
@@ -44,7 +46,10 @@ use tokio_tungstenite::{
 };
 
 use super::proto::{Envelope, Mailbox, Refusal};
-use crate::error::TransferError;
+use crate::{
+    accept::{self, Accepted, Acceptor},
+    error::TransferError,
+};
 
 /// The relay's limits.
 #[derive(Clone, Debug)]
@@ -97,6 +102,8 @@ struct Counters {
     oversized: AtomicU64,
     throttled: AtomicU64,
     rejected_connections: AtomicU64,
+    /// TCP connections open now, upgraded to WebSocket or not yet.
+    tcp_connections: AtomicUsize,
 }
 
 /// A snapshot of the relay's counters.
@@ -114,6 +121,10 @@ pub struct Stats {
     pub oversized: u64,
     pub throttled: u64,
     pub rejected_connections: u64,
+    /// TCP connections open now, WebSocket or not yet upgraded (`connections` counts only
+    /// WebSockets); both are under `max_connections`.
+    #[serde(default)]
+    pub tcp_connections: usize,
 }
 
 struct MailboxState {
@@ -251,6 +262,7 @@ impl Relay {
             oversized: c.oversized.load(Relaxed),
             throttled: c.throttled.load(Relaxed),
             rejected_connections: c.rejected_connections.load(Relaxed),
+            tcp_connections: c.tcp_connections.load(Relaxed),
         }
     }
 }
@@ -326,15 +338,11 @@ fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 
 async fn accept_loop(listener: TcpListener, relay: Arc<Relay>) {
     let mut sweeper = tokio::time::interval(Duration::from_secs(1));
+    // Every TCP connection counts, upgraded or not; the WebSocket keeps the permit.
+    let mut acceptor = Acceptor::new(listener, relay.cfg.max_connections);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    continue;
-                }
-            },
+        let Accepted { stream, peer, permit } = tokio::select! {
+            accepted = acceptor.accept() => accepted,
             _ = sweeper.tick() => {
                 relay.sweep();
                 continue;
@@ -343,11 +351,12 @@ async fn accept_loop(listener: TcpListener, relay: Arc<Relay>) {
         let _ = stream.set_nodelay(true);
         let relay = Arc::clone(&relay);
         tokio::spawn(async move {
+            let permit = ConnSlot::new(permit, Arc::clone(&relay));
             let service = service_fn(move |req| {
-                let relay = Arc::clone(&relay);
-                async move { Ok::<_, Infallible>(route(req, relay, peer)) }
+                let (relay, permit) = (Arc::clone(&relay), Arc::clone(&permit));
+                async move { Ok::<_, Infallible>(route(req, relay, peer, permit)) }
             });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service).with_upgrades();
+            let conn = accept::http1().serve_connection(TokioIo::new(stream), service).with_upgrades();
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, "http connection ended: {e}");
             }
@@ -355,19 +364,41 @@ async fn accept_loop(listener: TcpListener, relay: Arc<Relay>) {
     }
 }
 
-fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Response<Body> {
+/// A connection's place under the listener's cap, shared by the HTTP connection and the
+/// WebSocket it may become; counted in `tcp_connections` while it lives.
+type Permit = Arc<ConnSlot>;
+
+struct ConnSlot {
+    _permit: OwnedSemaphorePermit,
+    relay: Arc<Relay>,
+}
+
+impl ConnSlot {
+    fn new(permit: OwnedSemaphorePermit, relay: Arc<Relay>) -> Permit {
+        relay.counters.tcp_connections.fetch_add(1, Relaxed);
+        Arc::new(ConnSlot { _permit: permit, relay })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.relay.counters.tcp_connections.fetch_sub(1, Relaxed);
+    }
+}
+
+fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr, permit: Permit) -> Response<Body> {
     match req.uri().path() {
         "/v1/stats" => {
             let mut resp = plain(StatusCode::OK, serde_json::to_vec(&relay.stats()).expect("json"));
             resp.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().expect("valid"));
             resp
         }
-        "/v1/relay" => upgrade(req, relay, peer),
+        "/v1/relay" => upgrade(req, relay, peer, permit),
         _ => plain(StatusCode::NOT_FOUND, "not found"),
     }
 }
 
-fn upgrade(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> Response<Body> {
+fn upgrade(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr, permit: Permit) -> Response<Body> {
     let key = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| derive_accept_key(k.as_bytes()));
     let is_ws = req.headers().get(header::UPGRADE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let Some(accept) = key.filter(|_| is_ws) else {
@@ -379,6 +410,7 @@ fn upgrade(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr) -> R
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
+        let _permit = permit;
         match on_upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
@@ -484,7 +516,9 @@ where
                 // The hot path: forward a SEND without copying its payload.
                 Ok((mailbox, deliver)) => reader_relay.send(mailbox, deliver).err().map(|r| (mailbox, r)),
                 Err(other) => match Envelope::decode(other) {
-                    Ok(Envelope::Subscribe(mailbox)) => {
+                    Ok(Envelope::SubscribeUnproven(mailbox)) => Some((mailbox, Refusal::Unproven)),
+                    Ok(Envelope::Subscribe(key)) => {
+                        let mailbox = super::proto::route(&key);
                         let mut subs = reader_subs.lock().expect("not poisoned");
                         if subs.len() >= cfg.max_subscriptions && !subs.contains(&mailbox) {
                             Some((mailbox, Refusal::TooManyMailboxes))

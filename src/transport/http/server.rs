@@ -1,7 +1,9 @@
 //! The sending side of the HTTP path: a listener that serves every registered transfer.
 //!
 //! It checks the bearer token, hands the request's control frame to the transfer's [`Serve`]
-//! and streams back what the session answers; it knows nothing else of transfers.
+//! and streams back what the session answers; it knows nothing else of transfers. Connections
+//! come through an [`Acceptor`] (a cap, back-off on accept errors) and are served with a header
+//! read timeout, so idle or half-sent requests cannot exhaust the sender.
 
 use std::{
     collections::HashMap,
@@ -18,7 +20,6 @@ use hyper::{
     Method, Request, Response, StatusCode,
     body::{Frame, Incoming},
     header,
-    server::conn::http1,
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
@@ -27,6 +28,7 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
 use super::{INBOX_PATH, PREFIX};
 use crate::{
+    accept::{self, Accepted, Acceptor},
     error::TransferError,
     frame::{HEADER_LEN, MAX_META_LEN, TAG_LEN},
     id::TransferId,
@@ -114,23 +116,23 @@ impl Drop for HttpServer {
     }
 }
 
+/// Connections one HTTP listener serves at once: many transfers and the inbox share it, and
+/// each receiver holds one or two.
+const MAX_CONNECTIONS: usize = 512;
+
 async fn accept_loop(listener: TcpListener, routes: Arc<Routes>) {
+    let mut acceptor = Acceptor::new(listener, MAX_CONNECTIONS);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                tracing::warn!("accept failed: {e}");
-                continue;
-            }
-        };
+        let Accepted { stream, peer, permit } = acceptor.accept().await;
         let _ = stream.set_nodelay(true);
         let routes = Arc::clone(&routes);
         tokio::spawn(async move {
+            let _permit = permit;
             let service = service_fn(move |req| {
                 let routes = Arc::clone(&routes);
                 async move { Ok::<_, Infallible>(route(req, &routes).await) }
             });
-            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            if let Err(e) = accept::http1().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         });

@@ -1,0 +1,118 @@
+//! The receiver's side of the file system: room on the disk before a transfer starts, a temp
+//! file that is never a link or a file someone else planted, and a final placement that never
+//! follows a link.
+//!
+//! The output folder may be shared with other local users (a download folder under `/tmp`, a
+//! team share). Whoever can write there can plant `.NAME.ID.part` before the receiver opens it,
+//! or swap it later; so the temp file is opened with `O_NOFOLLOW` and, when it must already
+//! exist (a resume), checked to be a regular file of ours with one link, else started afresh
+//! with `O_EXCL`. Placing refuses a temp path that is no longer a regular file.
+
+use std::{
+    fs::{File, OpenOptions},
+    io,
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::Path,
+};
+
+use crate::error::{Result, TransferError};
+
+/// Bytes free for an unprivileged writer on the file system holding `dir`.
+pub(super) fn free_bytes(dir: &Path) -> io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a properly sized out-parameter.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Fail with `disk_full` before writing anything if the file system holding `temp` cannot take
+/// the `size` bytes the sender declared (less what the temp file already holds).
+pub(super) fn check_space(temp: &Path, size: u64) -> Result<()> {
+    let Some(dir) = temp.parent() else { return Ok(()) };
+    let have = std::fs::symlink_metadata(temp).ok().filter(|m| m.is_file()).map_or(0, |m| m.len());
+    let needed = size.saturating_sub(have);
+    let free = free_bytes(dir).map_err(|e| TransferError::io(dir, e))?;
+    if needed > free {
+        return Err(TransferError::DiskFull(format!(
+            "{}: the file needs {needed} more bytes and {free} are free",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+fn options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.read(true).write(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    o
+}
+
+/// A regular file owned by this process's user with no other name: nobody else can see or
+/// change what we write through another path.
+fn is_ours(file: &File) -> io::Result<bool> {
+    let meta = file.metadata()?;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    Ok(meta.file_type().is_file() && meta.nlink() == 1 && meta.uid() == euid)
+}
+
+/// Open the temp file at `path`. With `keep`, an existing temp file of ours is reopened as it is
+/// (a resume); anything else at `path` (a link, a FIFO, a file with other links or owners) is
+/// removed — the link itself, never its target — and a new empty file created exclusively.
+/// Returns the file and whether it was kept.
+pub(super) fn open_temp(path: &Path, keep: bool) -> io::Result<(File, bool)> {
+    if keep {
+        match options().open(path) {
+            Ok(file) if is_ours(&file)? => return Ok((file, true)),
+            Ok(_) => tracing::warn!(path = %path.display(), "the temp file is not ours; starting it afresh"),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                tracing::warn!(path = %path.display(), "the temp file is a symbolic link; starting it afresh")
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let file = options().create_new(true).open(path)?;
+    Ok((file, false))
+}
+
+/// Give the temp file its final name: atomically, without following a link at either name, and
+/// without replacing an existing file unless asked to (a hard link fails if the target exists,
+/// where a rename would clobber it).
+pub(super) fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
+    let meta = std::fs::symlink_metadata(temp).map_err(|e| TransferError::io(temp, e))?;
+    if !meta.file_type().is_file() {
+        return Err(TransferError::io(
+            temp,
+            io::Error::other("the temp file was replaced by something that is not a regular file"),
+        ));
+    }
+    if overwrite {
+        // rename(2) replaces a link at `target` itself, never what it points to.
+        std::fs::rename(temp, target).map_err(|e| TransferError::io(target, e))?;
+    } else {
+        // link(2) on Linux does not follow a link at `temp`; it was a regular file just above.
+        std::fs::hard_link(temp, target).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => TransferError::FileExists(target.display().to_string()),
+            _ => TransferError::io(target, e),
+        })?;
+        std::fs::remove_file(temp).map_err(|e| TransferError::io(temp, e))?;
+    }
+    let placed = std::fs::symlink_metadata(target).map_err(|e| TransferError::io(target, e))?;
+    if (placed.dev(), placed.ino()) != (meta.dev(), meta.ino()) {
+        return Err(TransferError::io(target, io::Error::other("the file was swapped while it was being placed")));
+    }
+    if let Some(dir) = target.parent() {
+        let _ = File::open(dir).and_then(|d| d.sync_all());
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! Helpers for tests that attack the real binary: a hostile sender that speaks just enough of
+//! the HTTP path, tickets that declare whatever the attacker likes, and a way to point the
+//! tests at another build (`AGENTFERRY_TEST_BIN`) to show that they fail without the fixes.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use agentferry::{
+    Ticket,
+    crypto::SessionKey,
+    frame::{FrameKind, Sealer},
+    id::TransferId,
+    manifest::Manifest,
+};
+
+use crate::common::{BIN, Node};
+
+/// The binary under attack: this build's, unless `AGENTFERRY_TEST_BIN` names another.
+pub fn bin() -> String {
+    std::env::var("AGENTFERRY_TEST_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
+/// Like [`Node::command`], for [`bin`].
+pub fn command(node: &Node, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env("AGENTFERRY_HOME", node.home())
+        .env("AGENTFERRY_BIND", "127.0.0.1:0")
+        .env("AGENTFERRY_PEER_TIMEOUT", "5")
+        .env_remove("AGENTFERRY_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Run to the end: (exit code, JSON events, stderr).
+pub fn run(node: &Node, args: &[&str]) -> (i32, Vec<serde_json::Value>, String) {
+    let out = command(node, args).output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    (out.status.code().unwrap_or(-1), events, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A sender that answers every request on the HTTP path with an authentic manifest declaring
+/// `size` bytes in chunks of `chunk_size`, and never sends a chunk. Runs until the test ends.
+pub struct HostileSender {
+    pub ticket: Ticket,
+}
+
+impl HostileSender {
+    pub fn start(name: &str, size: u64, chunk_size: u32) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let ticket = Ticket {
+            transfer_id: TransferId::random(),
+            session_key: SessionKey::generate(),
+            expires_at: unix_now() + 3600,
+            size,
+            chunk_size,
+            name: name.into(),
+            addrs: vec![addr],
+            channel: None,
+        };
+        let manifest = Manifest { name: name.into(), size, chunk_size, sha256: None };
+        let mut sealer = Sealer::new(&ticket.session_key, ticket.transfer_id, [7; 16]);
+        let body = sealer.seal_bytes(FrameKind::Manifest, 0, &serde_json::to_vec(&manifest).unwrap()).to_vec();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let body = body.clone();
+                std::thread::spawn(move || serve(stream, &body));
+            }
+        });
+        HostileSender { ticket }
+    }
+}
+
+fn serve(mut stream: TcpStream, body: &[u8]) {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(body)).is_err() {
+                return;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Names in `dir`, sorted.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}

@@ -1,0 +1,33 @@
+//! Issue 9, item 7: a temp file planted as a link by another local user is never followed.
+
+mod attack;
+mod common;
+
+use std::os::unix::fs::symlink;
+
+use attack::*;
+use common::*;
+
+/// A `.NAME.ID.part` symlink planted in the output folder used to make a completed receive
+/// truncate and overwrite the link's target outside the folder, and leave the received file as
+/// a symlink to it.
+#[test]
+fn a_planted_temp_symlink_is_replaced_not_followed() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "report.bin", 300_000, 71);
+    let (sender, ticket, id) = a.send(&src, &[]);
+    let victim = b.dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    std::fs::create_dir_all(b.out()).unwrap();
+    let planted = b.out().join(format!(".report.bin.{}.part", &id[..12]));
+    symlink(&victim, &planted).unwrap();
+
+    let (code, events, stderr) = run(&b, &["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "the link's target was written through");
+    let received = b.out().join("report.bin");
+    assert!(received.symlink_metadata().unwrap().file_type().is_file(), "the received file is a link");
+    assert_same_file(&src, &received);
+    assert!(planted.symlink_metadata().is_err(), "the temp name is gone");
+    assert_eq!(sender.finish().0, 0);
+}
