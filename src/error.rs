@@ -79,6 +79,9 @@ pub enum TransferError {
     /// No trusted peer of that name.
     #[error("no trusted peer named {0:?}")]
     PeerNotFound(String),
+    /// A different peer is already trusted under that name, and replacing it was not asked for.
+    #[error("a different peer named {0:?} is already trusted")]
+    PeerExists(String),
     /// The grant for this peer has expired or was cut short locally.
     #[error("the grant for peer {0:?} has expired")]
     PeerExpired(String),
@@ -138,6 +141,7 @@ impl TransferError {
             AlreadyCompleted(_) => "already_completed",
             PeerUriInvalid(_) => "peer_uri_invalid",
             PeerNotFound(_) => "peer_not_found",
+            PeerExists(_) => "peer_exists",
             PeerExpired(_) => "peer_expired",
             GrantNotFound(_) => "grant_not_found",
             OfferRefused(_) => "offer_refused",
@@ -151,7 +155,8 @@ impl TransferError {
         }
     }
 
-    /// What the user should do next.
+    /// What the user should do next, in the CLI's words. `ID` stands for the transfer id;
+    /// [`Event::error`](crate::engine::Event::error) fills in the real one when it knows it.
     pub fn hint(&self) -> &'static str {
         use TransferError::*;
         match self {
@@ -165,34 +170,41 @@ impl TransferError {
                 "check that the sender is still running (or resume it with `agentferry resume ID`), then run `agentferry resume ID` here"
             }
             Unauthorized => "ask the sender for a fresh ticket",
-            Protocol(_) => "make sure both sides run a compatible agentferry; then resume",
+            Protocol(_) => "make sure both sides run a compatible agentferry, then run `agentferry resume ID`",
             IntegrityMismatch(_) => {
-                "the data was altered on the way or the file changed; resume, or ask for a fresh ticket"
+                "the data was altered on the way or the file changed; run `agentferry resume ID`, or ask for a fresh ticket"
             }
             FileExists(_) => "pass --overwrite, or choose another output folder with -o",
             SourceUnreadable { .. } => "check the path and that it names a readable regular file",
             SourceChanged(_) => "send the file again to start a new transfer",
             DiskFull(_) => "free some space, then run `agentferry resume ID`; the partial file is kept",
-            PermissionDenied(_) => "choose a folder you can write to, or fix its permissions, then resume",
+            PermissionDenied(_) => {
+                "choose a folder you can write to with -o (or fix its permissions), then run `agentferry resume ID`"
+            }
             Io { .. } => "fix the problem named in the message, then run `agentferry resume ID`",
             SizeLimit(_) => "ask the sender for a fresh ticket; do not trust this peer",
-            AddressInUse(_) => "stop whatever holds the port, then resume the transfer",
+            AddressInUse(_) => "stop whatever holds the port, then run `agentferry resume ID`",
             TransferNotFound(_) => "run `agentferry status` to list the transfers this node knows",
             AlreadyCompleted(_) => "nothing to do; `agentferry status ID` shows where the file is",
             PeerUriInvalid(_) => "copy the whole URI printed by `agentferry export` on the other machine",
             PeerNotFound(_) => {
-                "list trusted peers (`agentferry peers list` or the list_peers tool), or add one with add_peer"
+                "run `agentferry peers list` to see trusted peers, or `agentferry peers add URI` to add one"
+            }
+            PeerExists(_) => {
+                "remove the stored peer first (`agentferry peers remove NAME`), or add this one under another name"
             }
             PeerExpired(_) => {
-                "ask the peer for a fresh `agentferry export` and add it again, or send with a ticket instead"
+                "ask the peer for a fresh `agentferry export` and `agentferry peers add` it, or send without --to and hand over the ticket"
             }
             GrantNotFound(_) => "run `agentferry grants list` to see the grants this node exported",
-            OfferRefused(_) => "send without `to` and hand the ticket over instead, or ask the peer for a fresh grant",
+            OfferRefused(_) => "send without --to and hand the ticket over instead, or ask the peer for a fresh grant",
             PathNotAllowed(_) => "use a path inside the allowed roots (or the download folder for received files)",
-            PathUnavailable(_) => "use prefer=auto or prefer=http",
-            InvalidArgument(_) => "read the tool's or command's description and fix the arguments",
-            Busy(_) => "wait for that process to finish, or stop it, then resume",
-            AmbiguousTransfer(_) => "pass --role send or --role receive",
+            PathUnavailable(_) => "pass --prefer auto or --prefer http",
+            InvalidArgument(_) => "run the command with --help and fix the arguments",
+            Busy(_) => {
+                "wait for that process to finish (`agentferry status ID`), or stop it, then run `agentferry resume ID`"
+            }
+            AmbiguousTransfer(_) => "run `agentferry resume ID --role send` or `--role receive`",
             Home(_) => "check AGENTFERRY_HOME and the permissions of the node home",
             Cancelled => "run `agentferry resume ID` to continue",
         }
@@ -209,7 +221,7 @@ impl TransferError {
             | TicketUnsupportedVersion(_)
             | TicketExpired { .. } => 3,
             PeerUnreachable(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_) => 4,
-            PeerUriInvalid(_) | PeerExpired(_) | PathUnavailable(_) => 3,
+            PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
             PathNotAllowed(_) => 6,
             IntegrityMismatch(_) | SizeLimit(_) => 5,
             FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
@@ -248,6 +260,7 @@ impl TransferError {
             AlreadyCompleted(m) => AlreadyCompleted(m.clone()),
             PeerUriInvalid(m) => PeerUriInvalid(m.clone()),
             PeerNotFound(m) => PeerNotFound(m.clone()),
+            PeerExists(m) => PeerExists(m.clone()),
             PeerExpired(m) => PeerExpired(m.clone()),
             GrantNotFound(m) => GrantNotFound(m.clone()),
             OfferRefused(m) => OfferRefused(m.clone()),

@@ -64,14 +64,24 @@ impl Side {
         path
     }
 
-    /// Call a tool; returns (is_error, structured content).
+    /// Call a tool; returns (is_error, structured content, or for an error the JSON in its
+    /// text, which every error carries instead of structured content).
     async fn call(&self, tool: &'static str, args: Value) -> (bool, Value) {
         let result = self
             .client
             .call_tool(CallToolRequestParams::new(tool).with_arguments(object(args)))
             .await
             .unwrap_or_else(|e| panic!("{tool}: {e}"));
-        (result.is_error == Some(true), result.structured_content.unwrap_or(Value::Null))
+        if result.is_error != Some(true) {
+            return (false, result.structured_content.unwrap_or(Value::Null));
+        }
+        assert!(result.structured_content.is_none(), "{tool}: an error result must not break the output schema");
+        let text = &result.content[0].as_text().expect("an error is one text block").text;
+        let error: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{tool}: error text is not JSON: {e}"));
+        for field in ["code", "message", "hint"] {
+            assert!(error[field].as_str().is_some_and(|v| !v.is_empty()), "{tool}: error without {field}: {error}");
+        }
+        (true, error)
     }
 
     async fn ok(&self, tool: &'static str, args: Value) -> Value {
@@ -103,6 +113,61 @@ async fn tools_list_shows_every_tool_with_both_schemas_and_annotations() {
     }
     let check = tools.iter().find(|t| t.name == "check_session").unwrap();
     assert_eq!(check.annotations.as_ref().unwrap().read_only_hint, Some(true));
+    for tool in &tools {
+        let schemas = json!([*tool.input_schema, tool.output_schema.as_deref()]).to_string();
+        assert!(!schemas.contains("\"uint"), "{}: integer formats validators do not know: {schemas}", tool.name);
+    }
+    let add_peer = tools.iter().find(|t| t.name == "add_peer").unwrap();
+    assert!(add_peer.input_schema["properties"]["replace"].is_object(), "add_peer replaces only when asked");
+}
+
+#[tokio::test]
+async fn starting_a_server_binds_nothing_and_creates_no_folder_until_a_grant_exists() {
+    let base = tempfile::tempdir().unwrap();
+    let b = Side::start(base.path(), "bob").await;
+    assert!(!b.dir.join("downloads").exists(), "no download folder before the first receive");
+    let inbox = b.node.inbox_bind().unwrap();
+    assert!(std::net::TcpStream::connect(inbox).is_err(), "nothing listens on the inbox before a grant exists");
+    b.node.trust().export("bob", 3600, advertised_addrs(inbox), None).unwrap();
+    b.ok("check_session", json!({})).await;
+    assert!(std::net::TcpStream::connect(inbox).is_ok(), "the inbox listens once a grant exists");
+}
+
+#[tokio::test]
+async fn arguments_that_do_not_fit_are_invalid_argument_errors_naming_the_tool() {
+    let base = tempfile::tempdir().unwrap();
+    let a = Side::start(base.path(), "alice").await;
+    let cases = [
+        ("send_file", json!({})),
+        ("send_file", json!({ "path": 7 })),
+        ("receive_file", json!({ "overwrite": "yes" })),
+        ("check_session", json!({ "timeout_seconds": -1 })),
+        ("add_peer", json!({ "name": "x" })),
+        ("resume_transfer", json!({})),
+    ];
+    for (tool, args) in cases {
+        let (is_error, e) = a.call(tool, args.clone()).await;
+        assert!(is_error, "{tool} {args}");
+        assert_eq!(e["code"], "invalid_argument", "{tool} {args}: {e}");
+        assert!(e["hint"].as_str().unwrap().contains(tool), "{tool}: the hint names the tool: {e}");
+    }
+}
+
+#[tokio::test]
+async fn add_peer_replaces_a_different_peer_only_when_asked() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
+    let first = b.node.trust().export("bob", 3600, inbox.clone(), None).unwrap().to_string();
+    let second = b.node.trust().export("bob", 3600, inbox, None).unwrap().to_string();
+    a.ok("add_peer", json!({ "uri": first })).await;
+    a.ok("add_peer", json!({ "uri": first })).await; // the same grant again: idempotent
+    let (is_error, e) = a.call("add_peer", json!({ "uri": second })).await;
+    assert!(is_error);
+    assert_eq!(e["code"], "peer_exists");
+    assert!(e["hint"].as_str().unwrap().contains("replace: true"), "{e}");
+    a.ok("add_peer", json!({ "uri": second, "replace": true })).await;
+    assert_eq!(a.ok("list_peers", json!({})).await["peers"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -115,10 +180,12 @@ async fn a_ticket_moves_a_file_between_two_servers_with_progress() {
     assert!(ticket.starts_with("ferry"));
     assert!(sent["next"].as_str().unwrap().contains("receive_file"));
 
+    let began = std::time::Instant::now();
     let started = b.ok("receive_file", json!({ "ticket": ticket })).await;
     let id = started["transfer_id"].as_str().unwrap();
     assert_eq!(id, sent["transfer_id"]);
     let done = b.wait(id).await;
+    let elapsed = began.elapsed();
     assert_eq!(done["state"], "completed", "{done}");
     let saved = PathBuf::from(done["saved_to"].as_str().unwrap());
     assert!(saved.starts_with(b.dir.join("downloads").canonicalize().unwrap()));
@@ -130,6 +197,9 @@ async fn a_ticket_moves_a_file_between_two_servers_with_progress() {
     assert!(!progress.is_empty(), "the wait sent progress notifications");
     assert!(progress.windows(2).all(|w| w[0].progress < w[1].progress), "progress only grows");
     assert_eq!(progress.last().unwrap().progress, 3_000_000.0);
+    // At most ten a second, plus the first and the last.
+    let allowed = 2 + (elapsed.as_millis() / 100) as usize;
+    assert!(progress.len() <= allowed, "{} progress notifications in {elapsed:?}", progress.len());
 
     let sender_side = a.wait(id).await;
     assert_eq!(sender_side["state"], "completed");
@@ -142,6 +212,7 @@ async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
     let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
     let uri = b.node.trust().export("bob", 3600, inbox, None).unwrap();
+    b.ok("list_peers", json!({})).await; // bob's first call after the export binds its inbox
     let peer = a.ok("add_peer", json!({ "uri": uri.to_string() })).await;
     assert_eq!(peer["name"], "bob");
     let peers = a.ok("list_peers", json!({})).await;
@@ -179,6 +250,7 @@ async fn expired_grants_are_refused_on_both_sides() {
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
     let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
     let uri = b.node.trust().export("bob", 1, inbox, None).unwrap().to_string();
+    b.ok("list_peers", json!({})).await; // binds bob's inbox
     a.ok("add_peer", json!({ "uri": uri, "name": "bob-short" })).await;
     a.ok("add_peer", json!({ "uri": uri, "name": "bob-long" })).await;
     a.node.trust().extend_peer("bob-long", 3600).unwrap(); // alice trusts longer than bob's grant allows

@@ -155,7 +155,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    crate::init_logging();
+    init_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let json = match &cli.command {
         Command::Send(a) => a.json,
@@ -172,24 +172,59 @@ pub fn main() -> ExitCode {
     let mut reporter = Reporter::new(json);
     match runtime.block_on(run(cli, &mut reporter)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { error, reported }) => {
+        Err(Failure { error, reported, transfer_id }) => {
             if !reported {
-                reporter.event(&Event::error(None, &error));
+                reporter.event(&Event::error(transfer_id, &error));
             }
             ExitCode::from(error.exit_code())
         }
     }
 }
 
-/// A failed command, and whether its error event was already printed.
+/// Logs go to stderr, filtered by `AGENTFERRY_LOG` (default `warn`), coloured only when stderr is
+/// a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>).
+fn init_logs() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::{
+        EnvFilter, Layer,
+        filter::{FilterExt, Targets},
+        layer::SubscriberExt,
+        util::SubscriberInitExt,
+    };
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let wanted = EnvFilter::try_from_env("AGENTFERRY_LOG").unwrap_or_else(|_| "warn".into());
+    // Other crates log whole requests and results at debug and below (rmcp: tool arguments and
+    // results, which carry tickets and grant URIs): never below info, whatever was asked.
+    let cap = Targets::new().with_target("agentferry", tracing::Level::TRACE).with_default(tracing::Level::INFO);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_filter(wanted.and(cap))
+        .with_filter(tracing_subscriber::filter::filter_fn(|meta| !is_rpc_error_answer(meta)));
+    tracing_subscriber::registry().with(fmt).init();
+}
+
+/// rmcp logs every JSON-RPC error it answers with at WARN ("response error": fields `id`,
+/// `error`). Hosts routinely probe methods this server does not offer (`resources/list`,
+/// `prompts/list`), so these are not warnings.
+fn is_rpc_error_answer(meta: &tracing::Metadata<'_>) -> bool {
+    meta.target() == "rmcp::service"
+        && *meta.level() == tracing::Level::WARN
+        && meta.fields().field("id").is_some()
+        && meta.fields().field("error").is_some()
+}
+
+/// A failed command, whether its error event was already printed, and the transfer it was
+/// about (so the hint names the real id).
 pub struct Failure {
     error: TransferError,
     reported: bool,
+    transfer_id: Option<TransferId>,
 }
 
 impl From<TransferError> for Failure {
     fn from(error: TransferError) -> Self {
-        Failure { error, reported: false }
+        Failure { error, reported: false, transfer_id: None }
     }
 }
 
@@ -246,7 +281,8 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 RoleArg::Send => Role::Send,
                 RoleArg::Receive => Role::Receive,
             });
-            node.resume(parse_id(&args.id)?, role).await?
+            let id = parse_id(&args.id)?;
+            node.resume(id, role).await.map_err(|error| Failure { error, reported: false, transfer_id: Some(id) })?
         }
         Command::Status(args) => {
             let id = args.id.as_deref().map(parse_id).transpose()?;
@@ -305,13 +341,15 @@ pub async fn follow(mut transfer: Transfer, reporter: &mut Reporter) -> Result<(
             },
             _ = tokio::signal::ctrl_c() => {
                 transfer.task.abort();
-                return Err(TransferError::Cancelled.into());
+                let transfer_id = Some(transfer.transfer_id);
+                return Err(Failure { error: TransferError::Cancelled, reported: false, transfer_id });
             }
         }
     }
+    let transfer_id = Some(transfer.transfer_id);
     match transfer.task.await {
         Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(Failure { error, reported }),
-        Err(_) => Err(TransferError::Cancelled.into()),
+        Ok(Err(error)) => Err(Failure { error, reported, transfer_id }),
+        Err(_) => Err(Failure { error: TransferError::Cancelled, reported: false, transfer_id }),
     }
 }

@@ -1,45 +1,29 @@
 //! How the CLI shows events: JSON Lines on stdout, or a progress bar and plain lines on stderr.
 //!
 //! With `--json` every event becomes one line, `{"event": <name>, ...}` (the envelope is
-//! documented in the README); progress lines are thinned to at most one per 100 ms or per percent.
+//! documented in the README); the engine already publishes progress at most ten times a second.
 //! Without it, the ticket goes to stdout (so `agentferry send f | …` captures it) and everything
 //! else goes to stderr for the person watching.
 
-use std::{
-    io::Write,
-    time::{Duration, Instant},
-};
+use std::io::Write;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use agentferry::{Event, journal::TransferStatus};
 
 pub enum Reporter {
-    Json { last_progress: Option<(Instant, u64)> },
+    Json,
     Human { bar: Option<ProgressBar> },
 }
 
 impl Reporter {
     pub fn new(json: bool) -> Self {
-        if json { Reporter::Json { last_progress: None } } else { Reporter::Human { bar: None } }
+        if json { Reporter::Json } else { Reporter::Human { bar: None } }
     }
 
     pub fn event(&mut self, event: &Event) {
         match self {
-            Reporter::Json { last_progress } => {
-                if let Event::Progress { bytes_done, bytes_total, .. } = event {
-                    let now = Instant::now();
-                    let step = (bytes_total / 100).max(1);
-                    let due = last_progress.is_none_or(|(at, done)| {
-                        now - at >= Duration::from_millis(100)
-                            || bytes_done.saturating_sub(done) >= step
-                            || bytes_done == bytes_total
-                    });
-                    if !due {
-                        return;
-                    }
-                    *last_progress = Some((now, *bytes_done));
-                }
+            Reporter::Json => {
                 let mut out = std::io::stdout().lock();
                 let _ = serde_json::to_writer(&mut out, event);
                 let _ = out.write_all(b"\n");

@@ -1,11 +1,22 @@
 //! Progress items: the one stream of events every front consumes.
 //!
 //! An engine task publishes [`Event`]s as it works and ends with `Completed` or `Error`. The CLI
-//! prints them as JSON Lines (`--json`) or a progress bar; the MCP server (next) will turn them
-//! into progress notifications and `check_session` answers. The serialised form is the documented
-//! JSON Lines envelope: every line is an object with an `"event"` field naming its variant.
+//! prints them as JSON Lines (`--json`) or a progress bar; the MCP server folds them into the
+//! status that `check_session`, progress notifications and task status report. The serialised
+//! form is the documented JSON Lines envelope: every line is an object with an `"event"` field
+//! naming its variant.
+//!
+//! Progress is published at most every [`PROGRESS_INTERVAL`] (10 a second) per transfer, plus
+//! the last one; every other event is a state change and always goes out. Every front inherits
+//! that rate, so none floods its consumer.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -98,19 +109,30 @@ pub enum Event {
         transfer_id: Option<TransferId>,
         code: &'static str,
         message: String,
-        hint: &'static str,
+        hint: String,
     },
 }
 
 impl Event {
+    /// The error event for `e`; its hint names the real transfer id when there is one.
     pub fn error(transfer_id: Option<TransferId>, e: &TransferError) -> Self {
-        Event::Error { transfer_id, code: e.code(), message: e.to_string(), hint: e.hint() }
+        let hint = match transfer_id {
+            Some(id) => e.hint().replace("ID`", &format!("{id}`")).replace("ID --role", &format!("{id} --role")),
+            None => e.hint().to_owned(),
+        };
+        Event::Error { transfer_id, code: e.code(), message: e.to_string(), hint }
     }
 }
 
-/// The publishing end held by an engine task.
+/// The shortest gap between two progress events of one transfer.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The publishing end held by an engine task (and its clones, which share one progress clock).
 #[derive(Clone, Debug)]
-pub struct Events(mpsc::Sender<Event>);
+pub struct Events {
+    tx: mpsc::Sender<Event>,
+    last_progress: Arc<Mutex<Option<Instant>>>,
+}
 
 /// Room for bursts; progress beyond it is dropped (the next one supersedes it anyway).
 const CAPACITY: usize = 256;
@@ -118,16 +140,64 @@ const CAPACITY: usize = 256;
 impl Events {
     pub fn channel() -> (Events, mpsc::Receiver<Event>) {
         let (tx, rx) = mpsc::channel(CAPACITY);
-        (Events(tx), rx)
+        (Events { tx, last_progress: Arc::new(Mutex::new(None)) }, rx)
     }
 
     /// Publish an event that must not be lost.
     pub async fn send(&self, event: Event) {
-        let _ = self.0.send(event).await;
+        let _ = self.tx.send(event).await;
     }
 
-    /// Publish a progress event if there is room; a slow consumer just sees fewer of them.
+    /// Publish a progress event unless one went out less than [`PROGRESS_INTERVAL`] ago (the
+    /// last one, with every byte done, always goes), and only if there is room: a slow consumer
+    /// just sees fewer of them, and the next one supersedes a dropped one anyway.
     pub fn progress(&self, event: Event) {
-        let _ = self.0.try_send(event);
+        let last = matches!(event, Event::Progress { bytes_done, bytes_total, .. } if bytes_done >= bytes_total);
+        let now = Instant::now();
+        {
+            let mut at = self.last_progress.lock().expect("not poisoned");
+            if !last && at.is_some_and(|at| now.duration_since(at) < PROGRESS_INTERVAL) {
+                return;
+            }
+            *at = Some(now);
+        }
+        let _ = self.tx.try_send(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(done: u64) -> Event {
+        let transfer_id = "00112233445566778899aabbccddeeff".parse().unwrap();
+        Event::Progress { transfer_id, role: Role::Receive, bytes_done: done, bytes_total: 100, rate: 1 }
+    }
+
+    #[tokio::test]
+    async fn progress_is_thinned_to_the_interval_but_the_last_one_goes_out() {
+        let (events, mut rx) = Events::channel();
+        let started = Instant::now();
+        for done in 1..=99 {
+            events.progress(progress(done));
+        }
+        events.progress(progress(100));
+        drop(events);
+        let mut seen = Vec::new();
+        while let Some(Event::Progress { bytes_done, .. }) = rx.recv().await {
+            seen.push(bytes_done);
+        }
+        let allowed = 2 + (started.elapsed().as_millis() / PROGRESS_INTERVAL.as_millis()) as usize;
+        assert_eq!((seen[0], *seen.last().unwrap()), (1, 100), "the first and the last one go out");
+        assert!(seen.len() <= allowed, "{} progress events in {:?}", seen.len(), started.elapsed());
+    }
+
+    #[test]
+    fn error_hints_name_the_real_transfer_id() {
+        let id: TransferId = "00112233445566778899aabbccddeeff".parse().unwrap();
+        let Event::Error { hint, .. } = Event::error(Some(id), &TransferError::Cancelled) else { unreachable!() };
+        assert_eq!(hint, format!("run `agentferry resume {id}` to continue"));
+        let Event::Error { hint, .. } = Event::error(None, &TransferError::Cancelled) else { unreachable!() };
+        assert!(hint.contains("resume ID"));
     }
 }

@@ -21,7 +21,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-pub use events::{Event, Events};
+pub use events::{Event, Events, PROGRESS_INTERVAL};
 pub use inbox::Inbox;
 pub use outgoing::SendOutcome;
 pub use registry::Registry;

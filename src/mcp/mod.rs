@@ -1,48 +1,72 @@
-//! The MCP server: five tools (and `list_peers`) over stdio, each one call into the engine.
+//! The MCP server: six tools over stdio, each one call into the engine.
 //!
 //! Tools return at once: long work runs in the background and is watched with `check_session`,
 //! which can wait, stream `notifications/progress` when the client sent a progress token, and
-//! stops promptly when the client cancels. Failures a model can act on are `isError` results
-//! with a stable `code`, a `message` and a `hint` naming the next call; only malformed requests
-//! are JSON-RPC errors. stdout carries the protocol only; logs go to stderr.
+//! stops promptly when the client cancels. A client that declares the tasks extension
+//! (`io.modelcontextprotocol/tasks`) gets a task instead for `receive_file`, `resume_transfer`
+//! and push-mode `send_file` (see [`tasks`]). Failures a model can act on are `isError`
+//! results carrying `{code, message, hint}` as JSON text (see [`errors`]), argument errors
+//! included; only unroutable requests are JSON-RPC errors. stdout carries the protocol only;
+//! logs go to stderr.
 //!
-//! While it runs, the server also listens on the node's inbox for pushes from trusted peers and
-//! serves every file it sends from that one listener.
+//! Starting the server has no side effect beyond opening the node home: the inbox for pushes
+//! from trusted peers is bound (and serves every file this server sends) only once this node has
+//! exported a grant, and the download folder is created by the first receive.
 
+mod errors;
 mod roots;
+mod tasks;
 pub mod types;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
+pub use errors::ToolError;
 use rmcp::{
     Json, RoleServer, ServerHandler,
-    handler::server::{router::tool::ToolRouter, wrapper::Parameters},
-    model::{Implementation, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool},
+    handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
+    model::{
+        CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation,
+        ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    },
     service::RequestContext,
+    task_manager::TaskManager,
     tool, tool_handler, tool_router,
 };
 pub use roots::Roots;
-use tokio::sync::watch;
+use tokio::{
+    sync::{OnceCell, watch},
+    task::AbortHandle,
+};
 use types::*;
 
 use crate::{
-    engine::{Inbox, Node, ReceiveOptions, Registry, SendOptions},
+    engine::{Inbox, Node, ReceiveOptions, Registry, SendOptions, Transfer},
     error::TransferError,
     id::TransferId,
     journal::{State, TransferStatus},
-    peers::PeerInfo,
+    peers::{GrantUri, PeerInfo},
     ticket::Ticket,
     transport::http::HttpServer,
 };
 
-// The tool macros read return types as written (an alias would hide the output schema), so
-// tool signatures spell out `Result<Json<_>, Json<ToolError>>`.
-fn fail<T>(e: TransferError) -> Result<Json<T>, Json<ToolError>> {
-    Err(Json(ToolError::from(e)))
-}
-
 fn parse_id(id: &str) -> Result<TransferId, TransferError> {
     id.parse().map_err(|_| TransferError::TransferNotFound(id.to_owned()))
+}
+
+/// `status` with its error's hint in the words of these tools.
+fn for_agent(mut status: TransferStatus) -> TransferStatus {
+    if let Some(error) = &mut status.error
+        && let Some(hint) = errors::hint_for_code(&error.code, Some(&status.transfer_id))
+    {
+        error.hint = hint;
+    }
+    status
+}
+
+/// A transfer this server started: its live status and the handle that cancels it.
+struct Started {
+    status: watch::Receiver<TransferStatus>,
+    abort: AbortHandle,
 }
 
 const INSTRUCTIONS: &str = "agentferry moves files between machines, encrypted end to end and verified by SHA-256. \
@@ -55,9 +79,14 @@ the intended receiver.";
 /// The MCP front of one node.
 #[derive(Clone)]
 pub struct FerryServer {
+    /// The node as configured, without a shared listener.
     node: Node,
+    /// The node serving from its inbox listener, once one was needed (bound at most once; the
+    /// plain node when the address was taken).
+    inbox: Arc<OnceCell<Node>>,
     roots: Roots,
     registry: Arc<Registry>,
+    tasks: TaskManager,
     tool_router: ToolRouter<Self>,
 }
 
@@ -66,43 +95,181 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How often a wait re-reads the journal for a transfer run by another process.
 const JOURNAL_POLL: Duration = Duration::from_millis(250);
+/// How often an idle server looks for a first exported grant (a file in the node home), so that
+/// `agentferry export` run beside it takes effect without a restart.
+const GRANT_POLL: Duration = Duration::from_secs(1);
 
 impl FerryServer {
-    /// A server for `node`, listening on its inbox when the address is free (another process,
-    /// such as `agentferry listen`, may already serve it).
+    /// A server for `node`. It binds nothing and creates no folder now: the inbox is bound as
+    /// soon as this node has exported a grant (checked now, on every tool call and every
+    /// [`GRANT_POLL`]), since only holders of a grant push here.
     pub async fn start(node: Node, roots: Roots) -> Self {
-        let registry = Registry::new();
-        let node = match node.inbox_bind() {
-            Ok(addr) => match HttpServer::bind(addr).await {
-                Ok(server) => {
-                    let server = Arc::new(server);
-                    let inbox = Inbox::new(node.clone(), roots.download_dir().to_owned(), Arc::clone(&registry));
-                    server.set_inbox(inbox.handler());
-                    inbox.listen_on_channel(&node).await;
-                    server.start();
-                    tracing::info!(addr = %server.local_addr(), "inbox listening");
-                    node.with_shared_server(server)
+        let server = FerryServer {
+            node,
+            inbox: Arc::new(OnceCell::new()),
+            roots,
+            registry: Registry::new(),
+            tasks: TaskManager::new(),
+            tool_router: Self::router(),
+        };
+        server.node().await; // binds now when a grant exists
+        if server.inbox.get().is_none() {
+            let watcher = server.clone();
+            tokio::spawn(async move {
+                while watcher.inbox.get().is_none() {
+                    tokio::time::sleep(GRANT_POLL).await;
+                    watcher.node().await;
                 }
-                Err(e) => {
-                    tracing::warn!("not listening for pushes ({e}); each send gets its own port");
-                    node
-                }
-            },
+            });
+        }
+        server
+    }
+
+    /// The node to work with: the one serving from the inbox once a grant exists.
+    async fn node(&self) -> Node {
+        if let Some(node) = self.inbox.get() {
+            return node.clone();
+        }
+        let has_grant = self.node.trust().grants().is_ok_and(|g| !g.is_empty());
+        if !has_grant {
+            return self.node.clone();
+        }
+        self.inbox.get_or_init(|| self.bind_inbox()).await.clone()
+    }
+
+    /// Listen for pushes on the node's inbox address, unless another process (such as
+    /// `agentferry listen`) already does.
+    async fn bind_inbox(&self) -> Node {
+        let node = self.node.clone();
+        let addr = match node.inbox_bind() {
+            Ok(addr) => addr,
             Err(e) => {
                 tracing::warn!("no inbox address: {e}");
-                node
+                return node;
             }
         };
-        FerryServer { node, roots, registry, tool_router: Self::tool_router() }
+        match HttpServer::bind(addr).await {
+            Ok(server) => {
+                let server = Arc::new(server);
+                let inbox = Inbox::new(node.clone(), self.roots.download_dir().to_owned(), Arc::clone(&self.registry));
+                server.set_inbox(inbox.handler());
+                inbox.listen_on_channel(&node).await;
+                server.start();
+                tracing::info!(addr = %server.local_addr(), "inbox listening");
+                node.with_shared_server(server)
+            }
+            Err(e) => {
+                tracing::warn!("not listening for pushes ({e}); each send gets its own port");
+                node
+            }
+        }
+    }
+
+    /// The tools, with integer formats that every client's validator knows.
+    fn router() -> ToolRouter<Self> {
+        let mut router = Self::tool_router();
+        for route in router.map.values_mut() {
+            crate::schemas::portable(Arc::make_mut(&mut route.attr.input_schema));
+            if let Some(output) = &mut route.attr.output_schema {
+                crate::schemas::portable(Arc::make_mut(output));
+            }
+        }
+        router
     }
 
     /// Every tool with its schemas, as `tools/list` shows them.
     pub fn tools() -> Vec<Tool> {
-        Self::tool_router().list_all()
+        Self::router().list_all()
     }
 
-    fn status_of(&self, id: &TransferId) -> Result<Vec<TransferStatus>, TransferError> {
-        self.registry.status(&self.node, id)
+    fn status_of(&self, node: &Node, id: &TransferId) -> Result<Vec<TransferStatus>, TransferError> {
+        Ok(self.registry.status(node, id)?.into_iter().map(for_agent).collect())
+    }
+
+    fn track(&self, node: &Node, transfer: Transfer) -> Result<Started, TransferError> {
+        let abort = transfer.task.abort_handle();
+        let status = self.registry.track(node, transfer)?;
+        Ok(Started { status, abort })
+    }
+
+    async fn start_send(&self, args: SendFileArgs) -> Result<(SendFileResult, Started), ToolError> {
+        let path = self.roots.readable_file(&args.path)?;
+        let minutes = args.expires_in_minutes.unwrap_or(1440).max(1);
+        let options = SendOptions {
+            path,
+            expires_in: Duration::from_secs(minutes as u64 * 60),
+            prefer: args.prefer.unwrap_or_default(),
+        };
+        let node = self.node().await;
+        let (transfer, answer) = match &args.to {
+            Some(peer) => {
+                let (t, a) = node.push(options, peer).await?;
+                (t, Some(a))
+            }
+            None => (node.send(options).await?, None),
+        };
+        let id = transfer.transfer_id;
+        let record = node
+            .journal()
+            .load(&id, crate::journal::Role::Send)?
+            .ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
+        let started = self.track(&node, transfer)?;
+        let next = match &answer {
+            Some(a) if a.state == "accepted" => format!(
+                "{} is fetching the file; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
+                record.peer.as_deref().unwrap_or("the peer")
+            ),
+            Some(_) => "the peer holds the offer until someone there accepts it; check_session shows the state".into(),
+            None => format!(
+                "give the ticket to the receiving agent (it calls receive_file(ticket)); then call check_session(transfer_id=\"{id}\", wait=true)"
+            ),
+        };
+        let result = SendFileResult {
+            transfer_id: id.to_string(),
+            ticket: answer.is_none().then(|| record.ticket.clone()),
+            state: State::Active,
+            file_name: record.name,
+            bytes_total: record.size,
+            peer: record.peer,
+            peer_answer: answer.map(|a| a.state),
+            next,
+        };
+        Ok((result, started))
+    }
+
+    async fn start_receive(&self, args: ReceiveFileArgs) -> Result<Started, ToolError> {
+        let output_dir = self.roots.writable_dir(args.output_dir.as_deref())?;
+        let options =
+            ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None, prefer: args.prefer };
+        let node = self.node().await;
+        match (&args.ticket, &args.transfer_id) {
+            (Some(ticket), None) => {
+                let ticket = ticket.parse::<Ticket>()?;
+                let id = ticket.transfer_id.to_string();
+                let started = node.receive(ticket, options).await.and_then(|t| self.track(&node, t));
+                started.map_err(|e| ToolError::new(&e, Some(&id)))
+            }
+            (None, Some(id)) => {
+                let explicit = args.output_dir.is_some() || args.overwrite.is_some();
+                let started = match parse_id(id) {
+                    Ok(parsed) => {
+                        node.accept(parsed, explicit.then_some(options)).await.and_then(|t| self.track(&node, t))
+                    }
+                    Err(e) => Err(e),
+                };
+                started.map_err(|e| ToolError::new(&e, Some(id)))
+            }
+            _ => Err(ToolError::bad_arguments("receive_file", "pass exactly one of ticket and transfer_id")),
+        }
+    }
+
+    async fn start_resume(&self, args: ResumeArgs) -> Result<Started, ToolError> {
+        let node = self.node().await;
+        let started = match parse_id(&args.transfer_id) {
+            Ok(id) => node.resume(id, None).await.and_then(|t| self.track(&node, t)),
+            Err(e) => Err(e),
+        };
+        started.map_err(|e| ToolError::new(&e, Some(&args.transfer_id)))
     }
 }
 
@@ -116,59 +283,8 @@ with it. With `to`, the file is pushed to that peer (see list_peers), which fetc
 check_session(transfer_id, wait=true) to follow it to completion. The file must be inside the allowed roots.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
-    async fn send_file(
-        &self,
-        Parameters(args): Parameters<SendFileArgs>,
-    ) -> Result<Json<SendFileResult>, Json<ToolError>> {
-        let path = match self.roots.readable_file(&args.path) {
-            Ok(p) => p,
-            Err(e) => return fail(e),
-        };
-        let minutes = args.expires_in_minutes.unwrap_or(1440).max(1);
-        let options = SendOptions {
-            path,
-            expires_in: Duration::from_secs(minutes as u64 * 60),
-            prefer: args.prefer.unwrap_or_default(),
-        };
-        let (transfer, answer) = match &args.to {
-            Some(peer) => match self.node.push(options, peer).await {
-                Ok((t, a)) => (t, Some(a)),
-                Err(e) => return fail(e),
-            },
-            None => match self.node.send(options).await {
-                Ok(t) => (t, None),
-                Err(e) => return fail(e),
-            },
-        };
-        let id = transfer.transfer_id;
-        let record = match self.node.journal().load(&id, crate::journal::Role::Send) {
-            Ok(Some(r)) => r,
-            Ok(None) => return fail(TransferError::TransferNotFound(id.to_string())),
-            Err(e) => return fail(e),
-        };
-        if let Err(e) = self.registry.track(&self.node, transfer) {
-            return fail(e);
-        }
-        let next = match &answer {
-            Some(a) if a.state == "accepted" => format!(
-                "{} is fetching the file; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
-                record.peer.as_deref().unwrap_or("the peer")
-            ),
-            Some(_) => "the peer holds the offer until someone there accepts it; check_session shows the state".into(),
-            None => format!(
-                "give the ticket to the receiving agent (it calls receive_file(ticket)); then call check_session(transfer_id=\"{id}\", wait=true)"
-            ),
-        };
-        Ok(Json(SendFileResult {
-            transfer_id: id.to_string(),
-            ticket: answer.is_none().then(|| record.ticket.clone()),
-            state: State::Active,
-            file_name: record.name,
-            bytes_total: record.size,
-            peer: record.peer,
-            peer_answer: answer.map(|a| a.state),
-            next,
-        }))
+    async fn send_file(&self, Parameters(args): Parameters<SendFileArgs>) -> Result<Json<SendFileResult>, ToolError> {
+        Ok(Json(self.start_send(args).await?.0))
     }
 
     #[tool(
@@ -183,31 +299,9 @@ an existing file is never replaced unless overwrite is true.",
     async fn receive_file(
         &self,
         Parameters(args): Parameters<ReceiveFileArgs>,
-    ) -> Result<Json<TransferStatus>, Json<ToolError>> {
-        let output_dir = match self.roots.writable_dir(args.output_dir.as_deref()) {
-            Ok(dir) => dir,
-            Err(e) => return fail(e),
-        };
-        let options =
-            ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None, prefer: args.prefer };
-        let started = match (&args.ticket, &args.transfer_id) {
-            (Some(ticket), None) => match ticket.parse::<Ticket>() {
-                Ok(ticket) => self.node.receive(ticket, options).await,
-                Err(e) => Err(e),
-            },
-            (None, Some(id)) => {
-                let explicit = args.output_dir.is_some() || args.overwrite.is_some();
-                match parse_id(id) {
-                    Ok(id) => self.node.accept(id, explicit.then_some(options)).await,
-                    Err(e) => Err(e),
-                }
-            }
-            _ => Err(TransferError::InvalidArgument("pass exactly one of ticket and transfer_id".into())),
-        };
-        match started.and_then(|t| self.registry.track(&self.node, t)) {
-            Ok(status) => Ok(Json(status.borrow().clone())),
-            Err(e) => fail(e),
-        }
+    ) -> Result<Json<TransferStatus>, ToolError> {
+        let started = self.start_receive(args).await?;
+        Ok(Json(for_agent(started.status.borrow().clone())))
     }
 
     #[tool(
@@ -223,30 +317,23 @@ sending progress notifications if you gave a progress token.",
         &self,
         Parameters(args): Parameters<CheckSessionArgs>,
         ctx: RequestContext<RoleServer>,
-    ) -> Result<Json<SessionReport>, Json<ToolError>> {
+    ) -> Result<Json<SessionReport>, ToolError> {
+        let node = self.node().await;
         let Some(id) = &args.transfer_id else {
             if args.wait == Some(true) {
-                return fail(TransferError::InvalidArgument("wait needs a transfer_id".into()));
+                return Err(ToolError::bad_arguments("check_session", "wait needs a transfer_id"));
             }
-            return match self.registry.list(&self.node) {
-                Ok(transfers) => Ok(Json(SessionReport { transfers, timed_out: false })),
-                Err(e) => fail(e),
-            };
+            let transfers = self.registry.list(&node)?.into_iter().map(for_agent).collect();
+            return Ok(Json(SessionReport { transfers, timed_out: false }));
         };
-        let id = match parse_id(id) {
-            Ok(id) => id,
-            Err(e) => return fail(e),
-        };
+        let parsed = parse_id(id)?;
         if args.wait != Some(true) {
-            return match self.status_of(&id) {
-                Ok(transfers) => Ok(Json(SessionReport { transfers, timed_out: false })),
-                Err(e) => fail(e),
-            };
+            return Ok(Json(SessionReport { transfers: self.status_of(&node, &parsed)?, timed_out: false }));
         }
         let timeout = args.timeout_seconds.map_or(DEFAULT_WAIT, |s| Duration::from_secs(s as u64)).min(MAX_WAIT);
-        match self.wait(id, timeout, &ctx).await {
+        match self.wait(&node, parsed, timeout, &ctx).await {
             Ok((transfers, timed_out)) => Ok(Json(SessionReport { transfers, timed_out })),
-            Err(e) => fail(e),
+            Err(e) => Err(ToolError::new(&e, Some(id))),
         }
     }
 
@@ -254,15 +341,23 @@ sending progress notifications if you gave a progress token.",
         title = "Trust a peer",
         description = "Store a trusted peer from the grant URI its owner printed with `agentferry export` \
 (starts with `grant`). Afterwards send_file(path, to=name) pushes files to it and it accepts them on its own. \
-A peer of the same name is replaced.",
+Adding the same grant again refreshes it; a different peer already stored under the name is replaced only with \
+replace: true.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
-    async fn add_peer(&self, Parameters(args): Parameters<AddPeerArgs>) -> Result<Json<PeerInfo>, Json<ToolError>> {
-        let ttl = args.ttl_hours.map(|h| (h.max(0.0) * 3600.0) as u64);
-        match self.node.trust().add_peer(&args.uri, args.name.as_deref(), ttl) {
-            Ok(peer) => Ok(Json(PeerInfo::from(&peer))),
-            Err(e) => fail(e),
+    async fn add_peer(&self, Parameters(args): Parameters<AddPeerArgs>) -> Result<Json<PeerInfo>, ToolError> {
+        let trust = self.node.trust();
+        if args.replace != Some(true) {
+            let uri: GrantUri = args.uri.parse()?;
+            let name = args.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&uri.name);
+            let grant_id = data_encoding::HEXLOWER.encode(&uri.grant_id);
+            if trust.peers()?.iter().any(|p| p.name == name && p.grant_id != grant_id) {
+                return Err(TransferError::PeerExists(name.to_owned()).into());
+            }
         }
+        let ttl = args.ttl_hours.map(|h| (h.max(0.0) * 3600.0) as u64);
+        let peer = trust.add_peer(&args.uri, args.name.as_deref(), ttl)?;
+        Ok(Json(PeerInfo::from(&peer)))
     }
 
     #[tool(
@@ -270,11 +365,9 @@ A peer of the same name is replaced.",
         description = "List the trusted peers send_file can push to by name, with their expiry.",
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
-    async fn list_peers(&self) -> Result<Json<PeerList>, Json<ToolError>> {
-        match self.node.trust().peers() {
-            Ok(peers) => Ok(Json(PeerList { peers: peers.iter().map(PeerInfo::from).collect() })),
-            Err(e) => fail(e),
-        }
+    async fn list_peers(&self) -> Result<Json<PeerList>, ToolError> {
+        let peers = self.node.trust().peers()?;
+        Ok(Json(PeerList { peers: peers.iter().map(PeerInfo::from).collect() }))
     }
 
     #[tool(
@@ -287,47 +380,51 @@ check_session(transfer_id, wait=true).",
     async fn resume_transfer(
         &self,
         Parameters(args): Parameters<ResumeArgs>,
-    ) -> Result<Json<TransferStatus>, Json<ToolError>> {
-        let started = match parse_id(&args.transfer_id) {
-            Ok(id) => self.node.resume(id, None).await,
-            Err(e) => Err(e),
-        };
-        match started.and_then(|t| self.registry.track(&self.node, t)) {
-            Ok(status) => Ok(Json(status.borrow().clone())),
-            Err(e) => fail(e),
-        }
+    ) -> Result<Json<TransferStatus>, ToolError> {
+        let started = self.start_resume(args).await?;
+        Ok(Json(for_agent(started.status.borrow().clone())))
     }
 }
 
 impl FerryServer {
-    /// Wait for a final state; progress goes to the client if it asked for it.
+    /// Wait for a final state; progress goes to the client if it asked for it, at most every
+    /// [`crate::engine::PROGRESS_INTERVAL`] and whenever the state changes.
     async fn wait(
         &self,
+        node: &Node,
         id: TransferId,
         timeout: Duration,
         ctx: &RequestContext<RoleServer>,
     ) -> Result<(Vec<TransferStatus>, bool), TransferError> {
         let deadline = tokio::time::Instant::now() + timeout;
         let token = ctx.meta.get_progress_token();
-        let mut reported = 0u64;
+        let mut reported: Option<(u64, State, tokio::time::Instant)> = None;
         let mut live: Option<watch::Receiver<TransferStatus>> = self.registry.watch(&id);
         loop {
             let now = match &mut live {
                 Some(rx) => rx.borrow_and_update().clone(),
-                None => self.status_of(&id)?.remove(0),
+                None => self.status_of(node, &id)?.remove(0),
             };
-            if let Some(token) = &token
-                && now.bytes_done > reported
-            {
-                reported = now.bytes_done;
-                let message = format!("{} of {} bytes, {} B/s", now.bytes_done, now.bytes_total, now.rate);
-                let param = ProgressNotificationParam::new(token.clone(), now.bytes_done as f64)
-                    .with_total(now.bytes_total as f64)
-                    .with_message(message);
-                let _ = ctx.peer.notify_progress(param).await;
+            if let Some(token) = &token {
+                let at = tokio::time::Instant::now();
+                // Progress must grow from one notification to the next (MCP), so a state change
+                // without new bytes waits for the next byte or the final answer.
+                let due = match reported {
+                    None => now.bytes_done > 0,
+                    Some((bytes, state, last)) => {
+                        now.bytes_done > bytes && (state != now.state || at - last >= crate::engine::PROGRESS_INTERVAL)
+                    }
+                };
+                if due {
+                    reported = Some((now.bytes_done, now.state, at));
+                    let param = ProgressNotificationParam::new(token.clone(), now.bytes_done as f64)
+                        .with_total(now.bytes_total as f64)
+                        .with_message(tasks::describe(&now));
+                    let _ = ctx.peer.notify_progress(param).await;
+                }
             }
             if now.state.is_terminal() {
-                return Ok((self.status_of(&id)?, false));
+                return Ok((self.status_of(node, &id)?, false));
             }
             let changed = async {
                 match &mut live {
@@ -341,7 +438,7 @@ impl FerryServer {
             };
             tokio::select! {
                 _ = changed => {}
-                _ = tokio::time::sleep_until(deadline) => return Ok((self.status_of(&id)?, true)),
+                _ = tokio::time::sleep_until(deadline) => return Ok((self.status_of(node, &id)?, true)),
                 _ = ctx.ct.cancelled() => return Err(TransferError::Cancelled),
             }
         }
@@ -351,9 +448,44 @@ impl FerryServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FerryServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tasks().build())
             .with_server_info(Implementation::new("agentferry", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Arguments are checked here so that a bad one is an `invalid_argument` tool error the
+    /// agent can read, not a JSON-RPC error; long transfers become tasks for clients that speak
+    /// them; everything else goes to the tool's method.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, rmcp::ErrorData> {
+        self.node().await; // any call may be the first since `agentferry export`: bind the inbox
+        if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
+            return Ok(e.into_result().into());
+        }
+        let wants_task = context.client_capabilities().is_some_and(|caps| caps.supports_tasks());
+        if wants_task && let Some(response) = tasks::call(self, &request).await {
+            return Ok(response);
+        }
+        self.tool_router.call(ToolCallContext::new(self, request, context)).await
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, rmcp::ErrorData> {
+        Ok(GetTaskResult::new(self.tasks.get_task(&request.task_id)?))
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.tasks.cancel_task(&request.task_id)
     }
 }
 

@@ -21,11 +21,12 @@ fn canonical(path: &Path) -> Result<PathBuf> {
 }
 
 impl Roots {
-    /// `roots` must exist; `download_dir` is created if missing.
+    /// `roots` must exist; `download_dir` need not: the first receive creates it, so that
+    /// starting a server creates nothing.
     pub fn new(roots: &[PathBuf], download_dir: &Path) -> Result<Self> {
         let roots = roots.iter().map(|r| canonical(r)).collect::<Result<Vec<_>>>()?;
-        std::fs::create_dir_all(download_dir).map_err(|e| TransferError::io(download_dir, e))?;
-        Ok(Roots { roots, download_dir: canonical(download_dir)? })
+        let download_dir = std::path::absolute(download_dir).map_err(|e| TransferError::io(download_dir, e))?;
+        Ok(Roots { roots, download_dir: resolve_existing(&download_dir)? })
     }
 
     pub fn download_dir(&self) -> &Path {
@@ -89,17 +90,7 @@ impl Roots {
                 wanted.display()
             )));
         }
-        // Resolve the deepest folder that exists; what is below it cannot be a symlink yet.
-        let mut existing = wanted.clone();
-        let mut rest = Vec::new();
-        while !existing.exists() {
-            rest.push(existing.file_name().map(|n| n.to_owned()).unwrap_or_default());
-            if !existing.pop() {
-                break;
-            }
-        }
-        let mut real = canonical(&existing)?;
-        real.extend(rest.iter().rev());
+        let real = resolve_existing(&wanted)?;
         let allowed = self.roots.iter().chain([&self.download_dir]).any(|r| real.starts_with(r));
         if !allowed {
             return Err(TransferError::PathNotAllowed(format!(
@@ -112,6 +103,22 @@ impl Roots {
         }
         Ok(real)
     }
+}
+
+/// `path` with its deepest existing folder resolved (symlinks, `..`); what is below it cannot
+/// be a symlink yet.
+fn resolve_existing(path: &Path) -> Result<PathBuf> {
+    let mut existing = path.to_owned();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        rest.push(existing.file_name().map(|n| n.to_owned()).unwrap_or_default());
+        if !existing.pop() {
+            break;
+        }
+    }
+    let mut real = canonical(&existing)?;
+    real.extend(rest.iter().rev());
+    Ok(real)
 }
 
 /// `path` with `.` and `..` resolved lexically (for paths that do not exist).
@@ -142,6 +149,7 @@ mod tests {
         std::fs::write(dir.path().join("secret.txt"), b"x").unwrap();
         std::os::unix::fs::symlink(dir.path().join("secret.txt"), root.join("link.txt")).unwrap();
         let roots = Roots::new(std::slice::from_ref(&root), &dir.path().join("dl")).unwrap();
+        assert!(!dir.path().join("dl").exists(), "a server's start creates no folder");
 
         assert!(roots.readable_file("ok.txt").is_ok());
         assert_eq!(roots.readable_file("../secret.txt").unwrap_err().code(), "path_not_allowed");

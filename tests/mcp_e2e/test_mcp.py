@@ -87,8 +87,15 @@ def sha256(path: Path) -> str:
 
 
 async def call(session: ClientSession, tool: str, **args):
+    """(is_error, structured content); an error carries {code, message, hint} as JSON text and
+    no structured content, so that clients validating against the output schema can read it."""
     result = await session.call_tool(tool, args)
-    return result.is_error, result.structured_content
+    if not result.is_error:
+        return False, result.structured_content
+    assert result.structured_content is None, result
+    error = json.loads(result.content[0].text)
+    assert all(error.get(k) for k in ("code", "message", "hint")), error
+    return True, error
 
 
 async def ok(session: ClientSession, tool: str, **args):

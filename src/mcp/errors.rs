@@ -1,0 +1,164 @@
+//! Tool failures as every MCP client can read them, with hints in the caller's language.
+//!
+//! A failed call is an `isError` result whose only content is one text block holding
+//! `{"code", "message", "hint"}` as JSON, and which carries no `structuredContent`: clients that
+//! validate structured content against the tool's `outputSchema` (the TypeScript SDK, the
+//! Inspector) would otherwise reject the error before the agent saw it. `code` is the stable
+//! code of [`TransferError`]; `hint` names the tool and the arguments to call next (the engine's
+//! own hints speak CLI), with the real `transfer_id` when one is known.
+
+use rmcp::model::{CallToolResult, ContentBlock, IntoContents};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::error::TransferError;
+
+/// A failed call: `code` is stable, `hint` says what to call next.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct ToolError {
+    pub code: String,
+    pub message: String,
+    pub hint: String,
+}
+
+impl ToolError {
+    /// `e` as seen by an agent; `id` is the transfer the call was about, when known.
+    pub fn new(e: &TransferError, id: Option<&str>) -> Self {
+        ToolError { code: e.code().into(), message: e.to_string(), hint: hint(e, id) }
+    }
+
+    /// Arguments that do not match the tool's input schema (`invalid_argument`).
+    pub fn bad_arguments(tool: &str, problem: &str) -> Self {
+        ToolError {
+            code: "invalid_argument".into(),
+            message: format!("invalid arguments for {tool}: {problem}"),
+            hint: format!("call {tool} again with {}", usage(tool)),
+        }
+    }
+
+    /// The `isError` result this error travels in.
+    pub fn into_result(self) -> CallToolResult {
+        CallToolResult::error(self.into_contents())
+    }
+}
+
+impl From<TransferError> for ToolError {
+    fn from(e: TransferError) -> Self {
+        ToolError::new(&e, None)
+    }
+}
+
+impl IntoContents for ToolError {
+    fn into_contents(self) -> Vec<ContentBlock> {
+        vec![ContentBlock::text(serde_json::to_string(&self).expect("plain strings serialise"))]
+    }
+}
+
+/// What each tool takes, for `invalid_argument` hints.
+fn usage(tool: &str) -> &'static str {
+    match tool {
+        "send_file" => {
+            "{path: string, to?: peer name, prefer?: \"auto\"|\"http\"|\"relay\", expires_in_minutes?: 1..525600}"
+        }
+        "receive_file" => {
+            "either {ticket: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"relay\""
+        }
+        "check_session" => "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}",
+        "add_peer" => "{uri: \"grant…\" string, name?: string, ttl_hours?: number >= 0, replace?: boolean}",
+        "list_peers" => "no arguments",
+        "resume_transfer" => "{transfer_id: string} (check_session lists the ids)",
+        _ => "the arguments its input schema describes",
+    }
+}
+
+/// The next step for an agent after an error with `code`, naming tools and arguments.
+/// `None` for codes an agent cannot meet through these tools.
+pub fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
+    let resume = match id {
+        Some(id) => format!("call resume_transfer with transfer_id \"{id}\""),
+        None => "call resume_transfer with the transfer's transfer_id (check_session lists them)".into(),
+    };
+    let hint = match code {
+        "ticket_malformed" | "ticket_truncated" | "ticket_tampered" => {
+            "call receive_file again with the whole ticket, exactly as send_file returned it on the other machine".into()
+        }
+        "ticket_wrong_kind" => "call receive_file with the ticket that send_file returned on the other machine (it starts with `ferry`); grant URIs go to add_peer".into(),
+        "ticket_unsupported_version" => "upgrade agentferry on this machine, then call receive_file again".into(),
+        "ticket_expired" => "ask the sender to call send_file again and pass the fresh ticket to receive_file".into(),
+        "peer_unreachable" => format!("check that the other side is still running, then {resume}"),
+        "unauthorized" => "ask the sender for a fresh ticket (send_file) and call receive_file with it".into(),
+        "protocol_error" => format!("make sure both sides run a compatible agentferry, then {resume}"),
+        "integrity_mismatch" => format!("{resume}, or ask the sender for a fresh ticket"),
+        "file_exists" => "call receive_file again with overwrite: true to replace it, or with another output_dir".into(),
+        "source_unreadable" => "call send_file with a path that names a readable regular file inside the allowed roots".into(),
+        "source_changed" => "call send_file again to start a new transfer of the current file".into(),
+        "disk_full" => format!("free some space, then {resume}; the partial file is kept"),
+        "permission_denied" => {
+            format!("pass receive_file an output_dir the server may write to (or fix the permissions), then {resume}")
+        }
+        "io_error" => format!("fix the problem named in the message, then {resume}"),
+        "size_limit_exceeded" => "ask the sender for a fresh ticket; do not trust this peer".into(),
+        "address_in_use" => format!("stop whatever holds the port, then {resume}"),
+        "transfer_not_found" => "call check_session without transfer_id to list the transfers this node knows".into(),
+        "already_completed" => match id {
+            Some(id) => format!("nothing to do; check_session with transfer_id \"{id}\" shows where the file is"),
+            None => "nothing to do; check_session shows where the file is".into(),
+        },
+        "peer_uri_invalid" => "call add_peer with the whole URI that `agentferry export` printed on the other machine (it starts with `grant`)".into(),
+        "peer_not_found" => "call list_peers to see the trusted peers, or add_peer to add one".into(),
+        "peer_exists" => "call add_peer again with replace: true to replace the stored peer, or with another name".into(),
+        "peer_expired" => "ask the peer for a fresh `agentferry export` and call add_peer with it (replace: true), or call send_file without `to` and hand over the ticket".into(),
+        "offer_refused" => "call send_file without `to` and hand the ticket over instead, or ask the peer for a fresh grant".into(),
+        "path_not_allowed" => "pass a path inside the allowed roots (send_file), or an output_dir inside the download folder or a root (receive_file)".into(),
+        "path_unavailable" => "call again with prefer: \"auto\" or prefer: \"http\"".into(),
+        "invalid_argument" => "read the tool's description and input schema, and call it again with fixed arguments".into(),
+        "transfer_busy" => match id {
+            Some(id) => format!("another process drives it: call check_session with transfer_id \"{id}\" and wait: true, or stop that process and then {resume}"),
+            None => format!("another process drives it: wait for it with check_session, or stop that process and then {resume}"),
+        },
+        "ambiguous_transfer" => format!(
+            "this node both sends and receives it; resume one side from a shell with `agentferry resume {} --role send` (or `--role receive`)",
+            id.unwrap_or("ID")
+        ),
+        "home_unusable" => "check AGENTFERRY_HOME in the server's configuration and the permissions of the node home".into(),
+        "cancelled" => format!("{resume} to continue from the last chunk on disk"),
+        _ => return None,
+    };
+    Some(hint)
+}
+
+/// The hint for `e`: [`hint_for_code`], else the engine's own.
+fn hint(e: &TransferError, id: Option<&str>) -> String {
+    hint_for_code(e.code(), id).unwrap_or_else(|| e.hint().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_name_tools_arguments_and_the_real_id() {
+        let id = "00112233445566778899aabbccddeeff";
+        let e = ToolError::new(&TransferError::FileExists("x".into()), Some(id));
+        assert!(e.hint.contains("receive_file") && e.hint.contains("overwrite: true"), "{}", e.hint);
+        let e = ToolError::new(&TransferError::PeerUnreachable("gone".into()), Some(id));
+        assert!(e.hint.contains(&format!("resume_transfer with transfer_id \"{id}\"")), "{}", e.hint);
+        assert!(!e.hint.contains("agentferry resume"), "{}", e.hint);
+        let e = ToolError::new(&TransferError::PeerExists("bob".into()), None);
+        assert!(e.hint.contains("replace: true"), "{}", e.hint);
+        let e = ToolError::bad_arguments("send_file", "missing field `path`");
+        assert_eq!(e.code, "invalid_argument");
+        assert!(e.hint.contains("send_file") && e.hint.contains("path"));
+    }
+
+    #[test]
+    fn errors_travel_as_json_text_without_structured_content() {
+        let result = ToolError::new(&TransferError::Cancelled, None).into_result();
+        assert_eq!(result.is_error, Some(true));
+        assert!(result.structured_content.is_none());
+        let text = &result.content[0].as_text().unwrap().text;
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["code"], "cancelled");
+        assert!(v["hint"].as_str().unwrap().contains("resume_transfer"));
+    }
+}

@@ -1,0 +1,231 @@
+// agentferry's MCP server driven by the clients most hosts are built on: the TypeScript MCP SDK
+// client and the MCP Inspector CLI. Both validate structured results against each tool's
+// outputSchema, so an error result that broke the schema would throw here before the agent
+// saw it. Every tool is called with good and bad arguments; nothing may throw, every error
+// must arrive as an isError result whose text is {code, message, hint}, and a real file must
+// move between two servers.
+//
+// Run through `cargo nextest run` (tests/js_mcp.rs sets AGENTFERRY_BIN), or directly:
+//   AGENTFERRY_BIN=target/debug/agentferry node tests/mcp_js/clients.mjs
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const BIN = process.env.AGENTFERRY_BIN;
+assert.ok(BIN, "set AGENTFERRY_BIN to the agentferry binary");
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const INSPECTOR = path.join(HERE, "node_modules", ".bin", "mcp-inspector");
+
+// Ajv (inside the SDK) warns about schema keywords it does not know, such as format "uint64".
+const warnings = [];
+const warn = console.warn;
+console.warn = (...args) => {
+  warnings.push(args.join(" "));
+  warn(...args);
+};
+
+class Node {
+  constructor(base, name) {
+    this.name = name;
+    this.dir = path.join(base, name);
+    this.files = path.join(this.dir, "files");
+    this.downloads = path.join(this.dir, "downloads");
+    fs.mkdirSync(this.files, { recursive: true });
+    this.env = {
+      AGENTFERRY_HOME: path.join(this.dir, "home"),
+      AGENTFERRY_BIND: "127.0.0.1:0",
+      AGENTFERRY_INBOX_BIND: "127.0.0.1:0",
+      AGENTFERRY_NAME: name,
+      AGENTFERRY_LOG: "warn",
+    };
+    this.args = ["mcp", "--root", this.files, "--download-dir", this.downloads];
+  }
+
+  async connect() {
+    const transport = new StdioClientTransport({
+      command: BIN,
+      args: this.args,
+      env: { ...process.env, ...this.env },
+      stderr: "inherit",
+    });
+    this.client = new Client({ name: "agentferry-js-test", version: "0" });
+    await this.client.connect(transport);
+    return this.client;
+  }
+
+  cli(...args) {
+    const out = execFileSync(BIN, args, { env: { ...process.env, ...this.env }, encoding: "utf8" });
+    return out.trim().split("\n").map((line) => JSON.parse(line));
+  }
+
+  makeFile(name, size) {
+    const file = path.join(this.files, name);
+    const data = Buffer.alloc(size);
+    for (let i = 0; i < size; i++) data[i] = (i * 31) % 251;
+    fs.writeFileSync(file, data);
+    return file;
+  }
+}
+
+const sha256 = (file) => createHash("sha256").update(fs.readFileSync(file)).digest("hex");
+
+/** A call that must succeed: returns its structured content. */
+async function ok(client, name, args = {}, options = {}) {
+  const result = await client.callTool({ name, arguments: args }, undefined, options);
+  assert.notEqual(result.isError, true, `${name} failed: ${JSON.stringify(result)}`);
+  assert.ok(result.structuredContent, `${name}: structured content`);
+  return result.structuredContent;
+}
+
+/** A call that must fail with `code`: returns the {code, message, hint} it carried. */
+function readError(name, result, code) {
+  assert.equal(result.isError, true, `${name}: expected an error, got ${JSON.stringify(result)}`);
+  assert.equal(result.structuredContent, undefined, `${name}: an error carries no structured content`);
+  const error = JSON.parse(result.content[0].text);
+  assert.equal(error.code, code, `${name}: ${JSON.stringify(error)}`);
+  assert.ok(error.message && error.hint, `${name}: message and hint: ${JSON.stringify(error)}`);
+  return error;
+}
+
+async function fails(client, name, args, code) {
+  return readError(name, await client.callTool({ name, arguments: args }), code);
+}
+
+async function sdkClient(base) {
+  const alice = new Node(base, "alice");
+  const bob = new Node(base, "bob");
+  const [a, b] = [await alice.connect(), await bob.connect()];
+  try {
+    const tools = (await a.listTools()).tools.map((t) => t.name).sort();
+    assert.deepEqual(tools, ["add_peer", "check_session", "list_peers", "receive_file", "resume_transfer", "send_file"]);
+
+    // A real transfer, with progress notifications.
+    const src = alice.makeFile("report.bin", 5_000_000);
+    assert.equal((await ok(a, "list_peers")).peers.length, 0);
+    const sent = await ok(a, "send_file", { path: "report.bin" });
+    assert.match(sent.ticket, /^ferry/);
+    const started = await ok(b, "receive_file", { ticket: sent.ticket });
+    assert.equal(started.transfer_id, sent.transfer_id);
+    const progress = [];
+    const report = await ok(
+      b,
+      "check_session",
+      { transfer_id: sent.transfer_id, wait: true, timeout_seconds: 60 },
+      { onprogress: (p) => progress.push(p) },
+    );
+    const done = report.transfers[0];
+    assert.equal(done.state, "completed", JSON.stringify(done));
+    assert.equal(sha256(done.saved_to), sha256(src));
+    assert.ok(progress.length > 0, "progress notifications arrived");
+    assert.equal((await ok(a, "check_session", {})).transfers[0].transfer_id, sent.transfer_id);
+
+    // The same file again: it exists, and the hint says how to replace it.
+    const again = await ok(a, "send_file", { path: "report.bin" });
+    const exists = await fails(b, "receive_file", { ticket: again.ticket }, "file_exists");
+    assert.match(exists.hint, /receive_file .*overwrite: true/);
+
+    // Errors the engine finds.
+    await fails(a, "send_file", { path: "/etc/passwd" }, "path_not_allowed");
+    await fails(a, "send_file", { path: "missing.bin" }, "source_unreadable");
+    await fails(a, "send_file", { path: "report.bin", to: "nobody" }, "peer_not_found");
+    await fails(b, "receive_file", { ticket: "grantabc" }, "ticket_wrong_kind");
+    await fails(b, "receive_file", { ticket: "ferryaaaa" }, "ticket_truncated");
+    await fails(b, "receive_file", { ticket: sent.ticket, output_dir: "/var/tmp" }, "path_not_allowed");
+    await fails(b, "check_session", { transfer_id: "0".repeat(32) }, "transfer_not_found");
+    const completed = await fails(b, "resume_transfer", { transfer_id: sent.transfer_id }, "already_completed");
+    assert.ok(completed.hint.includes(sent.transfer_id), completed.hint);
+    await fails(a, "add_peer", { uri: "grantnotreally" }, "peer_uri_invalid");
+
+    // Trust: add a peer; a different peer under the same name is refused unless replace: true.
+    const first = bob.cli("export", "--json", "--name", "bob", "--ttl", "1h")[0].uri;
+    const second = bob.cli("export", "--json", "--name", "bob", "--ttl", "1h")[0].uri;
+    assert.equal((await ok(a, "add_peer", { uri: first })).name, "bob");
+    const exists2 = await fails(a, "add_peer", { uri: second }, "peer_exists");
+    assert.match(exists2.hint, /replace: true/);
+    assert.equal((await ok(a, "add_peer", { uri: second, replace: true })).name, "bob");
+
+    // Arguments that do not fit the input schema: invalid_argument, with a hint naming the tool.
+    const bad = [
+      ["send_file", {}],
+      ["send_file", { path: 7 }],
+      ["send_file", { path: "report.bin", expires_in_minutes: "soon" }],
+      ["receive_file", {}],
+      ["receive_file", { ticket: sent.ticket, transfer_id: sent.transfer_id }],
+      ["receive_file", { overwrite: "yes" }],
+      ["check_session", { wait: true }],
+      ["check_session", { timeout_seconds: -5 }],
+      ["add_peer", {}],
+      ["add_peer", { uri: first, ttl_hours: "long" }],
+      ["resume_transfer", {}],
+      ["resume_transfer", { transfer_id: 12 }],
+    ];
+    for (const [name, args] of bad) {
+      const error = await fails(a, name, args, "invalid_argument");
+      assert.ok(error.hint.includes(name), `${name}: ${error.hint}`);
+    }
+  } finally {
+    await a.close();
+    await b.close();
+  }
+}
+
+/** One Inspector CLI call against a fresh server; returns the parsed result. */
+function inspect(node, tool, args) {
+  const argv = ["--cli"];
+  for (const [k, v] of Object.entries(node.env)) argv.push("-e", `${k}=${v}`);
+  argv.push("--method", "tools/call", "--tool-name", tool);
+  for (const [k, v] of Object.entries(args)) argv.push("--tool-arg", `${k}=${v}`);
+  argv.push("--", BIN, ...node.args);
+  let stdout;
+  try {
+    stdout = execFileSync(INSPECTOR, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  } catch (e) {
+    // The Inspector exits non-zero for an isError result, having printed the result; any
+    // other failure (a schema violation, a crash) prints no result and fails the parse below.
+    stdout = e.stdout;
+    assert.ok(stdout, `inspector ${tool}: ${e.stderr}`);
+  }
+  return JSON.parse(stdout);
+}
+
+function inspectorCli(base) {
+  const node = new Node(base, "carol");
+  node.makeFile("notes.txt", 1000);
+  const listed = inspect(node, "list_peers", {});
+  assert.deepEqual(listed.structuredContent, { peers: [] });
+  const sent = inspect(node, "send_file", { path: "notes.txt" });
+  assert.notEqual(sent.isError, true, JSON.stringify(sent));
+  assert.match(sent.structuredContent.ticket, /^ferry/);
+  assert.ok(Array.isArray(inspect(node, "check_session", {}).structuredContent.transfers));
+  const errors = [
+    ["send_file", { path: "/etc/passwd" }, "path_not_allowed"],
+    ["send_file", {}, "invalid_argument"],
+    ["receive_file", { ticket: "grantabc" }, "ticket_wrong_kind"],
+    ["receive_file", {}, "invalid_argument"],
+    ["check_session", { wait: true }, "invalid_argument"],
+    ["add_peer", { uri: "grantnotreally" }, "peer_uri_invalid"],
+    ["resume_transfer", { transfer_id: "0".repeat(32) }, "transfer_not_found"],
+    ["resume_transfer", {}, "invalid_argument"],
+  ];
+  for (const [tool, args, code] of errors) readError(`inspector ${tool}`, inspect(node, tool, args), code);
+  assert.ok(!fs.existsSync(node.downloads), "starting servers created no download folder");
+}
+
+const base = fs.mkdtempSync(path.join(os.tmpdir(), "agentferry-js-"));
+try {
+  await sdkClient(base);
+  inspectorCli(base);
+  const formats = warnings.filter((w) => /format/i.test(w));
+  assert.deepEqual(formats, [], "no warnings about schema formats");
+  console.log("ok: TypeScript SDK client and Inspector CLI");
+} finally {
+  fs.rmSync(base, { recursive: true, force: true });
+}

@@ -1,0 +1,184 @@
+//! MCP tasks driven by rmcp's own client, which speaks the tasks extension: `receive_file`,
+//! push-mode `send_file` and `resume_transfer` answer with a task, `tasks/get` shows progress
+//! and the final result, and `tasks/cancel` stops the transfer so that it can be resumed.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use agentferry::{
+    Node, NodeConfig,
+    engine::advertised_addrs,
+    home::Home,
+    mcp::{FerryServer, Roots},
+};
+use rmcp::{
+    RoleClient, ServiceExt,
+    model::{
+        CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientCapabilities, ClientConfig,
+        GetTaskParams, Implementation, TaskPayload, TaskStatus, object,
+    },
+    service::RunningService,
+};
+use serde_json::{Value, json};
+
+/// One node with an MCP server and a client that declares the tasks extension.
+struct Side {
+    dir: PathBuf,
+    node: Node,
+    client: RunningService<RoleClient, ClientConfig>,
+}
+
+impl Side {
+    async fn start(base: &Path, name: &str) -> Side {
+        let dir = base.join(name);
+        std::fs::create_dir_all(dir.join("files")).unwrap();
+        let config = NodeConfig {
+            name: name.into(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            inbox_bind: "127.0.0.1:0".parse().unwrap(),
+            peer_timeout: Duration::from_secs(60),
+            ..NodeConfig::default()
+        };
+        let node = Node::new(Home::open(dir.join("home")).unwrap(), config);
+        let roots = Roots::new(&[dir.join("files")], &dir.join("downloads")).unwrap();
+        let server = FerryServer::start(node.clone(), roots).await;
+        let (server_io, client_io) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+        let info = ClientConfig::new(
+            ClientCapabilities::builder().enable_tasks().build(),
+            Implementation::new("agentferry-tasks-test", "0"),
+        );
+        let client = info.serve(client_io).await.unwrap();
+        Side { dir, node, client }
+    }
+
+    fn file(&self, name: &str, size: usize) -> PathBuf {
+        let path = self.dir.join("files").join(name);
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        std::fs::write(&path, data).unwrap();
+        path
+    }
+
+    async fn call(&self, tool: &'static str, args: Value) -> CallToolResponse {
+        let params = CallToolRequestParams::new(tool).with_arguments(object(args));
+        self.client.call_tool_once(params).await.unwrap_or_else(|e| panic!("{tool}: {e}"))
+    }
+
+    /// A call that must answer with a task; returns its id.
+    async fn task(&self, tool: &'static str, args: Value) -> String {
+        match self.call(tool, args).await {
+            CallToolResponse::Task(created) => {
+                assert_eq!(created.task.status, TaskStatus::Working);
+                created.task.task_id
+            }
+            other => panic!("{tool}: expected a task, got {other:?}"),
+        }
+    }
+
+    /// A call that must answer at once, successfully; returns its structured content.
+    async fn now(&self, tool: &'static str, args: Value) -> Value {
+        match self.call(tool, args).await {
+            CallToolResponse::Complete(r) if r.is_error != Some(true) => r.structured_content.unwrap(),
+            other => panic!("{tool}: expected a result, got {other:?}"),
+        }
+    }
+
+    /// Poll `tasks/get` at the suggested interval until the task ends; returns the final
+    /// payload and every status message seen on the way.
+    async fn settle(&self, task_id: &str) -> (TaskPayload, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut messages = Vec::new();
+        loop {
+            let got = self.client.peer().get_task(GetTaskParams::new(task_id.to_owned())).await.unwrap().task;
+            messages.extend(got.task.status_message.clone());
+            if got.status().is_terminal() {
+                return (got.payload, messages);
+            }
+            assert!(Instant::now() < deadline, "task {task_id} still {:?}; messages {messages:?}", got.status());
+            tokio::time::sleep(Duration::from_millis(got.task.poll_interval_ms.unwrap_or(100).min(100))).await;
+        }
+    }
+}
+
+fn completed(payload: TaskPayload) -> CallToolResult {
+    match payload {
+        TaskPayload::Completed { result } => serde_json::from_value(Value::Object(result)).unwrap(),
+        other => panic!("expected a completed task, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn receive_file_as_a_task_reports_progress_and_ends_with_the_saved_file() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let src = a.file("big.bin", 40_000_000);
+    let sent = a.now("send_file", json!({ "path": "big.bin" })).await;
+    assert!(sent["ticket"].is_string(), "ticket-mode send_file answers at once, even to a tasks client");
+
+    let task = b.task("receive_file", json!({ "ticket": sent["ticket"] })).await;
+    let (payload, messages) = b.settle(&task).await;
+    let result = completed(payload);
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    let status = result.structured_content.unwrap();
+    assert_eq!(status["state"], "completed");
+    assert_eq!(status["transfer_id"], sent["transfer_id"]);
+    assert_eq!(std::fs::read(status["saved_to"].as_str().unwrap()).unwrap(), std::fs::read(&src).unwrap());
+    assert!(messages.iter().all(|m| m.contains(" of 40000000 bytes")), "{messages:?}");
+    assert!(messages.last().unwrap().starts_with("completed: 40000000 of 40000000"), "{messages:?}");
+}
+
+#[tokio::test]
+async fn a_push_as_a_task_ends_when_the_peer_has_the_file() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
+    let uri = b.node.trust().export("bob", 3600, inbox, None).unwrap();
+    b.now("list_peers", json!({})).await; // binds bob's inbox
+    a.now("add_peer", json!({ "uri": uri.to_string() })).await;
+    let src = a.file("pushed.bin", 2_000_000);
+
+    let task = a.task("send_file", json!({ "path": "pushed.bin", "to": "bob" })).await;
+    let result = completed(a.settle(&task).await.0);
+    let sent = result.structured_content.expect("the send result");
+    assert_eq!(sent["state"], "completed");
+    assert_eq!(sent["peer"], "bob");
+    assert!(sent["next"].as_str().unwrap().starts_with("done"), "{sent}");
+    let saved = b.dir.join("downloads").join("pushed.bin");
+    assert_eq!(std::fs::read(saved).unwrap(), std::fs::read(&src).unwrap());
+}
+
+#[tokio::test]
+async fn cancelling_a_task_interrupts_the_transfer_and_resume_transfer_finishes_it() {
+    let base = tempfile::tempdir().unwrap();
+    let b = Side::start(base.path(), "bob").await;
+    // The sender is a real CLI process, stopped before the receiver starts: bob's transfer
+    // keeps retrying it, and the task stays working until cancelled.
+    let sender = common::Node::new();
+    let src = common::random_file(sender.dir.path(), "later.bin", 3_000_000, 7);
+    let (running, ticket, id) = sender.send(&src, &[]);
+    running.kill9();
+
+    let task = b.task("receive_file", json!({ "ticket": ticket })).await;
+    b.client.peer().cancel_task(CancelTaskParams::new(task.clone())).await.unwrap();
+    assert!(matches!(b.settle(&task).await.0, TaskPayload::Cancelled));
+    let report = b.now("check_session", json!({ "transfer_id": id, "wait": true, "timeout_seconds": 30 })).await;
+    let status = &report["transfers"][0];
+    assert_eq!(status["state"], "interrupted", "{report}");
+    assert!(status["error"]["hint"].as_str().unwrap().contains(&format!("resume_transfer with transfer_id \"{id}\"")));
+
+    // The sender comes back on the same port; resuming as a task completes the file.
+    let mut resumed = sender.command(&["resume", &id, "--json"]);
+    let resumed = common::Running::new_public(resumed.stdin(Stdio::null()).spawn().unwrap());
+    let task = b.task("resume_transfer", json!({ "transfer_id": id })).await;
+    let result = completed(b.settle(&task).await.0);
+    let status = result.structured_content.expect("the final status");
+    assert_eq!(status["state"], "completed", "{status}");
+    common::assert_same_file(Path::new(status["saved_to"].as_str().unwrap()), &src);
+    let (code, last) = resumed.finish();
+    assert_eq!((code, &last["event"]), (0, &json!("completed")), "{last}");
+}
