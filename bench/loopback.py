@@ -10,6 +10,9 @@ peak RSS (GNU time's %M for the processes we start, VmHWM for nginx's worker), t
 
     cargo build --release && python3 bench/loopback.py --sizes 1,1024 --runs 3
 
+`--baseline PATH` also runs another agentferry binary (say, a build of the previous commit),
+alternating with this one in the same run, so a change can be judged on the same machine state.
+
 Needs curl and GNU time (Debian: curl, time; nginx-light optional).
 """
 
@@ -144,8 +147,8 @@ def run_curl(server, name, out):
 class Relay:
     """An `agentferry relay` on loopback for the relay runs."""
 
-    def __init__(self):
-        self.proc = subprocess.Popen([binary(), "relay", "--listen", "127.0.0.1:0", "--json"],
+    def __init__(self, bin_path):
+        self.proc = subprocess.Popen([bin_path, "relay", "--listen", "127.0.0.1:0", "--json"],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.url = json.loads(self.proc.stdout.readline())["url"]
 
@@ -158,17 +161,17 @@ class Relay:
         self.proc.wait()
 
 
-def run_ferry(path, work, out_dir, expected, relay=None):
+def run_ferry(bin_path, path, work, out_dir, expected, relay=None):
     env = dict(os.environ, AGENTFERRY_BIND="127.0.0.1:0")
     if relay:
         env.update(AGENTFERRY_RELAY=relay.url, AGENTFERRY_PREFER="relay")
     send_home, recv_home = tempfile.mkdtemp(dir=work), tempfile.mkdtemp(dir=work)
-    send_cmd, send_file = timed([binary(), "send", path, "--json"])
+    send_cmd, send_file = timed([bin_path, "send", path, "--json"])
     sender = subprocess.Popen(send_cmd, env=dict(env, AGENTFERRY_HOME=send_home), stdout=subprocess.PIPE, text=True)
     first = json.loads(sender.stdout.readline())
     assert first["event"] == "ticket", first
     start = time.monotonic()
-    recv_cmd, recv_file = timed([binary(), "receive", first["ticket"], "-o", out_dir, "--json"])
+    recv_cmd, recv_file = timed([bin_path, "receive", first["ticket"], "-o", out_dir, "--json"])
     receiver = subprocess.Popen(recv_cmd, env=dict(env, AGENTFERRY_HOME=recv_home), stdout=subprocess.PIPE, text=True)
     lines = receiver.stdout.read().splitlines()
     code, recv_rss = wait_rss(receiver, recv_file)
@@ -185,45 +188,53 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="1,1024", help="comma-separated sizes in MiB")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--binary", default=None, help="the agentferry to measure (default: the release build)")
+    ap.add_argument("--baseline", default=None, help="another agentferry binary to measure in the same run")
     args = ap.parse_args()
-    if not os.path.exists(binary()):
-        raise SystemExit(f"{binary()} is missing: run `cargo build --release` first")
+    ours = args.binary or binary()
+    for b in filter(None, (ours, args.baseline)):
+        if not os.path.exists(b):
+            raise SystemExit(f"{b} is missing: run `cargo build --release` first")
+    binaries = [("", ours)] + ([(" (baseline)", args.baseline)] if args.baseline else [])
 
     work = tempfile.mkdtemp(prefix="agentferry-bench-")
     try:
         src_dir = os.path.join(work, "src")
         os.mkdir(src_dir)
         server = (Nginx if shutil.which("nginx") else PyHttp)(src_dir, work)
-        relay = Relay()
+        relays = {b: Relay(b) for _, b in binaries}
         rows = []
         for mib in (int(s) for s in args.sizes.split(",")):
             size = mib << 20
             name = f"file-{mib}MiB.bin"
             path = os.path.join(src_dir, name)
             expected = make_file(path, size)
-            results = {"curl": [], "ferry": [], "relay": []}
+            tools = [("curl", server.name, None, None)]
+            for suffix, b in binaries:
+                tools.append((f"direct{suffix}", f"agentferry direct{suffix}", b, None))
+                tools.append((f"relay{suffix}", f"agentferry via relay{suffix}", b, relays[b]))
+            results = {key: [] for key, *_ in tools}
             for _ in range(args.runs):
-                out_dir = tempfile.mkdtemp(dir=work)
-                results["curl"].append(run_curl(server, name, os.path.join(out_dir, name)))
-                shutil.rmtree(out_dir)
-                out_dir = tempfile.mkdtemp(dir=work)
-                results["ferry"].append(run_ferry(path, work, out_dir, expected))
-                shutil.rmtree(out_dir)
-                out_dir = tempfile.mkdtemp(dir=work)
-                results["relay"].append(run_ferry(path, work, out_dir, expected, relay))
-                shutil.rmtree(out_dir)
+                for key, _, b, relay in tools:
+                    out_dir = tempfile.mkdtemp(dir=work)
+                    if b is None:
+                        results[key].append(run_curl(server, name, os.path.join(out_dir, name)))
+                    else:
+                        results[key].append(run_ferry(b, path, work, out_dir, expected, relay))
+                    shutil.rmtree(out_dir)
             os.remove(path)
-            for tool, label in (("curl", server.name), ("ferry", "agentferry direct (http)"),
-                                ("relay", "agentferry via relay")):
-                walls = [r[0] for r in results[tool]]
-                wall = statistics.median(walls)
-                rows.append((mib, label, wall, size / wall / 1e6,
-                             max(r[1] for r in results[tool]), max(r[2] for r in results[tool])))
-            ratio = rows[-2][2] / rows[-3][2]
-            rows.append((mib, f"ratio agentferry direct / curl: {ratio:.2f}x; relay peak RSS {relay.rss():.1f} MiB",
-                         None, None, None, None))
+            walls = {}
+            for key, label, _, _ in tools:
+                walls[key] = statistics.median(r[0] for r in results[key])
+                rows.append((mib, label, walls[key], size / walls[key] / 1e6,
+                             max(r[1] for r in results[key]), max(r[2] for r in results[key])))
+            for suffix, b in binaries:
+                ratio = walls[f"direct{suffix}"] / walls["curl"]
+                rows.append((mib, f"ratio agentferry direct{suffix} / curl: {ratio:.2f}x; "
+                             f"relay peak RSS {relays[b].rss():.1f} MiB", None, None, None, None))
         server.stop()
-        relay.stop()
+        for relay in relays.values():
+            relay.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

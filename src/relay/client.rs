@@ -14,7 +14,7 @@ use std::{
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
-use tokio_tungstenite::{connect_async, tungstenite::Message};
+use tokio_tungstenite::{connect_async_with_config, tungstenite::Message};
 
 use super::proto::{Envelope, Mailbox, Refusal, route};
 use crate::error::TransferError;
@@ -45,6 +45,19 @@ impl Drop for RelayClient {
     }
 }
 
+/// Open the WebSocket, with Nagle off: control messages are small and must not wait for an ACK.
+async fn dial(
+    url: &str,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    connect_async_with_config(endpoint(url), None, true).await
+}
+
 fn endpoint(url: &str) -> String {
     format!("{}/v1/relay", url.trim_end_matches('/'))
 }
@@ -52,7 +65,7 @@ fn endpoint(url: &str) -> String {
 impl RelayClient {
     /// Connect to the relay at `url` (`ws://host:port`); fails if it cannot be reached now.
     pub async fn connect(url: &str) -> Result<Arc<Self>, TransferError> {
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(5), connect_async(endpoint(url)))
+        let (ws, _) = tokio::time::timeout(Duration::from_secs(5), dial(url))
             .await
             .map_err(|_| TransferError::PeerUnreachable(format!("relay {url}: no answer")))?
             .map_err(|e| TransferError::PeerUnreachable(format!("relay {url}: {e}")))?;
@@ -105,7 +118,7 @@ async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoin
     loop {
         let mut socket = match ws.take() {
             Some(socket) => socket,
-            None => match connect_async(endpoint(&url)).await {
+            None => match dial(&url).await {
                 Ok((socket, _)) => {
                     tracing::info!(relay = %url, "reconnected to the relay");
                     socket

@@ -85,7 +85,7 @@ impl Link for ChannelLink {
 }
 
 /// Items buffered between the channel and the receiver's driver.
-const INCOMING_DEPTH: usize = 8;
+const INCOMING_DEPTH: usize = 2;
 
 /// Open the channel `hint`, post `hello` to the sender, and wait up to `budget` for a frame that
 /// passes `check` (the sender's sealed manifest); anything else arriving first is ignored.

@@ -38,8 +38,9 @@ use crate::{
     transport::{AttemptReport, Connected, Incoming, Link, PathKind},
 };
 
-/// Items a link buffers between the socket and the receiver's driver.
-const INCOMING_DEPTH: usize = 8;
+/// Frames a link buffers between the socket and the receiver's driver (which hands them on to
+/// the disk worker at once): memory, not speed, is what a deeper queue would buy.
+const INCOMING_DEPTH: usize = 2;
 
 fn unreachable(addr: SocketAddr, e: impl std::fmt::Display) -> TransferError {
     TransferError::PeerUnreachable(format!("{addr}: {e}"))
