@@ -9,7 +9,8 @@ use std::{path::PathBuf, process::Command};
 fn typescript_sdk_and_inspector_cli_read_every_result_and_error() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_js");
     assert!(
-        dir.join("node_modules/@modelcontextprotocol/sdk").exists() && dir.join("node_modules/.bin/mcp-inspector").exists(),
+        dir.join("node_modules/@modelcontextprotocol/sdk").exists()
+            && dir.join("node_modules/.bin/mcp-inspector").exists(),
         "the npm test clients are missing; run `bash .ci/test`, or once: npm ci --prefix tests/mcp_js"
     );
     let status = Command::new("node")
