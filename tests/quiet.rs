@@ -65,7 +65,6 @@ fn probing_session(log: Option<&str>) -> String {
         let reply = answer();
         assert_eq!(reply["id"], id, "{reply}");
     }
-    drop(send);
     drop(stdin); // EOF: the server ends
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -94,7 +94,7 @@ fn last(status: &watch::Receiver<TransferStatus>) -> TransferStatus {
 /// `state: bytes_done of bytes_total bytes (percent), rate`, for status messages and progress.
 pub(super) fn describe(s: &TransferStatus) -> String {
     let state = serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let percent = if s.bytes_total == 0 { 100 } else { s.bytes_done.saturating_mul(100) / s.bytes_total };
+    let percent = s.bytes_done.saturating_mul(100).checked_div(s.bytes_total).unwrap_or(100);
     format!("{state}: {} of {} bytes ({percent}%), {} B/s", s.bytes_done, s.bytes_total, s.rate)
 }
 
