@@ -465,7 +465,10 @@ impl ServerHandler for FerryServer {
         if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
             return Ok(e.into_result().into());
         }
-        let wants_task = context.client_capabilities().is_some_and(|caps| caps.supports_tasks());
+        // A task only when this request asks for one: its `_meta` declares the tasks extension.
+        // Declaring it for the session is not enough: the Inspector CLI 2.12 does that, and then
+        // cannot read a task handle.
+        let wants_task = context.meta.client_capabilities().is_some_and(|caps| caps.supports_tasks());
         if wants_task && let Some(response) = tasks::call(self, &request).await {
             return Ok(response);
         }

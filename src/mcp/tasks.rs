@@ -1,15 +1,16 @@
 //! MCP tasks (the `io.modelcontextprotocol/tasks` extension): call now, fetch later.
 //!
-//! For a client that declares the extension, `receive_file`, `resume_transfer` and push-mode
-//! `send_file(to=…)` start the transfer as usual and answer with a task instead of the first
-//! status. `tasks/get` then shows the transfer's progress in the task's `statusMessage`; when
+//! For a request whose `_meta` declares the extension (the client asks for a task for this
+//! call), `receive_file`, `resume_transfer` and push-mode `send_file(to=…)` start the transfer as
+//! usual and answer with a task instead of the first status. `tasks/get` then shows the transfer's progress in the task's `statusMessage`; when
 //! the transfer ends the task is `completed` with the tool's own final result (the status with
 //! `saved_to` and `sha256`, or for a push the send result), or with an `isError` result carrying
 //! `{code, message, hint}` if the transfer failed. `tasks/cancel` stops the transfer; it stays
 //! in the journal as `interrupted`, and `resume_transfer` continues it.
 //!
 //! Ticket-mode `send_file` is never a task: the other side needs its ticket to start at all.
-//! Clients without the extension get today's answers and follow with `check_session`.
+//! Other requests, including those of clients that declare the extension only at initialisation,
+//! get today's answers and follow with `check_session`.
 
 use rmcp::{
     model::{CallToolRequestParams, CallToolResponse, CallToolResult, CreateTaskResult},
