@@ -217,6 +217,12 @@ function inspect(node, tool, args) {
 
 function inspectorCli(base) {
   const node = new Node(base, "carol");
+  // --strict exits 6 when a tool schema has an error-severity portability problem.
+  const strict = ["--cli", "--strict"];
+  for (const [k, v] of Object.entries(node.env)) strict.push("-e", `${k}=${v}`);
+  strict.push("--method", "tools/list", "--", BIN, ...node.args);
+  const tools = JSON.parse(execFileSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
+  assert.equal(tools.tools.length, 6);
   node.makeFile("notes.txt", 1000);
   const listed = inspect(node, "list_peers", {});
   assert.deepEqual(listed.structuredContent, { peers: [] });
