@@ -2,9 +2,9 @@
 //!
 //! Tools return at once: long work runs in the background and is watched with `check_session`,
 //! which can wait, stream `notifications/progress` when the client sent a progress token, and
-//! stops promptly when the client cancels. A client that declares the tasks extension
-//! (`io.modelcontextprotocol/tasks`) gets a task instead for `receive_file`, `resume_transfer`
-//! and push-mode `send_file` (see [`tasks`]). Failures a model can act on are `isError`
+//! stops promptly when the client cancels. A request that asks for a task (its `_meta` declares
+//! the extension `io.modelcontextprotocol/tasks`) gets one instead for `receive_file`,
+//! `resume_transfer` and push-mode `send_file` (see [`tasks`]). Failures a model can act on are `isError`
 //! results carrying `{code, message, hint}` as JSON text (see [`errors`]), argument errors
 //! included; only unroutable requests are JSON-RPC errors. stdout carries the protocol only;
 //! logs go to stderr.
