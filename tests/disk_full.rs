@@ -48,7 +48,7 @@ fn disk_full_is_reported_and_the_transfer_resumes_once_space_is_freed() {
     assert_eq!(code, 6, "{events:?} {stderr}");
     let last = events.last().unwrap();
     assert_eq!(last["code"], "disk_full");
-    assert!(last["hint"].as_str().unwrap().contains("resume"));
+    assert!(last["hint"].as_str().unwrap().contains(&format!("`agentferry resume {id}`")), "the real id: {last}");
     assert!(!b.out().join("big.bin").exists());
     let (_, status, _) = b.run(&["status", &id, "--json"]);
     assert_eq!(status[0]["state"], "failed");

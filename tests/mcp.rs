@@ -134,6 +134,20 @@ async fn starting_a_server_binds_nothing_and_creates_no_folder_until_a_grant_exi
 }
 
 #[tokio::test]
+async fn an_idle_server_starts_listening_once_a_grant_is_exported_beside_it() {
+    let base = tempfile::tempdir().unwrap();
+    let b = Side::start(base.path(), "bob").await;
+    let inbox = b.node.inbox_bind().unwrap();
+    // `agentferry export` in a shell: no tool call follows, the server notices on its own.
+    b.node.trust().export("bob", 3600, advertised_addrs(inbox), None).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(inbox).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the inbox never started listening");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
 async fn arguments_that_do_not_fit_are_invalid_argument_errors_naming_the_tool() {
     let base = tempfile::tempdir().unwrap();
     let a = Side::start(base.path(), "alice").await;

@@ -20,13 +20,14 @@ use rmcp::{
     RoleClient, ServiceExt,
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ClientCapabilities, ClientConfig,
-        GetTaskParams, Implementation, TaskPayload, TaskStatus, object,
+        GetTaskParams, Implementation, RequestMetaObject, TaskPayload, TaskStatus, object,
     },
     service::RunningService,
 };
 use serde_json::{Value, json};
 
-/// One node with an MCP server and a client that declares the tasks extension.
+/// One node with an MCP server and a client that declares the tasks extension (for the session,
+/// and in each request's `_meta` unless told otherwise).
 struct Side {
     dir: PathBuf,
     node: Node,
@@ -64,9 +65,19 @@ impl Side {
         path
     }
 
-    async fn call(&self, tool: &'static str, args: Value) -> CallToolResponse {
-        let params = CallToolRequestParams::new(tool).with_arguments(object(args));
+    /// Call a tool; `ask_for_task` declares the tasks extension in the request's `_meta`.
+    async fn call_with(&self, tool: &'static str, args: Value, ask_for_task: bool) -> CallToolResponse {
+        let mut params = CallToolRequestParams::new(tool).with_arguments(object(args));
+        if ask_for_task {
+            let mut meta = RequestMetaObject::default();
+            meta.set_client_capabilities(ClientCapabilities::builder().enable_tasks().build());
+            params.meta = Some(meta);
+        }
         self.client.call_tool_once(params).await.unwrap_or_else(|e| panic!("{tool}: {e}"))
+    }
+
+    async fn call(&self, tool: &'static str, args: Value) -> CallToolResponse {
+        self.call_with(tool, args, true).await
     }
 
     /// A call that must answer with a task; returns its id.
@@ -181,4 +192,17 @@ async fn cancelling_a_task_interrupts_the_transfer_and_resume_transfer_finishes_
     common::assert_same_file(Path::new(status["saved_to"].as_str().unwrap()), &src);
     let (code, last) = resumed.finish();
     assert_eq!((code, &last["event"]), (0, &json!("completed")), "{last}");
+}
+
+#[tokio::test]
+async fn a_request_that_does_not_ask_for_a_task_gets_the_status_at_once() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    a.file("now.bin", 1000);
+    let sent = a.now("send_file", json!({ "path": "now.bin" })).await;
+    // The session declared tasks (as the Inspector CLI does), this request did not.
+    match b.call_with("receive_file", json!({ "ticket": sent["ticket"] }), false).await {
+        CallToolResponse::Complete(r) => assert_eq!(r.structured_content.unwrap()["transfer_id"], sent["transfer_id"]),
+        other => panic!("expected the status, got {other:?}"),
+    }
 }

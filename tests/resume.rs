@@ -142,5 +142,6 @@ fn resuming_a_completed_transfer_says_so() {
         let (code, events, _) = node.run(&["resume", &id, "--json"]);
         assert_eq!(code, 8);
         assert_eq!(events[0]["code"], "already_completed");
+        assert!(events[0]["hint"].as_str().unwrap().contains(&format!("`agentferry status {id}`")), "{}", events[0]);
     }
 }

@@ -133,7 +133,7 @@ fn apply(s: &mut TransferStatus, event: Event) {
         }
         Event::Error { code, message, hint, .. } => {
             s.state = if code == "cancelled" { State::Interrupted } else { State::Failed };
-            s.error = Some(ErrorInfo { code: code.into(), message, hint: hint.into() });
+            s.error = Some(ErrorInfo { code: code.into(), message, hint });
             s.rate = 0;
         }
         _ => {}

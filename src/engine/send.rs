@@ -129,6 +129,9 @@ fn spawn(
     let node = node.clone();
     let task = tokio::spawn(async move {
         let _lock = lock;
+        // Also when the task is aborted (Ctrl-C, a cancelled MCP task): a shared listener
+        // must stop serving the transfer.
+        let _registered = Unregister(Arc::clone(&server), transfer_id);
         let result = serve(&node, record, &ticket, &server, &outgoing, &events).await;
         server.unregister(&transfer_id);
         if let Err(e) = &result {
@@ -244,6 +247,15 @@ async fn serve_channel(ticket: &Ticket, outgoing: &Arc<Outgoing>) -> Option<Abor
             tracing::warn!(transfer = %ticket.transfer_id, "cannot serve on {hint}: {e}");
             None
         }
+    }
+}
+
+/// Removes a transfer from a listener when dropped.
+struct Unregister(Arc<HttpServer>, TransferId);
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        self.0.unregister(&self.1);
     }
 }
 

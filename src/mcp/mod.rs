@@ -2,9 +2,9 @@
 //!
 //! Tools return at once: long work runs in the background and is watched with `check_session`,
 //! which can wait, stream `notifications/progress` when the client sent a progress token, and
-//! stops promptly when the client cancels. A client that declares the tasks extension
-//! (`io.modelcontextprotocol/tasks`) gets a task instead for `receive_file`, `resume_transfer`
-//! and push-mode `send_file` (see [`tasks`]). Failures a model can act on are `isError`
+//! stops promptly when the client cancels. A request that asks for a task (its `_meta` declares
+//! the extension `io.modelcontextprotocol/tasks`) gets one instead for `receive_file`,
+//! `resume_transfer` and push-mode `send_file` (see [`tasks`]). Failures a model can act on are `isError`
 //! results carrying `{code, message, hint}` as JSON text (see [`errors`]), argument errors
 //! included; only unroutable requests are JSON-RPC errors. stdout carries the protocol only;
 //! logs go to stderr.
@@ -465,7 +465,10 @@ impl ServerHandler for FerryServer {
         if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
             return Ok(e.into_result().into());
         }
-        let wants_task = context.client_capabilities().is_some_and(|caps| caps.supports_tasks());
+        // A task only when this request asks for one: its `_meta` declares the tasks extension.
+        // Declaring it for the session is not enough: the Inspector CLI 2.12 does that, and then
+        // cannot read a task handle.
+        let wants_task = context.meta.client_capabilities().is_some_and(|caps| caps.supports_tasks());
         if wants_task && let Some(response) = tasks::call(self, &request).await {
             return Ok(response);
         }

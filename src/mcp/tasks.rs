@@ -1,15 +1,16 @@
 //! MCP tasks (the `io.modelcontextprotocol/tasks` extension): call now, fetch later.
 //!
-//! For a client that declares the extension, `receive_file`, `resume_transfer` and push-mode
-//! `send_file(to=…)` start the transfer as usual and answer with a task instead of the first
-//! status. `tasks/get` then shows the transfer's progress in the task's `statusMessage`; when
+//! For a request whose `_meta` declares the extension (the client asks for a task for this
+//! call), `receive_file`, `resume_transfer` and push-mode `send_file(to=…)` start the transfer as
+//! usual and answer with a task instead of the first status. `tasks/get` then shows the transfer's progress in the task's `statusMessage`; when
 //! the transfer ends the task is `completed` with the tool's own final result (the status with
 //! `saved_to` and `sha256`, or for a push the send result), or with an `isError` result carrying
 //! `{code, message, hint}` if the transfer failed. `tasks/cancel` stops the transfer; it stays
 //! in the journal as `interrupted`, and `resume_transfer` continues it.
 //!
 //! Ticket-mode `send_file` is never a task: the other side needs its ticket to start at all.
-//! Clients without the extension get today's answers and follow with `check_session`.
+//! Other requests, including those of clients that declare the extension only at initialisation,
+//! get today's answers and follow with `check_session`.
 
 use rmcp::{
     model::{CallToolRequestParams, CallToolResponse, CallToolResult, CreateTaskResult},
@@ -94,7 +95,7 @@ fn last(status: &watch::Receiver<TransferStatus>) -> TransferStatus {
 /// `state: bytes_done of bytes_total bytes (percent), rate`, for status messages and progress.
 pub(super) fn describe(s: &TransferStatus) -> String {
     let state = serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let percent = if s.bytes_total == 0 { 100 } else { s.bytes_done.saturating_mul(100) / s.bytes_total };
+    let percent = s.bytes_done.saturating_mul(100).checked_div(s.bytes_total).unwrap_or(100);
     format!("{state}: {} of {} bytes ({percent}%), {} B/s", s.bytes_done, s.bytes_total, s.rate)
 }
 

@@ -152,6 +152,25 @@ async function sdkClient(base) {
     assert.match(exists2.hint, /replace: true/);
     assert.equal((await ok(a, "add_peer", { uri: second, replace: true })).name, "bob");
 
+    // A transfer whose server went away is interrupted; a new server on the same home resumes
+    // it on the port its ticket names, and the receiver then gets the file.
+    alice.makeFile("later.bin", 300_000);
+    const later = await ok(a, "send_file", { path: "later.bin" });
+    await a.close();
+    const a2 = await alice.connect();
+    try {
+      const stopped = (await ok(a2, "check_session", { transfer_id: later.transfer_id })).transfers[0];
+      assert.equal(stopped.state, "interrupted", JSON.stringify(stopped));
+      const resumed = await ok(a2, "resume_transfer", { transfer_id: later.transfer_id });
+      assert.equal(resumed.state, "active", JSON.stringify(resumed));
+      await ok(b, "receive_file", { ticket: later.ticket });
+      const got = (await ok(b, "check_session", { transfer_id: later.transfer_id, wait: true })).transfers[0];
+      assert.equal(got.state, "completed", JSON.stringify(got));
+      assert.equal(sha256(got.saved_to), sha256(path.join(alice.files, "later.bin")));
+    } finally {
+      await a2.close();
+    }
+
     // Arguments that do not fit the input schema: invalid_argument, with a hint naming the tool.
     const bad = [
       ["send_file", {}],
@@ -168,7 +187,7 @@ async function sdkClient(base) {
       ["resume_transfer", { transfer_id: 12 }],
     ];
     for (const [name, args] of bad) {
-      const error = await fails(a, name, args, "invalid_argument");
+      const error = await fails(b, name, args, "invalid_argument");
       assert.ok(error.hint.includes(name), `${name}: ${error.hint}`);
     }
   } finally {
@@ -198,6 +217,12 @@ function inspect(node, tool, args) {
 
 function inspectorCli(base) {
   const node = new Node(base, "carol");
+  // --strict exits 6 when a tool schema has an error-severity portability problem.
+  const strict = ["--cli", "--strict"];
+  for (const [k, v] of Object.entries(node.env)) strict.push("-e", `${k}=${v}`);
+  strict.push("--method", "tools/list", "--", BIN, ...node.args);
+  const tools = JSON.parse(execFileSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
+  assert.equal(tools.tools.length, 6);
   node.makeFile("notes.txt", 1000);
   const listed = inspect(node, "list_peers", {});
   assert.deepEqual(listed.structuredContent, { peers: [] });
@@ -205,6 +230,9 @@ function inspectorCli(base) {
   assert.notEqual(sent.isError, true, JSON.stringify(sent));
   assert.match(sent.structuredContent.ticket, /^ferry/);
   assert.ok(Array.isArray(inspect(node, "check_session", {}).structuredContent.transfers));
+  // That server has exited, so its send is interrupted; the next one resumes it.
+  const resumed = inspect(node, "resume_transfer", { transfer_id: sent.structuredContent.transfer_id });
+  assert.equal(resumed.structuredContent?.state, "active", JSON.stringify(resumed));
   const errors = [
     ["send_file", { path: "/etc/passwd" }, "path_not_allowed"],
     ["send_file", {}, "invalid_argument"],

@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Runs the agentferry binary that npm installed for this platform, as esbuild and biome do:
+// each platform's binary is its own package (@agentferry/<os>-<cpu>), listed as an optional
+// dependency whose `os` and `cpu` fields let npm install only the matching one. stdin, stdout
+// and stderr are passed through untouched (stdout is the MCP protocol), and the exit code or
+// signal comes back as the launcher's own.
+"use strict";
+
+const { spawnSync } = require("node:child_process");
+const path = require("node:path");
+
+const PACKAGES = {
+  "darwin-arm64": "@agentferry/darwin-arm64",
+  "darwin-x64": "@agentferry/darwin-x64",
+  "linux-arm64": "@agentferry/linux-arm64",
+  "linux-x64": "@agentferry/linux-x64",
+  "win32-x64": "@agentferry/win32-x64",
+};
+
+function binaryPath() {
+  // For testing a locally built binary through this launcher.
+  if (process.env.AGENTFERRY_BINARY_PATH) return process.env.AGENTFERRY_BINARY_PATH;
+  const platform = `${process.platform}-${process.arch}`;
+  const pkg = PACKAGES[platform];
+  if (!pkg) {
+    fail(`no prebuilt agentferry for ${platform}; install from source with \`cargo install --locked agentferry\``);
+  }
+  const exe = process.platform === "win32" ? "agentferry.exe" : "agentferry";
+  try {
+    return path.join(path.dirname(require.resolve(`${pkg}/package.json`)), "bin", exe);
+  } catch {
+    fail(
+      `the package ${pkg} is missing: it is an optional dependency of agentferry, so it was not ` +
+        `installed if optional dependencies were turned off (--omit=optional, --no-optional). ` +
+        `Reinstall with them, or install ${pkg} directly.`,
+    );
+  }
+}
+
+function fail(message) {
+  process.stderr.write(`agentferry: ${message}\n`);
+  process.exit(1);
+}
+
+const result = spawnSync(binaryPath(), process.argv.slice(2), { stdio: "inherit", windowsHide: true });
+if (result.error) fail(`cannot run ${result.error.path || "the binary"}: ${result.error.message}`);
+if (result.signal) {
+  process.kill(process.pid, result.signal);
+} else {
+  process.exit(result.status ?? 1);
+}
