@@ -11,7 +11,7 @@ use common::*;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::Value;
 
-const SIZE: usize = 48 * 1024 * 1024;
+const SIZE: usize = 96 * 1024 * 1024;
 
 fn journal(home: &Path, id: &str, role: &str) -> Value {
     let text = std::fs::read_to_string(home.join("transfers").join(format!("{id}.{role}.json"))).unwrap();

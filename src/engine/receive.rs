@@ -449,13 +449,9 @@ impl Driver {
             *saved_to = Some(target.clone());
         }
         self.node.journal.save(&mut self.record)?;
-        // Best effort: the sender stops serving once told; if it is gone, its ticket expires anyway.
-        if let Some(mut active) = active {
+        if let Some(active) = active {
             let complete = controls.seal(&Control::Complete { sha256: sha256.clone() });
-            let sent = tokio::time::timeout(CONNECT_BUDGET, active.link.send_last(complete)).await;
-            if !matches!(sent, Ok(Ok(()))) {
-                tracing::warn!(transfer = %self.record.transfer_id, "the sender did not take the confirmation");
-            }
+            confirm(active.link, complete, self.record.transfer_id).await;
         }
         let id = self.record.transfer_id;
         self.events
@@ -471,6 +467,28 @@ impl Driver {
             })
             .await;
         Ok(Completion { sha256, bytes: self.record.size, saved_to: Some(target) })
+    }
+}
+
+/// Tell the sender the file arrived whole, so it stops serving. A sender restarting at this
+/// moment (its last frames were already on their way when it died) is given a few seconds to come
+/// back; past that the confirmation is dropped and the sender's ticket expires on its own.
+async fn confirm(mut link: Box<dyn Link>, complete: Bytes, id: crate::id::TransferId) {
+    let deadline = tokio::time::Instant::now() + CONNECT_BUDGET;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match tokio::time::timeout_at(deadline, link.send_last(complete.clone())).await {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::debug!(transfer = %id, "confirmation not taken yet: {e}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            _ => {
+                tracing::warn!(transfer = %id, "the sender did not take the confirmation");
+                return;
+            }
+        }
     }
 }
 
