@@ -26,7 +26,7 @@ use super::{Node, ReceiveOptions, Registry};
 use crate::{
     error::TransferError,
     journal::unix_now,
-    offer::{MAX_SKEW_SECS, Offer, answer_mac},
+    offer::{MAX_SKEW_SECS, Offer, answer_mac, remember_until},
     peers::{Grant, grant_inbox_key},
     relay::Channel,
     store::Store,
@@ -56,6 +56,9 @@ const RECONCILE: Duration = Duration::from_secs(2);
 struct SeenOffer {
     id: String,
     at: u64,
+    /// Remembered until then (see [`crate::offer::remember_until`]); older files lack it.
+    #[serde(default)]
+    until: u64,
 }
 
 /// Accepts offers for one node into its download folder.
@@ -206,7 +209,13 @@ impl Inbox {
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         };
         let now = unix_now();
-        let secret = grant.secret_bytes();
+        let secret = match grant.secret_bytes() {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(grant = %grant.id, "{e}");
+                return answer(StatusCode::FORBIDDEN, "grant_unknown");
+            }
+        };
         let ticket = match offer.open(&secret, now) {
             Ok(ticket) => ticket,
             Err(e) => return answer(StatusCode::FORBIDDEN, &e.to_string()),
@@ -219,10 +228,11 @@ impl Inbox {
     /// An authentic offer: refuse a replay, then fetch it or hold it.
     async fn admit(&self, offer: &Offer, grant: &Grant, ticket: Ticket, now: u64) -> (StatusCode, Value) {
         let first_time = self.seen.update(|seen| {
-            seen.retain(|s| s.at + 2 * MAX_SKEW_SECS > now);
+            seen.retain(|s| s.until.max(s.at + 2 * MAX_SKEW_SECS) >= now);
             let fresh = !seen.iter().any(|s| s.id == offer.offer_id);
             if fresh {
-                seen.push(SeenOffer { id: offer.offer_id.clone(), at: now });
+                let until = remember_until(offer.issued_at);
+                seen.push(SeenOffer { id: offer.offer_id.clone(), at: now, until });
             }
             Ok(fresh)
         });
@@ -303,6 +313,8 @@ impl Inbox {
     }
 }
 
+/// A refusal crosses a trust boundary: it says what kind of failure (the code and its fixed
+/// hint), never the message, which may name local paths.
 fn refusal(e: &TransferError) -> (StatusCode, Value) {
-    (StatusCode::CONFLICT, json!({ "code": e.code(), "message": e.to_string() }))
+    (StatusCode::CONFLICT, json!({ "code": e.code(), "message": e.hint() }))
 }
