@@ -2,7 +2,8 @@
 //! descriptors, leave a listener serving honest clients, with bounded logs and descriptors.
 //!
 //! Each attacked process runs under `ulimit -n 256` so that the flood exhausts its descriptors
-//! with a few hundred loopback connections; the flood is bounded in count and time.
+//! with a few hundred loopback connections; the flood is bounded in count and time (the honest
+//! client gets in once the idle connections time out after 10 s).
 
 mod attack;
 mod common;
@@ -46,12 +47,18 @@ fn spawn_limited(node: &Node, fds: u32, args: &[&str]) -> (Child, Arc<AtomicUsiz
     (child, stderr_bytes)
 }
 
-/// Open `n` connections to `addr`, each sending half a request head and then nothing.
+/// Open `n` connections to `addr` that then hold still: a third send nothing, a third half a
+/// request head, a third one whole request (which the server answers) before going idle.
 fn flood(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     (0..n)
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
-        .map(|mut s| {
-            let _ = s.write_all(b"GET /v1/transfers/00 HTTP/1.1\r\nHost: x\r\n");
+        .enumerate()
+        .map(|(i, mut s)| {
+            let _ = match i % 3 {
+                0 => Ok(()),
+                1 => s.write_all(b"GET /v1/transfers/00 HTTP/1.1\r\nHost: x\r\n"),
+                _ => s.write_all(b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"),
+            };
             s
         })
         .collect()
@@ -118,7 +125,8 @@ fn a_relay_flooded_with_half_sent_requests_keeps_answering() {
     let addr: SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
 
     let held = flood(addr, FLOOD);
-    // The relay answers /v1/stats once the idle connections time out (HEADER_TIMEOUT, 10 s).
+    // The relay answers /v1/stats once the idle connections time out (10 s for the first byte
+    // and the request head; after one request the relay closes).
     let deadline = Instant::now() + Duration::from_secs(40);
     let stats = loop {
         if let Some(stats) = get_stats(addr) {
@@ -167,4 +175,36 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
     let row = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let numbers: Vec<&str> = row.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers, ["4096", "4096"], "{row}");
+}
+
+/// Connections that never send a byte, or go idle after one request, are closed too (hyper's
+/// header timeout, once it has a timer, also runs before the first byte and between keep-alive
+/// requests); before, they held their slots and descriptors forever.
+#[test]
+fn silent_and_idle_keep_alive_connections_are_closed() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "g.bin", 1000, 32);
+    let mut sender = Running::new_public(command(&a, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let ticket = sender.wait_for("the ticket", |e| e["event"] == "ticket")["ticket"].as_str().unwrap().to_owned();
+    let addr = ticket.parse::<Ticket>().unwrap().addrs[0];
+    let started = Instant::now();
+    let conns = flood(addr, 6);
+    let closers: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+                let mut sink = Vec::new();
+                let closed = s.read_to_end(&mut sink).is_ok();
+                (i % 3, closed, started.elapsed())
+            })
+        })
+        .collect();
+    for closer in closers {
+        let (kind, closed, after) = closer.join().unwrap();
+        let kind = ["silent", "half a head", "idle after a request"][kind];
+        assert!(closed, "a {kind} connection was still open after {after:?}");
+    }
+    drop(sender);
 }

@@ -3,11 +3,7 @@
 mod attack;
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-    process::Command,
-};
+use std::{net::SocketAddr, process::Command};
 
 use agentferry::{Ticket, crypto::SessionKey, id::TransferId, offer::Offer, relay::route};
 use attack::*;
@@ -57,20 +53,6 @@ fn a_fifo_in_a_folder_mailbox_does_not_hang_the_channel() {
     assert_same_file(&src, &b.out().join("f.bin"));
 }
 
-fn post(addr: SocketAddr, body: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let req = format!(
-        "POST /v1/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let json = answer.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
-    (status, json)
-}
-
 /// A grant whose stored secret is damaged used to fall back to an all-zero key: anyone could
 /// then push files that were auto-accepted. It now fails closed.
 #[test]
@@ -93,7 +75,7 @@ fn a_damaged_grant_secret_fails_closed() {
     let hostile = HostileSender::start("planted.bin", 10, 1 << 20);
     let ticket = Ticket { transfer_id: TransferId::random(), session_key: SessionKey::generate(), ..hostile.ticket };
     let offer = Offer::seal(&grant_id, &[0u8; 32], "mallory", &ticket);
-    let (status, answer) = post(addr, &serde_json::to_string(&offer).unwrap());
+    let (status, answer) = post_offer(addr, &serde_json::to_string(&offer).unwrap());
     assert_eq!(status, 403, "an offer under the all-zero key was taken: {answer}");
     assert_eq!(answer["code"], "grant_unknown");
 }

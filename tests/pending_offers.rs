@@ -4,28 +4,11 @@
 mod attack;
 mod common;
 
-use std::{
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
-};
+use std::net::SocketAddr;
 
 use agentferry::{Ticket, crypto::SessionKey, id::TransferId, offer::Offer, peers::GrantUri};
 use attack::*;
 use common::*;
-
-fn post(addr: SocketAddr, body: &str) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let req = format!(
-        "POST /v1/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let json = answer.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
-    (status, json)
-}
 
 #[test]
 fn offers_under_a_revoked_grant_are_held_only_up_to_a_cap() {
@@ -54,7 +37,7 @@ fn offers_under_a_revoked_grant_are_held_only_up_to_a_cap() {
             channel: None,
         };
         let offer = Offer::seal(&grant_id, &uri.secret, "mallory", &ticket);
-        answers.push(post(addr, &serde_json::to_string(&offer).unwrap()));
+        answers.push(post_offer(addr, &serde_json::to_string(&offer).unwrap()));
     }
     let held = answers.iter().filter(|(_, a)| a["state"] == "pending").count();
     let refused = answers.iter().filter(|(s, a)| *s == 429 && a["code"] == "too_many_pending").count();
