@@ -305,7 +305,8 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
         .await;
         match result {
             Ok(Connected { answer, .. }) => return push_answer(peer, &offer, &answer),
-            Err(TransferError::Protocol(m)) => return Err(TransferError::OfferRefused(m)),
+            // The refusal's body is the peer's; only a sanitized code of it is shown.
+            Err(TransferError::Protocol(m)) => return Err(TransferError::OfferRefused(refusal_code(&m))),
             Err(e) => error = e,
         }
     }
@@ -332,6 +333,13 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
         };
     }
     Err(error)
+}
+
+/// The code of a refusal the HTTP client reported as `HTTP <status>: <body>`, sanitized.
+fn refusal_code(message: &str) -> String {
+    let body = message.split_once(": ").map_or("", |(_, body)| body);
+    let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    crate::offer::sanitized_code(answer["code"].as_str())
 }
 
 /// The peer's answer, believed only if authenticated under the grant (see
