@@ -8,8 +8,8 @@
 //! mailboxes, subscriptions per connection, connections, and a per-connection rate (a client
 //! over its rate is slowed down, not served ahead of others).
 //!
-//! Fairness: no client can take the shared limits for itself. A connection may hold a
-//! sixteenth of the queued bytes and `max_mailboxes_per_connection` mailboxes; a source address
+//! Fairness: no client can take the shared limits for itself. A connection may hold an
+//! eighth of the queued bytes and `max_mailboxes_per_connection` mailboxes; a source address
 //! a quarter of the bytes, mailboxes and connections (a loose ceiling: a team's agents often
 //! share one NAT address); what is left keeps room for new clients. A slow reader only fills
 //! its own queues: its writer holds at most `max_outbound_bytes`, counted against the queue cap
@@ -215,10 +215,11 @@ struct Relay {
 
 impl Relay {
     /// The shares of the global limits that one connection, and one source address, may hold:
-    /// a sixteenth for a connection, a quarter for an address (a team's agents often share one
-    /// NAT address, so this is only a loose ceiling). What is left keeps room for new clients.
+    /// an eighth for a connection (two transfer windows at the default chunk size), a quarter
+    /// for an address (a team's agents often share one NAT address, so this is only a loose
+    /// ceiling). What is left keeps room for new clients.
     fn conn_share(&self, total: usize) -> usize {
-        (total / 16).max(1)
+        (total / 8).max(1)
     }
 
     fn ip_share(&self, total: usize) -> usize {
