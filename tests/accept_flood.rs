@@ -25,8 +25,31 @@ use common::*;
 
 const FLOOD: usize = 300;
 
+/// A child that is killed when the test ends, whether it passes or panics.
+struct Killed(Child);
+
+impl std::ops::Deref for Killed {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start `args` under a file descriptor limit of `fds` (soft and hard); stderr is counted.
-fn spawn_limited(node: &Node, fds: u32, args: &[&str]) -> (Child, Arc<AtomicUsize>) {
+fn spawn_limited(node: &Node, fds: u32, args: &[&str]) -> (Killed, Arc<AtomicUsize>) {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\"")).arg(bin()).args(args);
     cmd.env("AGENTFERRY_HOME", node.home())
@@ -44,7 +67,7 @@ fn spawn_limited(node: &Node, fds: u32, args: &[&str]) -> (Child, Arc<AtomicUsiz
             counter.fetch_add(n, Ordering::Relaxed);
         }
     });
-    (child, stderr_bytes)
+    (Killed(child), stderr_bytes)
 }
 
 /// Open `n` connections to `addr` that then hold still: a third send nothing, a third half a
@@ -68,9 +91,8 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-fn kill(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn kill(child: Killed) {
+    drop(child);
 }
 
 /// 300 half-sent requests against a sender limited to 256 descriptors: the sender used to spin
@@ -166,7 +188,7 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
         .env("AGENTFERRY_HOME", node.home())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut relay = cmd.spawn().unwrap();
+    let mut relay = Killed(cmd.spawn().unwrap());
     // The relay prints its address once it listens, after start-up raised the limit.
     let mut line = String::new();
     BufReader::new(relay.stdout.take().unwrap()).read_line(&mut line).unwrap();
