@@ -294,6 +294,20 @@ impl Journal {
         }
     }
 
+    /// Forget a record that holds nothing on disk (a pending offer that expired or whose grant
+    /// is gone). Only a record nobody owns is removed.
+    pub fn remove_pending(&self, id: &TransferId) -> Result<bool> {
+        let Some(_lock) = self.try_lock(id, Role::Receive)? else { return Ok(false) };
+        match self.load(id, Role::Receive)? {
+            Some(record) if record.state == State::Pending => {}
+            _ => return Ok(false),
+        }
+        let path = self.path(id, Role::Receive, "json");
+        fs::remove_file(&path).map_err(|e| TransferError::io(&path, e))?;
+        let _ = fs::remove_file(self.path(id, Role::Receive, "lock"));
+        Ok(true)
+    }
+
     /// Take ownership of a transfer; `None` when another live process owns it.
     pub fn try_lock(&self, id: &TransferId, role: Role) -> Result<Option<OwnerLock>> {
         let path = self.path(id, role, "lock");

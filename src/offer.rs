@@ -27,6 +27,14 @@ use crate::{journal::unix_now, ticket::Ticket};
 /// How far an offer's `issued_at` may be from the receiver's clock.
 pub const MAX_SKEW_SECS: u64 = 600;
 
+/// Until when (unix seconds) an inbox must remember an offer id it accepted, so that a replay
+/// is refused: the last second at which [`Offer::open`] still takes an offer issued at
+/// `issued_at`. Retention keyed to the arrival time instead let a replay at the window's far
+/// edge through.
+pub fn remember_until(issued_at: u64) -> u64 {
+    issued_at.saturating_add(MAX_SKEW_SECS)
+}
+
 /// The envelope posted to `POST /v1/inbox`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Offer {
@@ -110,6 +118,20 @@ pub fn answer_is_authentic(secret: &[u8; 32], offer_id: &str, answer: &serde_jso
     mac.verify_slice(&tag).is_ok()
 }
 
+/// A refusal code from the other side, fit to show: lowercase letters, digits and `_`, at most
+/// 48 of them; anything else is `unexpected_answer`. The peer's words never reach the user or
+/// the agent verbatim.
+pub fn sanitized_code(code: Option<&str>) -> String {
+    match code {
+        Some(c)
+            if !c.is_empty() && c.len() <= 48 && c.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) =>
+        {
+            c.to_owned()
+        }
+        _ => "unexpected_answer".to_owned(),
+    }
+}
+
 impl Offer {
     /// Seal `ticket` for the holder of `secret` (the peer that exported grant `grant_id`).
     pub fn seal(grant_id: &str, secret: &[u8; 32], from: &str, ticket: &Ticket) -> Offer {
@@ -189,6 +211,17 @@ mod tests {
         moved.grant_id = "other".into();
         assert_eq!(moved.open(&secret, unix_now()), Err(OfferError::Unauthentic));
         assert_eq!(offer.open(&secret, unix_now() + MAX_SKEW_SECS + 5), Err(OfferError::Stale));
+    }
+
+    #[test]
+    fn offer_ids_are_remembered_for_as_long_as_the_offer_is_accepted() {
+        let secret = [9u8; 32];
+        let offer = Offer::seal("gid", &secret, "alice", &ticket());
+        for now in offer.issued_at.saturating_sub(MAX_SKEW_SECS + 5)..offer.issued_at + MAX_SKEW_SECS + 5 {
+            if offer.open(&secret, now).is_ok() {
+                assert!(now <= remember_until(offer.issued_at), "accepted at {now} but forgotten");
+            }
+        }
     }
 
     #[test]

@@ -130,9 +130,20 @@ pub struct Grant {
     pub created_at: u64,
 }
 
+/// A stored secret, or a clear error if the store was damaged: never a fallback key, which
+/// anyone could compute.
+fn stored_secret(hex: &str, what: &str) -> Result<[u8; 32]> {
+    HEXLOWER
+        .decode(hex.as_bytes())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| TransferError::Home(format!("the secret of {what} is damaged; export a fresh grant")))
+}
+
 impl Grant {
-    pub fn secret_bytes(&self) -> [u8; 32] {
-        HEXLOWER.decode(self.secret.as_bytes()).ok().and_then(|b| b.try_into().ok()).unwrap_or([0; 32])
+    /// The grant's secret; fails if `grants.json` was damaged.
+    pub fn secret_bytes(&self) -> Result<[u8; 32]> {
+        stored_secret(&self.secret, &format!("grant {}", self.id))
     }
 
     /// Why this grant no longer allows auto-accepted pushes, if it does not.
@@ -165,8 +176,9 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn secret_bytes(&self) -> [u8; 32] {
-        HEXLOWER.decode(self.secret.as_bytes()).ok().and_then(|b| b.try_into().ok()).unwrap_or([0; 32])
+    /// The grant secret this peer gave us; fails if `peers.json` was damaged.
+    pub fn secret_bytes(&self) -> Result<[u8; 32]> {
+        stored_secret(&self.secret, &format!("peer {:?}", self.name))
     }
 
     pub fn is_expired(&self, now: u64) -> bool {

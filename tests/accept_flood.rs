@@ -2,7 +2,8 @@
 //! descriptors, leave a listener serving honest clients, with bounded logs and descriptors.
 //!
 //! Each attacked process runs under `ulimit -n 256` so that the flood exhausts its descriptors
-//! with a few hundred loopback connections; the flood is bounded in count and time.
+//! with a few hundred loopback connections; the flood is bounded in count and time (the honest
+//! client gets in once the idle connections time out after 10 s).
 
 mod attack;
 mod common;
@@ -24,8 +25,31 @@ use common::*;
 
 const FLOOD: usize = 300;
 
+/// A child that is killed when the test ends, whether it passes or panics.
+struct Killed(Child);
+
+impl std::ops::Deref for Killed {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Killed {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Start `args` under a file descriptor limit of `fds` (soft and hard); stderr is counted.
-fn spawn_limited(node: &Node, fds: u32, args: &[&str]) -> (Child, Arc<AtomicUsize>) {
+fn spawn_limited(node: &Node, fds: u32, args: &[&str]) -> (Killed, Arc<AtomicUsize>) {
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(format!("ulimit -n {fds} && exec \"$0\" \"$@\"")).arg(bin()).args(args);
     cmd.env("AGENTFERRY_HOME", node.home())
@@ -43,15 +67,21 @@ fn spawn_limited(node: &Node, fds: u32, args: &[&str]) -> (Child, Arc<AtomicUsiz
             counter.fetch_add(n, Ordering::Relaxed);
         }
     });
-    (child, stderr_bytes)
+    (Killed(child), stderr_bytes)
 }
 
-/// Open `n` connections to `addr`, each sending half a request head and then nothing.
+/// Open `n` connections to `addr` that then hold still: a third send nothing, a third half a
+/// request head, a third one whole request (which the server answers) before going idle.
 fn flood(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     (0..n)
         .filter_map(|_| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok())
-        .map(|mut s| {
-            let _ = s.write_all(b"GET /v1/transfers/00 HTTP/1.1\r\nHost: x\r\n");
+        .enumerate()
+        .map(|(i, mut s)| {
+            let _ = match i % 3 {
+                0 => Ok(()),
+                1 => s.write_all(b"GET /v1/transfers/00 HTTP/1.1\r\nHost: x\r\n"),
+                _ => s.write_all(b"GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n"),
+            };
             s
         })
         .collect()
@@ -61,9 +91,8 @@ fn open_fds(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
 }
 
-fn kill(mut child: Child) {
-    let _ = child.kill();
-    let _ = child.wait();
+fn kill(child: Killed) {
+    drop(child);
 }
 
 /// 300 half-sent requests against a sender limited to 256 descriptors: the sender used to spin
@@ -118,7 +147,8 @@ fn a_relay_flooded_with_half_sent_requests_keeps_answering() {
     let addr: SocketAddr = url.trim_start_matches("ws://").parse().unwrap();
 
     let held = flood(addr, FLOOD);
-    // The relay answers /v1/stats once the idle connections time out (HEADER_TIMEOUT, 10 s).
+    // The relay answers /v1/stats once the idle connections time out (10 s for the first byte
+    // and the request head; after one request the relay closes).
     let deadline = Instant::now() + Duration::from_secs(40);
     let stats = loop {
         if let Some(stats) = get_stats(addr) {
@@ -158,7 +188,7 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
         .env("AGENTFERRY_HOME", node.home())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    let mut relay = cmd.spawn().unwrap();
+    let mut relay = Killed(cmd.spawn().unwrap());
     // The relay prints its address once it listens, after start-up raised the limit.
     let mut line = String::new();
     BufReader::new(relay.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -167,4 +197,36 @@ fn the_soft_descriptor_limit_is_raised_to_the_hard_limit() {
     let row = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
     let numbers: Vec<&str> = row.split_whitespace().skip(3).take(2).collect();
     assert_eq!(numbers, ["4096", "4096"], "{row}");
+}
+
+/// Connections that never send a byte, or go idle after one request, are closed too (hyper's
+/// header timeout, once it has a timer, also runs before the first byte and between keep-alive
+/// requests); before, they held their slots and descriptors forever.
+#[test]
+fn silent_and_idle_keep_alive_connections_are_closed() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "g.bin", 1000, 32);
+    let mut sender = Running::new_public(command(&a, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let ticket = sender.wait_for("the ticket", |e| e["event"] == "ticket")["ticket"].as_str().unwrap().to_owned();
+    let addr = ticket.parse::<Ticket>().unwrap().addrs[0];
+    let started = Instant::now();
+    let conns = flood(addr, 6);
+    let closers: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut s)| {
+            std::thread::spawn(move || {
+                s.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
+                let mut sink = Vec::new();
+                let closed = s.read_to_end(&mut sink).is_ok();
+                (i % 3, closed, started.elapsed())
+            })
+        })
+        .collect();
+    for closer in closers {
+        let (kind, closed, after) = closer.join().unwrap();
+        let kind = ["silent", "half a head", "idle after a request"][kind];
+        assert!(closed, "a {kind} connection was still open after {after:?}");
+    }
+    drop(sender);
 }

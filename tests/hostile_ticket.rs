@@ -46,3 +46,29 @@ fn a_size_beyond_the_free_space_fails_at_once_with_disk_full() {
     assert_eq!(status[0]["state"], "failed");
     assert_eq!(status[0]["error"]["code"], "disk_full");
 }
+
+/// The same ticket inside an authentic offer under a valid grant used to make `listen` abort,
+/// and with it every transfer it ran. The offer is now refused and the inbox stays up.
+#[test]
+fn an_absurd_ticket_in_an_offer_does_not_take_the_inbox_down() {
+    use agentferry::{offer::Offer, peers::GrantUri};
+    let b = Node::new();
+    let (_, exported, _) = run(&b, &["export", "--name", "bob", "--json"]);
+    let uri: GrantUri = exported[0]["uri"].as_str().unwrap().parse().unwrap();
+    let grant_id = exported[0]["grant_id"].as_str().unwrap().to_owned();
+    let mut listen = command(&b, &["listen", "--json"]);
+    listen.env("AGENTFERRY_INBOX_BIND", "127.0.0.1:0").env("AGENTFERRY_DOWNLOAD_DIR", b.out());
+    let mut listener = Running::new_public(listen.spawn().unwrap());
+    let inbox = listener.wait_for("the inbox", |e| e["event"] == "inbox");
+    let addr: std::net::SocketAddr = inbox["addrs"][0].as_str().unwrap().parse().unwrap();
+
+    let hostile = HostileSender::start("huge.bin", 1 << 50, 1);
+    let offer = Offer::seal(&grant_id, &uri.secret, "mallory", &hostile.ticket);
+    let (status, answer) = post_offer(addr, &serde_json::to_string(&offer).unwrap());
+    assert!(status >= 400, "{status} {answer}");
+    assert!(listener.child.try_wait().unwrap().is_none(), "listen exited");
+    // And it still takes offers: a replay of the same id is recognised as one.
+    let (status, _) = post_offer(addr, &serde_json::to_string(&offer).unwrap());
+    assert!(status >= 400);
+    assert!(listener.child.try_wait().unwrap().is_none(), "listen exited");
+}

@@ -120,7 +120,6 @@ fn tickets_never_reach_the_log_even_at_trace() {
     let ticket = sent["result"]["structuredContent"]["ticket"].as_str().unwrap().to_owned();
     let other = attack::HostileSender::start("x.bin", 10, 1 << 20).ticket.to_string();
     call(3, "tools/call", json!({ "name": "receive_file", "arguments": { "ticket": other } }));
-    drop(call);
     drop(stdin);
     let _ = child.wait();
     let log = log.join().unwrap();

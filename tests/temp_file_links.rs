@@ -31,3 +31,16 @@ fn a_planted_temp_symlink_is_replaced_not_followed() {
     assert!(planted.symlink_metadata().is_err(), "the temp name is gone");
     assert_eq!(sender.finish().0, 0);
 }
+
+/// A receive that fails before its first chunk (here: the sender is unreachable) used to leave
+/// an empty `.NAME.ID.part` behind, one per failed auto-accepted push.
+#[test]
+fn a_receive_that_never_got_a_chunk_leaves_no_temp_file() {
+    let b = Node::new();
+    let hostile = HostileSender::start("never.bin", 1000, 1 << 20);
+    let ticket = agentferry::Ticket { addrs: vec!["127.0.0.1:9".parse().unwrap()], ..hostile.ticket.clone() };
+    let (code, events, _) = run(&b, &["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 4, "{events:?}");
+    assert_eq!(events.last().unwrap()["code"], "peer_unreachable");
+    assert!(listing(&b.out()).is_empty(), "left behind: {:?}", listing(&b.out()));
+}

@@ -85,6 +85,16 @@ pub(super) fn open_temp(path: &Path, keep: bool) -> io::Result<(File, bool)> {
     Ok((file, false))
 }
 
+/// Remove the temp file at `path` if it is still the empty file `file`: a transfer that ended
+/// before its first chunk (the sender was unreachable) leaves nothing behind. A resume creates
+/// it again.
+pub(super) fn remove_if_empty(path: &Path, file: &File) {
+    let (Ok(ours), Ok(there)) = (file.metadata(), std::fs::symlink_metadata(path)) else { return };
+    if ours.len() == 0 && (ours.dev(), ours.ino()) == (there.dev(), there.ino()) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 /// Give the temp file its final name: atomically, without following a link at either name, and
 /// without replacing an existing file unless asked to (a hard link fails if the target exists,
 /// where a rename would clobber it).

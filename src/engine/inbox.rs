@@ -5,7 +5,9 @@
 //! (the seen ids live in `offers_seen.json`, shared by every process on the home). A valid grant
 //! means the ticket inside is fetched at once into the download folder; an authentic offer under
 //! a grant that expired or was revoked is held as a `pending` transfer with that reason, for a
-//! person or agent to accept or ignore. Anything else is refused and leaves no trace.
+//! person or agent to accept or ignore — at most [`MAX_PENDING_PER_GRANT`] per grant and
+//! [`MAX_PENDING`] in all, each forgotten after [`PENDING_MAX_AGE_SECS`] or once its grant is
+//! deleted (`offers_held.json` keeps the ledger). Anything else is refused and leaves no trace.
 //!
 //! On the message channel every usable grant has its own mailbox, whose key only this node can
 //! derive; revoking a grant closes its mailbox without touching the others, and an offer is
@@ -24,13 +26,28 @@ use super::{Node, ReceiveOptions, Registry};
 use crate::{
     error::TransferError,
     journal::unix_now,
-    offer::{MAX_SKEW_SECS, Offer, answer_mac},
+    offer::{MAX_SKEW_SECS, Offer, answer_mac, remember_until},
     peers::{Grant, grant_inbox_key},
     relay::Channel,
     store::Store,
     ticket::Ticket,
     transport::http::InboxHandler,
 };
+
+/// Pending offers held per grant, and in all, at most; more are refused (`too_many_pending`).
+pub const MAX_PENDING_PER_GRANT: usize = 8;
+pub const MAX_PENDING: usize = 64;
+/// A pending offer not accepted within this long is forgotten (the sender's ticket has usually
+/// expired by then anyway).
+pub const PENDING_MAX_AGE_SECS: u64 = 7 * 86_400;
+
+/// A pending offer this inbox holds, and under which grant.
+#[derive(Debug, Serialize, Deserialize)]
+struct Held {
+    transfer_id: String,
+    grant_id: String,
+    at: u64,
+}
 
 /// How often the channel subscriptions are brought in line with the grant store.
 const RECONCILE: Duration = Duration::from_secs(2);
@@ -39,6 +56,9 @@ const RECONCILE: Duration = Duration::from_secs(2);
 struct SeenOffer {
     id: String,
     at: u64,
+    /// Remembered until then (see [`crate::offer::remember_until`]); older files lack it.
+    #[serde(default)]
+    until: u64,
 }
 
 /// Accepts offers for one node into its download folder.
@@ -47,6 +67,7 @@ pub struct Inbox {
     download_dir: PathBuf,
     registry: Arc<Registry>,
     seen: Store<SeenOffer>,
+    held: Store<Held>,
 }
 
 fn answer(status: StatusCode, code: &str) -> (StatusCode, Value) {
@@ -56,7 +77,8 @@ fn answer(status: StatusCode, code: &str) -> (StatusCode, Value) {
 impl Inbox {
     pub fn new(node: Node, download_dir: PathBuf, registry: Arc<Registry>) -> Arc<Self> {
         let seen = Store::new(node.home(), "offers_seen.json");
-        Arc::new(Inbox { node, download_dir, registry, seen })
+        let held = Store::new(node.home(), "offers_held.json");
+        Arc::new(Inbox { node, download_dir, registry, seen, held })
     }
 
     /// The handler to install on an [`crate::transport::http::HttpServer`].
@@ -187,7 +209,13 @@ impl Inbox {
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         };
         let now = unix_now();
-        let secret = grant.secret_bytes();
+        let secret = match grant.secret_bytes() {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(grant = %grant.id, "{e}");
+                return answer(StatusCode::FORBIDDEN, "grant_unknown");
+            }
+        };
         let ticket = match offer.open(&secret, now) {
             Ok(ticket) => ticket,
             Err(e) => return answer(StatusCode::FORBIDDEN, &e.to_string()),
@@ -200,10 +228,11 @@ impl Inbox {
     /// An authentic offer: refuse a replay, then fetch it or hold it.
     async fn admit(&self, offer: &Offer, grant: &Grant, ticket: Ticket, now: u64) -> (StatusCode, Value) {
         let first_time = self.seen.update(|seen| {
-            seen.retain(|s| s.at + 2 * MAX_SKEW_SECS > now);
+            seen.retain(|s| s.until.max(s.at + 2 * MAX_SKEW_SECS) >= now);
             let fresh = !seen.iter().any(|s| s.id == offer.offer_id);
             if fresh {
-                seen.push(SeenOffer { id: offer.offer_id.clone(), at: now });
+                let until = remember_until(offer.issued_at);
+                seen.push(SeenOffer { id: offer.offer_id.clone(), at: now, until });
             }
             Ok(fresh)
         });
@@ -219,11 +248,7 @@ impl Inbox {
             prefer: None,
         };
         if let Some(reason) = grant.invalid_reason(now) {
-            tracing::info!(grant = %grant.id, from = %offer.from, reason, "holding an offer");
-            return match self.node.hold(ticket, &options, reason) {
-                Ok(id) => (StatusCode::ACCEPTED, json!({ "state": "pending", "reason": reason, "transfer_id": id })),
-                Err(e) => refusal(&e),
-            };
+            return self.hold(grant, ticket, &options, reason, now);
         }
         tracing::info!(grant = %grant.id, from = %offer.from, "accepting an offer");
         let started = match self.node.receive(ticket, options).await {
@@ -237,6 +262,59 @@ impl Inbox {
     }
 }
 
+impl Inbox {
+    /// Hold an authentic offer under a grant that no longer allows auto-accept, within the caps:
+    /// [`MAX_PENDING_PER_GRANT`] per grant, [`MAX_PENDING`] in all. Held offers older than
+    /// [`PENDING_MAX_AGE_SECS`], or whose grant was deleted, are forgotten first; accepted or
+    /// otherwise settled ones stop counting.
+    fn hold(
+        &self,
+        grant: &Grant,
+        ticket: Ticket,
+        options: &ReceiveOptions,
+        reason: &str,
+        now: u64,
+    ) -> (StatusCode, Value) {
+        let grants: Vec<String> = self.node.trust().grants().unwrap_or_default().into_iter().map(|g| g.id).collect();
+        let journal = self.node.journal();
+        let admitted = self.held.update(|held| {
+            held.retain(|h| {
+                let Ok(id) = h.transfer_id.parse() else { return false };
+                let still_pending = journal
+                    .load(&id, crate::journal::Role::Receive)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|r| r.state == crate::journal::State::Pending);
+                let expired = now.saturating_sub(h.at) > PENDING_MAX_AGE_SECS || !grants.contains(&h.grant_id);
+                if still_pending && expired {
+                    return !journal.remove_pending(&id).unwrap_or(false);
+                }
+                still_pending
+            });
+            let per_grant = held.iter().filter(|h| h.grant_id == grant.id).count();
+            if per_grant >= MAX_PENDING_PER_GRANT || held.len() >= MAX_PENDING {
+                return Ok(None);
+            }
+            let id = self.node.hold(ticket, options, reason)?;
+            held.push(Held { transfer_id: id.to_string(), grant_id: grant.id.clone(), at: now });
+            Ok(Some(id))
+        });
+        match admitted {
+            Ok(Some(id)) => {
+                tracing::info!(grant = %grant.id, reason, "holding an offer");
+                (StatusCode::ACCEPTED, json!({ "state": "pending", "reason": reason, "transfer_id": id }))
+            }
+            Ok(None) => {
+                tracing::info!(grant = %grant.id, reason, "refusing an offer: too many pending");
+                answer(StatusCode::TOO_MANY_REQUESTS, "too_many_pending")
+            }
+            Err(e) => refusal(&e),
+        }
+    }
+}
+
+/// A refusal crosses a trust boundary: it says what kind of failure (the code and its fixed
+/// hint), never the message, which may name local paths.
 fn refusal(e: &TransferError) -> (StatusCode, Value) {
-    (StatusCode::CONFLICT, json!({ "code": e.code(), "message": e.to_string() }))
+    (StatusCode::CONFLICT, json!({ "code": e.code(), "message": e.hint() }))
 }

@@ -286,6 +286,7 @@ const CHANNEL_ANSWER_BUDGET: Duration = Duration::from_secs(3);
 
 pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> Result<(Transfer, PushAnswer)> {
     let peer = node.trust.usable_peer(peer_name)?;
+    let secret = peer.secret_bytes()?;
     let options_prefer = options.prefer;
     let mut transfer = start(node, options).await?;
     // The ticket travels sealed inside the offer; it is not shown.
@@ -297,7 +298,7 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
     record.peer = Some(peer.name.clone());
     node.journal.save(&mut record)?;
     let ticket: Ticket = record.ticket.parse()?;
-    let offer = serde_json::to_value(Offer::seal(&peer.grant_id, &peer.secret_bytes(), &node.config.name, &ticket))
+    let offer = serde_json::to_value(Offer::seal(&peer.grant_id, &secret, &node.config.name, &ticket))
         .expect("offers serialise");
     let refused = match deliver_offer(&peer, offer, options_prefer).await {
         Ok(answer) => return Ok((transfer, answer)),
@@ -321,7 +322,10 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
     if prefer != Prefer::Relay && !peer.inbox.is_empty() {
         match http_path::deliver(&peer.inbox, INBOX_BUDGET, &offer).await {
             Ok(answer) => return push_answer(peer, &offer, &answer),
-            Err(TransferError::Protocol(m)) => return Err(TransferError::OfferRefused(m)),
+            // The refusal's body is the peer's; only a sanitized code of it is shown.
+            Err(TransferError::Protocol(code)) => {
+                return Err(TransferError::OfferRefused(crate::offer::sanitized_code(Some(&code))));
+            }
             Err(e) => error = e,
         }
     }
@@ -354,7 +358,7 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
 /// [`crate::offer::answer_mac`]): anyone on the way could forge an unauthenticated one.
 fn push_answer(peer: &Peer, offer: &serde_json::Value, answer: &serde_json::Value) -> Result<PushAnswer> {
     let offer_id = offer["offer_id"].as_str().unwrap_or_default();
-    let authentic = crate::offer::answer_is_authentic(&peer.secret_bytes(), offer_id, answer);
+    let authentic = peer.secret_bytes().is_ok_and(|s| crate::offer::answer_is_authentic(&s, offer_id, answer));
     match answer["state"].as_str() {
         Some("accepted" | "pending") if !authentic => Err(TransferError::OfferRefused(
             "the answer is not authenticated by the peer's grant (forged on the way, or an older agentferry)".into(),
@@ -362,7 +366,7 @@ fn push_answer(peer: &Peer, offer: &serde_json::Value, answer: &serde_json::Valu
         Some(state @ ("accepted" | "pending")) => {
             Ok(PushAnswer { state: state.to_owned(), reason: answer["reason"].as_str().map(str::to_owned) })
         }
-        _ => Err(TransferError::OfferRefused(answer["code"].as_str().unwrap_or("unexpected answer").to_owned())),
+        _ => Err(TransferError::OfferRefused(crate::offer::sanitized_code(answer["code"].as_str()))),
     }
 }
 

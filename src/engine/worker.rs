@@ -121,6 +121,8 @@ impl Worker {
                 return;
             }
         };
+        // The driver dropping its end means it gave up (or was cancelled) before finishing.
+        let mut gave_up = true;
         while let Some(input) = rx.blocking_recv() {
             let op = match input {
                 WorkerIn::Frame(frame, path) => self.frame(frame, path),
@@ -133,8 +135,15 @@ impl Worker {
             let op = op.unwrap_or_else(|e| WriteOp::Report(WorkerOut::Fatal(e)));
             let last = matches!(op, WriteOp::Report(WorkerOut::Verified(_) | WorkerOut::Fatal(_)));
             if writer.send(op).is_err() || last {
-                return;
+                gave_up = false;
+                break;
             }
+        }
+        if gave_up {
+            // Only an empty file goes: nothing in it can be durable (a checkpoint follows
+            // writes), so even a chunk still queued in the writer would be fetched again.
+            drop(writer);
+            super::disk::remove_if_empty(&self.path, &self.file);
         }
     }
 

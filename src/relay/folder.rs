@@ -5,7 +5,8 @@
 //! and renamed into place (readers never see half a message), named so that names sort in send
 //! order. A subscriber polls its mailbox, delivers files in order and deletes them; messages
 //! older than the TTL are removed by whoever sees them. Like the relay, the folder holds only
-//! sealed bytes.
+//! sealed bytes. Whoever can write the folder can drop anything there, so a reader takes only
+//! small regular files and never follows a link (see `read_message`).
 
 use std::{
     collections::HashSet,
@@ -80,7 +81,7 @@ impl FolderChannel {
                 for path in &names {
                     let stale =
                         path.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().unwrap_or_default() > TTL);
-                    let data = if stale { None } else { std::fs::read(path).ok() };
+                    let data = if stale { None } else { read_message(path) };
                     let _ = std::fs::remove_file(path);
                     if let Some(data) = data
                         && tx.blocking_send(Bytes::from(data)).is_err()
@@ -99,6 +100,26 @@ impl FolderChannel {
     pub fn unsubscribe(&self, mailbox: Mailbox) {
         self.active.lock().expect("not poisoned").remove(&mailbox);
     }
+}
+
+/// Largest message file read: a frame of the largest chunk size, with room for its header.
+const MAX_MESSAGE: u64 = crate::manifest::MAX_CHUNK_SIZE as u64 + 4096;
+
+/// Read one message file, if it is one: a regular file (never through a link, never a FIFO or
+/// a device, which could hang or flood the poller) of at most [`MAX_MESSAGE`] bytes. Anything
+/// else is skipped (and removed by the caller, as every message is once seen).
+fn read_message(path: &Path) -> Option<Vec<u8>> {
+    use std::{io::Read, os::unix::fs::OpenOptionsExt};
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.file_type().is_file() || meta.len() > MAX_MESSAGE {
+        tracing::warn!(path = %path.display(), "skipping a message that is not a small regular file");
+        return None;
+    }
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).ok()?;
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_MESSAGE + 1).read_to_end(&mut data).ok()?;
+    (data.len() as u64 <= MAX_MESSAGE).then_some(data)
 }
 
 fn count_messages(dir: &Path) -> usize {

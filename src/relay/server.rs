@@ -2,12 +2,19 @@
 //!
 //! Peers reach the relay by outbound connections only (`GET /v1/relay`, upgraded to
 //! WebSocket); `GET /v1/stats` answers JSON counters. A message sent to a mailbox goes straight
-//! to its subscriber when that subscriber's outbound queue has room; otherwise it waits in the
+//! to its subscriber when that subscriber's writer has room; otherwise it waits in the
 //! mailbox's bounded queue, for at most the TTL, so an offer can wait for a peer that connects a
 //! little later. Every bound is explicit: message size, queue length, total queued bytes,
 //! mailboxes, subscriptions per connection, connections, and a per-connection rate (a client
-//! over its rate is slowed down, not served ahead of others). A slow reader only fills its own
-//! queues; senders to it get `queue_full` and retransmit later, nobody else waits.
+//! over its rate is slowed down, not served ahead of others).
+//!
+//! Fairness: no client can take the shared limits for itself. A connection may hold an
+//! eighth of the queued bytes and `max_mailboxes_per_connection` mailboxes; a source address
+//! a quarter of the bytes, mailboxes and connections (a loose ceiling: a team's agents often
+//! share one NAT address); what is left keeps room for new clients. A slow reader only fills
+//! its own queues: its writer holds at most `max_outbound_bytes`, counted against the queue cap
+//! with everything else, the rest waits in its mailboxes (senders get `queue_full` and
+//! retransmit), and a socket that takes nothing for `write_timeout` is dropped.
 //!
 //! The relay never sees a secret or plaintext: mailbox ids are derived from secrets it does not
 //! hold, and payloads are sealed frames and authenticated offers. Subscribing takes the
@@ -17,7 +24,7 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     convert::Infallible,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
@@ -71,6 +78,13 @@ pub struct RelayConfig {
     pub rate_messages: u64,
     /// Outbound messages buffered per connection before its mailboxes start queueing.
     pub outbound_depth: usize,
+    /// Outbound bytes buffered per connection (a slow reader's messages wait in its mailboxes,
+    /// where they count against the limits).
+    pub max_outbound_bytes: usize,
+    /// Mailboxes one connection may create (each address may create a quarter of all).
+    pub max_mailboxes_per_connection: usize,
+    /// A connection whose socket takes no bytes for this long is dropped.
+    pub write_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -86,6 +100,9 @@ impl Default for RelayConfig {
             rate_bytes: 1 << 30,
             rate_messages: 50_000,
             outbound_depth: 32,
+            max_outbound_bytes: 4 << 20,
+            max_mailboxes_per_connection: 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -114,6 +131,9 @@ pub struct Stats {
     pub mailboxes: usize,
     pub queued_messages: usize,
     pub queued_bytes: usize,
+    /// Bytes handed to connections' writers and not yet written (counted against the queue cap).
+    #[serde(default)]
+    pub outbound_bytes: usize,
     pub relayed_messages: u64,
     pub relayed_bytes: u64,
     pub refused: u64,
@@ -127,95 +147,203 @@ pub struct Stats {
     pub tcp_connections: usize,
 }
 
+/// One connection as the routing sees it.
+#[derive(Clone)]
+struct Client {
+    id: u64,
+    ip: IpAddr,
+    /// To the writer: a message, and whether it counts as outbound bytes (deliveries do,
+    /// refusals do not).
+    out: mpsc::Sender<(Bytes, bool)>,
+    /// Bytes handed to this connection's writer and not yet written to its socket.
+    outbound: Arc<AtomicUsize>,
+}
+
+struct Queued {
+    at: Instant,
+    msg: Bytes,
+    /// Who queued it, charged until it leaves the queue.
+    from: (u64, IpAddr),
+}
+
 struct MailboxState {
-    queue: VecDeque<(Instant, Bytes)>,
-    subscriber: Option<(u64, mpsc::Sender<Bytes>)>,
+    queue: VecDeque<Queued>,
+    subscriber: Option<Client>,
     last_used: Instant,
+    /// Who created it, charged until it is forgotten.
+    owner: (u64, IpAddr),
+}
+
+/// What one connection, or one source address, holds of the shared limits.
+#[derive(Debug, Default)]
+struct Usage {
+    mailboxes: usize,
+    queued_bytes: usize,
+    connections: usize,
+}
+
+/// Everything behind the routing lock.
+#[derive(Default)]
+struct State {
+    boxes: HashMap<Mailbox, MailboxState>,
+    by_conn: HashMap<u64, Usage>,
+    by_ip: HashMap<IpAddr, Usage>,
+}
+
+impl State {
+    /// Apply `f` to the usage of connection `conn` (if still connected) and of address `ip`.
+    fn charge(&mut self, (conn, ip): (u64, IpAddr), f: impl Fn(&mut Usage)) {
+        if let Some(u) = self.by_conn.get_mut(&conn) {
+            f(u);
+        }
+        if let Some(u) = self.by_ip.get_mut(&ip) {
+            f(u);
+        }
+    }
 }
 
 struct Relay {
     cfg: RelayConfig,
-    mailboxes: Mutex<HashMap<Mailbox, MailboxState>>,
+    state: Mutex<State>,
     queued_bytes: AtomicUsize,
+    /// Bytes in all connections' writers (counted against `max_queued_bytes` too).
+    outbound_bytes: AtomicUsize,
     counters: Counters,
     next_conn: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Relay {
-    /// Move queued messages to the subscriber while it has room, oldest first.
-    fn drain(&self, b: &mut MailboxState, now: Instant) {
-        let Some((_, out)) = &b.subscriber else { return };
-        while let Some((at, msg)) = b.queue.front() {
-            if now.duration_since(*at) > self.cfg.ttl {
-                self.queued_bytes.fetch_sub(msg.len(), Relaxed);
-                b.queue.pop_front();
-                continue;
-            }
-            match out.try_send(msg.clone()) {
-                Ok(()) => {
-                    self.queued_bytes.fetch_sub(msg.len(), Relaxed);
-                    self.counters.relayed_messages.fetch_add(1, Relaxed);
-                    self.counters.relayed_bytes.fetch_add(msg.len() as u64, Relaxed);
-                    b.queue.pop_front();
+    /// The shares of the global limits that one connection, and one source address, may hold:
+    /// an eighth for a connection (two transfer windows at the default chunk size), a quarter
+    /// for an address (a team's agents often share one NAT address, so this is only a loose
+    /// ceiling). What is left keeps room for new clients.
+    fn conn_share(&self, total: usize) -> usize {
+        (total / 8).max(1)
+    }
+
+    fn ip_share(&self, total: usize) -> usize {
+        (total / 4).max(1)
+    }
+
+    /// Move queued messages to the subscriber while its writer has room, oldest first.
+    fn drain(&self, by: &mut (HashMap<u64, Usage>, HashMap<IpAddr, Usage>), b: &mut MailboxState, now: Instant) {
+        let Some(sub) = &b.subscriber else { return };
+        while let Some(front) = b.queue.front() {
+            let len = front.msg.len();
+            let expired = now.duration_since(front.at) > self.cfg.ttl;
+            if !expired {
+                if sub.outbound.load(Relaxed) + len > self.cfg.max_outbound_bytes.max(len) {
+                    break; // a slow reader: its messages wait here, counted
                 }
-                Err(_) => break,
+                match sub.out.try_send((front.msg.clone(), true)) {
+                    Ok(()) => {
+                        sub.outbound.fetch_add(len, Relaxed);
+                        self.outbound_bytes.fetch_add(len, Relaxed);
+                        self.counters.relayed_messages.fetch_add(1, Relaxed);
+                        self.counters.relayed_bytes.fetch_add(len as u64, Relaxed);
+                    }
+                    Err(_) => break,
+                }
             }
+            let q = b.queue.pop_front().expect("front exists");
+            self.unqueue(by, &q);
         }
     }
 
-    /// The mailbox, created on first use within the mailbox limit.
+    fn unqueue(&self, (by_conn, by_ip): &mut (HashMap<u64, Usage>, HashMap<IpAddr, Usage>), q: &Queued) {
+        self.queued_bytes.fetch_sub(q.msg.len(), Relaxed);
+        if let Some(u) = by_conn.get_mut(&q.from.0) {
+            u.queued_bytes = u.queued_bytes.saturating_sub(q.msg.len());
+        }
+        if let Some(u) = by_ip.get_mut(&q.from.1) {
+            u.queued_bytes = u.queued_bytes.saturating_sub(q.msg.len());
+        }
+    }
+
+    /// The mailbox, created on first use within the mailbox limits (global, the client's share).
     fn mailbox<'a>(
         &self,
-        boxes: &'a mut HashMap<Mailbox, MailboxState>,
+        state: &'a mut State,
         mailbox: Mailbox,
+        client: &Client,
         now: Instant,
     ) -> Result<&'a mut MailboxState, Refusal> {
-        if !boxes.contains_key(&mailbox) && boxes.len() >= self.cfg.max_mailboxes {
-            return Err(Refusal::TooManyMailboxes);
+        if !state.boxes.contains_key(&mailbox) {
+            let conn = state.by_conn.get(&client.id).map_or(0, |u| u.mailboxes);
+            let ip = state.by_ip.get(&client.ip).map_or(0, |u| u.mailboxes);
+            if state.boxes.len() >= self.cfg.max_mailboxes
+                || conn >= self.cfg.max_mailboxes_per_connection
+                || ip >= self.ip_share(self.cfg.max_mailboxes)
+            {
+                return Err(Refusal::TooManyMailboxes);
+            }
+            state.charge((client.id, client.ip), |u| u.mailboxes += 1);
         }
-        let b = boxes.entry(mailbox).or_insert_with(|| MailboxState {
+        let b = state.boxes.entry(mailbox).or_insert_with(|| MailboxState {
             queue: VecDeque::new(),
             subscriber: None,
             last_used: now,
+            owner: (client.id, client.ip),
         });
         b.last_used = now;
         Ok(b)
     }
 
-    /// Route `msg`, a DELIVER envelope for `mailbox`.
-    fn send(&self, mailbox: Mailbox, msg: Bytes) -> Result<(), Refusal> {
+    /// Route `msg`, a DELIVER envelope for `mailbox`, from `client`.
+    fn send(&self, client: &Client, mailbox: Mailbox, msg: Bytes) -> Result<(), Refusal> {
         let now = Instant::now();
-        let mut boxes = self.mailboxes.lock().expect("not poisoned");
-        let b = self.mailbox(&mut boxes, mailbox, now)?;
-        if b.queue.len() >= self.cfg.mailbox_capacity {
-            self.drain(b, now);
+        let mut guard = self.state.lock().expect("not poisoned");
+        let state = &mut *guard;
+        self.mailbox(state, mailbox, client, now)?;
+        let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
+        let result = (|| {
+            let b = state.boxes.get_mut(&mailbox).expect("just made");
             if b.queue.len() >= self.cfg.mailbox_capacity {
-                return Err(Refusal::QueueFull);
+                self.drain(&mut by, b, now);
+                if b.queue.len() >= self.cfg.mailbox_capacity {
+                    return Err(Refusal::QueueFull);
+                }
             }
-        }
-        if self.queued_bytes.load(Relaxed) + msg.len() > self.cfg.max_queued_bytes {
-            return Err(Refusal::OverCapacity);
-        }
-        self.queued_bytes.fetch_add(msg.len(), Relaxed);
-        b.queue.push_back((now, msg));
-        self.drain(b, now);
-        Ok(())
+            let len = msg.len();
+            let total = self.queued_bytes.load(Relaxed) + self.outbound_bytes.load(Relaxed);
+            let conn = by.0.get(&client.id).map_or(0, |u| u.queued_bytes);
+            let ip = by.1.get(&client.ip).map_or(0, |u| u.queued_bytes);
+            if total + len > self.cfg.max_queued_bytes
+                || conn + len > self.conn_share(self.cfg.max_queued_bytes)
+                || ip + len > self.ip_share(self.cfg.max_queued_bytes)
+            {
+                return Err(Refusal::OverCapacity);
+            }
+            self.queued_bytes.fetch_add(len, Relaxed);
+            for u in [by.0.get_mut(&client.id), by.1.get_mut(&client.ip)].into_iter().flatten() {
+                u.queued_bytes += len;
+            }
+            b.queue.push_back(Queued { at: now, msg, from: (client.id, client.ip) });
+            self.drain(&mut by, b, now);
+            Ok(())
+        })();
+        (state.by_conn, state.by_ip) = by;
+        result
     }
 
-    fn subscribe(&self, conn: u64, out: &mpsc::Sender<Bytes>, mailbox: Mailbox) -> Result<(), Refusal> {
+    fn subscribe(&self, client: &Client, mailbox: Mailbox) -> Result<(), Refusal> {
         let now = Instant::now();
-        let mut boxes = self.mailboxes.lock().expect("not poisoned");
-        let b = self.mailbox(&mut boxes, mailbox, now)?;
-        b.subscriber = Some((conn, out.clone()));
-        self.drain(b, now);
+        let mut guard = self.state.lock().expect("not poisoned");
+        let state = &mut *guard;
+        self.mailbox(state, mailbox, client, now)?;
+        let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
+        let b = state.boxes.get_mut(&mailbox).expect("just made");
+        b.subscriber = Some(client.clone());
+        self.drain(&mut by, b, now);
+        (state.by_conn, state.by_ip) = by;
         Ok(())
     }
 
     fn unsubscribe(&self, conn: u64, mailbox: &Mailbox) {
-        let mut boxes = self.mailboxes.lock().expect("not poisoned");
-        if let Some(b) = boxes.get_mut(mailbox)
-            && b.subscriber.as_ref().is_some_and(|(c, _)| *c == conn)
+        let mut state = self.state.lock().expect("not poisoned");
+        if let Some(b) = state.boxes.get_mut(mailbox)
+            && b.subscriber.as_ref().is_some_and(|c| c.id == conn)
         {
             b.subscriber = None;
             b.last_used = Instant::now();
@@ -225,29 +353,68 @@ impl Relay {
     /// The connection's writer made room: let its mailboxes move on.
     fn refill(&self, subs: &HashSet<Mailbox>) {
         let now = Instant::now();
-        let mut boxes = self.mailboxes.lock().expect("not poisoned");
+        let mut guard = self.state.lock().expect("not poisoned");
+        let state = &mut *guard;
+        let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
         for m in subs {
-            if let Some(b) = boxes.get_mut(m) {
-                self.drain(b, now);
+            if let Some(b) = state.boxes.get_mut(m) {
+                self.drain(&mut by, b, now);
             }
+        }
+        (state.by_conn, state.by_ip) = by;
+    }
+
+    /// A connection from `ip` may be upgraded: under the global cap and its address's share.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let state = self.state.lock().expect("not poisoned");
+        let from_ip = state.by_ip.get(&ip).map_or(0, |u| u.connections);
+        self.counters.connections.load(Relaxed) < self.cfg.max_connections
+            && from_ip < self.ip_share(self.cfg.max_connections)
+    }
+
+    fn connect(&self, conn: u64, ip: IpAddr) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.by_conn.insert(conn, Usage { connections: 1, ..Usage::default() });
+        state.by_ip.entry(ip).or_default().connections += 1;
+    }
+
+    /// Forget a connection's share; what it queued or created stays charged to its address
+    /// until it leaves, so reconnecting does not reset a client's use.
+    fn disconnect(&self, conn: u64, ip: IpAddr) {
+        let mut state = self.state.lock().expect("not poisoned");
+        state.by_conn.remove(&conn);
+        if let Some(u) = state.by_ip.get_mut(&ip) {
+            u.connections = u.connections.saturating_sub(1);
         }
     }
 
-    /// Drop expired messages and forget idle, empty mailboxes.
+    /// Drop expired messages, forget idle, empty mailboxes, and addresses that hold nothing.
     fn sweep(&self) {
         let now = Instant::now();
-        let mut boxes = self.mailboxes.lock().expect("not poisoned");
-        boxes.retain(|_, b| {
-            while b.queue.front().is_some_and(|(at, _)| now.duration_since(*at) > self.cfg.ttl) {
-                let (_, msg) = b.queue.pop_front().expect("front exists");
-                self.queued_bytes.fetch_sub(msg.len(), Relaxed);
+        let mut guard = self.state.lock().expect("not poisoned");
+        let state = &mut *guard;
+        let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
+        state.boxes.retain(|_, b| {
+            while b.queue.front().is_some_and(|q| now.duration_since(q.at) > self.cfg.ttl) {
+                let q = b.queue.pop_front().expect("front exists");
+                self.unqueue(&mut by, &q);
             }
-            !(b.queue.is_empty() && b.subscriber.is_none() && now.duration_since(b.last_used) > self.cfg.ttl)
+            let keep =
+                !(b.queue.is_empty() && b.subscriber.is_none() && now.duration_since(b.last_used) > self.cfg.ttl);
+            if !keep {
+                for u in [by.0.get_mut(&b.owner.0), by.1.get_mut(&b.owner.1)].into_iter().flatten() {
+                    u.mailboxes = u.mailboxes.saturating_sub(1);
+                }
+            }
+            keep
         });
+        by.1.retain(|_, u| u.connections > 0 || u.mailboxes > 0 || u.queued_bytes > 0);
+        (state.by_conn, state.by_ip) = by;
     }
 
     fn stats(&self) -> Stats {
-        let boxes = self.mailboxes.lock().expect("not poisoned");
+        let state = self.state.lock().expect("not poisoned");
+        let boxes = &state.boxes;
         let c = &self.counters;
         Stats {
             connections: c.connections.load(Relaxed),
@@ -255,6 +422,7 @@ impl Relay {
             mailboxes: boxes.len(),
             queued_messages: boxes.values().map(|b| b.queue.len()).sum(),
             queued_bytes: self.queued_bytes.load(Relaxed),
+            outbound_bytes: self.outbound_bytes.load(Relaxed),
             relayed_messages: c.relayed_messages.load(Relaxed),
             relayed_bytes: c.relayed_bytes.load(Relaxed),
             refused: c.refused.load(Relaxed),
@@ -285,8 +453,9 @@ impl RelayServer {
         let (shutdown, watch_rx) = watch::channel(false);
         let relay = Arc::new(Relay {
             cfg,
-            mailboxes: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
             queued_bytes: AtomicUsize::new(0),
+            outbound_bytes: AtomicUsize::new(0),
             counters: Counters::default(),
             next_conn: AtomicU64::new(1),
             shutdown: watch_rx,
@@ -404,7 +573,7 @@ fn upgrade(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr, perm
     let Some(accept) = key.filter(|_| is_ws) else {
         return plain(StatusCode::BAD_REQUEST, "a WebSocket upgrade is expected here");
     };
-    if relay.counters.connections.load(Relaxed) >= relay.cfg.max_connections {
+    if !relay.admit(peer.ip()) {
         relay.counters.rejected_connections.fetch_add(1, Relaxed);
         return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     }
@@ -461,21 +630,36 @@ where
     let conn = relay.next_conn.fetch_add(1, Relaxed);
     relay.counters.connections.fetch_add(1, Relaxed);
     relay.counters.connections_total.fetch_add(1, Relaxed);
+    relay.connect(conn, peer.ip());
     tracing::debug!(conn, %peer, "client connected");
     let (mut sink, mut stream) = ws.split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(relay.cfg.outbound_depth);
+    let (out_tx, mut out_rx) = mpsc::channel::<(Bytes, bool)>(relay.cfg.outbound_depth);
+    let client = Client { id: conn, ip: peer.ip(), out: out_tx, outbound: Arc::default() };
     let subs = Arc::new(Mutex::new(HashSet::<Mailbox>::new()));
 
     let mut tasks = JoinSet::new();
-    // Writer: sends what is routed here; each send makes room, so the mailboxes move on.
+    // Writer: sends what is routed here; each send makes room, so the mailboxes move on. A
+    // reader that takes nothing for `write_timeout` is dropped.
     let (writer_relay, writer_subs, mut shutdown) = (Arc::clone(&relay), Arc::clone(&subs), relay.shutdown.clone());
+    let (outbound, writer_outbound) = (Arc::clone(&client.outbound), Arc::clone(&client.outbound));
     tasks.spawn(async move {
+        let outbound = writer_outbound;
+        let timeout = writer_relay.cfg.write_timeout;
         loop {
             tokio::select! {
                 msg = out_rx.recv() => {
-                    let Some(msg) = msg else { break };
-                    if sink.send(Message::Binary(msg)).await.is_err() {
-                        break;
+                    let Some((msg, counted)) = msg else { break };
+                    let len = if counted { msg.len() } else { 0 };
+                    let sent = tokio::time::timeout(timeout, sink.send(Message::Binary(msg))).await;
+                    outbound.fetch_sub(len, Relaxed);
+                    writer_relay.outbound_bytes.fetch_sub(len, Relaxed);
+                    match sent {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => break,
+                        Err(_) => {
+                            tracing::info!(conn, "disconnecting a client that does not read");
+                            break;
+                        }
                     }
                     let subs = writer_subs.lock().expect("not poisoned").clone();
                     writer_relay.refill(&subs);
@@ -488,7 +672,7 @@ where
         }
     });
     // Reader: envelopes in, paced by the connection's rate.
-    let (reader_relay, reader_subs, out) = (Arc::clone(&relay), Arc::clone(&subs), out_tx.clone());
+    let (reader_relay, reader_subs, reader_client) = (Arc::clone(&relay), Arc::clone(&subs), client.clone());
     tasks.spawn(async move {
         let cfg = &reader_relay.cfg;
         let mut rate = Rate { bytes: cfg.rate_bytes as f64, messages: cfg.rate_messages as f64, at: Instant::now() };
@@ -514,7 +698,9 @@ where
             }
             let refused = match super::proto::send_to_deliver(data) {
                 // The hot path: forward a SEND without copying its payload.
-                Ok((mailbox, deliver)) => reader_relay.send(mailbox, deliver).err().map(|r| (mailbox, r)),
+                Ok((mailbox, deliver)) => {
+                    reader_relay.send(&reader_client, mailbox, deliver).err().map(|r| (mailbox, r))
+                }
                 Err(other) => match Envelope::decode(other) {
                     Ok(Envelope::SubscribeUnproven(mailbox)) => Some((mailbox, Refusal::Unproven)),
                     Ok(Envelope::Subscribe(key)) => {
@@ -525,7 +711,7 @@ where
                         } else {
                             subs.insert(mailbox);
                             drop(subs);
-                            reader_relay.subscribe(conn, &out, mailbox).err().map(|r| (mailbox, r))
+                            reader_relay.subscribe(&reader_client, mailbox).err().map(|r| (mailbox, r))
                         }
                     }
                     Ok(Envelope::Unsubscribe(mailbox)) => {
@@ -547,17 +733,21 @@ where
             };
             if let Some((mailbox, why)) = refused {
                 reader_relay.counters.refused.fetch_add(1, Relaxed);
-                let _ = out.try_send(Envelope::Refused(mailbox, why as u8).encode());
+                let _ = reader_client.out.try_send((Envelope::Refused(mailbox, why as u8).encode(), false));
             }
         }
     });
-    drop(out_tx);
+    // The mailboxes hold clones of the sender while subscribed; unsubscribing below drops them.
+    drop(client);
     // Either half ending ends the connection.
     tasks.join_next().await;
-    tasks.abort_all();
+    tasks.shutdown().await;
     for mailbox in subs.lock().expect("not poisoned").iter() {
         relay.unsubscribe(conn, mailbox);
     }
+    // Nothing routes here any more: what is still buffered will never be written.
+    relay.outbound_bytes.fetch_sub(outbound.swap(0, Relaxed), Relaxed);
+    relay.disconnect(conn, peer.ip());
     relay.counters.connections.fetch_sub(1, Relaxed);
     tracing::debug!(conn, %peer, "client disconnected");
 }

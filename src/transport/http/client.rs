@@ -92,7 +92,7 @@ impl Target {
                 let code = serde_json::from_slice::<serde_json::Value>(&body)
                     .ok()
                     .and_then(|v| v["code"].as_str().map(str::to_owned))
-                    .filter(|c| c.len() <= 40 && c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'));
+                    .filter(|c| c.len() <= 48 && c.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')));
                 Err(TransferError::Protocol(code.unwrap_or_else(|| format!("HTTP {}", s.as_u16()))))
             }
         }
