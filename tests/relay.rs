@@ -78,9 +78,15 @@ fn the_folder_channel_carries_a_transfer_and_leaves_nothing_behind() {
     let mut sender =
         Running::new_public(with_relay(&a, &channel, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
     let ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().to_owned();
-    let (code, events, stderr) =
-        b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--prefer", "relay", "--json"]);
-    assert_eq!(code, 0, "{events:?} {stderr}");
+    // Both sides are configured with the shared folder.
+    let out = b.out();
+    let output =
+        with_relay(&b, &channel, &["receive", &ticket, "-o", out.to_str().unwrap(), "--prefer", "relay", "--json"])
+            .output()
+            .unwrap();
+    let events: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(output.status.code(), Some(0), "{events:?}");
     assert_eq!(events.last().unwrap()["path"], "relay");
     assert_same_file(&src, &b.out().join("shared.bin"));
     assert_eq!(sender.finish().0, 0);
@@ -90,6 +96,28 @@ fn the_folder_channel_carries_a_transfer_and_leaves_nothing_behind() {
         .map(|mailbox| std::fs::read_dir(mailbox.path()).unwrap().count())
         .sum();
     assert_eq!(leftovers, 0, "every message was consumed");
+}
+
+#[test]
+fn a_ticket_cannot_make_the_receiver_use_a_folder_it_did_not_configure() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "plain.bin", 300_000, 26);
+    let (sender, ticket, _) = a.send(&src, &[]);
+    let mut hostile: agentferry::Ticket = ticket.parse().unwrap();
+    let planted = b.dir.path().join("planted").join("deep");
+    hostile.channel = Some(format!("folder:{}", planted.display()));
+    // Pinned to the channel: refused, and the folder is not created.
+    let (code, events, _) =
+        b.run(&["receive", &hostile.to_string(), "-o", b.out().to_str().unwrap(), "--prefer", "relay", "--json"]);
+    assert_ne!(code, 0);
+    assert_eq!(events.last().unwrap()["code"], "path_unavailable", "{events:?}");
+    assert!(!b.dir.path().join("planted").exists(), "the ticket's folder was created");
+    // Otherwise the folder is ignored and the direct path carries the file.
+    let (code, events, _) = b.run(&["receive", &hostile.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?}");
+    assert_same_file(&src, &b.out().join("plain.bin"));
+    assert!(!b.dir.path().join("planted").exists(), "the ticket's folder was created");
+    assert_eq!(sender.finish().0, 0);
 }
 
 #[test]

@@ -32,6 +32,7 @@ use crate::{
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{Manifest, check_declared},
     names::safe_file_name,
+    relay::ChannelHint,
     ticket::Ticket,
     transport::{Connected, Incoming, Link, PathKind, Prefer},
 };
@@ -145,9 +146,23 @@ fn tuning(kind: PathKind) -> (u64, Duration) {
 }
 
 /// The paths this run may use, as the ticket and the preference allow.
-fn candidates(ticket: &Ticket, prefer: Prefer) -> Result<Vec<PathKind>> {
+///
+/// A ticket's relay (`ws://`) is usable as it stands: fallback depends on it, and the relay sees
+/// only ciphertext. A shared folder (`folder:/…`) is usable only when it is the folder this node
+/// itself is configured with: a ticket must not make the receiver create folders or read files
+/// wherever its author likes.
+fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>) -> Result<Vec<PathKind>> {
+    let channel_usable = match ticket.channel.as_deref().map(str::parse::<ChannelHint>) {
+        None => false,
+        Some(Ok(ChannelHint::Relay(_))) => true,
+        Some(Ok(folder @ ChannelHint::Folder(_))) => own_channel == Some(&folder),
+        Some(Err(_)) => false,
+    };
+    if ticket.channel.is_some() && !channel_usable {
+        tracing::warn!(transfer = %ticket.transfer_id, "ignoring the ticket's channel: not a relay, nor this node's shared folder");
+    }
     let offered: Vec<PathKind> =
-        [(!ticket.addrs.is_empty()).then_some(PathKind::Http), ticket.channel.is_some().then_some(PathKind::Relay)]
+        [(!ticket.addrs.is_empty()).then_some(PathKind::Http), channel_usable.then_some(PathKind::Relay)]
             .into_iter()
             .flatten()
             .collect();
@@ -241,7 +256,7 @@ impl Driver {
         let id = self.record.transfer_id;
         let key = self.ticket.session_key.clone();
         let max_chunk = manifest.chunk_size as usize;
-        let kinds = candidates(&self.ticket, self.prefer)?;
+        let kinds = candidates(&self.ticket, self.prefer, self.node.config.channel.as_ref())?;
 
         let (temp_path, durable, _) = self.receive_side();
         let (temp_path, claimed) = (temp_path.to_path_buf(), *durable);
