@@ -3,7 +3,7 @@
 //! `<prefix><base32(version ‖ body_len u16 ‖ checksum[4] ‖ body)>`, lowercase and unpadded
 //! (after iroh-tickets). The checksum (first 4 bytes of SHA-256 of the body) tells a damaged or
 //! hand-edited string apart from one cut short in copying, so each gets its own error. Bodies are
-//! written with [`Writer`] and read with [`Reader`]; a body may end with extensions
+//! written with `Writer` and read with `Reader`; a body may end with extensions
 //! (`tag u8, len u16, value`) that older readers skip, so formats can grow within a version.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -95,24 +95,24 @@ pub fn decode(prefix: &str, s: &str) -> Result<Vec<u8>, CodecError> {
 
 /// Builds a body.
 #[derive(Default)]
-pub struct Writer(pub Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+    pub(crate) fn bytes(&mut self, b: &[u8]) -> &mut Self {
         self.0.extend_from_slice(b);
         self
     }
 
-    pub fn u32(&mut self, v: u32) -> &mut Self {
+    pub(crate) fn u32(&mut self, v: u32) -> &mut Self {
         self.bytes(&v.to_be_bytes())
     }
 
-    pub fn u64(&mut self, v: u64) -> &mut Self {
+    pub(crate) fn u64(&mut self, v: u64) -> &mut Self {
         self.bytes(&v.to_be_bytes())
     }
 
     /// A string of at most `max` bytes (cut at a character boundary), length-prefixed.
-    pub fn str(&mut self, s: &str, max: usize) -> &mut Self {
+    pub(crate) fn str(&mut self, s: &str, max: usize) -> &mut Self {
         let mut end = s.len().min(max).min(u16::MAX as usize);
         while !s.is_char_boundary(end) {
             end -= 1;
@@ -121,14 +121,14 @@ impl Writer {
     }
 
     /// An extension field (after the fixed fields): readers that do not know `tag` skip it.
-    pub fn extension(&mut self, tag: u8, value: &[u8]) -> &mut Self {
+    pub(crate) fn extension(&mut self, tag: u8, value: &[u8]) -> &mut Self {
         let len = value.len().min(u16::MAX as usize);
         self.0.push(tag);
         self.bytes(&(len as u16).to_be_bytes()).bytes(&value[..len])
     }
 
     /// At most 32 socket addresses.
-    pub fn addrs(&mut self, addrs: &[SocketAddr]) -> &mut Self {
+    pub(crate) fn addrs(&mut self, addrs: &[SocketAddr]) -> &mut Self {
         let addrs = &addrs[..addrs.len().min(32)];
         self.0.push(addrs.len() as u8);
         for addr in addrs {
@@ -143,12 +143,12 @@ impl Writer {
 }
 
 /// Reads a body whose checksum matched, so any shortfall is a malformed encoder.
-pub struct Reader<'a>(pub &'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 const SHORT: CodecError = CodecError::Malformed("a field does not decode");
 
 impl<'a> Reader<'a> {
-    pub fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.0.len() < n {
             return Err(SHORT);
         }
@@ -157,25 +157,25 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    pub fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
+    pub(crate) fn array<const N: usize>(&mut self) -> Result<[u8; N], CodecError> {
         Ok(self.take(N)?.try_into().expect("length checked"))
     }
 
-    pub fn u32(&mut self) -> Result<u32, CodecError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, CodecError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    pub fn u64(&mut self) -> Result<u64, CodecError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, CodecError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
-    pub fn str(&mut self) -> Result<String, CodecError> {
+    pub(crate) fn str(&mut self) -> Result<String, CodecError> {
         let len = u16::from_be_bytes(self.array()?) as usize;
         let bytes = self.take(len)?;
         std::str::from_utf8(bytes).map(str::to_owned).map_err(|_| CodecError::Malformed("a text field is not UTF-8"))
     }
 
-    pub fn addrs(&mut self) -> Result<Vec<SocketAddr>, CodecError> {
+    pub(crate) fn addrs(&mut self) -> Result<Vec<SocketAddr>, CodecError> {
         let count = self.array::<1>()?[0] as usize;
         let mut addrs = Vec::with_capacity(count);
         for _ in 0..count {
@@ -190,7 +190,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The remaining extensions as `(tag, value)`; callers ignore tags they do not know.
-    pub fn extensions(&mut self) -> Result<Vec<(u8, &'a [u8])>, CodecError> {
+    pub(crate) fn extensions(&mut self) -> Result<Vec<(u8, &'a [u8])>, CodecError> {
         let mut found = Vec::new();
         while !self.0.is_empty() {
             let [tag] = self.array::<1>()?;

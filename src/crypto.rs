@@ -48,6 +48,8 @@ impl SessionKey {
         SessionKey(bytes)
     }
 
+    /// The raw key: for the ticket encoding, and for tests that look for it on the wire.
+    #[doc(hidden)]
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

@@ -80,27 +80,52 @@
 //! errors so a resume can finish. Every error a user sees has a stable code and a hint
 //! ([`error`]).
 
-pub mod accept;
-pub mod codec;
-pub mod core;
-pub mod crypto;
+#![warn(unreachable_pub)]
+
+// The library's face: a `Node` and what it takes and gives, re-exported here.
 pub mod engine;
 pub mod error;
-pub mod frame;
-pub mod home;
-pub mod id;
-pub mod journal;
-pub mod manifest;
-pub mod mcp;
-pub mod names;
-pub mod offer;
-pub mod peers;
-pub mod relay;
-pub mod schemas;
-pub mod store;
 pub mod ticket;
 pub mod transport;
 
-pub use engine::{Completion, Event, Node, NodeConfig, ReceiveOptions, SendOptions, Transfer};
+pub use engine::{Canceller, Completion, Event, Node, NodeConfig, PushAnswer, ReceiveOptions, SendOptions, Transfer};
 pub use error::TransferError;
+pub use id::TransferId;
+pub use journal::{Role, State, TransferStatus};
 pub use ticket::Ticket;
+pub use transport::{PathKind, Prefer};
+
+// Internals: public only so that the binary (CLI, MCP server, relay), the integration tests and
+// the fuzz targets can reach them. Not a stable API, and hidden from the docs.
+#[doc(hidden)]
+pub mod accept;
+#[doc(hidden)]
+pub mod codec;
+#[doc(hidden)]
+pub mod core;
+#[doc(hidden)]
+pub mod crypto;
+#[doc(hidden)]
+pub mod frame;
+#[doc(hidden)]
+pub mod home;
+#[doc(hidden)]
+pub mod id;
+#[doc(hidden)]
+pub mod journal;
+#[doc(hidden)]
+pub mod manifest;
+#[doc(hidden)]
+pub mod mcp;
+#[doc(hidden)]
+pub mod names;
+#[doc(hidden)]
+pub mod offer;
+#[doc(hidden)]
+pub mod peers;
+#[doc(hidden)]
+pub mod relay;
+#[doc(hidden)]
+pub mod schemas;
+#[doc(hidden)]
+pub mod store;

@@ -47,7 +47,7 @@ fn a_fifo_in_a_folder_mailbox_does_not_hang_the_channel() {
         assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
     }
     let mut receive = command(&b, &["receive", &ticket_text, "-o", b.out().to_str().unwrap(), "--json"]);
-    receive.env("AGENTFERRY_PREFER", "relay").env("AGENTFERRY_PEER_TIMEOUT", "10");
+    receive.env("AGENTFERRY_RELAY", &channel).env("AGENTFERRY_PREFER", "relay").env("AGENTFERRY_PEER_TIMEOUT", "10");
     let out = receive.output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     assert_same_file(&src, &b.out().join("f.bin"));

@@ -58,15 +58,14 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
         let started = Instant::now();
         let inbox = scratch.join(format!("inbox-{round}"));
         let options = ReceiveOptions { output_dir: inbox, overwrite: false, peer: None, prefer: Some(prefer) };
-        let receiving = receiver.receive(ticket.parse()?, options).await?;
+        let mut receiving = receiver.receive(ticket.parse()?, options).await?;
         let mut via = None;
-        let mut events = receiving.events;
-        while let Some(event) = events.recv().await {
+        while let Some(event) = receiving.events.recv().await {
             if let Event::Attempt { ok: true, addr, path, .. } = event {
                 via = Some(format!("{path} ({addr})"));
             }
         }
-        let received = receiving.task.await.map_err(|_| TransferError::Cancelled)??;
+        let received = receiving.outcome().await?;
         let elapsed = started.elapsed();
         let sent = sending.finish().await?;
         let agree = if sent.sha256 == received.sha256 { "sender and receiver agree" } else { "MISMATCH" };

@@ -286,8 +286,8 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Status(args) => {
             let id = args.id.as_deref().map(parse_id).transpose()?;
-            for record in node.status(id)? {
-                reporter.event(&Event::Status { status: record.status() });
+            for status in node.status(id)? {
+                reporter.event(&Event::Status { status });
             }
             return Ok(());
         }
@@ -340,16 +340,15 @@ pub async fn follow(mut transfer: Transfer, reporter: &mut Reporter) -> Result<(
                 None => break,
             },
             _ = tokio::signal::ctrl_c() => {
-                transfer.task.abort();
+                transfer.cancel();
                 let transfer_id = Some(transfer.transfer_id);
                 return Err(Failure { error: TransferError::Cancelled, reported: false, transfer_id });
             }
         }
     }
     let transfer_id = Some(transfer.transfer_id);
-    match transfer.task.await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(Failure { error, reported, transfer_id }),
-        Err(_) => Err(Failure { error: TransferError::Cancelled, reported: false, transfer_id }),
+    match transfer.outcome().await {
+        Ok(_) => Ok(()),
+        Err(error) => Err(Failure { error, reported, transfer_id }),
     }
 }

@@ -35,11 +35,11 @@ use crate::{
 };
 
 /// Pending offers held per grant, and in all, at most; more are refused (`too_many_pending`).
-pub const MAX_PENDING_PER_GRANT: usize = 8;
-pub const MAX_PENDING: usize = 64;
+pub(crate) const MAX_PENDING_PER_GRANT: usize = 8;
+pub(crate) const MAX_PENDING: usize = 64;
 /// A pending offer not accepted within this long is forgotten (the sender's ticket has usually
 /// expired by then anyway).
-pub const PENDING_MAX_AGE_SECS: u64 = 7 * 86_400;
+pub(crate) const PENDING_MAX_AGE_SECS: u64 = 7 * 86_400;
 
 /// A pending offer this inbox holds, and under which grant.
 #[derive(Debug, Serialize, Deserialize)]

@@ -21,17 +21,25 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-pub use events::{Event, Events, PROGRESS_INTERVAL};
+pub use events::{Event, PROGRESS_INTERVAL};
+pub use send::PushAnswer;
+// For the fronts in this package (MCP server, CLI), not a stable API.
+#[doc(hidden)]
+pub use events::Events;
+#[doc(hidden)]
 pub use inbox::Inbox;
+#[doc(hidden)]
 pub use outgoing::SendOutcome;
+#[doc(hidden)]
 pub use registry::Registry;
-pub use send::{PushAnswer, advertised_addrs};
+#[doc(hidden)]
+pub use send::advertised_addrs;
 
 use crate::{
     error::{Result, TransferError},
     home::Home,
     id::TransferId,
-    journal::{Journal, Record, Role},
+    journal::{Journal, Record, Role, TransferStatus},
     manifest::DEFAULT_CHUNK_SIZE,
     peers::Trust,
     relay::ChannelHint,
@@ -109,14 +117,40 @@ pub struct Transfer {
     pub role: Role,
     /// Progress items; the last one is `Completed` or `Error`.
     pub events: mpsc::Receiver<Event>,
-    pub task: JoinHandle<Result<Completion>>,
+    task: JoinHandle<Result<Completion>>,
 }
 
 impl Transfer {
     /// Wait for the outcome, discarding events.
     pub async fn finish(mut self) -> Result<Completion> {
         while self.events.recv().await.is_some() {}
+        self.outcome().await
+    }
+
+    /// Wait for the outcome; read [`Transfer::events`] first, or they are lost.
+    pub async fn outcome(self) -> Result<Completion> {
         self.task.await.unwrap_or(Err(TransferError::Cancelled))
+    }
+
+    /// Stop the transfer where it is; the journal keeps it for `resume`.
+    pub fn cancel(&self) {
+        self.task.abort();
+    }
+
+    /// A handle that cancels the transfer later, from elsewhere.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.task.abort_handle())
+    }
+}
+
+/// Cancels one transfer (see [`Transfer::canceller`]).
+#[derive(Clone, Debug)]
+pub struct Canceller(tokio::task::AbortHandle);
+
+impl Canceller {
+    /// Stop the transfer where it is; the journal keeps it for `resume`.
+    pub fn cancel(&self) {
+        self.0.abort();
     }
 }
 
@@ -155,7 +189,7 @@ impl Node {
         &self.trust
     }
 
-    pub fn journal(&self) -> &Journal {
+    pub(crate) fn journal(&self) -> &Journal {
         &self.journal
     }
 
@@ -266,8 +300,13 @@ impl Node {
         }
     }
 
-    /// The journal's view of one transfer (both roles) or of all of them.
-    pub fn status(&self, id: Option<TransferId>) -> Result<Vec<Record>> {
+    /// The journal's view of one transfer (both roles) or of all of them; no secret in it.
+    pub fn status(&self, id: Option<TransferId>) -> Result<Vec<TransferStatus>> {
+        Ok(self.records(id)?.iter().map(Record::status).collect())
+    }
+
+    /// The journal's records of one transfer (both roles) or of all of them.
+    pub(crate) fn records(&self, id: Option<TransferId>) -> Result<Vec<Record>> {
         match id {
             Some(id) => {
                 let found = self.journal.find(&id)?;

@@ -42,7 +42,7 @@ pub enum SendOutcome {
 
 /// One file being served to the holder of its ticket.
 #[derive(Debug)]
-pub struct Outgoing {
+pub(crate) struct Outgoing {
     pub transfer_id: TransferId,
     key: SessionKey,
     token: String,
@@ -67,14 +67,14 @@ pub(super) struct Carried {
     pub last_chunk: Option<PathKind>,
 }
 
-pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Outgoing {
     /// Open `path` for serving. `expect` is what the journal recorded (size, mtime, hash) when
     /// resuming; a file that no longer matches it is refused.
-    pub fn open(
+    pub(crate) fn open(
         transfer_id: TransferId,
         key: SessionKey,
         path: PathBuf,
@@ -109,39 +109,39 @@ impl Outgoing {
         })
     }
 
-    pub fn manifest(&self) -> Manifest {
+    pub(crate) fn manifest(&self) -> Manifest {
         Manifest { sha256: self.sha256(), ..self.manifest.clone() }
     }
 
-    pub fn mtime_ns(&self) -> u64 {
+    pub(crate) fn mtime_ns(&self) -> u64 {
         self.mtime_ns
     }
 
-    pub fn sha256(&self) -> Option<String> {
+    pub(crate) fn sha256(&self) -> Option<String> {
         self.sha256.lock().expect("not poisoned").clone()
     }
 
-    pub fn bytes_served(&self) -> u64 {
+    pub(crate) fn bytes_served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
     }
 
     /// Does `token` authorise access to this transfer? Constant-time.
-    pub fn authorises(&self, token: &str) -> bool {
+    pub(crate) fn authorises(&self, token: &str) -> bool {
         ct_eq(token.as_bytes(), self.token.as_bytes()) && unix_now() <= self.expires_at
     }
 
     /// Resolves when the transfer completes or fails.
-    pub fn outcome(&self) -> watch::Receiver<Option<SendOutcome>> {
+    pub(crate) fn outcome(&self) -> watch::Receiver<Option<SendOutcome>> {
         self.outcome.subscribe()
     }
 
-    pub fn fail(&self, error: TransferError) {
+    pub(crate) fn fail(&self, error: TransferError) {
         self.outcome
             .send_if_modified(|o| o.is_none().then(|| *o = Some(SendOutcome::Failed(Arc::new(error)))).is_some());
     }
 
     /// The receiver reports the hash it verified; accepted only if it is ours.
-    pub fn handle_complete(&self, sha256: &str) -> bool {
+    pub(crate) fn handle_complete(&self, sha256: &str) -> bool {
         let ours = self.sha256();
         let matches = ours.as_deref().is_some_and(|h| ct_eq(h.as_bytes(), sha256.as_bytes()));
         if matches {
@@ -153,7 +153,7 @@ impl Outgoing {
     }
 
     /// The manifest, sealed under a fresh epoch: proves to a prober that we hold the session key.
-    pub fn sealed_manifest(&self) -> Bytes {
+    pub(crate) fn sealed_manifest(&self) -> Bytes {
         let mut sealer = Sealer::new(&self.key, self.transfer_id, random_epoch());
         let json = serde_json::to_vec(&self.manifest()).expect("manifest serialises");
         sealer.seal_bytes(FrameKind::Manifest, 0, &json).freeze()
@@ -202,6 +202,6 @@ impl Outgoing {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
 }

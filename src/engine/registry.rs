@@ -57,18 +57,18 @@ impl Registry {
             let mut all = vec![live.borrow().clone()];
             let role = all[0].role;
             all.extend(
-                node.status(Some(*id)).unwrap_or_default().iter().filter(|r| r.role() != role).map(|r| r.status()),
+                node.records(Some(*id)).unwrap_or_default().iter().filter(|r| r.role() != role).map(|r| r.status()),
             );
             return Ok(all);
         }
-        Ok(node.status(Some(*id))?.iter().map(|r| r.status()).collect())
+        node.status(Some(*id))
     }
 
     /// Every transfer this node knows, live ones as they are now.
     pub fn list(&self, node: &Node) -> Result<Vec<TransferStatus>> {
         let live = self.live.lock().expect("not poisoned").clone();
         Ok(node
-            .status(None)?
+            .records(None)?
             .iter()
             .map(|r| match live.get(&r.transfer_id) {
                 Some(l) if l.borrow().role == r.role() => l.borrow().clone(),
@@ -83,13 +83,12 @@ async fn follow(mut transfer: Transfer, tx: watch::Sender<TransferStatus>) {
     while let Some(event) = transfer.events.recv().await {
         tx.send_modify(|s| apply(s, event));
     }
-    let result = transfer.task.await;
+    let result = transfer.outcome().await;
     tx.send_modify(|s| {
         if !s.state.is_terminal() {
             match result {
-                Ok(Ok(_)) => s.state = State::Completed,
-                Ok(Err(e)) => fail(s, &e),
-                Err(_) => fail(s, &TransferError::Cancelled),
+                Ok(_) => s.state = State::Completed,
+                Err(e) => fail(s, &e),
             }
         }
     });

@@ -305,8 +305,8 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
         Err(e) => e,
     };
     // Nobody will fetch it: stop serving and record why.
-    transfer.task.abort();
-    let _ = transfer.task.await;
+    transfer.cancel();
+    let _ = transfer.outcome().await;
     if let Some(mut record) = node.journal.load(&id, Role::Send)? {
         record.state = State::Failed;
         record.error = Some(ErrorInfo::from(&refused));

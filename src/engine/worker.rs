@@ -83,7 +83,7 @@ impl Worker {
     /// [`super::disk::open_temp`]) and re-hash its durable prefix. Returns the worker and the
     /// number of durable chunks actually present (fewer than claimed if the file was cut short
     /// or replaced).
-    pub fn open(
+    pub(crate) fn open(
         path: PathBuf,
         manifest: Manifest,
         opener: Opener,
@@ -113,7 +113,7 @@ impl Worker {
     }
 
     /// Run until the input closes, `Finish` completes, or a fatal error.
-    pub fn run(mut self, mut rx: mpsc::Receiver<WorkerIn>, tx: mpsc::UnboundedSender<WorkerOut>) {
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<WorkerIn>, tx: mpsc::UnboundedSender<WorkerOut>) {
         let writer = match self.spawn_writer(tx.clone()) {
             Ok(writer) => writer,
             Err(e) => {

@@ -73,7 +73,7 @@ fn usage(tool: &str) -> &'static str {
 
 /// The next step for an agent after an error with `code`, naming tools and arguments.
 /// `None` for codes an agent cannot meet through these tools.
-pub fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
+pub(crate) fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
     let resume = match id {
         Some(id) => format!("call resume_transfer with transfer_id \"{id}\""),
         None => "call resume_transfer with the transfer's transfer_id (check_session lists them)".into(),

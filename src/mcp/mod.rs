@@ -4,8 +4,8 @@
 //! which can wait, stream `notifications/progress` when the client sent a progress token, and
 //! stops promptly when the client cancels. A request that asks for a task (its `_meta` declares
 //! the extension `io.modelcontextprotocol/tasks`) gets one instead for `receive_file`,
-//! `resume_transfer` and push-mode `send_file` (see [`tasks`]). Failures a model can act on are `isError`
-//! results carrying `{code, message, hint}` as JSON text (see [`errors`]), argument errors
+//! `resume_transfer` and push-mode `send_file` (see `tasks`). Failures a model can act on are `isError`
+//! results carrying `{code, message, hint}` as JSON text (see `errors`), argument errors
 //! included; only unroutable requests are JSON-RPC errors. stdout carries the protocol only;
 //! logs go to stderr.
 //!
@@ -33,14 +33,11 @@ use rmcp::{
     tool, tool_handler, tool_router,
 };
 pub use roots::Roots;
-use tokio::{
-    sync::{OnceCell, watch},
-    task::AbortHandle,
-};
+use tokio::sync::{OnceCell, watch};
 use types::*;
 
 use crate::{
-    engine::{Inbox, Node, ReceiveOptions, Registry, SendOptions, Transfer},
+    engine::{Canceller, Inbox, Node, ReceiveOptions, Registry, SendOptions, Transfer},
     error::TransferError,
     id::TransferId,
     journal::{State, TransferStatus},
@@ -66,7 +63,7 @@ fn for_agent(mut status: TransferStatus) -> TransferStatus {
 /// A transfer this server started: its live status and the handle that cancels it.
 struct Started {
     status: watch::Receiver<TransferStatus>,
-    abort: AbortHandle,
+    abort: Canceller,
 }
 
 const INSTRUCTIONS: &str = "agentferry moves files between machines, encrypted end to end and verified by SHA-256. \
@@ -187,7 +184,7 @@ impl FerryServer {
     }
 
     fn track(&self, node: &Node, transfer: Transfer) -> Result<Started, TransferError> {
-        let abort = transfer.task.abort_handle();
+        let abort = transfer.canceller();
         let status = self.registry.track(node, transfer)?;
         Ok(Started { status, abort })
     }

@@ -81,7 +81,7 @@ async fn follow(ctx: TaskContext, started: Started, finish: Finish) -> Result<Ca
                 return Ok(finish(last(&status)));
             },
             _ = ctx.cancelled() => {
-                abort.abort();
+                abort.cancel();
                 return Err(TaskExit::Cancelled);
             }
         }
