@@ -36,9 +36,25 @@ impl Reporter {
 
 fn human(bar: &mut Option<ProgressBar>, event: &Event) {
     match event {
-        Event::Ticket { ticket, file_name, bytes_total, .. } => {
+        Event::Ticket { ticket, file_name, bytes_total, folder, .. } => {
             println!("{ticket}");
-            eprintln!("Sending {file_name} ({}). On the other machine run:", human_bytes(*bytes_total));
+            match folder {
+                Some(f) => {
+                    for skipped in &f.skipped {
+                        eprintln!("skipping {skipped}");
+                    }
+                    if f.skipped_count > f.skipped.len() as u64 {
+                        eprintln!("… and {} more entries skipped", f.skipped_count - f.skipped.len() as u64);
+                    }
+                    eprintln!(
+                        "Sending folder {file_name}/ ({} files, {} folders, {}). On the other machine run:",
+                        f.files,
+                        f.folders,
+                        human_bytes(*bytes_total)
+                    );
+                }
+                None => eprintln!("Sending {file_name} ({}). On the other machine run:", human_bytes(*bytes_total)),
+            }
             eprintln!("  agentferry receive {ticket}");
         }
         Event::Offered { peer, state, reason, .. } => match reason {

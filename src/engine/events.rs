@@ -35,7 +35,18 @@ use crate::{
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The sender is ready; hand `ticket` to the receiver. Always the first event of `send`.
-    Ticket { transfer_id: TransferId, ticket: String, file_name: String, bytes_total: u64, expires_at: u64 },
+    /// For a folder, `file_name` is the folder's name and `bytes_total` counts its listing and
+    /// every file's bytes.
+    Ticket {
+        transfer_id: TransferId,
+        ticket: String,
+        file_name: String,
+        bytes_total: u64,
+        expires_at: u64,
+        /// Present when a folder is sent: what it holds and what was left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        folder: Option<FolderSummary>,
+    },
     /// A push: the peer's inbox took the offer (`state`: `accepted`, or `pending` with a reason).
     Offered {
         transfer_id: TransferId,
@@ -112,6 +123,23 @@ pub enum Event {
         hint: String,
     },
 }
+
+/// What a folder transfer carries, as the sender walked it.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct FolderSummary {
+    /// Regular files (empty ones included).
+    pub files: u64,
+    /// Folders below the root (empty ones included).
+    pub folders: u64,
+    /// Entries left out (symbolic links, sockets, devices, names that are not UTF-8), as
+    /// `path (why)`; at most [`SKIPPED_SHOWN`], `skipped_count` says how many in all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    pub skipped_count: u64,
+}
+
+/// Skipped entries named in a [`FolderSummary`].
+pub const SKIPPED_SHOWN: usize = 20;
 
 impl Event {
     /// The error event for `e`; its hint names the real transfer id when there is one.

@@ -34,6 +34,7 @@ use crate::{
     names::safe_file_name,
     ticket::Ticket,
     transport::{Connected, Incoming, Link, PathKind, Prefer},
+    tree::build::{Placement, read_listing},
 };
 
 /// Frames queued between the network and the disk thread.
@@ -252,6 +253,11 @@ impl Driver {
                 .await
                 .map_err(|_| TransferError::Cancelled)??;
         let resumed_bytes = manifest.bytes_in(durable);
+        // A folder's listing is checked as soon as it is on disk, before any file is built.
+        let mut listing_checked = !self.ticket.folder;
+        if !listing_checked {
+            listing_checked = self.check_listing(resumed_bytes).await?;
+        }
 
         let (to_worker, worker_rx) = mpsc::channel(WORKER_DEPTH);
         let (worker_tx, mut from_worker) = mpsc::unbounded_channel();
@@ -343,6 +349,9 @@ impl Driver {
                                 carried.last_chunk = Some(kind);
                             }
                             let done = manifest.bytes_in(core.first_missing());
+                            if !listing_checked {
+                                listing_checked = self.check_listing(done).await?;
+                            }
                             let rate = (done.saturating_sub(resumed_bytes) as f64
                                 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
                             self.events.progress(Event::Progress {
@@ -424,6 +433,29 @@ impl Driver {
         }
     }
 
+    /// Check a folder's listing once the first `available` bytes of the stream are written.
+    /// Returns whether it is all there (and fine); a listing that is refused takes the partial
+    /// stream with it, since nothing in it may ever be placed.
+    async fn check_listing(&mut self, available: u64) -> Result<bool> {
+        let temp = self.receive_side().0.to_path_buf();
+        let size = self.record.size;
+        let checked = {
+            let temp = temp.clone();
+            tokio::task::spawn_blocking(move || read_listing(&temp, size, available))
+                .await
+                .map_err(|_| TransferError::Cancelled)?
+        };
+        match checked {
+            Ok(listing) => Ok(listing.is_some()),
+            Err(e @ TransferError::ListingRefused(_)) => {
+                let _ = std::fs::remove_file(&temp);
+                *self.receive_side().1 = 0;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Move the verified file to its final name, record it, and tell the sender.
     async fn finish(
         &mut self,
@@ -437,7 +469,17 @@ impl Driver {
             unreachable!("receive record")
         };
         let target = output_dir.join(&file_name);
-        place(&temp_path, &target, overwrite)?;
+        if self.ticket.folder {
+            let staging = output_dir.join(format!(".{file_name}.{}.tree", &self.record.transfer_id.to_string()[..12]));
+            let (target, stream_size) = (target.clone(), self.record.size);
+            tokio::task::spawn_blocking(move || {
+                Placement { stream: &temp_path, stream_size, staging: &staging, target: &target, overwrite }.run()
+            })
+            .await
+            .map_err(|_| TransferError::Cancelled)??;
+        } else {
+            place(&temp_path, &target, overwrite)?;
+        }
         let bytes_by_path: BTreeMap<String, u64> =
             carried.bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
         let path = carried.last_chunk.or(active.as_ref().map(|a| a.kind));

@@ -8,7 +8,10 @@ use std::{
 };
 
 use super::{
-    Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer, connect::mailboxes, outgoing::Outgoing,
+    Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer,
+    connect::mailboxes,
+    events::{FolderSummary, SKIPPED_SHOWN},
+    outgoing::{Outgoing, Source},
     session::ServeOutgoing,
 };
 use crate::{
@@ -31,12 +34,11 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     let unreadable =
         |reason: String| TransferError::SourceUnreadable { path: options.path.display().to_string(), reason };
     let path = std::fs::canonicalize(&options.path).map_err(|e| unreadable(e.to_string()))?;
-    let meta = std::fs::metadata(&path).map_err(|e| unreadable(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(unreadable("not a regular file".into()));
-    }
+    // A folder is walked once here; its stream is the listing and then every file.
+    let source = open_source(&path).await?;
+    let folder = matches!(source, Source::Tree(_));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-    let manifest = Manifest { name, size: meta.len(), chunk_size: node.config.chunk_size, sha256: None };
+    let manifest = Manifest { name, size: source.size()?, chunk_size: node.config.chunk_size, sha256: None };
 
     let channel = match options.prefer {
         Prefer::Http => None,
@@ -61,14 +63,28 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         name: manifest.name.clone(),
         addrs: if options.prefer == Prefer::Relay { Vec::new() } else { advertised_addrs(server.local_addr()) },
         channel: channel.as_ref().map(ToString::to_string),
+        folder,
     };
-    let outgoing =
-        Outgoing::open(transfer_id, ticket.session_key.clone(), path.clone(), manifest, ticket.expires_at, None)?;
+    let outgoing = Outgoing::open(
+        transfer_id,
+        ticket.session_key.clone(),
+        path.clone(),
+        source,
+        manifest,
+        ticket.expires_at,
+        None,
+    )?;
     let side = Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr() };
     let mut record = Record::new(&ticket, ticket.name.clone(), side);
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
     node.journal.save(&mut record)?;
     Ok(spawn(node, record, ticket, server, outgoing, lock))
+}
+
+/// Open the file or walk the folder on a blocking thread (a large tree takes a while to walk).
+async fn open_source(path: &std::path::Path) -> Result<Source> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || Source::open(&path)).await.map_err(|_| TransferError::Cancelled)?
 }
 
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
@@ -90,10 +106,18 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
         chunk_size: record.chunk_size,
         sha256: record.sha256.clone(),
     };
+    let source = match open_source(&path).await {
+        Ok(source) => source,
+        Err(TransferError::SourceUnreadable { reason, .. }) => {
+            return fail(node, &mut record, TransferError::SourceChanged(reason));
+        }
+        Err(e) => return Err(e),
+    };
     let outgoing = match Outgoing::open(
         record.transfer_id,
         ticket.session_key.clone(),
         path,
+        source,
         manifest,
         ticket.expires_at,
         Some(mtime_ns),
@@ -156,6 +180,12 @@ async fn serve(
             file_name: record.name.clone(),
             bytes_total: record.size,
             expires_at: ticket.expires_at,
+            folder: outgoing.tree().map(|tree| FolderSummary {
+                files: tree.file_count(),
+                folders: tree.dir_count(),
+                skipped: tree.skipped.iter().take(SKIPPED_SHOWN).cloned().collect(),
+                skipped_count: tree.skipped.len() as u64,
+            }),
         })
         .await;
     events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
