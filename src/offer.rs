@@ -172,6 +172,7 @@ mod tests {
             addrs: vec!["127.0.0.1:9".parse().unwrap()],
             channel: None,
             folder: false,
+            mode: None,
         }
     }
 

@@ -23,6 +23,7 @@
 //!               tag 1: the message channel the sender also serves on (`ws://…`, `folder:…`)
 //!               tag 2 (empty): the transfer is a folder; its byte stream is a listing and
 //!               then every file's contents (see [`crate::tree`])
+//!               tag 3: the file's permission bits, u16 BE (the receiver masks them)
 //! ```
 //!
 //! Parsing is separate from the expiry check ([`Ticket::check_expiry`]) so that parsing stays pure.
@@ -59,12 +60,16 @@ pub struct Ticket {
     pub channel: Option<String>,
     /// The transfer carries a folder (`name` is the folder's name), not one file.
     pub folder: bool,
+    /// The file's permission bits on the sender (`0o777` at most), for the receiver to keep.
+    pub mode: Option<u32>,
 }
 
 /// Extension tag of the channel hint.
 const EXT_CHANNEL: u8 = 1;
 /// Extension tag that marks a folder transfer.
 const EXT_FOLDER: u8 = 2;
+/// Extension tag of the file's permission bits.
+const EXT_MODE: u8 = 3;
 
 impl Ticket {
     /// Fails with [`TransferError::TicketExpired`] once `now` (unix seconds) is past the expiry.
@@ -90,6 +95,9 @@ impl Ticket {
         if self.folder {
             w.extension(EXT_FOLDER, &[]);
         }
+        if let Some(mode) = self.mode {
+            w.extension(EXT_MODE, &((mode & 0o777) as u16).to_be_bytes());
+        }
         w.0
     }
 
@@ -105,8 +113,13 @@ impl Ticket {
             addrs: r.addrs()?,
             channel: None,
             folder: false,
+            mode: None,
         };
         for (tag, value) in r.extensions()? {
+            if tag == EXT_MODE {
+                let bits: [u8; 2] = value.try_into().map_err(|_| CodecError::Malformed("the mode is not 2 bytes"))?;
+                ticket.mode = Some(u16::from_be_bytes(bits) as u32 & 0o777);
+            }
             if tag == EXT_FOLDER {
                 ticket.folder = true;
             }
@@ -150,6 +163,7 @@ impl fmt::Debug for Ticket {
             .field("addrs", &self.addrs)
             .field("channel", &self.channel)
             .field("folder", &self.folder)
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -183,6 +197,7 @@ mod tests {
             addrs: vec!["127.0.0.1:4242".parse().unwrap(), "[::1]:4242".parse().unwrap()],
             channel: None,
             folder: false,
+            mode: None,
         }
     }
 
@@ -197,6 +212,10 @@ mod tests {
         assert_eq!(relayed.to_string().parse::<Ticket>().unwrap(), relayed);
         let folder = Ticket { folder: true, ..sample() };
         assert_eq!(folder.to_string().parse::<Ticket>().unwrap(), folder);
+        let moded = Ticket { mode: Some(0o755), ..sample() };
+        assert_eq!(moded.to_string().parse::<Ticket>().unwrap(), moded);
+        let setuid = Ticket { mode: Some(0o4755), ..sample() }.to_string().parse::<Ticket>().unwrap();
+        assert_eq!(setuid.mode, Some(0o755), "never more than the permission bits");
     }
 
     /// Pins the wire format: changing it breaks every ticket in flight.

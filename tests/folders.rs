@@ -219,3 +219,18 @@ fn an_existing_tree_is_kept_unless_overwrite_is_asked() {
     assert_same_tree(&src, &existing);
     assert_only(&b.out(), &["project"]);
 }
+
+#[test]
+fn a_single_file_keeps_its_mode_without_setuid() {
+    let (a, b) = (Node::new(), Node::new());
+    for (name, mode) in [("tool.sh", 0o755), ("private.txt", 0o600), ("setuid", 0o4755), ("shared", 0o664)] {
+        let src = random_file(a.dir.path(), name, 1000, 3);
+        chmod(&src, mode);
+        let (sender, ticket, _) = a.send(&src, &[]);
+        let (code, events, stderr) = receive(&b, &ticket, &[]);
+        assert_eq!(code, 0, "{events:?} {stderr}");
+        let got = std::fs::metadata(b.out().join(name)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(got, mode & 0o777 & !umask(), "{name}");
+        assert_eq!(sender.finish().0, 0);
+    }
+}

@@ -94,6 +94,7 @@ async fn serve(stream: Vec<u8>) -> (String, HttpServer) {
         addrs: vec![server.local_addr()],
         channel: None,
         folder: true,
+        mode: None,
     };
     server.register(Arc::new(Liar { ticket: ticket.clone(), stream: Arc::new(stream) }));
     server.start();

@@ -53,6 +53,15 @@ impl Source {
         File::open(path).map(Source::File).map_err(|e| unreadable(e.to_string()))
     }
 
+    /// A file's permission bits (a folder carries its modes in its listing).
+    pub fn mode(&self) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        match self {
+            Source::File(file) => file.metadata().ok().map(|m| m.permissions().mode() & 0o777),
+            Source::Tree(_) => None,
+        }
+    }
+
     /// Bytes in the stream (a file's size, or a folder's listing and files).
     pub fn size(&self) -> Result<u64, TransferError> {
         match self {

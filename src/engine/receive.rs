@@ -478,6 +478,18 @@ impl Driver {
             .await
             .map_err(|_| TransferError::Cancelled)??;
         } else {
+            if let Some(mode) = self.ticket.mode {
+                // The sender's bits as the umask allows, like scp and rsync; never setuid or setgid.
+                // Through a handle opened without following links: the folder may be shared.
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                let bits = mode & 0o777 & !crate::tree::build::umask();
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&temp_path)
+                    .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(bits)))
+                    .map_err(|e| TransferError::io(&temp_path, e))?;
+            }
             place(&temp_path, &target, overwrite)?;
         }
         let bytes_by_path: BTreeMap<String, u64> =

@@ -64,6 +64,7 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         addrs: if options.prefer == Prefer::Relay { Vec::new() } else { advertised_addrs(server.local_addr()) },
         channel: channel.as_ref().map(ToString::to_string),
         folder,
+        mode: source.mode(),
     };
     let outgoing = Outgoing::open(
         transfer_id,

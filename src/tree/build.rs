@@ -53,7 +53,7 @@ pub fn read_listing(stream: &Path, stream_size: u64, available: u64) -> Result<O
 
 /// The process umask, read without changing it (`umask(2)` can only be read by setting it, which
 /// would race with other threads creating files).
-fn umask() -> u32 {
+pub fn umask() -> u32 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_owned())))

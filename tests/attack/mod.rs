@@ -72,6 +72,7 @@ impl HostileSender {
             addrs: vec![addr],
             channel: None,
             folder: false,
+            mode: None,
         };
         let manifest = Manifest { name: name.into(), size, chunk_size, sha256: None };
         let mut sealer = Sealer::new(&ticket.session_key, ticket.transfer_id, [7; 16]);
