@@ -281,12 +281,16 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 RoleArg::Send => Role::Send,
                 RoleArg::Receive => Role::Receive,
             });
-            let id = parse_id(&args.id)?;
+            let id = node.resolve_id(&args.id)?;
             node.resume(id, role).await.map_err(|error| Failure { error, reported: false, transfer_id: Some(id) })?
         }
         Command::Status(args) => {
-            let id = args.id.as_deref().map(parse_id).transpose()?;
-            for record in node.status(id)? {
+            let id = args.id.as_deref().map(|id| node.resolve_id(id)).transpose()?;
+            let records = node.status(id)?;
+            if !args.json {
+                output::status_header(records.is_empty());
+            }
+            for record in records {
                 reporter.event(&Event::Status { status: record.status() });
             }
             return Ok(());
@@ -321,10 +325,6 @@ pub fn secret_arg(value: &str) -> Result<String, TransferError> {
         return Err(TransferError::InvalidArgument("`-` was given but standard input is empty".into()));
     }
     Ok(line.to_owned())
-}
-
-fn parse_id(s: &str) -> Result<TransferId, TransferError> {
-    s.parse().map_err(|_| TransferError::TransferNotFound(s.to_owned()))
 }
 
 /// Print a transfer's events until it ends; Ctrl-C stops it (the journal keeps it resumable).

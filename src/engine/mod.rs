@@ -11,6 +11,7 @@ mod disk;
 mod events;
 mod inbox;
 mod outgoing;
+mod rate;
 mod receive;
 mod registry;
 mod send;
@@ -267,6 +268,11 @@ impl Node {
     }
 
     /// The journal's view of one transfer (both roles) or of all of them.
+    /// The transfer that `id` (a whole id, or a unique prefix of at least six hex digits) names.
+    pub fn resolve_id(&self, id: &str) -> Result<TransferId> {
+        self.journal.resolve(id)
+    }
+
     pub fn status(&self, id: Option<TransferId>) -> Result<Vec<Record>> {
         match id {
             Some(id) => {

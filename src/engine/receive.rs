@@ -21,6 +21,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use super::{
     Completion, Event, Events, Node, ReceiveOptions, Transfer,
     connect::{CONNECT_BUDGET, ControlSealer, PathConnected, connect},
+    rate::Rate,
     worker::{Worker, WorkerIn, WorkerOut},
 };
 use crate::{
@@ -253,6 +254,9 @@ impl Driver {
                 .await
                 .map_err(|_| TransferError::Cancelled)??;
         let resumed_bytes = manifest.bytes_in(durable);
+        // Smoothed, and counting from the resume point (which is its first sample).
+        let mut rate = Rate::default();
+        rate.update(Instant::now(), resumed_bytes);
         // A folder's listing is checked as soon as it is on disk, before any file is built.
         let mut listing_checked = !self.ticket.folder;
         if !listing_checked {
@@ -352,8 +356,7 @@ impl Driver {
                             if !listing_checked {
                                 listing_checked = self.check_listing(done).await?;
                             }
-                            let rate = (done.saturating_sub(resumed_bytes) as f64
-                                / started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                            let rate = rate.update(now, done);
                             self.events.progress(Event::Progress {
                                 transfer_id: id,
                                 role: Role::Receive,

@@ -12,6 +12,7 @@ use super::{
     connect::mailboxes,
     events::{FolderSummary, SKIPPED_SHOWN},
     outgoing::{Outgoing, Source},
+    rate::Rate,
     session::ServeOutgoing,
 };
 use crate::{
@@ -75,7 +76,7 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         ticket.expires_at,
         None,
     )?;
-    let side = Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr() };
+    let side = Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr(), bytes_sent: 0 };
     let mut record = Record::new(&ticket, ticket.name.clone(), side);
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
     node.journal.save(&mut record)?;
@@ -90,7 +91,7 @@ async fn open_source(path: &std::path::Path) -> Result<Source> {
 
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
     let lock = node.journal.claim(&record)?;
-    let Side::Send { path, mtime_ns, bind } = record.side.clone() else { unreachable!("send record") };
+    let Side::Send { path, mtime_ns, bind, .. } = record.side.clone() else { unreachable!("send record") };
     let ticket: Ticket = record.ticket.parse()?;
     let fail = |node: &Node, record: &mut Record, e: TransferError| {
         record.state = State::Failed;
@@ -193,13 +194,14 @@ async fn serve(
     tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
     let _channel = serve_channel(ticket, outgoing).await;
 
-    let started = Instant::now();
+    let mut rate = Rate::default();
     let mut outcome = outgoing.outcome();
     let expiry = Duration::from_secs(ticket.expires_at.saturating_sub(unix_now()));
     let expired = tokio::time::sleep(expiry);
     tokio::pin!(expired);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_served = u64::MAX;
+    let mut last_saved = Instant::now();
     let result = loop {
         tokio::select! {
             changed = outcome.changed() => {
@@ -215,13 +217,24 @@ async fn serve(
             }
             _ = tick.tick() => {
                 let served = outgoing.bytes_served();
+                // The rate counts from the first byte served, not from launch.
+                let rate = rate.update(Instant::now(), served);
                 if served != last_served {
                     last_served = served;
-                    let rate = (served as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
                     events.progress(Event::Progress { transfer_id: id, role: Role::Send, bytes_done: served, bytes_total: record.size, rate });
                 }
+                let mut dirty = false;
                 if record.sha256.is_none() && let Some(sha) = outgoing.sha256() {
                     record.sha256 = Some(sha);
+                    dirty = true;
+                }
+                // `status` from another process reads what was sent from the journal.
+                if let Side::Send { bytes_sent, .. } = &mut record.side && *bytes_sent != served && last_saved.elapsed() >= Duration::from_secs(1) {
+                    *bytes_sent = served;
+                    dirty = true;
+                }
+                if dirty {
+                    last_saved = Instant::now();
                     node.journal.save(&mut record)?;
                 }
             }
@@ -247,7 +260,7 @@ async fn serve(
                     saved_to: None,
                     path: path.map_or("none", |p| p.as_str()),
                     bytes_by_path,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    elapsed_ms: rate.elapsed(Instant::now()).as_millis() as u64,
                 })
                 .await;
             Ok(Completion { sha256, bytes: record.size, saved_to: None })
