@@ -123,8 +123,10 @@ fn a_tree_with_a_thousand_small_files_arrives_identical_over_http() {
     assert_same_tree(&src, &saved_to);
     assert!(!saved_to.join("link-to-readme").exists(), "links are not sent");
     assert_only(&b.out(), &["project"]);
-    // A thousand files share chunks: one request over HTTP, a few dozen frames.
     assert_eq!(done["path"], "http");
+    // Progress counts files once the listing is in; the last one has them all.
+    let last = events.iter().rev().find(|e| e["event"] == "progress").unwrap();
+    assert_eq!((last["files"]["done"].as_u64(), last["files"]["total"].as_u64()), (Some(1007), Some(1007)), "{last}");
     assert_eq!(sender.finish().0, 0);
 }
 

@@ -100,16 +100,23 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, eve
             }
         }
         Event::Attempt { .. } => {}
-        Event::Progress { bytes_done, bytes_total, rate, .. } => {
+        Event::Progress { bytes_done, bytes_total, rate, files, .. } => {
             let name = sending.as_ref().map(|(n, _)| n.as_str());
             let b = bar.get_or_insert_with(|| new_bar(*bytes_total, name));
             b.set_position(*bytes_done);
             let left = bytes_total.saturating_sub(*bytes_done);
-            b.set_message(match (*rate, *bytes_done) {
+            let mut message = match (*rate, *bytes_done) {
                 (_, 0) => "waiting for the receiver".to_owned(),
                 (0, _) => String::new(),
                 (r, _) => format!("{}/s eta {}", human_bytes(r), human_secs(left / r.max(1))),
-            });
+            };
+            if let Some(f) = files {
+                message.push_str(&format!("  {}/{} files", f.done, f.total));
+                if let Some(current) = &f.current {
+                    message.push_str(&format!("  {current}"));
+                }
+            }
+            b.set_message(message);
         }
         Event::Completed { bytes, sha256, saved_to, elapsed_ms, .. } => {
             if let Some(b) = bar.take() {

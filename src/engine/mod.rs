@@ -22,7 +22,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-pub use events::{Event, Events, FolderSummary, PROGRESS_INTERVAL, SKIPPED_SHOWN};
+pub use events::{Event, Events, FilesProgress, FolderSummary, PROGRESS_INTERVAL, SKIPPED_SHOWN};
 pub use inbox::Inbox;
 pub use outgoing::SendOutcome;
 pub use registry::Registry;

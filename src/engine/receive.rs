@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    Completion, Event, Events, Node, ReceiveOptions, Transfer,
+    Completion, Event, Events, FilesProgress, Node, ReceiveOptions, Transfer,
     connect::{CONNECT_BUDGET, ControlSealer, PathConnected, connect},
     rate::Rate,
     worker::{Worker, WorkerIn, WorkerOut},
@@ -35,7 +35,10 @@ use crate::{
     names::safe_file_name,
     ticket::Ticket,
     transport::{Connected, Incoming, Link, PathKind, Prefer},
-    tree::build::{Placement, read_listing},
+    tree::{
+        FileIndex,
+        build::{Placement, read_listing},
+    },
 };
 
 /// Frames queued between the network and the disk thread.
@@ -259,8 +262,10 @@ impl Driver {
         rate.update(Instant::now(), resumed_bytes);
         // A folder's listing is checked as soon as it is on disk, before any file is built.
         let mut listing_checked = !self.ticket.folder;
+        let mut files = None;
         if !listing_checked {
-            listing_checked = self.check_listing(resumed_bytes).await?;
+            files = self.check_listing(resumed_bytes).await?;
+            listing_checked = files.is_some();
         }
 
         let (to_worker, worker_rx) = mpsc::channel(WORKER_DEPTH);
@@ -354,7 +359,8 @@ impl Driver {
                             }
                             let done = manifest.bytes_in(core.first_missing());
                             if !listing_checked {
-                                listing_checked = self.check_listing(done).await?;
+                                files = self.check_listing(done).await?;
+                                listing_checked = files.is_some();
                             }
                             let rate = rate.update(now, done);
                             self.events.progress(Event::Progress {
@@ -363,6 +369,7 @@ impl Driver {
                                 bytes_done: done,
                                 bytes_total: manifest.size,
                                 rate,
+                                files: files.as_ref().map(|index| FilesProgress::at(index, done)),
                             });
                         }
                         WorkerOut::Corrupt => {
@@ -437,9 +444,9 @@ impl Driver {
     }
 
     /// Check a folder's listing once the first `available` bytes of the stream are written.
-    /// Returns whether it is all there (and fine); a listing that is refused takes the partial
-    /// stream with it, since nothing in it may ever be placed.
-    async fn check_listing(&mut self, available: u64) -> Result<bool> {
+    /// Returns where its files are once it is all there (and fine); a listing that is refused
+    /// takes the partial stream with it, since nothing in it may ever be placed.
+    async fn check_listing(&mut self, available: u64) -> Result<Option<FileIndex>> {
         let temp = self.receive_side().0.to_path_buf();
         let size = self.record.size;
         let checked = {
@@ -449,7 +456,7 @@ impl Driver {
                 .map_err(|_| TransferError::Cancelled)?
         };
         match checked {
-            Ok(listing) => Ok(listing.is_some()),
+            Ok(listing) => Ok(listing.map(|l| FileIndex::new(l.files().map(|(e, at)| (e.path.as_str(), at, e.size))))),
             Err(e @ TransferError::ListingRefused(_)) => {
                 let _ = std::fs::remove_file(&temp);
                 *self.receive_side().1 = 0;

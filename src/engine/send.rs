@@ -10,7 +10,7 @@ use std::{
 use super::{
     Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer,
     connect::mailboxes,
-    events::{FolderSummary, SKIPPED_SHOWN},
+    events::{FilesProgress, FolderSummary, SKIPPED_SHOWN},
     outgoing::{Outgoing, Source},
     rate::Rate,
     session::ServeOutgoing,
@@ -195,6 +195,7 @@ async fn serve(
     let _channel = serve_channel(ticket, outgoing).await;
 
     let mut rate = Rate::default();
+    let files = outgoing.tree().map(|tree| tree.file_index());
     let mut outcome = outgoing.outcome();
     let expiry = Duration::from_secs(ticket.expires_at.saturating_sub(unix_now()));
     let expired = tokio::time::sleep(expiry);
@@ -221,7 +222,8 @@ async fn serve(
                 let rate = rate.update(Instant::now(), served);
                 if served != last_served {
                     last_served = served;
-                    events.progress(Event::Progress { transfer_id: id, role: Role::Send, bytes_done: served, bytes_total: record.size, rate });
+                    let files = files.as_ref().map(|index| FilesProgress::at(index, served));
+                    events.progress(Event::Progress { transfer_id: id, role: Role::Send, bytes_done: served, bytes_total: record.size, rate, files });
                 }
                 let mut dirty = false;
                 if record.sha256.is_none() && let Some(sha) = outgoing.sha256() {

@@ -44,3 +44,30 @@ pub struct Entry {
     /// Bytes of a file; 0 for a folder.
     pub size: u64,
 }
+
+/// Which file a byte of the stream belongs to, for progress: every file's end offset and path.
+#[derive(Debug, Default)]
+pub struct FileIndex {
+    ends: Vec<(u64, String)>,
+}
+
+impl FileIndex {
+    /// From files and their start offsets, in stream order.
+    pub fn new<'a>(files: impl Iterator<Item = (&'a str, u64, u64)>) -> Self {
+        FileIndex { ends: files.map(|(path, start, size)| (start + size, path.to_owned())).collect() }
+    }
+
+    /// Files complete once the stream's first `done` bytes are in, and the one being filled.
+    pub fn at(&self, done: u64) -> (u64, Option<&str>) {
+        let complete = self.ends.partition_point(|(end, _)| *end <= done);
+        (complete as u64, self.ends.get(complete).map(|(_, p)| p.as_str()))
+    }
+
+    pub fn len(&self) -> u64 {
+        self.ends.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+}

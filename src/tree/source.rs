@@ -85,6 +85,11 @@ impl TreeSource {
         self.files_count
     }
 
+    /// Where each file sits in the stream, for progress.
+    pub fn file_index(&self) -> super::FileIndex {
+        super::FileIndex::new(self.files.iter().map(|f| (f.rel.as_str(), f.start, f.size)))
+    }
+
     /// Folders below the root.
     pub fn dir_count(&self) -> u64 {
         self.dirs_count
