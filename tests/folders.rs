@@ -236,3 +236,21 @@ fn a_single_file_keeps_its_mode_without_setuid() {
         assert_eq!(sender.finish().0, 0);
     }
 }
+
+#[test]
+fn a_sender_whose_folder_changed_refuses_to_resume_it() {
+    for change in ["edit", "chmod", "add"] {
+        let a = Node::new();
+        let src = make_tree(a.dir.path(), 5, 1000);
+        let (sender, _, id) = a.send(&src, &[]);
+        sender.kill9();
+        match change {
+            "edit" => std::fs::write(src.join("README.md"), "changed, and longer\n").unwrap(),
+            "chmod" => chmod(&src.join("run.sh"), 0o700),
+            _ => std::fs::write(src.join("many/new.txt"), "new").unwrap(),
+        }
+        let (code, events, stderr) = a.run(&["resume", &id, "--json"]);
+        assert_eq!(code, 7, "{change}: {events:?} {stderr}");
+        assert_eq!(events.last().unwrap()["code"], "source_changed", "{change}");
+    }
+}

@@ -165,6 +165,9 @@ fn spawn(
     Transfer { transfer_id, role: Role::Send, events: rx, task }
 }
 
+/// How often a sender records in its journal how much it sent.
+const BYTES_SENT_EVERY: Duration = Duration::from_secs(5);
+
 /// Serve until the receiver confirms, the ticket expires, or the file changes.
 async fn serve(
     node: &Node,
@@ -203,6 +206,8 @@ async fn serve(
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_served = u64::MAX;
     let mut last_saved = Instant::now();
+    // A background save of the bytes sent; awaited before any later save so none lands after it.
+    let mut pending_save = None;
     let result = loop {
         tokio::select! {
             changed = outcome.changed() => {
@@ -225,23 +230,35 @@ async fn serve(
                     let files = files.as_ref().map(|index| FilesProgress::at(index, served));
                     events.progress(Event::Progress { transfer_id: id, role: Role::Send, bytes_done: served, bytes_total: record.size, rate, files });
                 }
-                let mut dirty = false;
                 if record.sha256.is_none() && let Some(sha) = outgoing.sha256() {
+                    if let Some(save) = pending_save.take() {
+                        let _ = save.await;
+                    }
                     record.sha256 = Some(sha);
-                    dirty = true;
-                }
-                // `status` from another process reads what was sent from the journal.
-                if let Side::Send { bytes_sent, .. } = &mut record.side && *bytes_sent != served && last_saved.elapsed() >= Duration::from_secs(1) {
-                    *bytes_sent = served;
-                    dirty = true;
-                }
-                if dirty {
-                    last_saved = Instant::now();
                     node.journal.save(&mut record)?;
+                }
+                // `status` from another process reads what was sent from the journal. A save
+                // syncs, which under heavy writeback can take long: rarely, and off the runtime.
+                if let Side::Send { bytes_sent, .. } = &mut record.side
+                    && *bytes_sent != served
+                    && last_saved.elapsed() >= BYTES_SENT_EVERY
+                    && pending_save.as_ref().is_none_or(|h: &tokio::task::JoinHandle<()>| h.is_finished())
+                {
+                    *bytes_sent = served;
+                    last_saved = Instant::now();
+                    let (journal, mut copy) = (node.journal.clone(), record.clone());
+                    pending_save = Some(tokio::task::spawn_blocking(move || {
+                        if let Err(e) = journal.save(&mut copy) {
+                            tracing::warn!("cannot record the bytes sent: {e}");
+                        }
+                    }));
                 }
             }
         }
     };
+    if let Some(save) = pending_save.take() {
+        let _ = save.await;
+    }
     match result {
         Ok(sha256) => {
             let carried = outgoing.carried();

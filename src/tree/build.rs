@@ -38,7 +38,7 @@ pub fn read_listing(stream: &Path, stream_size: u64, available: u64) -> Result<O
     if available < HEADER_LEN {
         return Ok(None);
     }
-    let mut file = File::open(stream).map_err(|e| TransferError::io(stream, e))?;
+    let mut file = open_stream(stream)?;
     let mut head = vec![0u8; HEADER_LEN as usize];
     file.read_exact(&mut head).map_err(|e| TransferError::io(stream, e))?;
     let len = listing::declared_len(&head, stream_size)?;
@@ -49,6 +49,25 @@ pub fn read_listing(stream: &Path, stream_size: u64, available: u64) -> Result<O
     bytes.resize(len as usize, 0);
     file.read_exact(&mut bytes[HEADER_LEN as usize..]).map_err(|e| TransferError::io(stream, e))?;
     listing::decode(&bytes, stream_size).map(Some)
+}
+
+/// Open the stream file the way the disk worker does: never through a link, and only if it is a
+/// regular file of ours with no other name (the output folder may be shared; see
+/// `engine::disk`), so nobody can swap in other bytes after they verified.
+fn open_stream(path: &Path) -> Result<File> {
+    use std::os::unix::fs::MetadataExt;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| TransferError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| TransferError::io(path, e))?;
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_file() || meta.nlink() != 1 || meta.uid() != euid {
+        return Err(TransferError::io(path, io::Error::other("the temp file was replaced by one that is not ours")));
+    }
+    Ok(file)
 }
 
 /// The process umask, read without changing it (`umask(2)` can only be read by setting it, which
@@ -102,7 +121,7 @@ impl Placement<'_> {
         private.mode(0o700);
         private.create(self.staging).map_err(io(self.staging))?;
         let mask = !umask() & 0o777;
-        let stream = File::open(self.stream).map_err(io(self.stream))?;
+        let stream = open_stream(self.stream)?;
         (&stream).seek(SeekFrom::Start(listing.len)).map_err(io(self.stream))?;
         let mut files = 0;
         for entry in &listing.entries {

@@ -95,10 +95,12 @@ impl TreeSource {
         self.dirs_count
     }
 
-    /// A fingerprint of every file's size and modification time, taken now: equal fingerprints
-    /// mean the tree still holds what the listing says (it stands in for a file's mtime).
+    /// A fingerprint of the listing (names, kinds, sizes, modes) and every file's size and
+    /// modification time, taken now: equal fingerprints mean the tree still holds what the
+    /// listing says (it stands in for a file's mtime, also across a restart, which walks again).
     pub fn fingerprint(&self) -> Result<u64, TransferError> {
         let mut h = Sha256::new();
+        h.update(&self.listing);
         for span in &self.files {
             let path = self.root.join(&span.rel);
             let meta = std::fs::symlink_metadata(&path)
