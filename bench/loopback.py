@@ -13,6 +13,12 @@ peak RSS (GNU time's %M for the processes we start, VmHWM for nginx's worker), t
 `--baseline PATH` also runs another agentferry binary (say, a build of the previous commit),
 alternating with this one in the same run, so a change can be judged on the same machine state.
 
+`--trees 1000x4,10000x1` measures folders instead: COUNT files of KiB each in one folder, sent as
+one transfer by `agentferry send DIR`, beside `tar -c` + `curl | tar -x` from nginx and `cp -r`
+on the same disk; it prints files per second.
+
+    python3 bench/loopback.py --trees 1000x4,10000x1 --runs 3
+
 Needs curl and GNU time (Debian: curl, time; nginx-light optional).
 """
 
@@ -179,9 +185,80 @@ def run_ferry(bin_path, path, work, out_dir, expected, relay=None):
     sender.stdout.read()
     send_code, send_rss = wait_rss(sender, send_file)
     last = json.loads(lines[-1])
-    if code or send_code or last.get("sha256") != expected:
+    if code or send_code or (expected is not None and last.get("sha256") != expected):
         raise SystemExit(f"agentferry failed: receive={code} send={send_code} last={last}")
     return wall, send_rss, recv_rss
+
+
+def make_tree(root, count, kib):
+    os.makedirs(root)
+    per_dir = 1000
+    for i in range(count):
+        d = os.path.join(root, f"d{i // per_dir:03}")
+        if i % per_dir == 0:
+            os.mkdir(d)
+        with open(os.path.join(d, f"f{i:06}.bin"), "wb") as f:
+            f.write(os.urandom(kib << 10))
+
+
+def same_tree(a, b):
+    return subprocess.run(["diff", "-r", "-q", a, b], capture_output=True).returncode == 0
+
+
+def run_tar_curl(server, src_dir, tree, out_dir):
+    """tar the tree into nginx's root, then fetch it with curl piped into tar -x."""
+    start = time.monotonic()
+    tarball = os.path.join(src_dir, tree + ".tar")
+    subprocess.run(["tar", "-C", src_dir, "-cf", tarball, tree], check=True)
+    subprocess.run(f"curl -sS http://127.0.0.1:{server.port}/{tree}.tar | tar -C {out_dir} -xf -",
+                   shell=True, check=True)
+    wall = time.monotonic() - start
+    os.remove(tarball)
+    return wall
+
+
+def run_cp(src, out_dir):
+    start = time.monotonic()
+    subprocess.run(["cp", "-r", src, out_dir], check=True)
+    return time.monotonic() - start
+
+
+def trees(args, binaries, work):
+    src_dir = os.path.join(work, "src")
+    os.mkdir(src_dir)
+    server = (Nginx if shutil.which("nginx") else PyHttp)(src_dir, work)
+    rows = []
+    try:
+        for spec in args.trees.split(","):
+            count, kib = (int(x) for x in spec.split("x"))
+            tree = f"tree-{count}x{kib}k"
+            path = os.path.join(src_dir, tree)
+            make_tree(path, count, kib)
+            tools = [("tar | curl <- " + server.name.split("<- ")[1], None), ("cp -r", None)]
+            tools += [(f"agentferry send DIR{suffix}", b) for suffix, b in binaries]
+            walls = {label: [] for label, _ in tools}
+            for _ in range(args.runs):
+                for label, b in tools:
+                    out_dir = tempfile.mkdtemp(dir=work)
+                    if label.startswith("tar"):
+                        walls[label].append(run_tar_curl(server, src_dir, tree, out_dir))
+                    elif label == "cp -r":
+                        walls[label].append(run_cp(path, out_dir))
+                    else:
+                        walls[label].append(run_ferry(b, path, work, out_dir, None)[0])
+                    if not same_tree(path, os.path.join(out_dir, tree)):
+                        raise SystemExit(f"{label}: the tree did not arrive identical")
+                    shutil.rmtree(out_dir)
+            shutil.rmtree(path)
+            for label, _ in tools:
+                wall = statistics.median(walls[label])
+                rows.append((spec, label, wall, count / wall))
+    finally:
+        server.stop()
+    print(f"{'tree':>10}  {'tool':<34} {'wall s':>8} {'files/s':>9}")
+    for spec, label, wall, rate in rows:
+        print(f"{spec:>10}  {label:<34} {wall:>8.3f} {rate:>9.0f}")
+    print(f"(median of {args.runs} runs; COUNTxKiB; the tar row includes creating the tarball)")
 
 
 def main():
@@ -190,6 +267,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--binary", default=None, help="the agentferry to measure (default: the release build)")
     ap.add_argument("--baseline", default=None, help="another agentferry binary to measure in the same run")
+    ap.add_argument("--trees", default=None, help="folders instead of files: comma-separated COUNTxKiB")
     args = ap.parse_args()
     ours = args.binary or binary()
     for b in filter(None, (ours, args.baseline)):
@@ -198,6 +276,12 @@ def main():
     binaries = [("", ours)] + ([(" (baseline)", args.baseline)] if args.baseline else [])
 
     work = tempfile.mkdtemp(prefix="agentferry-bench-")
+    if args.trees:
+        try:
+            trees(args, [(s, b) for s, b in binaries if "baseline" not in s], work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         src_dir = os.path.join(work, "src")
         os.mkdir(src_dir)

@@ -109,6 +109,10 @@ pub enum TransferError {
     /// The node home or its journal cannot be used.
     #[error("the node home is unusable: {0}")]
     Home(String),
+    /// A folder's listing cannot be written safely here (a path escapes the folder, names
+    /// collide, a name is unsafe, or it declares more than a receiver accepts).
+    #[error("the folder listing was refused: {0}")]
+    ListingRefused(String),
     /// The operation was interrupted (Ctrl-C, cancellation).
     #[error("interrupted")]
     Cancelled,
@@ -151,6 +155,7 @@ impl TransferError {
             Busy(_) => "transfer_busy",
             AmbiguousTransfer(_) => "ambiguous_transfer",
             Home(_) => "home_unusable",
+            ListingRefused(_) => "listing_refused",
             Cancelled => "cancelled",
         }
     }
@@ -175,7 +180,7 @@ impl TransferError {
                 "the data was altered on the way or the file changed; run `agentferry resume ID`, or ask for a fresh ticket"
             }
             FileExists(_) => "pass --overwrite, or choose another output folder with -o",
-            SourceUnreadable { .. } => "check the path and that it names a readable regular file",
+            SourceUnreadable { .. } => "check the path and that it names a readable regular file or folder",
             SourceChanged(_) => "send the file again to start a new transfer",
             DiskFull(_) => "free some space, then run `agentferry resume ID`; the partial file is kept",
             PermissionDenied(_) => {
@@ -206,6 +211,9 @@ impl TransferError {
             }
             AmbiguousTransfer(_) => "run `agentferry resume ID --role send` or `--role receive`",
             Home(_) => "check AGENTFERRY_HOME and the permissions of the node home",
+            ListingRefused(_) => {
+                "nothing was written; ask the sender to rename the offending entries or send a smaller folder"
+            }
             Cancelled => "run `agentferry resume ID` to continue",
         }
     }
@@ -223,7 +231,7 @@ impl TransferError {
             PeerUnreachable(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_) => 4,
             PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
             PathNotAllowed(_) => 6,
-            IntegrityMismatch(_) | SizeLimit(_) => 5,
+            IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
             FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
             SourceChanged(_) => 7,
             TransferNotFound(_) | AlreadyCompleted(_) | Busy(_) | AmbiguousTransfer(_) | PeerNotFound(_)
@@ -270,6 +278,7 @@ impl TransferError {
             Busy(m) => Busy(m.clone()),
             AmbiguousTransfer(m) => AmbiguousTransfer(m.clone()),
             Home(m) => Home(m.clone()),
+            ListingRefused(m) => ListingRefused(m.clone()),
             Cancelled => Cancelled,
         }
     }

@@ -89,6 +89,9 @@ pub enum Side {
         mtime_ns: u64,
         /// The address the sender listens on; a restarted sender binds it again.
         bind: std::net::SocketAddr,
+        /// Bytes handed to the network so far (saved about once a second while serving).
+        #[serde(default)]
+        bytes_sent: u64,
     },
     Receive {
         output_dir: PathBuf,
@@ -222,7 +225,7 @@ impl Record {
             (Side::Receive { durable_chunks, .. }, _) => {
                 durable_chunks.saturating_mul(self.chunk_size as u64).min(self.size)
             }
-            (Side::Send { .. }, _) => 0,
+            (Side::Send { bytes_sent, .. }, _) => (*bytes_sent).min(self.size),
         };
         let saved_to = match &self.side {
             Side::Receive { saved_to, .. } => saved_to.clone(),
@@ -249,6 +252,9 @@ impl Record {
         }
     }
 }
+
+/// Fewest hex digits of a transfer id that `resume` and `status` accept.
+pub const MIN_ID_PREFIX: usize = 6;
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
@@ -348,6 +354,32 @@ impl Journal {
             }
         }
         Ok(found)
+    }
+
+    /// The transfer an id or a unique prefix of one names (at least [`MIN_ID_PREFIX`] hex digits,
+    /// as git takes abbreviated hashes).
+    pub fn resolve(&self, id: &str) -> Result<TransferId> {
+        let wanted = id.trim().to_ascii_lowercase();
+        if let Ok(full) = wanted.parse::<TransferId>() {
+            return Ok(full);
+        }
+        if wanted.len() < MIN_ID_PREFIX || !wanted.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(TransferError::TransferNotFound(format!(
+                "{id} (give the whole id or at least its first {MIN_ID_PREFIX} hex digits)"
+            )));
+        }
+        let mut matching: Vec<TransferId> =
+            self.list()?.into_iter().map(|r| r.transfer_id).filter(|t| t.to_string().starts_with(&wanted)).collect();
+        matching.dedup();
+        match matching.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(TransferError::TransferNotFound(id.to_owned())),
+            many => Err(TransferError::InvalidArgument(format!(
+                "{id} is the start of {} transfer ids ({}); give more of it",
+                many.len(),
+                many.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ))),
+        }
     }
 
     /// Every record, newest first, as observed.

@@ -18,6 +18,11 @@
 //! its final name. The session key itself never crosses the wire: the HTTP path authenticates
 //! with a bearer token derived from it, and the sender proves itself by sealing its manifest.
 //!
+//! A folder travels the same way: its [`tree`] is one byte stream (a listing of relative paths,
+//! sizes and modes, then every file's bytes), cut into the same chunks, so resume and every path
+//! work unchanged; the receiver checks the listing before it builds anything and places the tree
+//! in one rename once the stream verifies.
+//!
 //! ## Paths
 //!
 //! Frames are the same on every path, and so are the receiver's requests: control frames
@@ -87,6 +92,7 @@ pub mod engine;
 pub mod error;
 pub mod ticket;
 pub mod transport;
+pub mod tree;
 
 pub use engine::{Canceller, Completion, Event, Node, NodeConfig, PushAnswer, ReceiveOptions, SendOptions, Transfer};
 pub use error::TransferError;

@@ -193,6 +193,8 @@ mod tests {
             name: "x".into(),
             addrs: vec!["127.0.0.1:9".parse().unwrap()],
             channel: None,
+            folder: false,
+            mode: None,
         }
     }
 

@@ -21,6 +21,9 @@
 //!   addr_count  u8, then per address: family u8 (4 | 6), ip (4 | 16 bytes), port u16 BE
 //!   extensions  (tag u8, len u16 BE, value)* — unknown tags are skipped
 //!               tag 1: the message channel the sender also serves on (`ws://…`, `folder:…`)
+//!               tag 2 (empty): the transfer is a folder; its byte stream is a listing and
+//!               then every file's contents (see [`crate::tree`])
+//!               tag 3: the file's permission bits, u16 BE (the receiver masks them)
 //! ```
 //!
 //! Parsing is separate from the expiry check ([`Ticket::check_expiry`]) so that parsing stays pure.
@@ -55,10 +58,18 @@ pub struct Ticket {
     pub addrs: Vec<SocketAddr>,
     /// The message channel the sender also serves on (`ws://…` relay or `folder:…`), if any.
     pub channel: Option<String>,
+    /// The transfer carries a folder (`name` is the folder's name), not one file.
+    pub folder: bool,
+    /// The file's permission bits on the sender (`0o777` at most), for the receiver to keep.
+    pub mode: Option<u32>,
 }
 
 /// Extension tag of the channel hint.
 const EXT_CHANNEL: u8 = 1;
+/// Extension tag that marks a folder transfer.
+const EXT_FOLDER: u8 = 2;
+/// Extension tag of the file's permission bits.
+const EXT_MODE: u8 = 3;
 
 impl Ticket {
     /// Fails with [`TransferError::TicketExpired`] once `now` (unix seconds) is past the expiry.
@@ -81,6 +92,12 @@ impl Ticket {
         if let Some(channel) = &self.channel {
             w.extension(EXT_CHANNEL, channel.as_bytes());
         }
+        if self.folder {
+            w.extension(EXT_FOLDER, &[]);
+        }
+        if let Some(mode) = self.mode {
+            w.extension(EXT_MODE, &((mode & 0o777) as u16).to_be_bytes());
+        }
         w.0
     }
 
@@ -95,8 +112,17 @@ impl Ticket {
             name: r.str()?,
             addrs: r.addrs()?,
             channel: None,
+            folder: false,
+            mode: None,
         };
         for (tag, value) in r.extensions()? {
+            if tag == EXT_MODE {
+                let bits: [u8; 2] = value.try_into().map_err(|_| CodecError::Malformed("the mode is not 2 bytes"))?;
+                ticket.mode = Some(u16::from_be_bytes(bits) as u32 & 0o777);
+            }
+            if tag == EXT_FOLDER {
+                ticket.folder = true;
+            }
             if tag == EXT_CHANNEL {
                 ticket.channel = Some(
                     std::str::from_utf8(value)
@@ -136,6 +162,8 @@ impl fmt::Debug for Ticket {
             .field("name", &self.name)
             .field("addrs", &self.addrs)
             .field("channel", &self.channel)
+            .field("folder", &self.folder)
+            .field("mode", &self.mode)
             .finish()
     }
 }
@@ -168,6 +196,8 @@ mod tests {
             name: "report.pdf".into(),
             addrs: vec!["127.0.0.1:4242".parse().unwrap(), "[::1]:4242".parse().unwrap()],
             channel: None,
+            folder: false,
+            mode: None,
         }
     }
 
@@ -180,6 +210,12 @@ mod tests {
         assert_eq!(text.to_uppercase().parse::<Ticket>().unwrap(), ticket);
         let relayed = Ticket { channel: Some("ws://127.0.0.1:9000".into()), ..sample() };
         assert_eq!(relayed.to_string().parse::<Ticket>().unwrap(), relayed);
+        let folder = Ticket { folder: true, ..sample() };
+        assert_eq!(folder.to_string().parse::<Ticket>().unwrap(), folder);
+        let moded = Ticket { mode: Some(0o755), ..sample() };
+        assert_eq!(moded.to_string().parse::<Ticket>().unwrap(), moded);
+        let setuid = Ticket { mode: Some(0o4755), ..sample() }.to_string().parse::<Ticket>().unwrap();
+        assert_eq!(setuid.mode, Some(0o755), "never more than the permission bits");
     }
 
     /// Pins the wire format: changing it breaks every ticket in flight.

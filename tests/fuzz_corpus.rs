@@ -67,6 +67,8 @@ fn write_seeds() {
         name: "report.pdf".into(),
         addrs: vec!["127.0.0.1:4242".parse().unwrap(), "[::1]:4242".parse().unwrap()],
         channel: Some("ws://127.0.0.1:9000".into()),
+        folder: false,
+        mode: None,
     };
     write("ticket", "valid", ticket.to_string().as_bytes());
     write("ticket", "absurd", Ticket { size: 1 << 50, chunk_size: 1, ..ticket.clone() }.to_string().as_bytes());

@@ -310,3 +310,28 @@ async fn paths_outside_the_roots_and_unknown_ids_are_refused_with_a_next_step() 
     assert!(is_error);
     assert_eq!(e["code"], "ticket_wrong_kind");
 }
+
+#[tokio::test]
+async fn send_file_sends_a_folder_whole_and_never_follows_links_out_of_the_roots() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let proj = a.dir.join("files/proj");
+    std::fs::create_dir_all(proj.join("sub/empty")).unwrap();
+    std::fs::write(proj.join("sub/a.txt"), "alpha").unwrap();
+    std::fs::write(proj.join("b.bin"), vec![7u8; 300_000]).unwrap();
+    let outside = base.path().join("outside-secret");
+    std::fs::write(&outside, "not yours").unwrap();
+    std::os::unix::fs::symlink(&outside, proj.join("sub/escape")).unwrap();
+
+    let sent = a.ok("send_file", json!({ "path": "proj" })).await;
+    assert_eq!(sent["file_name"], "proj");
+    let started = b.ok("receive_file", json!({ "ticket": sent["ticket"] })).await;
+    let done = b.wait(started["transfer_id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    let saved = PathBuf::from(done["saved_to"].as_str().unwrap());
+    assert_eq!(saved, b.dir.join("downloads").canonicalize().unwrap().join("proj"));
+    assert_eq!(std::fs::read_to_string(saved.join("sub/a.txt")).unwrap(), "alpha");
+    assert_eq!(std::fs::read(saved.join("b.bin")).unwrap(), vec![7u8; 300_000]);
+    assert!(saved.join("sub/empty").is_dir());
+    assert!(std::fs::symlink_metadata(saved.join("sub/escape")).is_err(), "the link is skipped, not followed");
+}

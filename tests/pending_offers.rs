@@ -35,6 +35,8 @@ fn offers_under_a_revoked_grant_are_held_only_up_to_a_cap() {
             name: format!("junk{i}.bin"),
             addrs: vec!["127.0.0.1:9".parse().unwrap()],
             channel: None,
+            folder: false,
+            mode: None,
         };
         let offer = Offer::seal(&grant_id, &uri.secret, "mallory", &ticket);
         answers.push(post_offer(addr, &serde_json::to_string(&offer).unwrap()));

@@ -255,7 +255,8 @@ fn an_unreadable_source_is_refused_before_any_ticket() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["event"], "error");
     assert_eq!(events[0]["code"], "source_unreadable");
-    let (code, events, _) = a.run(&["send", a.dir.path().to_str().unwrap(), "--json"]);
+    // A folder is sent whole (tests/folders.rs); a device is neither a file nor a folder.
+    let (code, events, _) = a.run(&["send", "/dev/null", "--json"]);
     assert_eq!(code, 6);
     assert_eq!(events[0]["code"], "source_unreadable");
 }

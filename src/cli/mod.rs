@@ -51,9 +51,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve FILE; prints a ticket first, then serves until the receiver has it or the ticket expires.
+    /// Serve a file or a whole folder; prints a ticket first, then serves until the receiver has
+    /// it or the ticket expires.
     Send(SendArgs),
-    /// Fetch the file a ticket names.
+    /// Fetch the file or folder a ticket names.
     Receive(ReceiveArgs),
     /// Show one transfer, or all that this node knows.
     Status(StatusArgs),
@@ -88,6 +89,8 @@ struct SchemasArgs {
 
 #[derive(Debug, clap::Args)]
 struct SendArgs {
+    /// The file or folder to send (a folder goes whole, in one transfer; links inside are skipped).
+    #[arg(value_name = "FILE|DIR")]
     file: PathBuf,
     /// Push to this trusted peer (see `peers list`) instead of printing a ticket.
     #[arg(long, value_name = "PEER")]
@@ -119,6 +122,7 @@ struct ReceiveArgs {
 
 #[derive(Debug, clap::Args)]
 struct StatusArgs {
+    /// A transfer id, or a unique prefix of at least 6 hex digits; omit it to list all.
     id: Option<String>,
     #[arg(long)]
     json: bool,
@@ -126,6 +130,7 @@ struct StatusArgs {
 
 #[derive(Debug, clap::Args)]
 struct ResumeArgs {
+    /// The transfer id, or a unique prefix of at least 6 hex digits (see `status`).
     id: String,
     /// Which side to resume when this node both sends and receives the transfer.
     #[arg(long, value_enum)]
@@ -281,12 +286,16 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 RoleArg::Send => Role::Send,
                 RoleArg::Receive => Role::Receive,
             });
-            let id = parse_id(&args.id)?;
+            let id = node.resolve_id(&args.id)?;
             node.resume(id, role).await.map_err(|error| Failure { error, reported: false, transfer_id: Some(id) })?
         }
         Command::Status(args) => {
-            let id = args.id.as_deref().map(parse_id).transpose()?;
-            for status in node.status(id)? {
+            let id = args.id.as_deref().map(|id| node.resolve_id(id)).transpose()?;
+            let statuses = node.status(id)?;
+            if !args.json {
+                output::status_header(statuses.is_empty());
+            }
+            for status in statuses {
                 reporter.event(&Event::Status { status });
             }
             return Ok(());
@@ -321,10 +330,6 @@ pub fn secret_arg(value: &str) -> Result<String, TransferError> {
         return Err(TransferError::InvalidArgument("`-` was given but standard input is empty".into()));
     }
     Ok(line.to_owned())
-}
-
-fn parse_id(s: &str) -> Result<TransferId, TransferError> {
-    s.parse().map_err(|_| TransferError::TransferNotFound(s.to_owned()))
 }
 
 /// Print a transfer's events until it ends; Ctrl-C stops it (the journal keeps it resumable).

@@ -13,12 +13,12 @@ use agentferry::{Event, journal::TransferStatus};
 
 pub enum Reporter {
     Json,
-    Human { bar: Option<ProgressBar> },
+    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)> },
 }
 
 impl Reporter {
     pub fn new(json: bool) -> Self {
-        if json { Reporter::Json } else { Reporter::Human { bar: None } }
+        if json { Reporter::Json } else { Reporter::Human { bar: None, sending: None } }
     }
 
     pub fn event(&mut self, event: &Event) {
@@ -29,16 +29,49 @@ impl Reporter {
                 let _ = out.write_all(b"\n");
                 let _ = out.flush();
             }
-            Reporter::Human { bar } => human(bar, event),
+            Reporter::Human { bar, sending } => human(bar, sending, event),
         }
     }
 }
 
-fn human(bar: &mut Option<ProgressBar>, event: &Event) {
+/// The bar: the file's name, percent, bytes, and the engine's smoothed rate and eta in the message.
+fn new_bar(total: u64, name: Option<&str>) -> ProgressBar {
+    let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("{prefix} {percent:>3}% {bar:30.cyan/blue} {bytes}/{total_bytes} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if let Some(name) = name {
+        b.set_prefix(name.to_owned());
+    }
+    b
+}
+
+/// `sending`: the name and size from the sender's ticket, for its bar.
+fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, event: &Event) {
     match event {
-        Event::Ticket { ticket, file_name, bytes_total, .. } => {
+        Event::Ticket { ticket, file_name, bytes_total, folder, .. } => {
+            let shown = if folder.is_some() { format!("{file_name}/") } else { file_name.clone() };
+            *sending = Some((shown, *bytes_total));
             println!("{ticket}");
-            eprintln!("Sending {file_name} ({}). On the other machine run:", human_bytes(*bytes_total));
+            match folder {
+                Some(f) => {
+                    for skipped in &f.skipped {
+                        eprintln!("skipping {skipped}");
+                    }
+                    if f.skipped_count > f.skipped.len() as u64 {
+                        eprintln!("… and {} more entries skipped", f.skipped_count - f.skipped.len() as u64);
+                    }
+                    eprintln!(
+                        "Sending folder {file_name}/ ({} files, {} folders, {}). On the other machine run:",
+                        f.files,
+                        f.folders,
+                        human_bytes(*bytes_total)
+                    );
+                }
+                None => eprintln!("Sending {file_name} ({}). On the other machine run:", human_bytes(*bytes_total)),
+            }
             eprintln!("  agentferry receive {ticket}");
         }
         Event::Offered { peer, state, reason, .. } => match reason {
@@ -48,6 +81,11 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
         Event::Listening { addrs, .. } => {
             let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
             eprintln!("Listening on {}", list.join(", "));
+            if let Some((name, total)) = sending {
+                let b = bar.get_or_insert_with(|| new_bar(*total, Some(name)));
+                b.set_message("waiting for the receiver");
+                b.tick();
+            }
         }
         // One line when the receiver moves onto or off a path; every try is in `--json`.
         Event::Path { path, state, reason, .. } => {
@@ -62,17 +100,23 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
             }
         }
         Event::Attempt { .. } => {}
-        Event::Progress { bytes_done, bytes_total, .. } => {
-            let b = bar.get_or_insert_with(|| {
-                let b = ProgressBar::with_draw_target(Some(*bytes_total), ProgressDrawTarget::stderr());
-                b.set_style(
-                    ProgressStyle::with_template("{bar:40.cyan/blue} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                        .expect("valid template")
-                        .progress_chars("=> "),
-                );
-                b
-            });
+        Event::Progress { bytes_done, bytes_total, rate, files, .. } => {
+            let name = sending.as_ref().map(|(n, _)| n.as_str());
+            let b = bar.get_or_insert_with(|| new_bar(*bytes_total, name));
             b.set_position(*bytes_done);
+            let left = bytes_total.saturating_sub(*bytes_done);
+            let mut message = match (*rate, *bytes_done) {
+                (_, 0) => "waiting for the receiver".to_owned(),
+                (0, _) => String::new(),
+                (r, _) => format!("{}/s eta {}", human_bytes(r), human_secs(left / r.max(1))),
+            };
+            if let Some(f) = files {
+                message.push_str(&format!("  {}/{} files", f.done, f.total));
+                if let Some(current) = &f.current {
+                    message.push_str(&format!("  {current}"));
+                }
+            }
+            b.set_message(message);
         }
         Event::Completed { bytes, sha256, saved_to, elapsed_ms, .. } => {
             if let Some(b) = bar.take() {
@@ -127,6 +171,15 @@ fn human(bar: &mut Option<ProgressBar>, event: &Event) {
     }
 }
 
+/// The line above `status`'s table, or what an empty journal says.
+pub fn status_header(empty: bool) {
+    if empty {
+        eprintln!("no transfers yet (`agentferry send FILE` starts one, `agentferry receive TICKET` fetches one)");
+    } else {
+        println!("{:<32}  {:<7}  {:<11}  {:<21}  NAME", "ID", "ROLE", "STATE", "DONE/TOTAL");
+    }
+}
+
 fn print_status(s: &TransferStatus) {
     let state = serde_json::to_value(s.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let role = s.role.as_str();
@@ -137,6 +190,14 @@ fn print_status(s: &TransferStatus) {
     }
     if let Some(e) = &s.error {
         println!("    error[{}]: {}", e.code, e.message);
+    }
+}
+
+fn human_secs(s: u64) -> String {
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
     }
 }
 

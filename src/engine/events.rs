@@ -35,7 +35,18 @@ use crate::{
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The sender is ready; hand `ticket` to the receiver. Always the first event of `send`.
-    Ticket { transfer_id: TransferId, ticket: String, file_name: String, bytes_total: u64, expires_at: u64 },
+    /// For a folder, `file_name` is the folder's name and `bytes_total` counts its listing and
+    /// every file's bytes.
+    Ticket {
+        transfer_id: TransferId,
+        ticket: String,
+        file_name: String,
+        bytes_total: u64,
+        expires_at: u64,
+        /// Present when a folder is sent: what it holds and what was left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        folder: Option<FolderSummary>,
+    },
     /// A push: the peer's inbox took the offer (`state`: `accepted`, or `pending` with a reason).
     Offered {
         transfer_id: TransferId,
@@ -66,8 +77,19 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<&'static str>,
     },
-    /// Bytes moved so far (receiver: received; sender: handed to the network).
-    Progress { transfer_id: TransferId, role: Role, bytes_done: u64, bytes_total: u64, rate: u64 },
+    /// Bytes moved so far (receiver: received; sender: handed to the network). `rate` is in
+    /// bytes per second, smoothed, counted from the first byte moved in this run.
+    Progress {
+        transfer_id: TransferId,
+        role: Role,
+        bytes_done: u64,
+        bytes_total: u64,
+        rate: u64,
+        /// For a folder: files complete and the one in flight (the receiver knows them once the
+        /// listing has arrived).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files: Option<FilesProgress>,
+    },
     /// The transfer finished and the hashes matched.
     Completed {
         transfer_id: TransferId,
@@ -112,6 +134,40 @@ pub enum Event {
         hint: String,
     },
 }
+
+/// What a folder transfer carries, as the sender walked it.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct FolderSummary {
+    /// Regular files (empty ones included).
+    pub files: u64,
+    /// Folders below the root (empty ones included).
+    pub folders: u64,
+    /// Entries left out (symbolic links, sockets, devices, names that are not UTF-8), as
+    /// `path (why)`; at most [`SKIPPED_SHOWN`], `skipped_count` says how many in all.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
+    pub skipped_count: u64,
+}
+
+/// How far a folder transfer is, in files.
+#[derive(Clone, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct FilesProgress {
+    pub done: u64,
+    pub total: u64,
+    /// The file being moved now (relative path), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+}
+
+impl FilesProgress {
+    pub fn at(index: &crate::tree::FileIndex, done: u64) -> Self {
+        let (complete, current) = index.at(done);
+        FilesProgress { done: complete, total: index.len(), current: current.map(str::to_owned) }
+    }
+}
+
+/// Skipped entries named in a [`FolderSummary`].
+pub const SKIPPED_SHOWN: usize = 20;
 
 impl Event {
     /// The error event for `e`; its hint names the real transfer id when there is one.
@@ -171,7 +227,7 @@ mod tests {
 
     fn progress(done: u64) -> Event {
         let transfer_id = "00112233445566778899aabbccddeeff".parse().unwrap();
-        Event::Progress { transfer_id, role: Role::Receive, bytes_done: done, bytes_total: 100, rate: 1 }
+        Event::Progress { transfer_id, role: Role::Receive, bytes_done: done, bytes_total: 100, rate: 1, files: None }
     }
 
     #[tokio::test]

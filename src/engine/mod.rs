@@ -11,6 +11,7 @@ mod disk;
 mod events;
 mod inbox;
 mod outgoing;
+mod rate;
 mod receive;
 mod registry;
 mod send;
@@ -21,7 +22,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
-pub use events::{Event, PROGRESS_INTERVAL};
+pub use events::{Event, FilesProgress, FolderSummary, PROGRESS_INTERVAL, SKIPPED_SHOWN};
 pub use send::PushAnswer;
 // For the fronts in this package (MCP server, CLI), not a stable API.
 #[doc(hidden)]
@@ -298,6 +299,11 @@ impl Node {
             Role::Send => send::resume(self, record).await,
             Role::Receive => receive::resume(self, record, None).await,
         }
+    }
+
+    /// The transfer that `id` (a whole id, or a unique prefix of at least six hex digits) names.
+    pub fn resolve_id(&self, id: &str) -> Result<TransferId> {
+        self.journal.resolve(id)
     }
 
     /// The journal's view of one transfer (both roles) or of all of them; no secret in it.

@@ -1,4 +1,5 @@
-//! The sender's side of one transfer: the file, its manifest, what was served and how it ended.
+//! The sender's side of one transfer: the file (or folder), its manifest, what was served and
+//! how it ended.
 //!
 //! An [`Outgoing`] is shared by every session that serves the transfer (a receiver may
 //! reconnect, probe several addresses at once, or move between paths); the sessions themselves
@@ -28,7 +29,47 @@ use crate::{
     journal::unix_now,
     manifest::Manifest,
     transport::PathKind,
+    tree::source::TreeSource,
 };
+
+/// What a transfer reads from: one file, or a folder read as one stream (see [`crate::tree`]).
+#[derive(Debug)]
+pub(crate) enum Source {
+    File(File),
+    Tree(TreeSource),
+}
+
+impl Source {
+    /// Open the file or walk the folder at `path`.
+    pub(crate) fn open(path: &std::path::Path) -> Result<Source, TransferError> {
+        let unreadable = |reason: String| TransferError::SourceUnreadable { path: path.display().to_string(), reason };
+        let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+        if meta.is_dir() {
+            return TreeSource::walk(path).map(Source::Tree);
+        }
+        if !meta.is_file() {
+            return Err(unreadable("not a regular file or folder".into()));
+        }
+        File::open(path).map(Source::File).map_err(|e| unreadable(e.to_string()))
+    }
+
+    /// A file's permission bits (a folder carries its modes in its listing).
+    pub(crate) fn mode(&self) -> Option<u32> {
+        use std::os::unix::fs::PermissionsExt;
+        match self {
+            Source::File(file) => file.metadata().ok().map(|m| m.permissions().mode() & 0o777),
+            Source::Tree(_) => None,
+        }
+    }
+
+    /// Bytes in the stream (a file's size, or a folder's listing and files).
+    pub(crate) fn size(&self) -> Result<u64, TransferError> {
+        match self {
+            Source::File(file) => Ok(file.metadata().map_err(|e| TransferError::SourceChanged(e.to_string()))?.len()),
+            Source::Tree(tree) => Ok(tree.size()),
+        }
+    }
+}
 
 /// How the sender's side ended.
 #[derive(Clone, Debug)]
@@ -47,7 +88,8 @@ pub(crate) struct Outgoing {
     key: SessionKey,
     token: String,
     path: PathBuf,
-    file: File,
+    source: Source,
+    /// A file's modification time; for a folder, the fingerprint of all its files.
     mtime_ns: u64,
     manifest: Manifest,
     pub expires_at: u64,
@@ -72,22 +114,24 @@ pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 }
 
 impl Outgoing {
-    /// Open `path` for serving. `expect` is what the journal recorded (size, mtime, hash) when
-    /// resuming; a file that no longer matches it is refused.
+    /// Serve `source`, opened from `path`. `expect` is what the journal recorded (size, mtime,
+    /// hash) when resuming; a file or folder that no longer matches it is refused.
     pub(crate) fn open(
         transfer_id: TransferId,
         key: SessionKey,
         path: PathBuf,
+        source: Source,
         manifest: Manifest,
         expires_at: u64,
         expected_mtime_ns: Option<u64>,
     ) -> Result<Self, TransferError> {
-        let file = File::open(&path)
-            .map_err(|e| TransferError::SourceUnreadable { path: path.display().to_string(), reason: e.to_string() })?;
-        let meta = file.metadata().map_err(|e| TransferError::io(&path, e))?;
-        let mtime = mtime_ns(&meta);
-        if meta.len() != manifest.size {
-            return Err(TransferError::SourceChanged(format!("size is {} bytes, was {}", meta.len(), manifest.size)));
+        let size = source.size()?;
+        let mtime = match &source {
+            Source::File(file) => mtime_ns(&file.metadata().map_err(|e| TransferError::io(&path, e))?),
+            Source::Tree(tree) => tree.fingerprint()?,
+        };
+        if size != manifest.size {
+            return Err(TransferError::SourceChanged(format!("size is {size} bytes, was {}", manifest.size)));
         }
         if expected_mtime_ns.is_some_and(|m| m != mtime) {
             return Err(TransferError::SourceChanged("modification time differs".into()));
@@ -98,7 +142,7 @@ impl Outgoing {
             token,
             key,
             path,
-            file,
+            source,
             mtime_ns: mtime,
             sha256: Mutex::new(manifest.sha256.clone()),
             manifest,
@@ -111,6 +155,14 @@ impl Outgoing {
 
     pub(crate) fn manifest(&self) -> Manifest {
         Manifest { sha256: self.sha256(), ..self.manifest.clone() }
+    }
+
+    /// The folder being sent, if this transfer carries one.
+    pub(crate) fn tree(&self) -> Option<&TreeSource> {
+        match &self.source {
+            Source::Tree(tree) => Some(tree),
+            Source::File(_) => None,
+        }
     }
 
     pub(crate) fn mtime_ns(&self) -> u64 {
@@ -160,6 +212,12 @@ impl Outgoing {
     }
 
     pub(super) fn check_unchanged(&self) -> Result<(), TransferError> {
+        if let Source::Tree(tree) = &self.source {
+            return match tree.fingerprint()? == self.mtime_ns {
+                true => Ok(()),
+                false => Err(TransferError::SourceChanged("a file in the folder changed".into())),
+            };
+        }
         let meta = std::fs::metadata(&self.path).map_err(|e| TransferError::SourceChanged(e.to_string()))?;
         if meta.len() != self.manifest.size || mtime_ns(&meta) != self.mtime_ns {
             return Err(TransferError::SourceChanged("size or modification time differs".into()));
@@ -168,7 +226,11 @@ impl Outgoing {
     }
 
     pub(super) fn read_chunk(&self, index: u64, into: &mut [u8]) -> Result<(), TransferError> {
-        self.file.read_exact_at(into, self.manifest.offset(index)).map_err(|e| TransferError::io(&self.path, e))
+        let offset = self.manifest.offset(index);
+        match &self.source {
+            Source::File(file) => file.read_exact_at(into, offset).map_err(|e| TransferError::io(&self.path, e)),
+            Source::Tree(tree) => tree.read_at(offset, into),
+        }
     }
 
     /// A path handed the network `bytes` of chunk `index`.

@@ -19,8 +19,9 @@ use bytes::Bytes;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use super::{
-    Completion, Event, Events, Node, ReceiveOptions, Transfer,
+    Completion, Event, Events, FilesProgress, Node, ReceiveOptions, Transfer,
     connect::{CONNECT_BUDGET, ControlSealer, PathConnected, connect},
+    rate::Rate,
     worker::{Worker, WorkerIn, WorkerOut},
 };
 use crate::{
@@ -35,6 +36,10 @@ use crate::{
     relay::ChannelHint,
     ticket::Ticket,
     transport::{Connected, Incoming, Link, PathKind, Prefer},
+    tree::{
+        FileIndex,
+        build::{Placement, read_listing},
+    },
 };
 
 /// Frames queued between the network and the disk thread.
@@ -267,6 +272,16 @@ impl Driver {
                 .await
                 .map_err(|_| TransferError::Cancelled)??;
         let resumed_bytes = manifest.bytes_in(durable);
+        // Smoothed, and counting from the resume point (which is its first sample).
+        let mut rate = Rate::default();
+        rate.update(Instant::now(), resumed_bytes);
+        // A folder's listing is checked as soon as it is on disk, before any file is built.
+        let mut listing_checked = !self.ticket.folder;
+        let mut files = None;
+        if !listing_checked {
+            files = self.check_listing(resumed_bytes).await?;
+            listing_checked = files.is_some();
+        }
 
         let (to_worker, worker_rx) = mpsc::channel(WORKER_DEPTH);
         let (worker_tx, mut from_worker) = mpsc::unbounded_channel();
@@ -358,14 +373,18 @@ impl Driver {
                                 carried.last_chunk = Some(kind);
                             }
                             let done = manifest.bytes_in(core.first_missing());
-                            let rate = (done.saturating_sub(resumed_bytes) as f64
-                                / started.elapsed().as_secs_f64().max(1e-3)) as u64;
+                            if !listing_checked {
+                                files = self.check_listing(done).await?;
+                                listing_checked = files.is_some();
+                            }
+                            let rate = rate.update(now, done);
                             self.events.progress(Event::Progress {
                                 transfer_id: id,
                                 role: Role::Receive,
                                 bytes_done: done,
                                 bytes_total: manifest.size,
                                 rate,
+                                files: files.as_ref().map(|index| FilesProgress::at(index, done)),
                             });
                         }
                         WorkerOut::Corrupt => {
@@ -439,6 +458,29 @@ impl Driver {
         }
     }
 
+    /// Check a folder's listing once the first `available` bytes of the stream are written.
+    /// Returns where its files are once it is all there (and fine); a listing that is refused
+    /// takes the partial stream with it, since nothing in it may ever be placed.
+    async fn check_listing(&mut self, available: u64) -> Result<Option<FileIndex>> {
+        let temp = self.receive_side().0.to_path_buf();
+        let size = self.record.size;
+        let checked = {
+            let temp = temp.clone();
+            tokio::task::spawn_blocking(move || read_listing(&temp, size, available))
+                .await
+                .map_err(|_| TransferError::Cancelled)?
+        };
+        match checked {
+            Ok(listing) => Ok(listing.map(|l| FileIndex::new(l.files().map(|(e, at)| (e.path.as_str(), at, e.size))))),
+            Err(e @ TransferError::ListingRefused(_)) => {
+                let _ = std::fs::remove_file(&temp);
+                *self.receive_side().1 = 0;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Move the verified file to its final name, record it, and tell the sender.
     async fn finish(
         &mut self,
@@ -452,7 +494,29 @@ impl Driver {
             unreachable!("receive record")
         };
         let target = output_dir.join(&file_name);
-        place(&temp_path, &target, overwrite)?;
+        if self.ticket.folder {
+            let staging = output_dir.join(format!(".{file_name}.{}.tree", &self.record.transfer_id.to_string()[..12]));
+            let (target, stream_size) = (target.clone(), self.record.size);
+            tokio::task::spawn_blocking(move || {
+                Placement { stream: &temp_path, stream_size, staging: &staging, target: &target, overwrite }.run()
+            })
+            .await
+            .map_err(|_| TransferError::Cancelled)??;
+        } else {
+            if let Some(mode) = self.ticket.mode {
+                // The sender's bits as the umask allows, like scp and rsync; never setuid or setgid.
+                // Through a handle opened without following links: the folder may be shared.
+                use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+                let bits = mode & 0o777 & !crate::tree::build::umask();
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&temp_path)
+                    .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(bits)))
+                    .map_err(|e| TransferError::io(&temp_path, e))?;
+            }
+            place(&temp_path, &target, overwrite)?;
+        }
         let bytes_by_path: BTreeMap<String, u64> =
             carried.bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
         let path = carried.last_chunk.or(active.as_ref().map(|a| a.kind));

@@ -8,7 +8,11 @@ use std::{
 };
 
 use super::{
-    Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer, connect::mailboxes, outgoing::Outgoing,
+    Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer,
+    connect::mailboxes,
+    events::{FilesProgress, FolderSummary, SKIPPED_SHOWN},
+    outgoing::{Outgoing, Source},
+    rate::Rate,
     session::ServeOutgoing,
 };
 use crate::{
@@ -31,12 +35,11 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     let unreadable =
         |reason: String| TransferError::SourceUnreadable { path: options.path.display().to_string(), reason };
     let path = std::fs::canonicalize(&options.path).map_err(|e| unreadable(e.to_string()))?;
-    let meta = std::fs::metadata(&path).map_err(|e| unreadable(e.to_string()))?;
-    if !meta.is_file() {
-        return Err(unreadable("not a regular file".into()));
-    }
+    // A folder is walked once here; its stream is the listing and then every file.
+    let source = open_source(&path).await?;
+    let folder = matches!(source, Source::Tree(_));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
-    let manifest = Manifest { name, size: meta.len(), chunk_size: node.config.chunk_size, sha256: None };
+    let manifest = Manifest { name, size: source.size()?, chunk_size: node.config.chunk_size, sha256: None };
 
     let channel = match options.prefer {
         Prefer::Http => None,
@@ -61,19 +64,34 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         name: manifest.name.clone(),
         addrs: if options.prefer == Prefer::Relay { Vec::new() } else { advertised_addrs(server.local_addr()) },
         channel: channel.as_ref().map(ToString::to_string),
+        folder,
+        mode: source.mode(),
     };
-    let outgoing =
-        Outgoing::open(transfer_id, ticket.session_key.clone(), path.clone(), manifest, ticket.expires_at, None)?;
-    let side = Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr() };
+    let outgoing = Outgoing::open(
+        transfer_id,
+        ticket.session_key.clone(),
+        path.clone(),
+        source,
+        manifest,
+        ticket.expires_at,
+        None,
+    )?;
+    let side = Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr(), bytes_sent: 0 };
     let mut record = Record::new(&ticket, ticket.name.clone(), side);
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
     node.journal.save(&mut record)?;
     Ok(spawn(node, record, ticket, server, outgoing, lock))
 }
 
+/// Open the file or walk the folder on a blocking thread (a large tree takes a while to walk).
+async fn open_source(path: &std::path::Path) -> Result<Source> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || Source::open(&path)).await.map_err(|_| TransferError::Cancelled)?
+}
+
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
     let lock = node.journal.claim(&record)?;
-    let Side::Send { path, mtime_ns, bind } = record.side.clone() else { unreachable!("send record") };
+    let Side::Send { path, mtime_ns, bind, .. } = record.side.clone() else { unreachable!("send record") };
     let ticket: Ticket = record.ticket.parse()?;
     let fail = |node: &Node, record: &mut Record, e: TransferError| {
         record.state = State::Failed;
@@ -90,10 +108,18 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
         chunk_size: record.chunk_size,
         sha256: record.sha256.clone(),
     };
+    let source = match open_source(&path).await {
+        Ok(source) => source,
+        Err(TransferError::SourceUnreadable { reason, .. }) => {
+            return fail(node, &mut record, TransferError::SourceChanged(reason));
+        }
+        Err(e) => return Err(e),
+    };
     let outgoing = match Outgoing::open(
         record.transfer_id,
         ticket.session_key.clone(),
         path,
+        source,
         manifest,
         ticket.expires_at,
         Some(mtime_ns),
@@ -142,6 +168,9 @@ fn spawn(
     Transfer { transfer_id, role: Role::Send, events: rx, task }
 }
 
+/// How often a sender records in its journal how much it sent.
+const BYTES_SENT_EVERY: Duration = Duration::from_secs(5);
+
 /// Serve until the receiver confirms, the ticket expires, or the file changes.
 async fn serve(
     node: &Node,
@@ -159,19 +188,29 @@ async fn serve(
             file_name: record.name.clone(),
             bytes_total: record.size,
             expires_at: ticket.expires_at,
+            folder: outgoing.tree().map(|tree| FolderSummary {
+                files: tree.file_count(),
+                folders: tree.dir_count(),
+                skipped: tree.skipped.iter().take(SKIPPED_SHOWN).cloned().collect(),
+                skipped_count: tree.skipped.len() as u64,
+            }),
         })
         .await;
     events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
     tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
     let _channel = serve_channel(ticket, outgoing).await;
 
-    let started = Instant::now();
+    let mut rate = Rate::default();
+    let files = outgoing.tree().map(|tree| tree.file_index());
     let mut outcome = outgoing.outcome();
     let expiry = Duration::from_secs(ticket.expires_at.saturating_sub(unix_now()));
     let expired = tokio::time::sleep(expiry);
     tokio::pin!(expired);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_served = u64::MAX;
+    let mut last_saved = Instant::now();
+    // A background save of the bytes sent; awaited before any later save so none lands after it.
+    let mut pending_save = None;
     let result = loop {
         tokio::select! {
             changed = outcome.changed() => {
@@ -187,18 +226,42 @@ async fn serve(
             }
             _ = tick.tick() => {
                 let served = outgoing.bytes_served();
+                // The rate counts from the first byte served, not from launch.
+                let rate = rate.update(Instant::now(), served);
                 if served != last_served {
                     last_served = served;
-                    let rate = (served as f64 / started.elapsed().as_secs_f64().max(1e-3)) as u64;
-                    events.progress(Event::Progress { transfer_id: id, role: Role::Send, bytes_done: served, bytes_total: record.size, rate });
+                    let files = files.as_ref().map(|index| FilesProgress::at(index, served));
+                    events.progress(Event::Progress { transfer_id: id, role: Role::Send, bytes_done: served, bytes_total: record.size, rate, files });
                 }
                 if record.sha256.is_none() && let Some(sha) = outgoing.sha256() {
+                    if let Some(save) = pending_save.take() {
+                        let _ = save.await;
+                    }
                     record.sha256 = Some(sha);
                     node.journal.save(&mut record)?;
+                }
+                // `status` from another process reads what was sent from the journal. A save
+                // syncs, which under heavy writeback can take long: rarely, and off the runtime.
+                if let Side::Send { bytes_sent, .. } = &mut record.side
+                    && *bytes_sent != served
+                    && last_saved.elapsed() >= BYTES_SENT_EVERY
+                    && pending_save.as_ref().is_none_or(|h: &tokio::task::JoinHandle<()>| h.is_finished())
+                {
+                    *bytes_sent = served;
+                    last_saved = Instant::now();
+                    let (journal, mut copy) = (node.journal.clone(), record.clone());
+                    pending_save = Some(tokio::task::spawn_blocking(move || {
+                        if let Err(e) = journal.save(&mut copy) {
+                            tracing::warn!("cannot record the bytes sent: {e}");
+                        }
+                    }));
                 }
             }
         }
     };
+    if let Some(save) = pending_save.take() {
+        let _ = save.await;
+    }
     match result {
         Ok(sha256) => {
             let carried = outgoing.carried();
@@ -219,7 +282,7 @@ async fn serve(
                     saved_to: None,
                     path: path.map_or("none", |p| p.as_str()),
                     bytes_by_path,
-                    elapsed_ms: started.elapsed().as_millis() as u64,
+                    elapsed_ms: rate.elapsed(Instant::now()).as_millis() as u64,
                 })
                 .await;
             Ok(Completion { sha256, bytes: record.size, saved_to: None })

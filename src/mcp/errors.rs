@@ -90,7 +90,7 @@ pub(crate) fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
         "protocol_error" => format!("make sure both sides run a compatible agentferry, then {resume}"),
         "integrity_mismatch" => format!("{resume}, or ask the sender for a fresh ticket"),
         "file_exists" => "call receive_file again with overwrite: true to replace it, or with another output_dir".into(),
-        "source_unreadable" => "call send_file with a path that names a readable regular file inside the allowed roots".into(),
+        "source_unreadable" => "call send_file with a path that names a readable regular file or folder inside the allowed roots".into(),
         "source_changed" => "call send_file again to start a new transfer of the current file".into(),
         "disk_full" => format!("free some space, then {resume}; the partial file is kept"),
         "permission_denied" => {

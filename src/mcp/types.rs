@@ -14,7 +14,9 @@ use crate::{
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SendFileArgs {
-    /// The file to send: absolute, or relative to the first allowed root.
+    /// The file or folder to send: absolute, or relative to the first allowed root. A folder is
+    /// sent whole in one transfer (symbolic links inside it are skipped) and arrives as a folder
+    /// of the same name.
     pub path: String,
     /// A trusted peer's name (see list_peers) to push the file to. Omit it to get a ticket to
     /// hand over yourself.

@@ -71,6 +71,8 @@ impl HostileSender {
             name: name.into(),
             addrs: vec![addr],
             channel: None,
+            folder: false,
+            mode: None,
         };
         let manifest = Manifest { name: name.into(), size, chunk_size, sha256: None };
         let mut sealer = Sealer::new(&ticket.session_key, ticket.transfer_id, [7; 16]);
