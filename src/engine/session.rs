@@ -176,17 +176,33 @@ impl Driver {
             }
             Control::Credit { to } => self.core.handle_credit(to),
             Control::Complete { sha256 } => {
+                // A sender restarted after its last frames went out may not know the hash yet.
+                if self.outgoing.sha256().is_none() {
+                    self.whole_hash()?;
+                }
                 self.outgoing.handle_complete(&sha256);
             }
         }
         Ok(Ok(()))
     }
 
+    /// The whole-file SHA-256: known already, or the prefix hashed so far completed from disk.
+    fn whole_hash(&mut self) -> Result<String, TransferError> {
+        match (self.outgoing.sha256(), self.prefix.take()) {
+            (Some(known), _) => Ok(known),
+            (None, Some(mut prefix)) => {
+                prefix.catch_up(&self.outgoing, self.outgoing.manifest().chunk_count())?;
+                self.outgoing.record_hash(&hex(&prefix.hasher.finalize()))
+            }
+            (None, None) => unreachable!("the prefix is kept until the hash is known"),
+        }
+    }
+
     /// Read and seal what the core says to transmit.
     fn seal(&mut self, transmit: Transmit) -> Result<Bytes, TransferError> {
         let outgoing = Arc::clone(&self.outgoing);
         let m = outgoing.manifest();
-        let sealer = self.sealer.as_mut().expect("the core transmits only after a want");
+        const NO_WANT: &str = "the core transmits only after a want";
         Ok(match transmit {
             Transmit::Chunk { index, last } => {
                 let len = m.chunk_len(index);
@@ -197,21 +213,16 @@ impl Driver {
                 if let Some(prefix) = &mut self.prefix {
                     prefix.feed(index, &buf[start..]);
                 }
+                let sealer = self.sealer.as_mut().expect(NO_WANT);
                 sealer.seal(FrameKind::Chunk, if last { FLAG_LAST } else { 0 }, index, &mut buf);
                 outgoing.record_served(self.path, index, len as u64);
                 buf.freeze()
             }
             Transmit::Trailer => {
-                let digest = match (outgoing.sha256(), self.prefix.take()) {
-                    (Some(known), _) => known,
-                    (None, Some(mut prefix)) => {
-                        prefix.catch_up(&outgoing, m.chunk_count())?;
-                        outgoing.record_hash(&hex(&prefix.hasher.finalize()))?
-                    }
-                    (None, None) => unreachable!("the prefix is kept until the hash is known"),
-                };
+                let digest = self.whole_hash()?;
                 outgoing.check_unchanged()?;
                 let raw = data_encoding::HEXLOWER.decode(digest.as_bytes()).expect("hex");
+                let sealer = self.sealer.as_mut().expect(NO_WANT);
                 sealer.seal_bytes(FrameKind::Trailer, m.chunk_count(), &raw).freeze()
             }
         })
