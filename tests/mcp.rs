@@ -1,18 +1,15 @@
 //! The MCP server driven in-process by rmcp's own client over a duplex pipe: two servers with
 //! separate homes move real files over loopback between them.
 
+mod common;
+
 use std::{
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use agentferry::{
-    Node, NodeConfig,
-    engine::advertised_addrs,
-    home::Home,
-    mcp::{FerryServer, Roots},
-};
+use agentferry::{Node, engine::advertised_addrs};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
     model::{CallToolRequestParams, ProgressNotificationParam, object},
@@ -40,28 +37,13 @@ struct Side {
 
 impl Side {
     async fn start(base: &Path, name: &str) -> Side {
-        let dir = base.join(name);
-        std::fs::create_dir_all(dir.join("files")).unwrap();
-        let config = NodeConfig {
-            name: name.into(),
-            bind: "127.0.0.1:0".parse().unwrap(),
-            inbox_bind: "127.0.0.1:0".parse().unwrap(),
-            ..NodeConfig::default()
-        };
-        let node = Node::new(Home::open(dir.join("home")).unwrap(), config);
-        let roots = Roots::new(&[dir.join("files")], &dir.join("downloads")).unwrap();
-        let server = FerryServer::start(node.clone(), roots).await;
-        let (server_io, client_io) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+        let (dir, node, client_io) = common::mcp_server::start(base, name, None).await;
         let client = Client::default().serve(client_io).await.unwrap();
         Side { dir, node, client }
     }
 
     fn file(&self, name: &str, size: usize) -> PathBuf {
-        let path = self.dir.join("files").join(name);
-        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-        std::fs::write(&path, data).unwrap();
-        path
+        common::mcp_server::file(&self.dir, name, size)
     }
 
     /// Call a tool; returns (is_error, structured content, or for an error the JSON in its

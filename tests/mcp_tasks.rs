@@ -10,12 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agentferry::{
-    Node, NodeConfig,
-    engine::advertised_addrs,
-    home::Home,
-    mcp::{FerryServer, Roots},
-};
+use agentferry::{Node, engine::advertised_addrs};
 use rmcp::{
     RoleClient, ServiceExt,
     model::{
@@ -36,20 +31,7 @@ struct Side {
 
 impl Side {
     async fn start(base: &Path, name: &str) -> Side {
-        let dir = base.join(name);
-        std::fs::create_dir_all(dir.join("files")).unwrap();
-        let config = NodeConfig {
-            name: name.into(),
-            bind: "127.0.0.1:0".parse().unwrap(),
-            inbox_bind: "127.0.0.1:0".parse().unwrap(),
-            peer_timeout: Duration::from_secs(60),
-            ..NodeConfig::default()
-        };
-        let node = Node::new(Home::open(dir.join("home")).unwrap(), config);
-        let roots = Roots::new(&[dir.join("files")], &dir.join("downloads")).unwrap();
-        let server = FerryServer::start(node.clone(), roots).await;
-        let (server_io, client_io) = tokio::io::duplex(1 << 16);
-        tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+        let (dir, node, client_io) = common::mcp_server::start(base, name, Some(Duration::from_secs(60))).await;
         let info = ClientConfig::new(
             ClientCapabilities::builder().enable_tasks().build(),
             Implementation::new("agentferry-tasks-test", "0"),
@@ -59,10 +41,7 @@ impl Side {
     }
 
     fn file(&self, name: &str, size: usize) -> PathBuf {
-        let path = self.dir.join("files").join(name);
-        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
-        std::fs::write(&path, data).unwrap();
-        path
+        common::mcp_server::file(&self.dir, name, size)
     }
 
     /// Call a tool; `ask_for_task` declares the tasks extension in the request's `_meta`.

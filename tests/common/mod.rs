@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod mcp_server;
 pub mod netns;
 
 use std::{
