@@ -80,7 +80,7 @@ pub(super) struct Worker {
 
 impl Worker {
     /// Check that the disk has room for the file, open the temp file (never through a link, see
-    /// [`super::disk::open_temp`]) and re-hash its durable prefix. Returns the worker and the
+    /// [`super::disk::open_temp`]), reserve its space and re-hash its durable prefix. Returns the worker and the
     /// number of durable chunks actually present (fewer than claimed if the file was cut short
     /// or replaced).
     pub(crate) fn open(
@@ -91,6 +91,10 @@ impl Worker {
     ) -> Result<(Worker, u64), TransferError> {
         super::disk::check_space(&path, manifest.size)?;
         let (file, kept) = super::disk::open_temp(&path, durable > 0).map_err(|e| TransferError::io(&path, e))?;
+        if let Err(e) = super::disk::reserve(&file, &path, manifest.size) {
+            super::disk::remove_if_empty(&path, &file);
+            return Err(e);
+        }
         let len = file.metadata().map_err(|e| TransferError::io(&path, e))?.len();
         let durable = if kept && len >= manifest.bytes_in(durable) { durable } else { 0 };
         let mut worker = Worker { file, path, manifest, opener, hasher: Sha256::new(), hashed: 0, expected: None };
