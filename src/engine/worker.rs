@@ -2,10 +2,10 @@
 //!
 //! Threads in a pipeline, each fed through a bounded channel so memory stays flat: the *opener*
 //! authenticates and decrypts; the *hasher* ([`PrefixHash`]) extends the file's SHA-256 with each
-//! chunk in order while the *writer* copies the same plaintext into the temp file; the *syncer*
-//! runs `fdatasync` for checkpoints. On this kind of machine writing fresh
-//! page-cache pages costs as much as all the crypto together, so overlapping the two is what
-//! keeps up with the network. Everything the driver hears passes through the writer, strictly in
+//! chunk in order while the *writer* copies the same plaintext into the temp file and starts its
+//! writeback early; the *syncer* runs `fdatasync` for checkpoints. Hashing and writing fresh
+//! page-cache pages each cost more than decrypting, so overlapping them is what keeps up with
+//! the network. Everything the driver hears passes through the writer, strictly in
 //! input order: a chunk is reported only once written, and a `Sync` reaches the syncer only after
 //! every chunk before it was written, so a checkpoint covers exactly what it claims.
 //! Every chunk that authenticates is written at its offset (rewriting a duplicate is harmless);
@@ -58,6 +58,10 @@ pub(super) enum WorkerOut {
 
 /// Frames queued between the opener and the writer.
 const PIPELINE_DEPTH: usize = 2;
+/// The writer starts writeback of what it wrote every this many bytes, so the disk works while
+/// chunks arrive and a checkpoint's `fdatasync` finds little left to write: durable progress
+/// keeps pace with received progress instead of trailing it by whole checkpoints.
+const WRITEBACK_EVERY: usize = 4 << 20;
 
 /// Work for the writer thread.
 enum WriteOp {
@@ -169,11 +173,20 @@ impl Worker {
         std::thread::Builder::new()
             .name("agentferry-write".into())
             .spawn(move || {
+                let mut unflushed = 0usize;
                 for op in rx {
                     let out = match op {
                         WriteOp::Chunk { index, offset, frame, path: carried_by } => {
-                            match file.write_all_at(Opened::payload(&frame), offset) {
-                                Ok(()) => WorkerOut::Chunk(index, carried_by),
+                            let payload = Opened::payload(&frame);
+                            match file.write_all_at(payload, offset) {
+                                Ok(()) => {
+                                    unflushed += payload.len();
+                                    if unflushed >= WRITEBACK_EVERY {
+                                        unflushed = 0;
+                                        super::disk::start_writeback(&file);
+                                    }
+                                    WorkerOut::Chunk(index, carried_by)
+                                }
                                 Err(e) => WorkerOut::Fatal(TransferError::io(&path, e)),
                             }
                         }
