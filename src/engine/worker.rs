@@ -104,9 +104,11 @@ impl Worker {
         }
         let len = file.metadata().map_err(|e| TransferError::io(&path, e))?.len();
         let durable = if kept && len >= manifest.bytes_in(durable) { durable } else { 0 };
-        let (reader, m, p) = (file.try_clone().map_err(|e| TransferError::io(&path, e))?, manifest.clone(), path.clone());
-        let read: ReadChunk =
-            Box::new(move |index, buf| reader.read_exact_at(buf, m.offset(index)).map_err(|e| TransferError::io(&p, e)));
+        let (reader, m, p) =
+            (file.try_clone().map_err(|e| TransferError::io(&path, e))?, manifest.clone(), path.clone());
+        let read: ReadChunk = Box::new(move |index, buf| {
+            reader.read_exact_at(buf, m.offset(index)).map_err(|e| TransferError::io(&p, e))
+        });
         let mut prefix = PrefixHash::start(&manifest, path.clone(), read)?;
         prefix.catch_up(durable);
         Ok((Worker { file, path, manifest, opener, prefix: Some(prefix), expected: None }, durable))
