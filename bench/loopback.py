@@ -3,12 +3,18 @@
 static HTTP server.
 
 For each size, the same generated file is fetched over 127.0.0.1 by curl from nginx (if
-installed, else `python3 -m http.server`) and sent by `agentferry send` to `agentferry receive`,
-alternating runs so both see the same machine state. Prints wall time, MB/s and each side's
-peak RSS (GNU time's %M for the processes we start, VmHWM for nginx's worker), the median over
---runs, and the ratio of our wall time to curl's.
+installed, else `python3 -m http.server`, and the table says so) and sent by `agentferry send`
+to `agentferry receive`, as whole processes (start, transfer, exit, output removed), alternating
+in pairs so both see the same machine state: absolute times on a shared VM swing by 2x between
+blocks of runs, the ratio within a pair does not. Prints per tool the median wall time, MB/s,
+user and sys CPU seconds and peak RSS of each side (GNU time for the processes we start, the
+worker's /proc counters for nginx), how many cores both sides kept busy ((user+sys)/wall), and
+the median ratio of our wall time to curl's in the same pair with its min-max.
 
-    cargo build --release && python3 bench/loopback.py --sizes 1,1024 --runs 3
+As root it re-runs itself in a private network namespace (`unshare --net`, loopback only), so
+nothing else on the host shares the loopback; `--no-netns` measures on the host's.
+
+    cargo build --release && python3 bench/loopback.py --sizes 1,64,1024 --runs 10 --no-relay
 
 `--baseline PATH` also runs another agentferry binary (say, a build of the previous commit),
 alternating with this one in the same run, so a change can be judged on the same machine state.
@@ -50,21 +56,51 @@ def free_port():
         return s.getsockname()[1]
 
 
+def in_private_netns():
+    """Re-run this script in a new network namespace with only loopback, when root allows."""
+    if os.environ.get("AGENTFERRY_BENCH_NETNS") or os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    script = "ip link set lo up && exec \"$@\""
+    cmd = ["unshare", "--net", "--", "sh", "-c", script, "sh", sys.executable] + sys.argv
+    env = dict(os.environ, AGENTFERRY_BENCH_NETNS="1")
+    sys.exit(subprocess.run(cmd, env=env).returncode)
+
+
+class Side:
+    """What one process cost: peak RSS (MiB), user and sys CPU seconds."""
+
+    def __init__(self, rss=0.0, user=0.0, sys=0.0):
+        self.rss, self.user, self.sys = rss, user, sys
+
+
 def timed(cmd):
-    """Wrap cmd in GNU time so its peak RSS is its own. (wait4's ru_maxrss would include the
-    memory of the Python process that forked it.)"""
-    fd, path = tempfile.mkstemp(suffix=".rss")
+    """Wrap cmd in GNU time so its peak RSS and CPU time are its own. (wait4's ru_maxrss would
+    include the memory of the Python process that forked it.)"""
+    fd, path = tempfile.mkstemp(suffix=".time")
     os.close(fd)
-    return ["/usr/bin/time", "-q", "-f", "%M", "-o", path] + cmd, path
+    return ["/usr/bin/time", "-q", "-f", "%M %U %S", "-o", path] + cmd, path
 
 
-def wait_rss(proc, rss_file):
-    """Wait for proc; return (exit code, peak RSS in MiB)."""
+def wait_timed(proc, time_file):
+    """Wait for proc; return (exit code, Side)."""
     proc.wait()
-    with open(rss_file) as f:
-        kib = int(f.read().split()[-1])
-    os.remove(rss_file)
-    return proc.returncode, kib / 1024
+    with open(time_file) as f:
+        kib, user, sys_s = f.read().split()[-3:]
+    os.remove(time_file)
+    return proc.returncode, Side(int(kib) / 1024, float(user), float(sys_s))
+
+
+def proc_cpu(pid):
+    """(user, sys) CPU seconds a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def proc_rss(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM"))
 
 
 def make_file(path, size):
@@ -107,14 +143,10 @@ http {{ access_log off; sendfile on; tcp_nopush on;
         self.proc = subprocess.Popen(["nginx", "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
         wait_listening(self.port)
 
-    def server_rss(self):
-        peaks = []
-        for pid in subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split():
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM"):
-                        peaks.append(int(line.split()[1]) / 1024)
-        return max(peaks, default=0.0)
+    def worker(self):
+        """The process that serves requests (nginx's single worker)."""
+        children = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True).stdout.split()
+        return int(children[0])
 
     def stop(self):
         self.proc.send_signal(signal.SIGQUIT)
@@ -131,9 +163,8 @@ class PyHttp(Nginx):
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_listening(self.port)
 
-    def server_rss(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM"))
+    def worker(self):
+        return self.proc.pid
 
     def stop(self):
         self.proc.terminate()
@@ -141,13 +172,17 @@ class PyHttp(Nginx):
 
 
 def run_curl(server, name, out):
+    """Returns (wall, server side, client side)."""
+    worker = server.worker()
+    user0, sys0 = proc_cpu(worker)
     start = time.monotonic()
-    cmd, rss_file = timed(["curl", "-sS", "-o", out, f"http://127.0.0.1:{server.port}/{name}"])
-    code, rss = wait_rss(subprocess.Popen(cmd), rss_file)
+    cmd, time_file = timed(["curl", "-sS", "-o", out, f"http://127.0.0.1:{server.port}/{name}"])
+    code, client = wait_timed(subprocess.Popen(cmd), time_file)
     wall = time.monotonic() - start
     if code:
         raise SystemExit(f"curl failed with {code}")
-    return wall, server.server_rss(), rss
+    user1, sys1 = proc_cpu(worker)
+    return wall, Side(proc_rss(worker), user1 - user0, sys1 - sys0), client
 
 
 class Relay:
@@ -159,8 +194,7 @@ class Relay:
         self.url = json.loads(self.proc.stdout.readline())["url"]
 
     def rss(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmHWM"))
+        return proc_rss(self.proc.pid)
 
     def stop(self):
         self.proc.terminate()
@@ -172,22 +206,23 @@ def run_ferry(bin_path, path, work, out_dir, expected, relay=None):
     if relay:
         env.update(AGENTFERRY_RELAY=relay.url, AGENTFERRY_PREFER="relay")
     send_home, recv_home = tempfile.mkdtemp(dir=work), tempfile.mkdtemp(dir=work)
-    send_cmd, send_file = timed([bin_path, "send", path, "--json"])
+    send_cmd, send_time = timed([bin_path, "send", path, "--json"])
     sender = subprocess.Popen(send_cmd, env=dict(env, AGENTFERRY_HOME=send_home), stdout=subprocess.PIPE, text=True)
     first = json.loads(sender.stdout.readline())
     assert first["event"] == "ticket", first
     start = time.monotonic()
-    recv_cmd, recv_file = timed([bin_path, "receive", first["ticket"], "-o", out_dir, "--json"])
+    recv_cmd, recv_time = timed([bin_path, "receive", first["ticket"], "-o", out_dir, "--json"])
     receiver = subprocess.Popen(recv_cmd, env=dict(env, AGENTFERRY_HOME=recv_home), stdout=subprocess.PIPE, text=True)
     lines = receiver.stdout.read().splitlines()
-    code, recv_rss = wait_rss(receiver, recv_file)
-    wall = time.monotonic() - start
+    code, recv = wait_timed(receiver, recv_time)
     sender.stdout.read()
-    send_code, send_rss = wait_rss(sender, send_file)
+    send_code, send = wait_timed(sender, send_time)
+    # Both processes have exited: the transfer as a user sees it.
+    wall = time.monotonic() - start
     last = json.loads(lines[-1])
     if code or send_code or (expected is not None and last.get("sha256") != expected):
         raise SystemExit(f"agentferry failed: receive={code} send={send_code} last={last}")
-    return wall, send_rss, recv_rss
+    return wall, send, recv
 
 
 def make_tree(root, count, kib):
@@ -263,12 +298,16 @@ def trees(args, binaries, work):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="1,1024", help="comma-separated sizes in MiB")
+    ap.add_argument("--sizes", default="1,64,1024", help="comma-separated sizes in MiB")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--binary", default=None, help="the agentferry to measure (default: the release build)")
     ap.add_argument("--baseline", default=None, help="another agentferry binary to measure in the same run")
     ap.add_argument("--trees", default=None, help="folders instead of files: comma-separated COUNTxKiB")
+    ap.add_argument("--no-relay", dest="relay", action="store_false", help="measure the direct path only")
+    ap.add_argument("--no-netns", dest="netns", action="store_false", help="stay in the host's network namespace")
     args = ap.parse_args()
+    if args.netns:
+        in_private_netns()
     ours = args.binary or binary()
     for b in filter(None, (ours, args.baseline)):
         if not os.path.exists(b):
@@ -283,11 +322,18 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
         return
     try:
-        src_dir = os.path.join(work, "src")
-        os.mkdir(src_dir)
-        server = (Nginx if shutil.which("nginx") else PyHttp)(src_dir, work)
-        relays = {b: Relay(b) for _, b in binaries}
-        rows = []
+        files(args, binaries, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def files(args, binaries, work):
+    src_dir = os.path.join(work, "src")
+    os.mkdir(src_dir)
+    server = (Nginx if shutil.which("nginx") else PyHttp)(src_dir, work)
+    relays = {b: Relay(b) for _, b in binaries} if args.relay else {}
+    rows = []
+    try:
         for mib in (int(s) for s in args.sizes.split(",")):
             size = mib << 20
             name = f"file-{mib}MiB.bin"
@@ -296,10 +342,12 @@ def main():
             tools = [("curl", server.name, None, None)]
             for suffix, b in binaries:
                 tools.append((f"direct{suffix}", f"agentferry direct{suffix}", b, None))
-                tools.append((f"relay{suffix}", f"agentferry via relay{suffix}", b, relays[b]))
+                if args.relay:
+                    tools.append((f"relay{suffix}", f"agentferry via relay{suffix}", b, relays[b]))
             results = {key: [] for key, *_ in tools}
-            for _ in range(args.runs):
-                for key, _, b, relay in tools:
+            for run in range(args.runs):
+                # Each round is one pair (or group); who goes first alternates between rounds.
+                for key, _, b, relay in tools[run % 2:] + tools[:run % 2]:
                     out_dir = tempfile.mkdtemp(dir=work)
                     if b is None:
                         results[key].append(run_curl(server, name, os.path.join(out_dir, name)))
@@ -307,28 +355,42 @@ def main():
                         results[key].append(run_ferry(b, path, work, out_dir, expected, relay))
                     shutil.rmtree(out_dir)
             os.remove(path)
-            walls = {}
             for key, label, _, _ in tools:
-                walls[key] = statistics.median(r[0] for r in results[key])
-                rows.append((mib, label, walls[key], size / walls[key] / 1e6,
-                             max(r[1] for r in results[key]), max(r[2] for r in results[key])))
-            for suffix, b in binaries:
-                ratio = walls[f"direct{suffix}"] / walls["curl"]
-                rows.append((mib, f"ratio agentferry direct{suffix} / curl: {ratio:.2f}x; "
-                             f"relay peak RSS {relays[b].rss():.1f} MiB", None, None, None, None))
+                rows.append(summary(mib, label, size, results[key], results["curl"]))
+        relay_rss = {b: relay.rss() for b, relay in relays.items()}
+    finally:
         server.stop()
         for relay in relays.values():
             relay.stop()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{'size':>9}  {'tool':<32} {'wall s':>8} {'MB/s':>8} {'RSS srv/send MiB':>17} {'RSS cli/recv MiB':>17}")
-    for mib, label, wall, rate, rss_a, rss_b in rows:
-        if wall is None:
-            print(f"{mib:>6}MiB  {label}")
-        else:
-            print(f"{mib:>6}MiB  {label:<32} {wall:>8.3f} {rate:>8.0f} {rss_a:>17.1f} {rss_b:>17.1f}")
-    print(f"(median of {args.runs} runs; peak RSS is the maximum over runs)")
+    head = ["size", "tool", "wall s", "MB/s", "x curl (min-max)", "cores", "a usr+sys s", "b usr+sys s",
+            "a RSS", "b RSS"]
+    print(f"{head[0]:>8}  {head[1]:<34}{head[2]:>7}{head[3]:>7}  {head[4]:<18}{head[5]:>5}"
+          f"{head[6]:>13}{head[7]:>13}{head[8]:>7}{head[9]:>7}")
+    for r in rows:
+        print(f"{r['mib']:>5}MiB  {r['label']:<34}{r['wall']:>7.3f}{r['mbs']:>7.0f}  {r['ratio']:<18}"
+              f"{r['cores']:>5.2f}{r['a_cpu']:>13}{r['b_cpu']:>13}{r['a_rss']:>7.1f}{r['b_rss']:>7.1f}")
+    print(f"(median of {args.runs} alternating rounds; 'x curl' is the median of our wall / curl's wall "
+          f"in the same round; a = server / sender, b = client / receiver; CPU and 'cores' "
+          f"((user+sys of a and b) / wall) are medians; RSS in MiB is the maximum over rounds)")
+    for b, rss in relay_rss.items():
+        print(f"relay peak RSS {rss:.1f} MiB ({b})")
+    print(f"network: {'private namespace (loopback only)' if os.environ.get('AGENTFERRY_BENCH_NETNS') else 'host loopback'}"
+          f"; reference: {server.name}; load before: {LOAD_BEFORE}; after: {os.getloadavg()}")
+
+
+def summary(mib, label, size, runs, curl_runs):
+    med = statistics.median
+    wall = med(r[0] for r in runs)
+    ratios = [r[0] / c[0] for r, c in zip(runs, curl_runs)]
+    ratio = "" if runs is curl_runs else f"{med(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
+    cpu = lambda i: f"{med(r[i].user for r in runs):.2f}+{med(r[i].sys for r in runs):.2f}"
+    return dict(mib=mib, label=label, wall=wall, mbs=size / wall / 1e6, ratio=ratio, a_cpu=cpu(1), b_cpu=cpu(2),
+                cores=med((r[1].user + r[1].sys + r[2].user + r[2].sys) / r[0] for r in runs),
+                a_rss=max(r[1].rss for r in runs), b_rss=max(r[2].rss for r in runs))
+
+
+LOAD_BEFORE = os.getloadavg()
 
 
 if __name__ == "__main__":

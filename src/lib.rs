@@ -106,6 +106,8 @@ pub use transport::{PathKind, Prefer};
 #[doc(hidden)]
 pub mod accept;
 #[doc(hidden)]
+pub mod alloc;
+#[doc(hidden)]
 pub mod codec;
 #[doc(hidden)]
 pub mod core;

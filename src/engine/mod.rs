@@ -11,6 +11,7 @@ mod disk;
 mod events;
 mod inbox;
 mod outgoing;
+mod prefix;
 mod rate;
 mod receive;
 mod registry;

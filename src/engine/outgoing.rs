@@ -157,6 +157,11 @@ impl Outgoing {
         })
     }
 
+    /// The file or folder being sent.
+    pub(super) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub(crate) fn manifest(&self) -> Manifest {
         Manifest { sha256: self.sha256(), ..self.manifest.clone() }
     }

@@ -10,17 +10,19 @@
 //! the core transmits each chunk at most once, in increasing order (the sealer enforces it).
 //! The source is checked before every request is served and before the trailer.
 //!
-//! Hashing happens here and only here: the session keeps the SHA-256 of a prefix of the file,
-//! extends it with each chunk sent in order, catches up from disk when a request starts further
-//! on, and finishes it for the trailer.
+//! Hashing happens here and only here: the session keeps the SHA-256 of a prefix of the file
+//! ([`PrefixHash`], on a thread of its own), extends it with each chunk sent in order, catches up
+//! from disk when a request starts further on, and finishes it for the trailer.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::outgoing::{Outgoing, hex};
+use super::{
+    outgoing::{Outgoing, hex},
+    prefix::{PrefixHash, ReadChunk},
+};
 use crate::{
     core::{Control, Request, SendCore, Transmit},
     crypto::random_epoch,
@@ -65,35 +67,6 @@ impl Serve for ServeOutgoing {
     }
 }
 
-/// The SHA-256 of the file's first `next` chunks.
-struct PrefixHash {
-    hasher: Sha256,
-    next: u64,
-}
-
-impl PrefixHash {
-    /// Extend the hash by reading chunks up to `upto` from disk.
-    fn catch_up(&mut self, outgoing: &Outgoing, upto: u64) -> Result<(), TransferError> {
-        let m = outgoing.manifest();
-        let mut buf = vec![0u8; m.chunk_size as usize];
-        while self.next < upto.min(m.chunk_count()) {
-            let chunk = &mut buf[..m.chunk_len(self.next)];
-            outgoing.read_chunk(self.next, chunk)?;
-            self.hasher.update(&*chunk);
-            self.next += 1;
-        }
-        Ok(())
-    }
-
-    /// Chunk `index` is going out: part of the prefix if it is the next one.
-    fn feed(&mut self, index: u64, plaintext: &[u8]) {
-        if index == self.next {
-            self.hasher.update(plaintext);
-            self.next += 1;
-        }
-    }
-}
-
 struct Driver {
     outgoing: Arc<Outgoing>,
     path: PathKind,
@@ -112,7 +85,6 @@ struct Gone;
 impl Driver {
     fn new(outgoing: Arc<Outgoing>, path: PathKind, frames: mpsc::Sender<Bytes>) -> Self {
         let m = outgoing.manifest();
-        let prefix = m.sha256.is_none().then(|| PrefixHash { hasher: Sha256::new(), next: 0 });
         Driver {
             opener: Opener::new(outgoing.session_key().clone(), outgoing.transfer_id, 0),
             core: SendCore::new(m.chunk_count()),
@@ -120,7 +92,7 @@ impl Driver {
             path,
             frames,
             sealer: None,
-            prefix,
+            prefix: None,
         }
     }
 
@@ -168,8 +140,8 @@ impl Driver {
             Control::Hello => return Ok(self.send(self.outgoing.sealed_manifest())),
             Control::Want { from, to } => {
                 self.outgoing.check_unchanged()?;
-                if let Some(prefix) = &mut self.prefix {
-                    prefix.catch_up(&self.outgoing, from)?;
+                if self.outgoing.sha256().is_none() {
+                    self.prefix()?.catch_up(from);
                 }
                 self.sealer = Some(Sealer::new(self.outgoing.session_key(), self.outgoing.transfer_id, random_epoch()));
                 self.core.handle_request(Request { from, to });
@@ -186,16 +158,26 @@ impl Driver {
         Ok(Ok(()))
     }
 
+    /// The prefix hash, started on first use.
+    fn prefix(&mut self) -> Result<&mut PrefixHash, TransferError> {
+        if self.prefix.is_none() {
+            let outgoing = Arc::clone(&self.outgoing);
+            let read: ReadChunk = Box::new(move |index, buf| outgoing.read_chunk(index, buf));
+            let path = self.outgoing.path().to_path_buf();
+            self.prefix = Some(PrefixHash::start(&self.outgoing.manifest(), path, read)?);
+        }
+        Ok(self.prefix.as_mut().expect("started above"))
+    }
+
     /// The whole-file SHA-256: known already, or the prefix hashed so far completed from disk.
     fn whole_hash(&mut self) -> Result<String, TransferError> {
-        match (self.outgoing.sha256(), self.prefix.take()) {
-            (Some(known), _) => Ok(known),
-            (None, Some(mut prefix)) => {
-                prefix.catch_up(&self.outgoing, self.outgoing.manifest().chunk_count())?;
-                self.outgoing.record_hash(&hex(&prefix.hasher.finalize()))
-            }
-            (None, None) => unreachable!("the prefix is kept until the hash is known"),
+        if let Some(known) = self.outgoing.sha256() {
+            self.prefix = None;
+            return Ok(known);
         }
+        self.prefix()?;
+        let prefix = self.prefix.take().expect("started above");
+        self.outgoing.record_hash(&hex(&prefix.finish()?))
     }
 
     /// Read and seal what the core says to transmit.
@@ -211,7 +193,8 @@ impl Driver {
                 buf.resize(start + len, 0);
                 outgoing.read_chunk(index, &mut buf[start..])?;
                 if let Some(prefix) = &mut self.prefix {
-                    prefix.feed(index, &buf[start..]);
+                    // A copy: sealing encrypts the plaintext in place while it is hashed.
+                    prefix.feed(index, || Bytes::copy_from_slice(&buf[start..]));
                 }
                 let sealer = self.sealer.as_mut().expect(NO_WANT);
                 sealer.seal(FrameKind::Chunk, if last { FLAG_LAST } else { 0 }, index, &mut buf);

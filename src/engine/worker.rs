@@ -1,10 +1,11 @@
 //! The receiver's disk worker: opens frames, writes chunks, hashes, syncs, verifies.
 //!
-//! Three threads in a pipeline, each fed through a bounded channel so memory stays flat:
-//! the *opener* authenticates, decrypts and hashes; the *writer* copies plaintext into the temp
-//! file; the *syncer* runs `fdatasync` for checkpoints. On this kind of machine writing fresh
-//! page-cache pages costs as much as all the crypto together, so overlapping the two is what
-//! keeps up with the network. Everything the driver hears passes through the writer, strictly in
+//! Threads in a pipeline, each fed through a bounded channel so memory stays flat: the *opener*
+//! authenticates and decrypts; the *hasher* ([`PrefixHash`]) extends the file's SHA-256 with each
+//! chunk in order while the *writer* copies the same plaintext into the temp file and starts its
+//! writeback early; the *syncer* runs `fdatasync` for checkpoints. Hashing and writing fresh
+//! page-cache pages each cost more than decrypting, so overlapping them is what keeps up with
+//! the network. Everything the driver hears passes through the writer, strictly in
 //! input order: a chunk is reported only once written, and a `Sync` reaches the syncer only after
 //! every chunk before it was written, so a checkpoint covers exactly what it claims.
 //! Every chunk that authenticates is written at its offset (rewriting a duplicate is harmless);
@@ -12,11 +13,13 @@
 
 use std::{fs::File, os::unix::fs::FileExt, path::PathBuf, sync::mpsc::SyncSender};
 
-use bytes::BytesMut;
-use sha2::{Digest, Sha256};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::outgoing::hex;
+use super::{
+    outgoing::hex,
+    prefix::{PrefixHash, ReadChunk},
+};
 use crate::{
     error::TransferError,
     frame::{FrameKind, Opened, Opener},
@@ -55,11 +58,15 @@ pub(super) enum WorkerOut {
 
 /// Frames queued between the opener and the writer.
 const PIPELINE_DEPTH: usize = 2;
+/// The writer starts writeback of what it wrote every this many bytes, so the disk works while
+/// chunks arrive and a checkpoint's `fdatasync` finds little left to write: durable progress
+/// keeps pace with received progress instead of trailing it by whole checkpoints.
+const WRITEBACK_EVERY: usize = 4 << 20;
 
 /// Work for the writer thread.
 enum WriteOp {
     /// Write the opened frame's payload at `offset`, then report chunk `index`.
-    Chunk { index: u64, offset: u64, frame: BytesMut, path: PathKind },
+    Chunk { index: u64, offset: u64, frame: Bytes, path: PathKind },
     /// Pass a report on to the driver, in order.
     Report(WorkerOut),
     /// Everything before this is written: hand `upto` to the syncer.
@@ -73,14 +80,14 @@ pub(super) struct Worker {
     path: PathBuf,
     manifest: Manifest,
     opener: Opener,
-    hasher: Sha256,
-    hashed: u64,
+    /// Taken by `finish`.
+    prefix: Option<PrefixHash>,
     expected: Option<[u8; 32]>,
 }
 
 impl Worker {
     /// Check that the disk has room for the file, open the temp file (never through a link, see
-    /// [`super::disk::open_temp`]) and re-hash its durable prefix. Returns the worker and the
+    /// [`super::disk::open_temp`]), reserve its space and re-hash its durable prefix. Returns the worker and the
     /// number of durable chunks actually present (fewer than claimed if the file was cut short
     /// or replaced).
     pub(crate) fn open(
@@ -91,25 +98,20 @@ impl Worker {
     ) -> Result<(Worker, u64), TransferError> {
         super::disk::check_space(&path, manifest.size)?;
         let (file, kept) = super::disk::open_temp(&path, durable > 0).map_err(|e| TransferError::io(&path, e))?;
+        if let Err(e) = super::disk::reserve(&file, &path, manifest.size) {
+            super::disk::remove_if_empty(&path, &file);
+            return Err(e);
+        }
         let len = file.metadata().map_err(|e| TransferError::io(&path, e))?.len();
         let durable = if kept && len >= manifest.bytes_in(durable) { durable } else { 0 };
-        let mut worker = Worker { file, path, manifest, opener, hasher: Sha256::new(), hashed: 0, expected: None };
-        worker.hash_from_disk(durable)?;
-        Ok((worker, durable))
-    }
-
-    /// Bring the running hash up to chunk `upto` by reading the file.
-    fn hash_from_disk(&mut self, upto: u64) -> Result<(), TransferError> {
-        let mut buf = vec![0u8; self.manifest.chunk_size as usize];
-        while self.hashed < upto {
-            let chunk = &mut buf[..self.manifest.chunk_len(self.hashed)];
-            self.file
-                .read_exact_at(chunk, self.manifest.offset(self.hashed))
-                .map_err(|e| TransferError::io(&self.path, e))?;
-            self.hasher.update(&*chunk);
-            self.hashed += 1;
-        }
-        Ok(())
+        let (reader, m, p) =
+            (file.try_clone().map_err(|e| TransferError::io(&path, e))?, manifest.clone(), path.clone());
+        let read: ReadChunk = Box::new(move |index, buf| {
+            reader.read_exact_at(buf, m.offset(index)).map_err(|e| TransferError::io(&p, e))
+        });
+        let mut prefix = PrefixHash::start(&manifest, path.clone(), read)?;
+        prefix.catch_up(durable);
+        Ok((Worker { file, path, manifest, opener, prefix: Some(prefix), expected: None }, durable))
     }
 
     /// Run until the input closes, `Finish` completes, or a fatal error.
@@ -173,11 +175,20 @@ impl Worker {
         std::thread::Builder::new()
             .name("agentferry-write".into())
             .spawn(move || {
+                let mut unflushed = 0usize;
                 for op in rx {
                     let out = match op {
                         WriteOp::Chunk { index, offset, frame, path: carried_by } => {
-                            match file.write_all_at(Opened::payload(&frame), offset) {
-                                Ok(()) => WorkerOut::Chunk(index, carried_by),
+                            let payload = Opened::payload(&frame);
+                            match file.write_all_at(payload, offset) {
+                                Ok(()) => {
+                                    unflushed += payload.len();
+                                    if unflushed >= WRITEBACK_EVERY {
+                                        unflushed = 0;
+                                        super::disk::start_writeback(&file);
+                                    }
+                                    WorkerOut::Chunk(index, carried_by)
+                                }
                                 Err(e) => WorkerOut::Fatal(TransferError::io(&path, e)),
                             }
                         }
@@ -208,6 +219,7 @@ impl Worker {
 
     fn frame(&mut self, mut frame: BytesMut, path: PathKind) -> Result<WriteOp, TransferError> {
         let Ok(opened) = self.opener.open(&mut frame) else { return Ok(WriteOp::Report(WorkerOut::Corrupt)) };
+        let frame = frame.freeze();
         let payload = Opened::payload(&frame);
         let m = &self.manifest;
         match opened.kind {
@@ -221,10 +233,9 @@ impl Worker {
                         m.chunk_size
                     )));
                 }
-                if index == self.hashed {
-                    self.hasher.update(payload);
-                    self.hashed += 1;
-                }
+                // The hasher reads the plaintext while the writer writes it.
+                let prefix = self.prefix.as_mut().expect("taken only by finish");
+                prefix.feed(index, || frame.slice_ref(payload));
                 Ok(WriteOp::Chunk { index, offset: m.offset(index), frame, path })
             }
             FrameKind::Trailer => {
@@ -241,9 +252,8 @@ impl Worker {
     fn finish(&mut self) -> Result<WorkerOut, TransferError> {
         let m = self.manifest.clone();
         self.file.set_len(m.size).map_err(|e| TransferError::io(&self.path, e))?;
-        self.hash_from_disk(m.chunk_count())?;
         self.file.sync_all().map_err(|e| TransferError::io(&self.path, e))?;
-        let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        let digest = self.prefix.take().expect("finish runs once").finish()?;
         let expected = self.expected.ok_or_else(|| TransferError::Protocol("no hash arrived".into()))?;
         if digest != expected {
             return Err(TransferError::IntegrityMismatch(format!(
