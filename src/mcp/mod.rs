@@ -14,6 +14,7 @@
 //! exported a grant, and the download folder is created by the first receive.
 
 mod errors;
+pub mod invites;
 mod roots;
 mod tasks;
 pub mod types;
@@ -32,6 +33,8 @@ use rmcp::{
     task_manager::TaskManager,
     tool, tool_handler, tool_router,
 };
+pub use invites::InvitePolicy;
+use invites::{CreateInviteArgs, CreateInviteResult, InviteList, RevokeInviteArgs};
 pub use roots::Roots;
 use tokio::sync::{OnceCell, watch};
 use types::*;
@@ -41,7 +44,7 @@ use crate::{
     error::TransferError,
     id::TransferId,
     journal::{State, TransferStatus},
-    peers::{GrantUri, PeerInfo},
+    peers::{GrantInfo, GrantUri, PeerInfo},
     ticket::Ticket,
     transport::http::HttpServer,
 };
@@ -70,8 +73,9 @@ const INSTRUCTIONS: &str = "agentferry moves files between machines, encrypted e
 To give a file to another agent: send_file(path) returns a ticket; pass the ticket to the other agent by any \
 means; it calls receive_file(ticket). To push to a trusted peer instead: send_file(path, to=name) (list_peers \
 shows names; add_peer adds one). Both sides then follow the transfer with check_session(transfer_id, wait=true). \
-Interrupted transfers continue with resume_transfer(transfer_id). Tickets are secrets: share them only with \
-the intended receiver.";
+Interrupted transfers continue with resume_transfer(transfer_id). To pair two agents so that later files need no \
+ticket: the receiving agent calls create_invite and hands the uri to the sending agent, which calls add_peer(uri) and \
+then send_file(path, to=name). Tickets and invite uris are secrets: share them only with the intended agent.";
 
 /// The MCP front of one node.
 #[derive(Clone)]
@@ -82,6 +86,7 @@ pub struct FerryServer {
     /// plain node when the address was taken).
     inbox: Arc<OnceCell<Node>>,
     roots: Roots,
+    invites: InvitePolicy,
     registry: Arc<Registry>,
     tasks: TaskManager,
     tool_router: ToolRouter<Self>,
@@ -101,10 +106,16 @@ impl FerryServer {
     /// soon as this node has exported a grant (checked now, on every tool call and every
     /// [`GRANT_POLL`]), since only holders of a grant push here.
     pub async fn start(node: Node, roots: Roots) -> Self {
+        Self::start_with(node, roots, InvitePolicy::default()).await
+    }
+
+    /// [`Self::start`] with the limits on what `create_invite` may mint.
+    pub async fn start_with(node: Node, roots: Roots, invites: InvitePolicy) -> Self {
         let server = FerryServer {
             node,
             inbox: Arc::new(OnceCell::new()),
             roots,
+            invites,
             registry: Registry::new(),
             tasks: TaskManager::new(),
             tool_router: Self::router(),
@@ -336,10 +347,10 @@ sending progress notifications if you gave a progress token.",
 
     #[tool(
         title = "Trust a peer",
-        description = "Store a trusted peer from the grant URI its owner printed with `agentferry export` \
-(starts with `grant`). Afterwards send_file(path, to=name) pushes files to it and it accepts them on its own. \
-Adding the same grant again refreshes it; a different peer already stored under the name is replaced only with \
-replace: true.",
+        description = "Store a trusted peer from the invite URI it gave you (starts with `grant`; made by \
+create_invite on its side, or by `agentferry export`). Afterwards send_file(path, to=name) pushes files to it and it \
+accepts them on its own, with no ticket. Adding the same grant again refreshes it; a different peer already stored \
+under the name is replaced only with replace: true.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn add_peer(&self, Parameters(args): Parameters<AddPeerArgs>) -> Result<Json<PeerInfo>, ToolError> {
@@ -355,6 +366,50 @@ replace: true.",
         let ttl = args.ttl_hours.map(|h| (h.max(0.0) * 3600.0) as u64);
         let peer = trust.add_peer(&args.uri, args.name.as_deref(), ttl)?;
         Ok(Json(PeerInfo::from(&peer)))
+    }
+
+    #[tool(
+        title = "Invite a peer to send here",
+        description = "Create an invite: a secret URI that lets one other agent push files to this machine \
+without a ticket. Pairing: (1) you call create_invite; (2) you hand the returned uri to the sending agent by any \
+means; (3) it calls add_peer(uri); (4) its send_file(path, to=name) reaches this node, which fetches the file on its \
+own into the download folder (check_session lists it). Give the uri only to the agent that should send here. \
+Invites expire (default 1 hour), are capped in number and in bytes per invite (beyond, pushes wait as pending \
+offers), and may need the person's confirmation. revoke_invite ends one.",
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn create_invite(
+        &self,
+        Parameters(args): Parameters<CreateInviteArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<CreateInviteResult>, ToolError> {
+        let created = invites::create(&self.node, &self.invites, &ctx.peer, args).await?;
+        self.node().await; // pushes under it must find the inbox listening now
+        Ok(Json(created))
+    }
+
+    #[tool(
+        title = "Revoke an invite",
+        description = "Revoke an invite (by the grant_id create_invite or list_invites showed): pushes under \
+it are no longer accepted on their own; they wait as pending offers that only receive_file(transfer_id) takes.",
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn revoke_invite(
+        &self,
+        Parameters(args): Parameters<RevokeInviteArgs>,
+    ) -> Result<Json<GrantInfo>, ToolError> {
+        Ok(Json(GrantInfo::from(&self.node.trust().revoke(&args.grant_id)?)))
+    }
+
+    #[tool(
+        title = "List invites",
+        description = "List the invites (grants) this node created, without their secrets: id, expiry, whether \
+revoked, the sender name bound on first use, and bytes received against the quota.",
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn list_invites(&self) -> Result<Json<InviteList>, ToolError> {
+        let grants = self.node.trust().grants()?;
+        Ok(Json(InviteList { invites: grants.iter().map(GrantInfo::from).collect() }))
     }
 
     #[tool(
