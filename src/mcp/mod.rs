@@ -15,6 +15,7 @@
 
 mod errors;
 pub mod invites;
+mod resources;
 mod roots;
 mod tasks;
 pub mod types;
@@ -27,7 +28,9 @@ use rmcp::{
     handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
     model::{
         CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation,
-        ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+        ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
+        ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+        Tool, UnsubscribeRequestParams,
     },
     service::RequestContext,
     task_manager::TaskManager,
@@ -87,6 +90,7 @@ pub struct FerryServer {
     inbox: Arc<OnceCell<Node>>,
     roots: Roots,
     invites: InvitePolicy,
+    subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
     tasks: TaskManager,
     tool_router: ToolRouter<Self>,
@@ -116,6 +120,7 @@ impl FerryServer {
             inbox: Arc::new(OnceCell::new()),
             roots,
             invites,
+            subscriptions: Default::default(),
             registry: Registry::new(),
             tasks: TaskManager::new(),
             tool_router: Self::router(),
@@ -500,7 +505,9 @@ impl FerryServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FerryServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tasks().build())
+        let capabilities =
+            ServerCapabilities::builder().enable_tools().enable_tasks().enable_resources().enable_resources_subscribe();
+        ServerConfig::new(capabilities.build())
             .with_server_info(Implementation::new("agentferry", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
@@ -525,6 +532,49 @@ impl ServerHandler for FerryServer {
             return Ok(response);
         }
         self.tool_router.call(ToolCallContext::new(self, request, context)).await
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, rmcp::ErrorData> {
+        Ok(ListResourcesResult::with_all_items(resources::list(self).await?))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, rmcp::ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(resources::templates()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, rmcp::ErrorData> {
+        Ok(resources::read(self, &request.uri).await?.into())
+    }
+
+    #[allow(deprecated)] // the 2025-11-25 protocol that today's clients speak subscribes this way
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        resources::subscribe(self, &request.uri, context.peer).await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        resources::unsubscribe(self, &request.uri);
+        Ok(())
     }
 
     async fn get_task(

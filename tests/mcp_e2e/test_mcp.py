@@ -18,7 +18,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp import ClientSession, StdioServerParameters
+from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 
 BIN = os.environ["AGENTFERRY_BIN"]
@@ -344,3 +344,72 @@ async def test_invites_are_capped_limited_and_confirmed_by_the_person(tmp_path):
         sent = await ok(sa, "send_file", path="big.bin", to="bob")
         assert sent["peer_answer"] == "pending", sent
         assert await pending(sb, sent["transfer_id"]) == "grant_quota_exceeded"
+
+
+@pytest.mark.anyio
+async def test_transfers_and_received_files_are_resources(tmp_path):
+    import base64
+
+    from mcp.shared.exceptions import MCPError
+
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    big = a.make_file("big.bin", 11 * 1024 * 1024)
+    small = a.make_file("notes.txt", 300_000)
+    folder = a.files / "album"
+    (folder / "sub dir").mkdir(parents=True)
+    (folder / "sub dir" / "ünï %.json").write_bytes(b'{"x": 1}')
+    updates_in, updates = anyio.create_memory_object_stream(100)
+
+    async def on_message(message):
+        if isinstance(message, types.ResourceUpdatedNotification):
+            await updates_in.send(message.params.uri)
+
+    async with AsyncExitStack() as stack:
+        sa, sb = await a.connect(stack), await b.connect(stack, message_handler=on_message)
+        templates = (await sb.list_resource_templates()).resource_templates
+        assert {"agentferry://transfers/{transfer_id}", "agentferry://files/{transfer_id}"} <= {
+            t.uri_template for t in templates}
+
+        # A subscribed client hears every change through to `completed`.
+        sent = await ok(sa, "send_file", path="big.bin")
+        tid = sent["transfer_id"]
+        await ok(sb, "receive_file", ticket=sent["ticket"])
+        uri = f"agentferry://transfers/{tid}"
+        await sb.subscribe_resource(uri)
+        seen = []
+        with anyio.fail_after(60):
+            async for updated in updates:
+                assert updated == uri
+                status = json.loads((await sb.read_resource(uri)).contents[0].text)
+                seen.append(status["state"])
+                if status["state"] == "completed":
+                    break
+        assert seen[-1] == "completed" and "ticket" not in json.dumps(status), (seen, status)
+
+        # Too large to read as a resource: a clear error pointing at saved_to.
+        with pytest.raises(MCPError) as refused:
+            await sb.read_resource(f"agentferry://files/{tid}")
+        assert refused.value.error.data["code"] == "resource_too_large", refused.value.error
+        assert "saved_to" in refused.value.error.data["hint"]
+
+        # A small file reads back as the same bytes, with a MIME type from its name.
+        sent = await ok(sa, "send_file", path="notes.txt")
+        await ok(sb, "receive_file", ticket=sent["ticket"])
+        assert (await wait(sb, sent["transfer_id"]))["transfers"][0]["state"] == "completed"
+        content = (await sb.read_resource(f"agentferry://files/{sent['transfer_id']}")).contents[0]
+        assert content.mime_type == "text/plain"
+        assert base64.b64decode(content.blob) == small.read_bytes()
+
+        # A file inside a received folder, listed and read by its path; nothing outside it.
+        sent = await ok(sa, "send_file", path="album")
+        await ok(sb, "receive_file", ticket=sent["ticket"])
+        assert (await wait(sb, sent["transfer_id"]))["transfers"][0]["state"] == "completed"
+        listed = {r.uri: r for r in (await sb.list_resources()).resources}
+        inner = next(u for u in listed if u.startswith(f"agentferry://files/{sent['transfer_id']}/"))
+        assert " " not in inner and listed[inner].mime_type == "application/json", inner
+        content = (await sb.read_resource(inner)).contents[0]
+        assert base64.b64decode(content.blob) == b'{"x": 1}'
+        assert f"agentferry://transfers/{tid}" in listed
+        for escape in ["..%2F..%2Fhome", "../../home", "sub%20dir/../../x"]:
+            with pytest.raises(MCPError):
+                await sb.read_resource(f"agentferry://files/{sent['transfer_id']}/{escape}")
