@@ -14,7 +14,8 @@ use super::output::Reporter;
 
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
-    /// A folder send_file may read from (repeatable). Default: the working directory.
+    /// A folder send_file may read from (repeatable). Default: the roots the MCP client
+    /// declares, else the working directory.
     #[arg(long = "root", value_name = "DIR")]
     roots: Vec<PathBuf>,
     /// Where received files go. Default: the platform download folder + /agentferry.
@@ -75,12 +76,13 @@ pub async fn relay(args: RelayArgs, reporter: &mut Reporter) -> Result<(), Trans
 }
 
 pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
-    let roots = if args.roots.is_empty() {
-        vec![std::env::current_dir().map_err(|e| TransferError::io(".", e))?]
-    } else {
-        args.roots
-    };
     let download_dir = args.download_dir.unwrap_or_else(|| default_download_dir(node.home().root()));
+    let roots = if args.roots.is_empty() {
+        let cwd = std::env::current_dir().map_err(|e| TransferError::io(".", e))?;
+        Roots::unless_client_declares(&[cwd], &download_dir)?
+    } else {
+        Roots::new(&args.roots, &download_dir)?
+    };
     let default = InvitePolicy::default();
     let invites = InvitePolicy {
         quota_bytes: args.invite_quota,
@@ -88,7 +90,7 @@ pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
         max_ttl_hours: args.invite_max_ttl.as_secs_f64() / 3600.0,
         default_ttl_hours: default.default_ttl_hours.min(args.invite_max_ttl.as_secs_f64() / 3600.0),
     };
-    let server = FerryServer::start_with(node, Roots::new(&roots, &download_dir)?, invites).await;
+    let server = FerryServer::start_with(node, roots, invites).await;
     let running = server
         .serve(rmcp::transport::stdio())
         .await

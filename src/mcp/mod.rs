@@ -88,7 +88,10 @@ pub struct FerryServer {
     /// The node serving from its inbox listener, once one was needed (bound at most once; the
     /// plain node when the address was taken).
     inbox: Arc<OnceCell<Node>>,
-    roots: Roots,
+    /// The allowed roots now (see [`roots`] for where they come from).
+    roots: Arc<std::sync::RwLock<Roots>>,
+    /// The client's roots must be asked for before the next call that uses them.
+    roots_stale: Arc<std::sync::atomic::AtomicBool>,
     invites: InvitePolicy,
     subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
@@ -118,7 +121,8 @@ impl FerryServer {
         let server = FerryServer {
             node,
             inbox: Arc::new(OnceCell::new()),
-            roots,
+            roots: Arc::new(std::sync::RwLock::new(roots)),
+            roots_stale: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             invites,
             subscriptions: Default::default(),
             registry: Registry::new(),
@@ -164,7 +168,8 @@ impl FerryServer {
         match HttpServer::bind(addr).await {
             Ok(server) => {
                 let server = Arc::new(server);
-                let inbox = Inbox::new(node.clone(), self.roots.download_dir().to_owned(), Arc::clone(&self.registry));
+                let download_dir = self.roots().download_dir().to_owned();
+                let inbox = Inbox::new(node.clone(), download_dir, Arc::clone(&self.registry));
                 server.set_inbox(inbox.handler());
                 inbox.listen_on_channel(&node).await;
                 server.start();
@@ -174,6 +179,31 @@ impl FerryServer {
             Err(e) => {
                 tracing::warn!("not listening for pushes ({e}); each send gets its own port");
                 node
+            }
+        }
+    }
+
+    fn roots(&self) -> Roots {
+        self.roots.read().expect("not poisoned").clone()
+    }
+
+    /// Ask the client for its roots if they replace ours and changed since we last asked.
+    async fn refresh_roots(&self, peer: &rmcp::Peer<RoleServer>) {
+        use std::sync::atomic::Ordering;
+        let declares = peer.peer_info().is_some_and(|info| info.capabilities.roots.is_some());
+        if !declares || !self.roots().client_may_replace() || !self.roots_stale.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        #[allow(deprecated)] // roots are what today's hosts (Claude Code, Cursor) send
+        match peer.list_roots().await {
+            Ok(listed) => {
+                let replaced = self.roots().with_client_roots(listed.roots.iter().map(|r| r.uri.as_str()));
+                tracing::info!(roots = ?replaced.roots(), "using the client's roots");
+                *self.roots.write().expect("not poisoned") = replaced;
+            }
+            Err(e) => {
+                self.roots_stale.store(true, Ordering::SeqCst);
+                tracing::warn!("the client declares roots but did not list them: {e}");
             }
         }
     }
@@ -206,7 +236,7 @@ impl FerryServer {
     }
 
     async fn start_send(&self, args: SendFileArgs) -> Result<(SendFileResult, Started), ToolError> {
-        let path = self.roots.readable_file(&args.path)?;
+        let path = self.roots().readable_file(&args.path)?;
         let minutes = args.expires_in_minutes.unwrap_or(1440).max(1);
         let options = SendOptions {
             path,
@@ -251,7 +281,7 @@ impl FerryServer {
     }
 
     async fn start_receive(&self, args: ReceiveFileArgs) -> Result<Started, ToolError> {
-        let output_dir = self.roots.writable_dir(args.output_dir.as_deref())?;
+        let output_dir = self.roots().writable_dir(args.output_dir.as_deref())?;
         let options =
             ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None, prefer: args.prefer };
         let node = self.node().await;
@@ -521,6 +551,7 @@ impl ServerHandler for FerryServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         self.node().await; // any call may be the first since `agentferry export`: bind the inbox
+        self.refresh_roots(&context.peer).await;
         if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
             return Ok(e.into_result().into());
         }
@@ -532,6 +563,10 @@ impl ServerHandler for FerryServer {
             return Ok(response);
         }
         self.tool_router.call(ToolCallContext::new(self, request, context)).await
+    }
+
+    async fn on_roots_list_changed(&self, _: rmcp::service::NotificationContext<RoleServer>) {
+        self.roots_stale.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     async fn list_resources(

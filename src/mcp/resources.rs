@@ -271,7 +271,8 @@ fn encode(rel: &str) -> String {
     out
 }
 
-fn decode(s: &str) -> Option<String> {
+/// Undo [`encode`] (and any percent-encoding, as in `file://` URIs).
+pub(super) fn decode(s: &str) -> Option<String> {
     let mut out = Vec::new();
     let mut bytes = s.bytes();
     while let Some(b) = bytes.next() {

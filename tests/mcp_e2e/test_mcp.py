@@ -44,13 +44,16 @@ class Node:
         self.env = dict(os.environ, AGENTFERRY_HOME=str(self.home), AGENTFERRY_BIND="127.0.0.1:0",
                         AGENTFERRY_INBOX_BIND="127.0.0.1:0", AGENTFERRY_NAME=name, AGENTFERRY_LOG="warn")
 
-    def params(self, *extra):
-        return StdioServerParameters(command=BIN, args=["mcp", "--root", str(self.files),
-                                                       "--download-dir", str(self.downloads), *extra], env=self.env)
+    def params(self, *extra, root=True):
+        roots = ["--root", str(self.files)] if root else []
+        return StdioServerParameters(command=BIN, args=["mcp", *roots, "--download-dir", str(self.downloads), *extra],
+                                     env=self.env)
 
-    async def connect(self, stack: AsyncExitStack, *extra, errlog=sys.stderr, **callbacks) -> ClientSession:
-        """A session with this node's server; `extra` server arguments, `callbacks` for ClientSession."""
-        read, write = await stack.enter_async_context(stdio_client(self.params(*extra), errlog=errlog))
+    async def connect(self, stack: AsyncExitStack, *extra, errlog=sys.stderr, root=True, **callbacks) -> ClientSession:
+        """A session with this node's server: `extra` server arguments, without `--root` unless
+        `root`, and `callbacks` for ClientSession."""
+        params = self.params(*extra, root=root)
+        read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
         session = await stack.enter_async_context(ClientSession(read, write, **callbacks))
         await session.initialize()
         return session
@@ -413,3 +416,40 @@ async def test_transfers_and_received_files_are_resources(tmp_path):
         for escape in ["..%2F..%2Fhome", "../../home", "sub%20dir/../../x"]:
             with pytest.raises(MCPError):
                 await sb.read_resource(f"agentferry://files/{sent['transfer_id']}/{escape}")
+
+
+@pytest.mark.anyio
+async def test_the_hosts_roots_apply_when_no_root_flag_is_given(tmp_path):
+    a = Node(tmp_path, "alice")
+    other = tmp_path / "other root"
+    other.mkdir()
+    (other / "there.txt").write_text("there")
+    a.make_file("here.txt", 100)
+    declared = [a.files, other]
+
+    async def host_roots(context):
+        return types.ListRootsResult(roots=[types.Root(uri=p.as_uri()) for p in declared])
+
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack, root=False, list_roots_callback=host_roots)
+        await ok(sa, "send_file", path=str(a.files / "here.txt"))
+        await ok(sa, "send_file", path=str(other / "there.txt"))
+        # The working directory is no root once the host declares its own.
+        readme = Path("README.md").resolve()
+        is_error, refused = await call(sa, "send_file", path=str(readme))
+        assert is_error and refused["code"] == "path_not_allowed", refused
+
+        # The host narrows its roots: the next call sees it.
+        declared[:] = [other]
+        await sa.send_roots_list_changed()
+        is_error, refused = await call(sa, "send_file", path=str(a.files / "here.txt"))
+        assert is_error and refused["code"] == "path_not_allowed", refused
+        await ok(sa, "send_file", path=str(other / "there.txt"))
+
+    # --root wins over the host's roots.
+    declared[:] = [other]
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack, list_roots_callback=host_roots)
+        await ok(sa, "send_file", path="here.txt")
+        is_error, refused = await call(sa, "send_file", path=str(other / "there.txt"))
+        assert is_error and refused["code"] == "path_not_allowed", refused
