@@ -91,11 +91,11 @@ pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
         default_ttl_hours: default.default_ttl_hours.min(args.invite_max_ttl.as_secs_f64() / 3600.0),
     };
     let server = FerryServer::start_with(node, roots, invites).await;
-    let running = server
-        .serve(rmcp::transport::stdio())
-        .await
-        .map_err(|e| TransferError::Protocol(format!("MCP initialisation failed: {e}")))?;
+    let (transport, writer) = agentferry::mcp::stdio::transport(tokio::io::stdin(), tokio::io::stdout());
+    let running =
+        server.serve(transport).await.map_err(|e| TransferError::Protocol(format!("MCP initialisation failed: {e}")))?;
     running.waiting().await.map_err(|e| TransferError::Protocol(format!("MCP session ended: {e}")))?;
+    let _ = writer.await; // the last answers reach stdout
     Ok(())
 }
 

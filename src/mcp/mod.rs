@@ -17,6 +17,7 @@ mod errors;
 pub mod invites;
 mod resources;
 mod roots;
+pub mod stdio;
 mod tasks;
 pub mod types;
 
