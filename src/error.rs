@@ -206,7 +206,9 @@ impl TransferError {
                 "ask the peer for a fresh `agentferry export` and `agentferry peers add` it, or send without --to and hand over the ticket"
             }
             GrantNotFound(_) => "run `agentferry grants list` to see the grants this node exported",
-            TooManyGrants(_) => "revoke a grant no longer needed (`agentferry grants revoke ID`), or wait for one to expire",
+            TooManyGrants(_) => {
+                "revoke a grant no longer needed (`agentferry grants revoke ID`), or wait for one to expire"
+            }
             OfferRefused(_) => "send without --to and hand the ticket over instead, or ask the peer for a fresh grant",
             PathNotAllowed(_) => "use a path inside the allowed roots (or the download folder for received files)",
             PathUnavailable(_) => "pass --prefer auto or --prefer http",

@@ -92,8 +92,10 @@ pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
     };
     let server = FerryServer::start_with(node, roots, invites).await;
     let (transport, writer) = agentferry::mcp::stdio::transport(tokio::io::stdin(), tokio::io::stdout());
-    let running =
-        server.serve(transport).await.map_err(|e| TransferError::Protocol(format!("MCP initialisation failed: {e}")))?;
+    let running = server
+        .serve(transport)
+        .await
+        .map_err(|e| TransferError::Protocol(format!("MCP initialisation failed: {e}")))?;
     running.waiting().await.map_err(|e| TransferError::Protocol(format!("MCP session ended: {e}")))?;
     let _ = writer.await; // the last answers reach stdout
     Ok(())

@@ -6,12 +6,12 @@
 //! at once, and a byte quota per grant beyond which pushes are held for a person instead of
 //! auto-accepted. The person who starts the server sets these (`agentferry mcp --invite-quota`,
 //! `--max-invites`). When the client supports elicitation, the person confirms each invite
-//! before it exists; a plain client gets the invite without asking.
+//! before it exists (no answer, no invite); a plain client gets the invite without asking.
 //!
 //! The invite's URI is the one secret here: it appears in `create_invite`'s result and nowhere
 //! else (logs, `list_invites`, resources and errors show only the grant id).
 
-use rmcp::{RoleServer, Peer, service::ElicitationError};
+use rmcp::{Peer, RoleServer, service::ElicitationError};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -125,7 +125,14 @@ pub async fn create(
                     hint: "do not retry on your own; ask the person, or use send_file without `to` and hand over the ticket".into(),
                 });
             }
-            Err(e) => tracing::warn!("no confirmation asked ({e}); creating the invite without it"),
+            // The client said it can ask but did not: no invite without the answer.
+            Err(e) => {
+                return Err(ToolError {
+                    code: "invite_not_confirmed".into(),
+                    message: format!("the person could not be asked to confirm the invite: {e}"),
+                    hint: "call create_invite again; if it keeps failing, ask the person to run `agentferry export` instead".into(),
+                });
+            }
         }
     }
     let inbox = advertised_addrs(node.inbox_bind()?);

@@ -24,6 +24,8 @@ pub mod types;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 pub use errors::ToolError;
+pub use invites::InvitePolicy;
+use invites::{CreateInviteArgs, CreateInviteResult, InviteList, RevokeInviteArgs};
 use rmcp::{
     Json, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
@@ -37,8 +39,6 @@ use rmcp::{
     task_manager::TaskManager,
     tool, tool_handler, tool_router,
 };
-pub use invites::InvitePolicy;
-use invites::{CreateInviteArgs, CreateInviteResult, InviteList, RevokeInviteArgs};
 pub use roots::Roots;
 use tokio::sync::{OnceCell, watch};
 use types::*;
@@ -412,7 +412,12 @@ means; (3) it calls add_peer(uri); (4) its send_file(path, to=name) reaches this
 own into the download folder (check_session lists it). Give the uri only to the agent that should send here. \
 Invites expire (default 1 hour), are capped in number and in bytes per invite (beyond, pushes wait as pending \
 offers), and may need the person's confirmation. revoke_invite ends one.",
-        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
     )]
     async fn create_invite(
         &self,

@@ -202,6 +202,9 @@ mod tests {
         let uri = format!("file://{}", other.display()).replace(' ', "%20");
         let narrowed = roots.with_client_roots([uri.as_str(), "file:///nonexistent", "https://x"]);
         assert_eq!(narrowed.roots(), [other.canonicalize().unwrap()]);
-        assert_eq!(narrowed.readable_file(&root.join("ok.txt").display().to_string()).unwrap_err().code(), "path_not_allowed");
+        assert_eq!(
+            narrowed.readable_file(&root.join("ok.txt").display().to_string()).unwrap_err().code(),
+            "path_not_allowed"
+        );
     }
 }

@@ -257,9 +257,18 @@ mod tests {
         };
         assert_eq!(id(r#"{"jsonrpc":"2.0","id":7,"method":"x","params":{"a":"...."}}"#), json!(7));
         assert_eq!(id(r#"{"jsonrpc": "2.0", "id": "abc", "params": {"a": "......................"}}"#), json!("abc"));
-        assert_eq!(id(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"a":"..........................."},"id":9}"#), json!(9));
-        assert_eq!(id(r#"{"method":"tools/call","params":{"a":"......................................","id":3}}"#), json!(null));
-        assert_eq!(id(r#"{"params":{"id":3,"a":"................................................."},"x":1}"#), json!(null));
+        assert_eq!(
+            id(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"a":"..........................."},"id":9}"#),
+            json!(9)
+        );
+        assert_eq!(
+            id(r#"{"method":"tools/call","params":{"a":"......................................","id":3}}"#),
+            json!(null)
+        );
+        assert_eq!(
+            id(r#"{"params":{"id":3,"a":"................................................."},"x":1}"#),
+            json!(null)
+        );
         assert_eq!(id("not json at all, not even close to it, no, not at all"), json!(null));
     }
 
@@ -278,7 +287,10 @@ mod tests {
         server_out.write_all(b"{\"id\":6,\"result\":{}}\n").await.unwrap();
         let mut lines = BufReader::new(server_read).lines();
         let refusal: serde_json::Value = serde_json::from_str(&lines.next_line().await.unwrap().unwrap()).unwrap();
-        assert_eq!((refusal["id"].clone(), refusal["error"]["data"]["code"].clone()), (json!(5), json!("request_too_large")));
+        assert_eq!(
+            (refusal["id"].clone(), refusal["error"]["data"]["code"].clone()),
+            (json!(5), json!("request_too_large"))
+        );
         assert_eq!(lines.next_line().await.unwrap().unwrap(), "{\"id\":6,\"result\":{}}");
         drop((server_in, server_out, client_write));
         writer.await.unwrap();
