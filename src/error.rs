@@ -256,8 +256,8 @@ impl TransferError {
             IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
             FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
             SourceChanged(_) => 7,
-            TransferNotFound(_) | AlreadyCompleted(_) | SenderCompleted(_) | Busy(_) | AmbiguousTransfer(_) | PeerNotFound(_)
-            | GrantNotFound(_) => 8,
+            TransferNotFound(_) | AlreadyCompleted(_) | SenderCompleted(_) | Busy(_) | AmbiguousTransfer(_)
+            | PeerNotFound(_) | GrantNotFound(_) => 8,
             TooManyGrants(_) => 4,
             InvalidArgument(_) => 2,
             Cancelled => 130,

@@ -4,7 +4,8 @@
 //! - `agentferry://transfers/{transfer_id}`: the transfer's status as JSON (what check_session
 //!   shows; no ticket, no secret). `resources/subscribe` to it delivers
 //!   `notifications/resources/updated` whenever its state or progress changes, through to the
-//!   final state.
+//!   final state; a transfer id not known yet may be subscribed to, and its appearance is the
+//!   first change.
 //! - `agentferry://files/{transfer_id}`: the file a completed incoming transfer saved, and
 //!   `agentferry://files/{transfer_id}/{relative path}` a file inside a received folder (path
 //!   segments percent-encoded). Read as a base64 blob with a MIME type guessed from the name, up
@@ -206,7 +207,9 @@ pub(super) async fn subscribe(server: &FerryServer, uri: &str, peer: Peer<RoleSe
             "subscribe to agentferry://transfers/{transfer_id}",
         ));
     };
-    let first = transfer(server, &id.to_string()).await.ok_or_else(|| unknown(uri))?;
+    // A transfer not known yet may be subscribed to (a receiver can subscribe before it
+    // accepts); its appearance is the first change.
+    let first = transfer(server, &id.to_string()).await;
     let task = tokio::spawn(follow(server.clone(), id, uri.to_owned(), first, peer));
     if let Some(old) = server.subscriptions.0.lock().expect("not poisoned").insert(uri.to_owned(), task.abort_handle())
     {
@@ -222,9 +225,16 @@ pub(super) fn unsubscribe(server: &FerryServer, uri: &str) {
 }
 
 /// Notify `peer` each time the transfer's state or progress changes, until a final state.
-async fn follow(server: FerryServer, id: TransferId, uri: String, first: TransferStatus, peer: Peer<RoleServer>) {
-    let mut last = (first.state, first.bytes_done);
-    let mut done = first.state.is_terminal() && first.state != State::Interrupted;
+async fn follow(
+    server: FerryServer,
+    id: TransferId,
+    uri: String,
+    first: Option<TransferStatus>,
+    peer: Peer<RoleServer>,
+) {
+    let is_final = |state: State| state == State::Completed || state == State::Failed;
+    let mut last = first.as_ref().map(|s| (s.state, s.bytes_done));
+    let mut done = last.is_some_and(|(state, _)| is_final(state));
     while !done {
         match server.registry.watch(&id) {
             // Running here: wake on its next change.
@@ -237,9 +247,9 @@ async fn follow(server: FerryServer, id: TransferId, uri: String, first: Transfe
             None => tokio::time::sleep(JOURNAL_POLL).await,
         }
         let Some(now) = transfer(&server, &id.to_string()).await else { continue };
-        if (now.state, now.bytes_done) != last {
-            last = (now.state, now.bytes_done);
-            done = now.state == State::Completed || now.state == State::Failed;
+        if Some((now.state, now.bytes_done)) != last {
+            last = Some((now.state, now.bytes_done));
+            done = is_final(now.state);
             let updated = rmcp::model::ResourceUpdatedNotificationParam::new(uri.clone());
             if peer.notify_resource_updated(updated).await.is_err() {
                 break;

@@ -373,12 +373,13 @@ async def test_transfers_and_received_files_are_resources(tmp_path):
         assert {"agentferry://transfers/{transfer_id}", "agentferry://files/{transfer_id}"} <= {
             t.uri_template for t in templates}
 
-        # A subscribed client hears every change through to `completed`.
+        # A subscribed client hears every change through to `completed`: it subscribes before it
+        # accepts, so that no change can slip by.
         sent = await ok(sa, "send_file", path="big.bin")
         tid = sent["transfer_id"]
-        await ok(sb, "receive_file", ticket=sent["ticket"])
         uri = f"agentferry://transfers/{tid}"
         await sb.subscribe_resource(uri)
+        await ok(sb, "receive_file", ticket=sent["ticket"])
         seen = []
         with anyio.fail_after(60):
             async for updated in updates:
