@@ -1,4 +1,7 @@
-//! The MCP server: six tools over stdio, each one call into the engine.
+//! The MCP server: nine tools over stdio, each one call into the engine, plus transfers and
+//! received files as resources (see `resources`), invites that pair agents without a person
+//! (see `invites`), the client's roots when no `--root` was given (see `roots`), and a stdio
+//! framing that answers oversized requests (see `stdio`).
 //!
 //! Tools return at once: long work runs in the background and is watched with `check_session`,
 //! which can wait, stream `notifications/progress` when the client sent a progress token, and
@@ -11,7 +14,8 @@
 //!
 //! Starting the server has no side effect beyond opening the node home: the inbox for pushes
 //! from trusted peers is bound (and serves every file this server sends) only once this node has
-//! exported a grant, and the download folder is created by the first receive.
+//! a grant (from `agentferry export` or `create_invite`), and the download folder is created by
+//! the first receive.
 
 mod errors;
 pub mod invites;
