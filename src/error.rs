@@ -120,6 +120,9 @@ pub enum TransferError {
     /// collide, a name is unsafe, or it declares more than a receiver accepts).
     #[error("the folder listing was refused: {0}")]
     ListingRefused(String),
+    /// This node already has as many usable grants as it allows (invites are capped).
+    #[error("this node already has {0} open invites, the most allowed")]
+    TooManyGrants(usize),
     /// The operation was interrupted (Ctrl-C, cancellation).
     #[error("interrupted")]
     Cancelled,
@@ -157,6 +160,7 @@ impl TransferError {
             PeerExists(_) => "peer_exists",
             PeerExpired(_) => "peer_expired",
             GrantNotFound(_) => "grant_not_found",
+            TooManyGrants(_) => "too_many_invites",
             OfferRefused(_) => "offer_refused",
             PathNotAllowed(_) => "path_not_allowed",
             PathUnavailable(_) => "path_unavailable",
@@ -217,6 +221,9 @@ impl TransferError {
                 "ask the peer for a fresh `agentferry export` and `agentferry peers add` it, or send without --to and hand over the ticket"
             }
             GrantNotFound(_) => "run `agentferry grants list` to see the grants this node exported",
+            TooManyGrants(_) => {
+                "revoke a grant no longer needed (`agentferry grants revoke ID`), or wait for one to expire"
+            }
             OfferRefused(_) => "send without --to and hand the ticket over instead, or ask the peer for a fresh grant",
             PathNotAllowed(_) => "use a path inside the allowed roots (or the download folder for received files)",
             PathUnavailable(_) => "pass --prefer auto or --prefer http",
@@ -249,8 +256,9 @@ impl TransferError {
             IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
             FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
             SourceChanged(_) => 7,
-            TransferNotFound(_) | AlreadyCompleted(_) | SenderCompleted(_) | Busy(_) | AmbiguousTransfer(_) | PeerNotFound(_)
-            | GrantNotFound(_) => 8,
+            TransferNotFound(_) | AlreadyCompleted(_) | SenderCompleted(_) | Busy(_) | AmbiguousTransfer(_)
+            | PeerNotFound(_) | GrantNotFound(_) => 8,
+            TooManyGrants(_) => 4,
             InvalidArgument(_) => 2,
             Cancelled => 130,
         }
@@ -288,6 +296,7 @@ impl TransferError {
             PeerExists(m) => PeerExists(m.clone()),
             PeerExpired(m) => PeerExpired(m.clone()),
             GrantNotFound(m) => GrantNotFound(m.clone()),
+            TooManyGrants(n) => TooManyGrants(*n),
             OfferRefused(m) => OfferRefused(m.clone()),
             PathNotAllowed(m) => PathNotAllowed(m.clone()),
             PathUnavailable(m) => PathUnavailable(m.clone()),

@@ -128,6 +128,17 @@ pub struct Grant {
     #[serde(default)]
     pub revoked: bool,
     pub created_at: u64,
+    /// The name the holder gave in its first accepted offer (trust on first use); offers under
+    /// this grant naming anyone else are held (`grant_holder_mismatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// At most this many bytes are auto-accepted under this grant; beyond, offers are held
+    /// (`grant_quota_exceeded`). `None`: no quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// Bytes of the offers auto-accepted under this grant so far.
+    #[serde(default)]
+    pub bytes_accepted: u64,
 }
 
 /// A stored secret, or a clear error if the store was damaged: never a fallback key, which
@@ -211,10 +222,21 @@ impl From<&Peer> for PeerInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct GrantInfo {
     pub id: String,
+    /// The name this node gave itself in the grant.
     pub name: String,
+    /// Unix seconds.
     pub expires_at: u64,
     pub revoked: bool,
     pub expired: bool,
+    /// The sender name its holder used in the first accepted push; pushes naming another are
+    /// held. Absent until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// Bytes auto-accepted under it at most; absent: no quota.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// Bytes auto-accepted under it so far.
+    pub bytes_accepted: u64,
 }
 
 impl From<&Grant> for GrantInfo {
@@ -225,8 +247,20 @@ impl From<&Grant> for GrantInfo {
             expires_at: g.expires_at,
             revoked: g.revoked,
             expired: unix_now() >= g.expires_at,
+            holder: g.holder.clone(),
+            quota_bytes: g.quota_bytes,
+            bytes_accepted: g.bytes_accepted,
         }
     }
+}
+
+/// What a new grant may do, and how many may be open.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrantLimits {
+    /// Bytes auto-accepted under the grant at most (see [`Grant::quota_bytes`]).
+    pub quota_bytes: Option<u64>,
+    /// Refuse to mint (`too_many_invites`) when this many usable grants exist already.
+    pub max_open: Option<usize>,
 }
 
 /// The peer and grant stores of one home.
@@ -251,6 +285,19 @@ impl Trust {
         inbox: Vec<SocketAddr>,
         channel: Option<(String, [u8; 32])>,
     ) -> Result<GrantUri> {
+        self.mint(name, ttl_secs, inbox, channel, GrantLimits::default())
+    }
+
+    /// [`Self::export`] within `limits`. The count of open grants is taken under the store's
+    /// lock, so the cap holds even when several processes mint at once.
+    pub fn mint(
+        &self,
+        name: &str,
+        ttl_secs: u64,
+        inbox: Vec<SocketAddr>,
+        channel: Option<(String, [u8; 32])>,
+        limits: GrantLimits,
+    ) -> Result<GrantUri> {
         let expires_at = unix_now() + ttl_secs;
         let mut uri =
             GrantUri { grant_id: [0; 16], secret: [0; 32], expires_at, name: name.into(), inbox, channel: None };
@@ -267,9 +314,18 @@ impl Trust {
             expires_at: uri.expires_at,
             revoked: false,
             created_at: unix_now(),
+            holder: None,
+            quota_bytes: limits.quota_bytes,
+            bytes_accepted: 0,
         };
         self.grants.update(|grants| {
-            grants.retain(|g| g.expires_at + 30 * 86_400 > unix_now()); // forget long-dead grants
+            let now = unix_now();
+            grants.retain(|g| g.expires_at + 30 * 86_400 > now); // forget long-dead grants
+            if let Some(max) = limits.max_open
+                && grants.iter().filter(|g| g.invalid_reason(now).is_none()).count() >= max
+            {
+                return Err(TransferError::TooManyGrants(max));
+            }
             grants.push(grant);
             Ok(())
         })?;
@@ -282,6 +338,27 @@ impl Trust {
 
     pub fn grant(&self, id: &str) -> Result<Option<Grant>> {
         Ok(self.grants.load()?.into_iter().find(|g| g.id == id))
+    }
+
+    /// Take an authentic offer of `bytes` from `from` under grant `id`: `None` when it may be
+    /// auto-accepted (its bytes are then counted against the quota and, on first use, `from`
+    /// becomes the grant's holder), else why it must be held instead.
+    pub fn claim(&self, id: &str, from: &str, bytes: u64, now: u64) -> Result<Option<&'static str>> {
+        self.grants.update(|grants| {
+            let g = grants.iter_mut().find(|g| g.id == id).ok_or_else(|| TransferError::GrantNotFound(id.into()))?;
+            if let Some(reason) = g.invalid_reason(now) {
+                return Ok(Some(reason));
+            }
+            if g.holder.as_deref().is_some_and(|h| h != from) {
+                return Ok(Some("grant_holder_mismatch"));
+            }
+            if g.quota_bytes.is_some_and(|q| g.bytes_accepted.saturating_add(bytes) > q) {
+                return Ok(Some("grant_quota_exceeded"));
+            }
+            g.holder.get_or_insert_with(|| from.to_owned());
+            g.bytes_accepted = g.bytes_accepted.saturating_add(bytes);
+            Ok(None)
+        })
     }
 
     pub fn revoke(&self, id: &str) -> Result<Grant> {
@@ -392,5 +469,25 @@ mod tests {
         trust.revoke(&HEXLOWER.encode(&uri.grant_id)).unwrap();
         assert_eq!(other.grants().unwrap()[0].invalid_reason(unix_now()), Some("grant_revoked"));
         assert_eq!(trust.remove_peer("nobody").unwrap_err().code(), "peer_not_found");
+    }
+
+    #[test]
+    fn a_grant_binds_its_first_holder_and_counts_its_quota() {
+        let dir = tempfile::tempdir().unwrap();
+        let trust = Trust::new(&Home::open(dir.path().join("h")).unwrap());
+        let limits = GrantLimits { quota_bytes: Some(100), max_open: Some(1) };
+        let uri = trust.mint("bob", 3600, vec![], None, limits).unwrap();
+        let id = HEXLOWER.encode(&uri.grant_id);
+        let now = unix_now();
+        assert_eq!(trust.claim(&id, "alice", 60, now).unwrap(), None);
+        assert_eq!(trust.claim(&id, "mallory", 1, now).unwrap(), Some("grant_holder_mismatch"));
+        assert_eq!(trust.claim(&id, "alice", 41, now).unwrap(), Some("grant_quota_exceeded"));
+        assert_eq!(trust.claim(&id, "alice", 40, now).unwrap(), None);
+        let grant = trust.grant(&id).unwrap().unwrap();
+        assert_eq!((grant.holder.as_deref(), grant.bytes_accepted), (Some("alice"), 100));
+        let full = trust.mint("bob", 3600, vec![], None, limits).unwrap_err();
+        assert_eq!(full.code(), "too_many_invites", "the cap sees the open grant");
+        trust.revoke(&id).unwrap();
+        assert_eq!(trust.claim(&id, "alice", 0, now).unwrap(), Some("grant_revoked"));
     }
 }

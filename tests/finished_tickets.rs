@@ -37,7 +37,11 @@ fn a_ticket_whose_sender_exited_ends_in_seconds_with_not_serving() {
     let (a, b) = (Node::new(), Node::new());
     let ticket = completed_ticket(&a, &b, None);
     let (code, last, took) = receive_again(&ticket);
-    assert_eq!((code, last["event"].as_str(), last["code"].as_str()), (4, Some("error"), Some("not_serving")), "{last}");
+    assert_eq!(
+        (code, last["event"].as_str(), last["code"].as_str()),
+        (4, Some("error"), Some("not_serving")),
+        "{last}"
+    );
     assert!(last["hint"].as_str().unwrap().contains("fresh ticket"), "{last}");
     // Three seconds of refusals is the grace for a sender still starting up.
     assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -46,7 +50,8 @@ fn a_ticket_whose_sender_exited_ends_in_seconds_with_not_serving() {
 #[test]
 fn with_a_relay_no_sender_answering_there_ends_it_too() {
     let relay_node = Node::new();
-    let mut relay = Running::new_public(relay_node.command(&["relay", "--listen", "127.0.0.1:0", "--json"]).spawn().unwrap());
+    let mut relay =
+        Running::new_public(relay_node.command(&["relay", "--listen", "127.0.0.1:0", "--json"]).spawn().unwrap());
     let url = relay.next_event(WAIT).unwrap()["url"].as_str().unwrap().to_owned();
     let (a, b) = (Node::new(), Node::new());
     let ticket = completed_ticket(&a, &b, Some(&url));

@@ -86,7 +86,20 @@ async fn tools_list_shows_every_tool_with_both_schemas_and_annotations() {
     let tools = a.client.list_all_tools().await.unwrap();
     let mut names: Vec<_> = tools.iter().map(|t| t.name.to_string()).collect();
     names.sort();
-    assert_eq!(names, ["add_peer", "check_session", "list_peers", "receive_file", "resume_transfer", "send_file"]);
+    assert_eq!(
+        names,
+        [
+            "add_peer",
+            "check_session",
+            "create_invite",
+            "list_invites",
+            "list_peers",
+            "receive_file",
+            "resume_transfer",
+            "revoke_invite",
+            "send_file"
+        ]
+    );
     for tool in &tools {
         assert!(tool.output_schema.is_some(), "{} has an output schema", tool.name);
         assert_eq!(tool.input_schema["type"], "object");

@@ -5,7 +5,7 @@ use std::{path::PathBuf, sync::Arc};
 use agentferry::{
     Event, Node, TransferError,
     engine::{Inbox, Registry, advertised_addrs},
-    mcp::{FerryServer, Roots, default_download_dir},
+    mcp::{FerryServer, InvitePolicy, Roots, default_download_dir},
     transport::http::HttpServer,
 };
 use rmcp::ServiceExt;
@@ -14,14 +14,40 @@ use super::{args::AllNodeArgs, output::Reporter};
 
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
-    /// A folder send_file may read from (repeatable). Default: the working directory.
+    /// A folder send_file may read from (repeatable). Default: the roots the MCP client
+    /// declares, else the working directory.
     #[arg(long = "root", value_name = "DIR")]
     roots: Vec<PathBuf>,
     /// Where received files go. Default: the platform download folder + /agentferry.
     #[arg(long, value_name = "DIR", env = "AGENTFERRY_DOWNLOAD_DIR")]
     download_dir: Option<PathBuf>,
+    /// Bytes auto-accepted under one invite made by create_invite (e.g. 500M, 2G); later pushes
+    /// under it wait as pending offers.
+    #[arg(long, value_name = "SIZE", default_value = "1G", value_parser = parse_size)]
+    invite_quota: u64,
+    /// Usable grants (invites and exports) this node may have at once; create_invite refuses more.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    max_invites: usize,
+    /// The longest life create_invite may give an invite (default 1 hour unless the agent asks).
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = super::parse_duration)]
+    invite_max_ttl: std::time::Duration,
     #[command(flatten)]
     pub node: AllNodeArgs,
+}
+
+/// `500M`, `2G`, `1048576`: bytes, with an optional binary suffix K, M, G or T.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a size like 500M or 2G"))?;
+    let shift = match unit.trim_end_matches(['B', 'i']) {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => return Err(format!("`{s}`: the unit must be K, M, G or T")),
+    };
+    n.checked_mul(1 << shift).ok_or_else(|| format!("`{s}` is too large"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -56,18 +82,28 @@ pub async fn relay(args: RelayArgs, reporter: &mut Reporter) -> Result<(), Trans
 }
 
 pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
-    let roots = if args.roots.is_empty() {
-        vec![std::env::current_dir().map_err(|e| TransferError::io(".", e))?]
-    } else {
-        args.roots
-    };
     let download_dir = args.download_dir.unwrap_or_else(|| default_download_dir(node.home().root()));
-    let server = FerryServer::start(node, Roots::new(&roots, &download_dir)?).await;
+    let roots = if args.roots.is_empty() {
+        let cwd = std::env::current_dir().map_err(|e| TransferError::io(".", e))?;
+        Roots::unless_client_declares(&[cwd], &download_dir)?
+    } else {
+        Roots::new(&args.roots, &download_dir)?
+    };
+    let default = InvitePolicy::default();
+    let invites = InvitePolicy {
+        quota_bytes: args.invite_quota,
+        max_open: args.max_invites,
+        max_ttl_hours: args.invite_max_ttl.as_secs_f64() / 3600.0,
+        default_ttl_hours: default.default_ttl_hours.min(args.invite_max_ttl.as_secs_f64() / 3600.0),
+    };
+    let server = FerryServer::start_with(node, roots, invites).await;
+    let (transport, writer) = agentferry::mcp::stdio::transport(tokio::io::stdin(), tokio::io::stdout());
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .map_err(|e| TransferError::Protocol(format!("MCP initialisation failed: {e}")))?;
     running.waiting().await.map_err(|e| TransferError::Protocol(format!("MCP session ended: {e}")))?;
+    let _ = writer.await; // the last answers reach stdout
     Ok(())
 }
 

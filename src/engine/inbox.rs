@@ -4,7 +4,9 @@
 //! its MAC verifies under that grant's secret, it is fresh, and its id was never seen before
 //! (the seen ids live in `offers_seen.json`, shared by every process on the home). A valid grant
 //! means the ticket inside is fetched at once into the download folder; an authentic offer under
-//! a grant that expired or was revoked is held as a `pending` transfer with that reason, for a
+//! a grant that expired or was revoked, from a sender naming itself differently than on the
+//! grant's first use, or over the grant's byte quota (see [`crate::peers::Trust::claim`]) is
+//! held as a `pending` transfer with that reason, for a
 //! person or agent to accept or ignore — at most [`MAX_PENDING_PER_GRANT`] per grant and
 //! [`MAX_PENDING`] in all, each forgotten after [`PENDING_MAX_AGE_SECS`] or once its grant is
 //! deleted (`offers_held.json` keeps the ledger). Anything else is refused and leaves no trace.
@@ -247,8 +249,12 @@ impl Inbox {
             peer: Some(offer.from.clone()),
             prefer: None,
         };
-        if let Some(reason) = grant.invalid_reason(now) {
-            return self.hold(grant, ticket, &options, reason, now);
+        // The grant must still be usable, the sender must call itself what it did on first use,
+        // and the offer must fit the grant's byte quota; otherwise it waits for a person.
+        match self.node.trust().claim(&grant.id, &offer.from, ticket.size, now) {
+            Ok(None) => {}
+            Ok(Some(reason)) => return self.hold(grant, ticket, &options, reason, now),
+            Err(e) => return refusal(&e),
         }
         tracing::info!(grant = %grant.id, from = %offer.from, "accepting an offer");
         let started = match self.node.receive(ticket, options).await {

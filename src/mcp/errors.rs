@@ -67,6 +67,9 @@ fn usage(tool: &str) -> &'static str {
         "add_peer" => "{uri: \"grant…\" string, name?: string, ttl_hours?: number >= 0, replace?: boolean}",
         "list_peers" => "no arguments",
         "resume_transfer" => "{transfer_id: string} (check_session lists the ids)",
+        "create_invite" => "{name?: string, ttl_hours?: number > 0}",
+        "revoke_invite" => "{grant_id: string} (list_invites lists them)",
+        "list_invites" => "no arguments",
         _ => "the arguments its input schema describes",
     }
 }
@@ -120,6 +123,8 @@ pub(crate) fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
             "this node both sends and receives it; resume one side from a shell with `agentferry resume {} --role send` (or `--role receive`)",
             id.unwrap_or("ID")
         ),
+        "too_many_invites" => "call list_invites and revoke_invite one that is no longer needed, or wait for one to expire".into(),
+        "grant_not_found" => "call list_invites to see this node's invites and their grant_id".into(),
         "home_unusable" => "check AGENTFERRY_HOME in the server's configuration and the permissions of the node home".into(),
         "cancelled" => format!("{resume} to continue from the last chunk on disk"),
         _ => return None,

@@ -1,4 +1,7 @@
-//! The MCP server: six tools over stdio, each one call into the engine.
+//! The MCP server: nine tools over stdio, each one call into the engine, plus transfers and
+//! received files as resources (see `resources`), invites that pair agents without a person
+//! (see `invites`), the client's roots when no `--root` was given (see `roots`), and a stdio
+//! framing that answers oversized requests (see `stdio`).
 //!
 //! Tools return at once: long work runs in the background and is watched with `check_session`,
 //! which can wait, stream `notifications/progress` when the client sent a progress token, and
@@ -11,22 +14,30 @@
 //!
 //! Starting the server has no side effect beyond opening the node home: the inbox for pushes
 //! from trusted peers is bound (and serves every file this server sends) only once this node has
-//! exported a grant, and the download folder is created by the first receive.
+//! a grant (from `agentferry export` or `create_invite`), and the download folder is created by
+//! the first receive.
 
 mod errors;
+pub mod invites;
+mod resources;
 mod roots;
+pub mod stdio;
 mod tasks;
 pub mod types;
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 pub use errors::ToolError;
+pub use invites::InvitePolicy;
+use invites::{CreateInviteArgs, CreateInviteResult, InviteList, RevokeInviteArgs};
 use rmcp::{
     Json, RoleServer, ServerHandler,
     handler::server::{router::tool::ToolRouter, tool::ToolCallContext, wrapper::Parameters},
     model::{
         CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation,
-        ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+        ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ProgressNotificationParam,
+        ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams,
+        Tool, UnsubscribeRequestParams,
     },
     service::RequestContext,
     task_manager::TaskManager,
@@ -41,7 +52,7 @@ use crate::{
     error::TransferError,
     id::TransferId,
     journal::{State, TransferStatus},
-    peers::{GrantUri, PeerInfo},
+    peers::{GrantInfo, GrantUri, PeerInfo},
     ticket::Ticket,
     transport::http::HttpServer,
 };
@@ -70,8 +81,9 @@ const INSTRUCTIONS: &str = "agentferry moves files between machines, encrypted e
 To give a file to another agent: send_file(path) returns a ticket; pass the ticket to the other agent by any \
 means; it calls receive_file(ticket). To push to a trusted peer instead: send_file(path, to=name) (list_peers \
 shows names; add_peer adds one). Both sides then follow the transfer with check_session(transfer_id, wait=true). \
-Interrupted transfers continue with resume_transfer(transfer_id). Tickets are secrets: share them only with \
-the intended receiver.";
+Interrupted transfers continue with resume_transfer(transfer_id). To pair two agents so that later files need no \
+ticket: the receiving agent calls create_invite and hands the uri to the sending agent, which calls add_peer(uri) and \
+then send_file(path, to=name). Tickets and invite uris are secrets: share them only with the intended agent.";
 
 /// The MCP front of one node.
 #[derive(Clone)]
@@ -81,7 +93,12 @@ pub struct FerryServer {
     /// The node serving from its inbox listener, once one was needed (bound at most once; the
     /// plain node when the address was taken).
     inbox: Arc<OnceCell<Node>>,
-    roots: Roots,
+    /// The allowed roots now (see [`roots`] for where they come from).
+    roots: Arc<std::sync::RwLock<Roots>>,
+    /// The client's roots must be asked for before the next call that uses them.
+    roots_stale: Arc<std::sync::atomic::AtomicBool>,
+    invites: InvitePolicy,
+    subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
     tasks: TaskManager,
     tool_router: ToolRouter<Self>,
@@ -101,10 +118,18 @@ impl FerryServer {
     /// soon as this node has exported a grant (checked now, on every tool call and every
     /// [`GRANT_POLL`]), since only holders of a grant push here.
     pub async fn start(node: Node, roots: Roots) -> Self {
+        Self::start_with(node, roots, InvitePolicy::default()).await
+    }
+
+    /// [`Self::start`] with the limits on what `create_invite` may mint.
+    pub async fn start_with(node: Node, roots: Roots, invites: InvitePolicy) -> Self {
         let server = FerryServer {
             node,
             inbox: Arc::new(OnceCell::new()),
-            roots,
+            roots: Arc::new(std::sync::RwLock::new(roots)),
+            roots_stale: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            invites,
+            subscriptions: Default::default(),
             registry: Registry::new(),
             tasks: TaskManager::new(),
             tool_router: Self::router(),
@@ -148,7 +173,8 @@ impl FerryServer {
         match HttpServer::bind(addr).await {
             Ok(server) => {
                 let server = Arc::new(server);
-                let inbox = Inbox::new(node.clone(), self.roots.download_dir().to_owned(), Arc::clone(&self.registry));
+                let download_dir = self.roots().download_dir().to_owned();
+                let inbox = Inbox::new(node.clone(), download_dir, Arc::clone(&self.registry));
                 server.set_inbox(inbox.handler());
                 inbox.listen_on_channel(&node).await;
                 server.start();
@@ -158,6 +184,31 @@ impl FerryServer {
             Err(e) => {
                 tracing::warn!("not listening for pushes ({e}); each send gets its own port");
                 node
+            }
+        }
+    }
+
+    fn roots(&self) -> Roots {
+        self.roots.read().expect("not poisoned").clone()
+    }
+
+    /// Ask the client for its roots if they replace ours and changed since we last asked.
+    async fn refresh_roots(&self, peer: &rmcp::Peer<RoleServer>) {
+        use std::sync::atomic::Ordering;
+        let declares = peer.peer_info().is_some_and(|info| info.capabilities.roots.is_some());
+        if !declares || !self.roots().client_may_replace() || !self.roots_stale.swap(false, Ordering::SeqCst) {
+            return;
+        }
+        #[allow(deprecated)] // roots are what today's hosts (Claude Code, Cursor) send
+        match peer.list_roots().await {
+            Ok(listed) => {
+                let replaced = self.roots().with_client_roots(listed.roots.iter().map(|r| r.uri.as_str()));
+                tracing::info!(roots = ?replaced.roots(), "using the client's roots");
+                *self.roots.write().expect("not poisoned") = replaced;
+            }
+            Err(e) => {
+                self.roots_stale.store(true, Ordering::SeqCst);
+                tracing::warn!("the client declares roots but did not list them: {e}");
             }
         }
     }
@@ -190,7 +241,7 @@ impl FerryServer {
     }
 
     async fn start_send(&self, args: SendFileArgs) -> Result<(SendFileResult, Started), ToolError> {
-        let path = self.roots.readable_file(&args.path)?;
+        let path = self.roots().readable_file(&args.path)?;
         let minutes = args.expires_in_minutes.unwrap_or(1440).max(1);
         let options = SendOptions {
             path,
@@ -235,7 +286,7 @@ impl FerryServer {
     }
 
     async fn start_receive(&self, args: ReceiveFileArgs) -> Result<Started, ToolError> {
-        let output_dir = self.roots.writable_dir(args.output_dir.as_deref())?;
+        let output_dir = self.roots().writable_dir(args.output_dir.as_deref())?;
         let options =
             ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None, prefer: args.prefer };
         let node = self.node().await;
@@ -336,10 +387,10 @@ sending progress notifications if you gave a progress token.",
 
     #[tool(
         title = "Trust a peer",
-        description = "Store a trusted peer from the grant URI its owner printed with `agentferry export` \
-(starts with `grant`). Afterwards send_file(path, to=name) pushes files to it and it accepts them on its own. \
-Adding the same grant again refreshes it; a different peer already stored under the name is replaced only with \
-replace: true.",
+        description = "Store a trusted peer from the invite URI it gave you (starts with `grant`; made by \
+create_invite on its side, or by `agentferry export`). Afterwards send_file(path, to=name) pushes files to it and it \
+accepts them on its own, with no ticket. Adding the same grant again refreshes it; a different peer already stored \
+under the name is replaced only with replace: true.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn add_peer(&self, Parameters(args): Parameters<AddPeerArgs>) -> Result<Json<PeerInfo>, ToolError> {
@@ -355,6 +406,55 @@ replace: true.",
         let ttl = args.ttl_hours.map(|h| (h.max(0.0) * 3600.0) as u64);
         let peer = trust.add_peer(&args.uri, args.name.as_deref(), ttl)?;
         Ok(Json(PeerInfo::from(&peer)))
+    }
+
+    #[tool(
+        title = "Invite a peer to send here",
+        description = "Create an invite: a secret URI that lets one other agent push files to this machine \
+without a ticket. Pairing: (1) you call create_invite; (2) you hand the returned uri to the sending agent by any \
+means; (3) it calls add_peer(uri); (4) its send_file(path, to=name) reaches this node, which fetches the file on its \
+own into the download folder (check_session lists it). Give the uri only to the agent that should send here. \
+Invites expire (default 1 hour), are capped in number and in bytes per invite (beyond, pushes wait as pending \
+offers), and may need the person's confirmation. revoke_invite ends one.",
+        annotations(
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
+    async fn create_invite(
+        &self,
+        Parameters(args): Parameters<CreateInviteArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<CreateInviteResult>, ToolError> {
+        let created = invites::create(&self.node, &self.invites, &ctx.peer, args).await?;
+        self.node().await; // pushes under it must find the inbox listening now
+        Ok(Json(created))
+    }
+
+    #[tool(
+        title = "Revoke an invite",
+        description = "Revoke an invite (by the grant_id create_invite or list_invites showed): pushes under \
+it are no longer accepted on their own; they wait as pending offers that only receive_file(transfer_id) takes.",
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn revoke_invite(
+        &self,
+        Parameters(args): Parameters<RevokeInviteArgs>,
+    ) -> Result<Json<GrantInfo>, ToolError> {
+        Ok(Json(GrantInfo::from(&self.node.trust().revoke(&args.grant_id)?)))
+    }
+
+    #[tool(
+        title = "List invites",
+        description = "List the invites (grants) this node created, without their secrets: id, expiry, whether \
+revoked, the sender name bound on first use, and bytes received against the quota.",
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn list_invites(&self) -> Result<Json<InviteList>, ToolError> {
+        let grants = self.node.trust().grants()?;
+        Ok(Json(InviteList { invites: grants.iter().map(GrantInfo::from).collect() }))
     }
 
     #[tool(
@@ -445,7 +545,9 @@ impl FerryServer {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FerryServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_tasks().build())
+        let capabilities =
+            ServerCapabilities::builder().enable_tools().enable_tasks().enable_resources().enable_resources_subscribe();
+        ServerConfig::new(capabilities.build())
             .with_server_info(Implementation::new("agentferry", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
@@ -459,6 +561,7 @@ impl ServerHandler for FerryServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         self.node().await; // any call may be the first since `agentferry export`: bind the inbox
+        self.refresh_roots(&context.peer).await;
         if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
             return Ok(e.into_result().into());
         }
@@ -470,6 +573,53 @@ impl ServerHandler for FerryServer {
             return Ok(response);
         }
         self.tool_router.call(ToolCallContext::new(self, request, context)).await
+    }
+
+    async fn on_roots_list_changed(&self, _: rmcp::service::NotificationContext<RoleServer>) {
+        self.roots_stale.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn list_resources(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, rmcp::ErrorData> {
+        Ok(ListResourcesResult::with_all_items(resources::list(self).await?))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _: Option<PaginatedRequestParams>,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, rmcp::ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(resources::templates()))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, rmcp::ErrorData> {
+        Ok(resources::read(self, &request.uri).await?.into())
+    }
+
+    #[allow(deprecated)] // the 2025-11-25 protocol that today's clients speak subscribes this way
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        resources::subscribe(self, &request.uri, context.peer).await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        resources::unsubscribe(self, &request.uri);
+        Ok(())
     }
 
     async fn get_task(

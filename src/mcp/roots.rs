@@ -1,10 +1,14 @@
 //! What the MCP server may read and write, checked after resolving symlinks.
 //!
 //! Agents name paths; a server that trusted them would read `~/.ssh` on request. `send_file`
-//! reads only files under the allowed roots (default: the working directory); received files
+//! reads only files under the allowed roots; received files
 //! land only in the download folder or an `output_dir` inside a root or the download folder.
 //! Every path is resolved (symlinks, `..`) before the check, like the reference filesystem
 //! MCP server, and a refusal names what was refused and why.
+//!
+//! The allowed roots are, in order of precedence: the `--root` flags; else the roots the client
+//! declares (MCP `roots/list`, asked before the first call that needs them and again after each
+//! `notifications/roots/list_changed`); else the working directory, for clients without roots.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -14,6 +18,8 @@ use crate::error::{Result, TransferError};
 pub struct Roots {
     roots: Vec<PathBuf>,
     download_dir: PathBuf,
+    /// Whether the client's roots replace these (no `--root` was given).
+    client_may_replace: bool,
 }
 
 fn canonical(path: &Path) -> Result<PathBuf> {
@@ -26,7 +32,35 @@ impl Roots {
     pub fn new(roots: &[PathBuf], download_dir: &Path) -> Result<Self> {
         let roots = roots.iter().map(|r| canonical(r)).collect::<Result<Vec<_>>>()?;
         let download_dir = std::path::absolute(download_dir).map_err(|e| TransferError::io(download_dir, e))?;
-        Ok(Roots { roots, download_dir: resolve_existing(&download_dir)? })
+        Ok(Roots { roots, download_dir: resolve_existing(&download_dir)?, client_may_replace: false })
+    }
+
+    /// `defaults` (the working directory) until the client declares roots of its own.
+    pub fn unless_client_declares(defaults: &[PathBuf], download_dir: &Path) -> Result<Self> {
+        Ok(Roots { client_may_replace: true, ..Roots::new(defaults, download_dir)? })
+    }
+
+    pub fn client_may_replace(&self) -> bool {
+        self.client_may_replace
+    }
+
+    /// These roots with the folders a client declared (`file://` URIs) instead: those that
+    /// exist, resolved; others are skipped with a warning.
+    pub fn with_client_roots<'a>(&self, uris: impl IntoIterator<Item = &'a str>) -> Roots {
+        let roots = uris
+            .into_iter()
+            .filter_map(|uri| {
+                let path = uri.strip_prefix("file://").and_then(super::resources::decode).map(PathBuf::from);
+                match path.as_deref().map(std::fs::canonicalize) {
+                    Some(Ok(real)) => Some(real),
+                    _ => {
+                        tracing::warn!(uri, "ignoring a client root that is not an existing local folder");
+                        None
+                    }
+                }
+            })
+            .collect();
+        Roots { roots, ..self.clone() }
     }
 
     pub fn download_dir(&self) -> &Path {
@@ -162,5 +196,15 @@ mod tests {
         assert!(roots.writable_dir(Some("sub/new")).unwrap().starts_with(&roots.roots()[0]));
         assert_eq!(roots.writable_dir(Some("/tmp")).unwrap_err().code(), "path_not_allowed");
         assert_eq!(roots.writable_dir(Some("sub/../../x")).unwrap_err().code(), "path_not_allowed");
+
+        let other = dir.path().join("other root");
+        std::fs::create_dir_all(&other).unwrap();
+        let uri = format!("file://{}", other.display()).replace(' ', "%20");
+        let narrowed = roots.with_client_roots([uri.as_str(), "file:///nonexistent", "https://x"]);
+        assert_eq!(narrowed.roots(), [other.canonicalize().unwrap()]);
+        assert_eq!(
+            narrowed.readable_file(&root.join("ok.txt").display().to_string()).unwrap_err().code(),
+            "path_not_allowed"
+        );
     }
 }

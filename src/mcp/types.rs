@@ -97,7 +97,8 @@ pub struct SessionReport {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct AddPeerArgs {
-    /// The peer's grant URI, printed by `agentferry export` on its machine (starts with `grant`).
+    /// The peer's invite URI (starts with `grant`), from create_invite or `agentferry export` on
+    /// its machine.
     pub uri: String,
     /// Name to send to it by; default: the name in the URI.
     #[serde(default)]
@@ -143,6 +144,8 @@ pub fn check_arguments(
         "check_session" => check::<CheckSessionArgs>(name, arguments),
         "add_peer" => check::<AddPeerArgs>(name, arguments),
         "resume_transfer" => check::<ResumeArgs>(name, arguments),
+        "create_invite" => check::<super::invites::CreateInviteArgs>(name, arguments),
+        "revoke_invite" => check::<super::invites::RevokeInviteArgs>(name, arguments),
         _ => Ok(()),
     }
 }

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import anyio
 import pytest
-from mcp import ClientSession, StdioServerParameters
+from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 
 BIN = os.environ["AGENTFERRY_BIN"]
-TOOLS = {"send_file", "receive_file", "check_session", "add_peer", "list_peers", "resume_transfer"}
+TOOLS = {"send_file", "receive_file", "check_session", "add_peer", "list_peers", "resume_transfer",
+         "create_invite", "revoke_invite", "list_invites"}
 
 
 @pytest.fixture
@@ -43,13 +44,17 @@ class Node:
         self.env = dict(os.environ, AGENTFERRY_HOME=str(self.home), AGENTFERRY_BIND="127.0.0.1:0",
                         AGENTFERRY_INBOX_BIND="127.0.0.1:0", AGENTFERRY_NAME=name, AGENTFERRY_LOG="warn")
 
-    def params(self):
-        return StdioServerParameters(command=BIN, args=["mcp", "--root", str(self.files),
-                                                       "--download-dir", str(self.downloads)], env=self.env)
+    def params(self, *extra, root=True):
+        roots = ["--root", str(self.files)] if root else []
+        return StdioServerParameters(command=BIN, args=["mcp", *roots, "--download-dir", str(self.downloads), *extra],
+                                     env=self.env)
 
-    async def connect(self, stack: AsyncExitStack) -> ClientSession:
-        read, write = await stack.enter_async_context(stdio_client(self.params(), errlog=sys.stderr))
-        session = await stack.enter_async_context(ClientSession(read, write))
+    async def connect(self, stack: AsyncExitStack, *extra, errlog=sys.stderr, root=True, **callbacks) -> ClientSession:
+        """A session with this node's server: `extra` server arguments, without `--root` unless
+        `root`, and `callbacks` for ClientSession."""
+        params = self.params(*extra, root=root)
+        read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+        session = await stack.enter_async_context(ClientSession(read, write, **callbacks))
         await session.initialize()
         return session
 
@@ -249,3 +254,203 @@ async def test_resume_transfer_completes_after_the_receiver_was_killed(tmp_path)
             done = (await wait(sb, transfer_id))["transfers"][0]
             assert done["state"] == "completed", done
             assert sha256(Path(done["saved_to"])) == sha256(src)
+
+
+async def pending(session: ClientSession, transfer_id: str):
+    status = (await ok(session, "check_session", transfer_id=transfer_id))["transfers"][0]
+    assert status["state"] == "pending", status
+    return status["held_because"]
+
+
+@pytest.mark.anyio
+async def test_agents_pair_with_an_invite_and_no_cli_call(tmp_path):
+    a, b, m = Node(tmp_path, "alice"), Node(tmp_path, "bob"), Node(tmp_path, "mallory")
+    src = a.make_file("paired.bin", 2 * 1024 * 1024 + 3)
+    b.env["AGENTFERRY_LOG"] = "debug"  # the invite must not reach even a debug log
+    log_path = tmp_path / "bob.log"
+    async with AsyncExitStack() as stack:
+        log = stack.enter_context(open(log_path, "w"))
+        sb = await b.connect(stack, errlog=log)
+        sa, sm = await a.connect(stack), await m.connect(stack)
+        invite = await ok(sb, "create_invite", name="bob")
+        assert invite["uri"].startswith("grant") and invite["name"] == "bob"
+        assert invite["expires_at"] - time.time() <= 3600 + 5, "a short default life"
+
+        # B hands the URI over (here: the test); A adds it and pushes, with no CLI call anywhere.
+        peer = await ok(sa, "add_peer", uri=invite["uri"])
+        assert peer["name"] == "bob"
+        sent = await ok(sa, "send_file", path="paired.bin", to="bob")
+        assert sent["peer_answer"] == "accepted" and "ticket" not in sent, sent
+        done = (await wait(sb, sent["transfer_id"]))["transfers"][0]
+        assert done["state"] == "completed" and sha256(Path(done["saved_to"])) == sha256(src), done
+
+        # The invite binds the name its first holder used: another node holding the same URI
+        # under another name is held, not auto-accepted.
+        await ok(sm, "add_peer", uri=invite["uri"])
+        m.make_file("other.bin", 1000)
+        stolen = await ok(sm, "send_file", path="other.bin", to="bob")
+        assert stolen["peer_answer"] == "pending", stolen
+        assert await pending(sb, stolen["transfer_id"]) == "grant_holder_mismatch"
+
+        listed = await ok(sb, "list_invites")
+        mine = next(i for i in listed["invites"] if i["id"] == invite["grant_id"])
+        assert mine["holder"] == "alice" and mine["bytes_accepted"] == src.stat().st_size, mine
+        assert invite["uri"] not in json.dumps(listed)
+
+        # Revoked: the next push waits as pending with the reason.
+        revoked = await ok(sb, "revoke_invite", grant_id=invite["grant_id"])
+        assert revoked["revoked"]
+        a.make_file("later.bin", 1000)
+        again = await ok(sa, "send_file", path="later.bin", to="bob")
+        assert again["peer_answer"] == "pending", again
+        assert await pending(sb, again["transfer_id"]) == "grant_revoked"
+        is_error, unknown = await call(sb, "revoke_invite", grant_id="00" * 16)
+        assert is_error and unknown["code"] == "grant_not_found" and "list_invites" in unknown["hint"]
+    assert invite["uri"] not in log_path.read_text(), "the invite appears in no log"
+    assert "invite created" in log_path.read_text(), "the log was written at all"
+
+
+@pytest.mark.anyio
+async def test_invites_are_capped_limited_and_confirmed_by_the_person(tmp_path):
+    from mcp import types
+
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    answers, asked = [], []
+
+    async def person(context, params):
+        asked.append(params.message)
+        action = answers.pop(0)
+        return types.ElicitResult(action=action, content={"allow": True} if action == "accept" else None)
+
+    src = a.make_file("big.bin", 2 * 1024 * 1024)
+    async with AsyncExitStack() as stack:
+        sb = await b.connect(stack, "--max-invites", "2", "--invite-quota", "1M", "--invite-max-ttl", "2h",
+                             elicitation_callback=person)
+        sa = await a.connect(stack)
+        answers.append("decline")
+        is_error, declined = await call(sb, "create_invite")
+        assert is_error and declined["code"] == "invite_declined", declined
+        assert "1.0 MiB" in asked[0] and "bob" in asked[0], asked
+
+        is_error, long = await call(sb, "create_invite", ttl_hours=3)
+        assert is_error and long["code"] == "invalid_argument" and "at most 2" in long["message"], long
+
+        answers.extend(["accept", "accept"])
+        first = await ok(sb, "create_invite", ttl_hours=2)
+        await ok(sb, "create_invite")
+        is_error, capped = await call(sb, "create_invite")
+        assert is_error and capped["code"] == "too_many_invites" and "revoke_invite" in capped["hint"], capped
+        assert len(asked) == 3, "no one is asked to confirm an invite that cannot be"
+
+        # Over the quota: held for a person, not fetched.
+        await ok(sa, "add_peer", uri=first["uri"])
+        sent = await ok(sa, "send_file", path="big.bin", to="bob")
+        assert sent["peer_answer"] == "pending", sent
+        assert await pending(sb, sent["transfer_id"]) == "grant_quota_exceeded"
+
+
+@pytest.mark.anyio
+async def test_transfers_and_received_files_are_resources(tmp_path):
+    import base64
+
+    from mcp.shared.exceptions import MCPError
+
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    big = a.make_file("big.bin", 11 * 1024 * 1024)
+    small = a.make_file("notes.txt", 300_000)
+    folder = a.files / "album"
+    (folder / "sub dir").mkdir(parents=True)
+    (folder / "sub dir" / "ünï %.json").write_bytes(b'{"x": 1}')
+    updates_in, updates = anyio.create_memory_object_stream(100)
+
+    async def on_message(message):
+        if isinstance(message, types.ResourceUpdatedNotification):
+            await updates_in.send(message.params.uri)
+
+    async with AsyncExitStack() as stack:
+        sa, sb = await a.connect(stack), await b.connect(stack, message_handler=on_message)
+        templates = (await sb.list_resource_templates()).resource_templates
+        assert {"agentferry://transfers/{transfer_id}", "agentferry://files/{transfer_id}"} <= {
+            t.uri_template for t in templates}
+
+        # A subscribed client hears every change through to `completed`: it subscribes before it
+        # accepts, so that no change can slip by.
+        sent = await ok(sa, "send_file", path="big.bin")
+        tid = sent["transfer_id"]
+        uri = f"agentferry://transfers/{tid}"
+        await sb.subscribe_resource(uri)
+        await ok(sb, "receive_file", ticket=sent["ticket"])
+        seen = []
+        with anyio.fail_after(60):
+            async for updated in updates:
+                assert updated == uri
+                status = json.loads((await sb.read_resource(uri)).contents[0].text)
+                seen.append(status["state"])
+                if status["state"] == "completed":
+                    break
+        assert seen[-1] == "completed" and "ticket" not in json.dumps(status), (seen, status)
+
+        # Too large to read as a resource: a clear error pointing at saved_to.
+        with pytest.raises(MCPError) as refused:
+            await sb.read_resource(f"agentferry://files/{tid}")
+        assert refused.value.error.data["code"] == "resource_too_large", refused.value.error
+        assert "saved_to" in refused.value.error.data["hint"]
+
+        # A small file reads back as the same bytes, with a MIME type from its name.
+        sent = await ok(sa, "send_file", path="notes.txt")
+        await ok(sb, "receive_file", ticket=sent["ticket"])
+        assert (await wait(sb, sent["transfer_id"]))["transfers"][0]["state"] == "completed"
+        content = (await sb.read_resource(f"agentferry://files/{sent['transfer_id']}")).contents[0]
+        assert content.mime_type == "text/plain"
+        assert base64.b64decode(content.blob) == small.read_bytes()
+
+        # A file inside a received folder, listed and read by its path; nothing outside it.
+        sent = await ok(sa, "send_file", path="album")
+        await ok(sb, "receive_file", ticket=sent["ticket"])
+        assert (await wait(sb, sent["transfer_id"]))["transfers"][0]["state"] == "completed"
+        listed = {r.uri: r for r in (await sb.list_resources()).resources}
+        inner = next(u for u in listed if u.startswith(f"agentferry://files/{sent['transfer_id']}/"))
+        assert " " not in inner and listed[inner].mime_type == "application/json", inner
+        content = (await sb.read_resource(inner)).contents[0]
+        assert base64.b64decode(content.blob) == b'{"x": 1}'
+        assert f"agentferry://transfers/{tid}" in listed
+        for escape in ["..%2F..%2Fhome", "../../home", "sub%20dir/../../x"]:
+            with pytest.raises(MCPError):
+                await sb.read_resource(f"agentferry://files/{sent['transfer_id']}/{escape}")
+
+
+@pytest.mark.anyio
+async def test_the_hosts_roots_apply_when_no_root_flag_is_given(tmp_path):
+    a = Node(tmp_path, "alice")
+    other = tmp_path / "other root"
+    other.mkdir()
+    (other / "there.txt").write_text("there")
+    a.make_file("here.txt", 100)
+    declared = [a.files, other]
+
+    async def host_roots(context):
+        return types.ListRootsResult(roots=[types.Root(uri=p.as_uri()) for p in declared])
+
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack, root=False, list_roots_callback=host_roots)
+        await ok(sa, "send_file", path=str(a.files / "here.txt"))
+        await ok(sa, "send_file", path=str(other / "there.txt"))
+        # The working directory is no root once the host declares its own.
+        readme = Path("README.md").resolve()
+        is_error, refused = await call(sa, "send_file", path=str(readme))
+        assert is_error and refused["code"] == "path_not_allowed", refused
+
+        # The host narrows its roots: the next call sees it.
+        declared[:] = [other]
+        await sa.send_roots_list_changed()
+        is_error, refused = await call(sa, "send_file", path=str(a.files / "here.txt"))
+        assert is_error and refused["code"] == "path_not_allowed", refused
+        await ok(sa, "send_file", path=str(other / "there.txt"))
+
+    # --root wins over the host's roots.
+    declared[:] = [other]
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack, list_roots_callback=host_roots)
+        await ok(sa, "send_file", path="here.txt")
+        is_error, refused = await call(sa, "send_file", path=str(other / "there.txt"))
+        assert is_error and refused["code"] == "path_not_allowed", refused

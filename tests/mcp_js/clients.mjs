@@ -105,7 +105,8 @@ async function sdkClient(base) {
   const [a, b] = [await alice.connect(), await bob.connect()];
   try {
     const tools = (await a.listTools()).tools.map((t) => t.name).sort();
-    assert.deepEqual(tools, ["add_peer", "check_session", "list_peers", "receive_file", "resume_transfer", "send_file"]);
+    assert.deepEqual(tools, ["add_peer", "check_session", "create_invite", "list_invites", "list_peers",
+      "receive_file", "resume_transfer", "revoke_invite", "send_file"]);
 
     // A real transfer, with progress notifications.
     const src = alice.makeFile("report.bin", 5_000_000);
@@ -126,6 +127,20 @@ async function sdkClient(base) {
     assert.equal(sha256(done.saved_to), sha256(src));
     assert.ok(progress.length > 0, "progress notifications arrived");
     assert.equal((await ok(a, "check_session", {})).transfers[0].transfer_id, sent.transfer_id);
+
+    // What arrived, read as a resource: the same bytes.
+    const file = (await b.readResource({ uri: `agentferry://files/${sent.transfer_id}` })).contents[0];
+    assert.equal(createHash("sha256").update(Buffer.from(file.blob, "base64")).digest("hex"), sha256(src));
+
+    // Pairing with an invite: no ticket, no CLI.
+    const invite = await ok(b, "create_invite", { name: "bob" });
+    await ok(a, "add_peer", { uri: invite.uri, name: "bob-invited" });
+    alice.makeFile("pushed.bin", 100_000);
+    const pushed = await ok(a, "send_file", { path: "pushed.bin", to: "bob-invited" });
+    assert.equal(pushed.peer_answer, "accepted");
+    const arrived = await ok(b, "check_session", { transfer_id: pushed.transfer_id, wait: true, timeout_seconds: 60 });
+    assert.equal(arrived.transfers[0].state, "completed", JSON.stringify(arrived));
+    assert.ok(!JSON.stringify(await ok(b, "list_invites")).includes(invite.uri), "list_invites shows no secret");
 
     // The same file again: it exists, and the hint says how to replace it.
     const again = await ok(a, "send_file", { path: "report.bin" });
@@ -222,7 +237,7 @@ function inspectorCli(base) {
   for (const [k, v] of Object.entries(node.env)) strict.push("-e", `${k}=${v}`);
   strict.push("--method", "tools/list", "--", BIN, ...node.args);
   const tools = JSON.parse(execFileSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
-  assert.equal(tools.tools.length, 6);
+  assert.equal(tools.tools.length, 9);
   node.makeFile("notes.txt", 1000);
   const listed = inspect(node, "list_peers", {});
   assert.deepEqual(listed.structuredContent, { peers: [] });

@@ -93,7 +93,7 @@ impl Target {
             // Only to a holder of the transfer's token: the sender finished it and is still up.
             StatusCode::GONE if self.auth.is_some() => {
                 Err(TransferError::SenderCompleted(self.uri.rsplit('/').next().unwrap_or_default().to_owned()))
-            },
+            }
             s => {
                 // A peer's words cross a trust boundary here: keep a well-formed code, no prose.
                 let body = read_limited(resp.into_body(), 4096).await.unwrap_or_default();
