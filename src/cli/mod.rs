@@ -250,7 +250,10 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     }
     let home = Home::resolve(cli.home)?;
     let relay = match cli.relay {
-        Some(relay) => Some(relay),
+        Some(relay) => {
+            warn_of_password_in_argv(&relay);
+            Some(relay)
+        }
         None => home.config().relay,
     };
     let config = NodeConfig { channel: relay.map(|r| r.parse()).transpose()?, prefer: cli.prefer, ..config };
@@ -355,5 +358,19 @@ pub async fn follow(mut transfer: Transfer, reporter: &mut Reporter) -> Result<(
     match transfer.outcome().await {
         Ok(_) => Ok(()),
         Err(error) => Err(Failure { error, reported, transfer_id }),
+    }
+}
+
+/// A channel URL with a password given as an argument is visible to every local user (`ps`):
+/// say so, and where it belongs instead.
+fn warn_of_password_in_argv(relay: &str) {
+    let from_env = std::env::var("AGENTFERRY_RELAY").is_ok_and(|v| v == relay);
+    if let (false, Some(Ok(hint))) = (from_env, agentferry::relay::nats::NatsHint::parse(relay))
+        && hint.has_credentials()
+    {
+        eprintln!(
+            "warning: --relay carries a password that other users of this machine can see; \
+             set AGENTFERRY_NATS_USER/AGENTFERRY_NATS_PASSWORD or AGENTFERRY_NATS_TOKEN instead"
+        );
     }
 }
