@@ -236,3 +236,60 @@ fn wait_for_cluster(nodes: &[NatsServer]) {
         }
     }
 }
+
+/// Subscriptions the server at monitoring port `http` holds (GET /varz).
+fn subscriptions(http: u16) -> u64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    stream.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["subscriptions"].as_u64().unwrap()
+}
+
+#[test]
+fn offers_travel_through_nats_and_an_offline_peer_is_named() {
+    let http = free_port();
+    let nats = NatsServer::start(&["-m", &http.to_string(), "--user", "team", "--pass", "team-password"]);
+    // Bob gives the password in the URL (through the environment): the grant must not carry it.
+    let bob_url = format!("nats://team:team-password@127.0.0.1:{}", nats.port);
+    let creds = [("AGENTFERRY_NATS_USER", "team"), ("AGENTFERRY_NATS_PASSWORD", "team-password")];
+    let (a, b) = (Node::new(), Node::new());
+    let out = with_channel(&b, &bob_url, &["export", "--name", "bob", "--json"]).output().unwrap();
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uri_text = exported["uri"].as_str().unwrap();
+    assert!(!uri_text.contains("team-password"), "the grant carries the password: {uri_text}");
+    let uri: agentferry::peers::GrantUri = uri_text.parse().unwrap();
+    assert_eq!(uri.channel.as_ref().map(|(c, _)| c.as_str()), Some(nats.url().as_str()));
+    assert_eq!(a.run(&["peers", "add", uri_text, "--json"]).0, 0);
+
+    // Bob is not listening: core NATS keeps nothing, so the push fails and says why.
+    let src = random_file(a.dir.path(), "pushed.bin", 3 * 1024 * 1024, 34);
+    let args = ["send", src.to_str().unwrap(), "--to", "bob", "--prefer", "relay", "--json"];
+    let mut cmd = with_channel(&a, &nats.url(), &args);
+    cmd.envs(creds);
+    let out = cmd.output().unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!((out.status.code(), last["code"].as_str()), (Some(4), Some("peer_offline")), "{last}");
+
+    // Bob listens: the offer goes through NATS, and so does the file.
+    let before = subscriptions(http);
+    let downloads = b.dir.path().join("downloads");
+    let listen = ["listen", "--download-dir", downloads.to_str().unwrap(), "--json"];
+    let listener = Running::new_public(with_channel(&b, &bob_url, &listen).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while subscriptions(http) <= before {
+        assert!(Instant::now() < deadline, "the listener never subscribed its inbox");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut cmd = with_channel(&a, &nats.url(), &args);
+    cmd.envs(creds);
+    let mut sender = Running::new_public(cmd.spawn().unwrap());
+    let offered = sender.next_event(WAIT).unwrap();
+    assert_eq!((offered["event"].as_str(), offered["state"].as_str()), (Some("offered"), Some("accepted")), "{offered}");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
+    assert_same_file(&src, &downloads.join("pushed.bin"));
+    listener.kill9();
+}
