@@ -162,6 +162,18 @@ fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
     assert_same_file(&src, &b.out().join("secret-plans-name.bin"));
     assert_eq!(sender.finish().0, 0);
 
+    // A ticket naming other NATS servers gets no credentials from this node.
+    let foreign = NatsServer::start(&[]);
+    let (foreign_proxy, foreign_seen) = recording_proxy(foreign.port);
+    let mut hostile = ticket.clone();
+    hostile.channel = Some(format!("nats://127.0.0.1:{foreign_proxy}"));
+    let env = [creds[0], creds[1], ("AGENTFERRY_PEER_TIMEOUT", "1")];
+    let (code, events) = receive(&Node::new(), &hostile, &channel, &env);
+    assert_ne!(code, 0, "{events:?}");
+    let foreign_seen = foreign_seen.lock().unwrap();
+    assert!(contains(&foreign_seen, b"CONNECT"), "the receiver tried the ticket's servers");
+    assert!(!contains(&foreign_seen, b"right-password") && !contains(&foreign_seen, b"\"ferry\""), "credentials leaked");
+
     let seen = seen.lock().unwrap();
     assert!(seen.len() > 2 * 1024 * 1024, "the file went through the proxy ({} bytes seen)", seen.len());
     assert!(contains(&seen, b"PUB agentferry."), "subjects are under agentferry.");

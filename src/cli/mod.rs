@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use agentferry::{
     Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, home::Home, id::TransferId,
-    journal::Role, transport::Prefer,
+    journal::Role, relay::ChannelHint, transport::Prefer,
 };
 use output::Reporter;
 
@@ -256,7 +256,11 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         None => home.config().relay,
     };
-    let config = NodeConfig { channel: relay.map(|r| r.parse()).transpose()?, prefer: cli.prefer, ..config };
+    let channel: Option<ChannelHint> = relay.map(|r| r.parse()).transpose()?;
+    if let Some(ChannelHint::Nats(hint)) = &channel {
+        hint.configure(); // only these servers get this node's NATS credentials
+    }
+    let config = NodeConfig { channel, prefer: cli.prefer, ..config };
     let node = Node::new(home, config);
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),

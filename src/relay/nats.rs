@@ -82,9 +82,10 @@ impl PartialEq for NatsHint {
 }
 impl Eq for NatsHint {}
 
-/// Credentials given in a URL to this process, by server list: a ticket's hint (which never
-/// carries them) to the same servers uses them too.
-static URL_AUTH: Mutex<Vec<(String, Auth)>> = Mutex::new(Vec::new());
+/// The servers this node was configured with (`--relay`, `AGENTFERRY_RELAY`, the config file),
+/// and the credentials their URL carried. Only these servers get credentials: a ticket or grant
+/// naming other servers must not make this node hand its password to them.
+static CONFIGURED: Mutex<Vec<(String, Option<Auth>)>> = Mutex::new(Vec::new());
 
 impl NatsHint {
     /// Parse `s` if it is a NATS URL; `None` if it names another kind of channel.
@@ -110,14 +111,7 @@ impl NatsHint {
         if let Some(wrong) = servers.iter().find(|h| !valid(h)) {
             return Some(Err(bad(&format!("{wrong:?} is not HOST:PORT"))));
         }
-        let hint = NatsHint { tls, servers, auth };
-        if let Some(auth) = &hint.auth {
-            let mut known = URL_AUTH.lock().expect("not poisoned");
-            let key = hint.to_string();
-            known.retain(|(k, _)| *k != key);
-            known.push((key, auth.clone()));
-        }
-        Some(Ok(hint))
+        Some(Ok(NatsHint { tls, servers, auth }))
     }
 
     /// Whether the URL itself carries a secret (so showing the raw argument would leak it).
@@ -125,12 +119,28 @@ impl NatsHint {
         self.auth.is_some()
     }
 
-    fn auth(&self) -> Option<Auth> {
+    /// Mark these servers as this node's own channel: they get its credentials, from this URL
+    /// or the environment, also when a ticket's hint (which has none) names them.
+    pub fn configure(&self) {
+        let mut configured = CONFIGURED.lock().expect("not poisoned");
         let key = self.to_string();
-        self.auth.clone().or_else(|| {
-            URL_AUTH.lock().expect("not poisoned").iter().find(|(k, _)| *k == key).map(|(_, a)| a.clone())
-        })
+        configured.retain(|(k, _)| *k != key);
+        configured.push((key, self.auth.clone()));
     }
+
+    /// The credentials to present, if these are this node's configured servers: the URL's,
+    /// else the environment's. `None` for anything else (connect anonymously).
+    fn credentials(&self) -> Option<Credentials> {
+        let key = self.to_string();
+        let configured = CONFIGURED.lock().expect("not poisoned");
+        let (_, url_auth) = configured.iter().find(|(k, _)| *k == key)?;
+        Some(Credentials { url: self.auth.clone().or_else(|| url_auth.clone()) })
+    }
+}
+
+/// What a configured server gets: the URL's credentials, else those in the environment.
+struct Credentials {
+    url: Option<Auth>,
 }
 
 /// The URL without credentials: what tickets, grants and logs carry.
@@ -172,8 +182,12 @@ impl NatsChannel {
             .require_tls(hint.tls)
             .max_reconnects(None)
             .name("agentferry");
+        let Some(credentials) = hint.credentials() else {
+            tracing::info!(nats = %label, "not this node's configured NATS servers: connecting without credentials");
+            return Self::finish(hint, options).await;
+        };
         let user = env("AGENTFERRY_NATS_USER");
-        options = match (hint.auth(), env("AGENTFERRY_NATS_TOKEN"), user) {
+        options = match (credentials.url, env("AGENTFERRY_NATS_TOKEN"), user) {
             (Some(Auth::Token(token)), ..) | (None, Some(token), _) => options.token(token),
             (Some(Auth::UserPassword(user, password)), ..) => options.user_and_password(user, password),
             (None, None, Some(user)) => options.user_and_password(user, env("AGENTFERRY_NATS_PASSWORD").unwrap_or_default()),
@@ -188,6 +202,11 @@ impl NatsChannel {
             let seed = std::fs::read_to_string(&path).map_err(|e| TransferError::io(std::path::Path::new(&path), e))?;
             options = options.nkey(seed.trim().to_owned());
         }
+        Self::finish(hint, options).await
+    }
+
+    async fn finish(hint: &NatsHint, options: async_nats::ConnectOptions) -> Result<Arc<Self>, TransferError> {
+        let label = hint.to_string();
         let scheme = if hint.tls { "tls" } else { "nats" };
         let addrs: Vec<async_nats::ServerAddr> = hint
             .servers
@@ -296,10 +315,15 @@ mod tests {
         assert!(hint.has_credentials());
         let token = NatsHint::parse("tls://tok3n@nats.example:4222").unwrap().unwrap();
         assert_eq!(token.to_string(), "tls://nats.example:4222");
-        // A ticket's hint to the same servers uses the credentials given to this process.
+        // A ticket's hint to the same servers uses the credentials given to this process, and
+        // a hint to other servers gets none.
         let bare = NatsHint::parse("tls://nats.example:4222").unwrap().unwrap();
         assert_eq!(bare, token);
-        assert_eq!(bare.auth(), Some(Auth::Token("tok3n".into())));
+        assert!(bare.credentials().is_none(), "not configured yet");
+        token.configure();
+        assert_eq!(bare.credentials().and_then(|c| c.url), Some(Auth::Token("tok3n".into())));
+        let other = NatsHint::parse("tls://attacker.example:4222").unwrap().unwrap();
+        assert!(other.credentials().is_none());
         assert!(NatsHint::parse("ws://127.0.0.1:1").is_none());
         for wrong in ["nats://", "nats://host", "nats://host:port", "nats://:4222"] {
             assert_eq!(NatsHint::parse(wrong).unwrap().unwrap_err().code(), "invalid_argument", "{wrong}");
