@@ -225,7 +225,9 @@ impl TransferError {
             ChannelAuth(_) => {
                 "check AGENTFERRY_NATS_USER/AGENTFERRY_NATS_PASSWORD, AGENTFERRY_NATS_TOKEN, AGENTFERRY_NATS_CREDS or AGENTFERRY_NATS_NKEY, and that the account may use agentferry.>"
             }
-            PeerOffline(_) => "push again once the peer runs `agentferry listen` (or its MCP server), or hand over the ticket",
+            PeerOffline(_) => {
+                "push again once the peer runs `agentferry listen` (or its MCP server), or hand over the ticket"
+            }
             Cancelled => "run `agentferry resume ID` to continue",
         }
     }

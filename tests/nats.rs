@@ -80,7 +80,8 @@ fn send_blocked(node: &Node, channel: &str, file: &std::path::Path, env: &[(&str
 }
 
 fn receive(node: &Node, ticket: &Ticket, channel: &str, env: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>) {
-    let mut cmd = with_channel(node, channel, &["receive", &ticket.to_string(), "-o", node.out().to_str().unwrap(), "--json"]);
+    let mut cmd =
+        with_channel(node, channel, &["receive", &ticket.to_string(), "-o", node.out().to_str().unwrap(), "--json"]);
     cmd.envs(env.iter().copied());
     let out = cmd.output().unwrap();
     let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -98,7 +99,10 @@ fn a_transfer_goes_through_nats_when_the_direct_path_is_unreachable() {
     assert_eq!(code, 0, "{events:?}");
     let attempts: Vec<_> = events.iter().filter(|e| e["event"] == "attempt").collect();
     assert_eq!((attempts[0]["path"].as_str(), attempts[0]["ok"].as_bool()), (Some("http"), Some(false)));
-    assert!(attempts.iter().any(|a| a["path"] == "relay" && a["addr"] == nats.url() && a["ok"] == true), "{attempts:?}");
+    assert!(
+        attempts.iter().any(|a| a["path"] == "relay" && a["addr"] == nats.url() && a["ok"] == true),
+        "{attempts:?}"
+    );
     assert_eq!(events.last().unwrap()["path"], "relay");
     assert_same_file(&src, &b.out().join("via-nats.bin"));
     let (code, last) = sender.finish();
@@ -114,9 +118,7 @@ fn recording_proxy(port: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
     std::thread::spawn(move || {
         for client in listener.incoming().flatten() {
             let server = TcpStream::connect(("127.0.0.1", port)).unwrap();
-            for (mut from, mut to) in
-                [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
-            {
+            for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
                 let record = Arc::clone(&record);
                 std::thread::spawn(move || {
                     let mut buf = vec![0u8; 64 * 1024];
@@ -149,7 +151,8 @@ fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
     let (sender, ticket) = send_blocked(&a, &channel, &src, &creds);
 
     // Wrong credentials: a clear code on the relay attempt, nothing received.
-    let wrong = [("AGENTFERRY_NATS_USER", "ferry"), ("AGENTFERRY_NATS_PASSWORD", "wrong"), ("AGENTFERRY_PEER_TIMEOUT", "2")];
+    let wrong =
+        [("AGENTFERRY_NATS_USER", "ferry"), ("AGENTFERRY_NATS_PASSWORD", "wrong"), ("AGENTFERRY_PEER_TIMEOUT", "2")];
     let (code, events) = receive(&b, &ticket, &channel, &wrong);
     assert_ne!(code, 0, "{events:?}");
     let relay = events.iter().find(|e| e["event"] == "attempt" && e["path"] == "relay").expect("relay tried");
@@ -172,7 +175,10 @@ fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
     assert_ne!(code, 0, "{events:?}");
     let foreign_seen = foreign_seen.lock().unwrap();
     assert!(contains(&foreign_seen, b"CONNECT"), "the receiver tried the ticket's servers");
-    assert!(!contains(&foreign_seen, b"right-password") && !contains(&foreign_seen, b"\"ferry\""), "credentials leaked");
+    assert!(
+        !contains(&foreign_seen, b"right-password") && !contains(&foreign_seen, b"\"ferry\""),
+        "credentials leaked"
+    );
 
     let seen = seen.lock().unwrap();
     assert!(seen.len() > 2 * 1024 * 1024, "the file went through the proxy ({} bytes seen)", seen.len());
@@ -194,8 +200,7 @@ fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
 #[test]
 fn a_three_node_cluster_carries_a_transfer_while_one_node_is_killed() {
     let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let route_list =
-        routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let route_list = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
     let nodes: Vec<NatsServer> = routes
         .iter()
         .map(|p| {
@@ -216,9 +221,11 @@ fn a_three_node_cluster_carries_a_transfer_while_one_node_is_killed() {
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "cluster.bin", 48 * 1024 * 1024, 33);
     let (mut sender, ticket) = send_blocked(&a, &sender_url, &src, &[]);
-    let mut cmd = with_channel(&b, &receiver_url, &["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
+    let mut cmd =
+        with_channel(&b, &receiver_url, &["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
     let mut receiver = Running::new_public(cmd.spawn().unwrap());
-    let early = receiver.wait_for("progress", |e| e["event"] == "progress" && e["bytes_done"].as_u64().unwrap_or(0) > 0);
+    let early =
+        receiver.wait_for("progress", |e| e["event"] == "progress" && e["bytes_done"].as_u64().unwrap_or(0) > 0);
     let mut nodes = nodes;
     drop(nodes.remove(0)); // the sender's node dies mid-transfer (SIGKILL)
     assert!(early["bytes_done"].as_u64() < early["bytes_total"].as_u64().map(|t| t / 2), "not mid-transfer: {early}");
@@ -299,7 +306,11 @@ fn offers_travel_through_nats_and_an_offline_peer_is_named() {
     cmd.envs(creds);
     let mut sender = Running::new_public(cmd.spawn().unwrap());
     let offered = sender.next_event(WAIT).unwrap();
-    assert_eq!((offered["event"].as_str(), offered["state"].as_str()), (Some("offered"), Some("accepted")), "{offered}");
+    assert_eq!(
+        (offered["event"].as_str(), offered["state"].as_str()),
+        (Some("offered"), Some("accepted")),
+        "{offered}"
+    );
     let (code, last) = sender.finish();
     assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
     assert_same_file(&src, &downloads.join("pushed.bin"));

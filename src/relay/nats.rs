@@ -95,7 +95,8 @@ impl NatsHint {
             Some(("tls", rest)) => (true, rest),
             _ => return None,
         };
-        let bad = |why: &str| TransferError::InvalidArgument(format!("{why}: use nats://[USER:PASS@]HOST:PORT[,HOST:PORT…]"));
+        let bad =
+            |why: &str| TransferError::InvalidArgument(format!("{why}: use nats://[USER:PASS@]HOST:PORT[,HOST:PORT…]"));
         let (auth, hosts) = match rest.rsplit_once('@') {
             Some((userinfo, hosts)) => (
                 Some(match userinfo.split_once(':') {
@@ -107,7 +108,8 @@ impl NatsHint {
             None => (None, rest),
         };
         let servers: Vec<String> = hosts.trim_end_matches('/').split(',').map(str::to_owned).collect();
-        let valid = |h: &str| h.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        let valid =
+            |h: &str| h.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
         if let Some(wrong) = servers.iter().find(|h| !valid(h)) {
             return Some(Err(bad(&format!("{wrong:?} is not HOST:PORT"))));
         }
@@ -190,13 +192,16 @@ impl NatsChannel {
         options = match (credentials.url, env("AGENTFERRY_NATS_TOKEN"), user) {
             (Some(Auth::Token(token)), ..) | (None, Some(token), _) => options.token(token),
             (Some(Auth::UserPassword(user, password)), ..) => options.user_and_password(user, password),
-            (None, None, Some(user)) => options.user_and_password(user, env("AGENTFERRY_NATS_PASSWORD").unwrap_or_default()),
+            (None, None, Some(user)) => {
+                options.user_and_password(user, env("AGENTFERRY_NATS_PASSWORD").unwrap_or_default())
+            }
             (None, None, None) => options,
         };
         if let Some(path) = env("AGENTFERRY_NATS_CREDS") {
-            options = options.credentials_file(PathBuf::from(&path)).await.map_err(|e| {
-                TransferError::ChannelAuth(format!("cannot use the creds file {path}: {e}"))
-            })?;
+            options = options
+                .credentials_file(PathBuf::from(&path))
+                .await
+                .map_err(|e| TransferError::ChannelAuth(format!("cannot use the creds file {path}: {e}")))?;
         }
         if let Some(path) = env("AGENTFERRY_NATS_NKEY") {
             let seed = std::fs::read_to_string(&path).map_err(|e| TransferError::io(std::path::Path::new(&path), e))?;
@@ -265,7 +270,7 @@ impl NatsChannel {
         let limit = self.client.server_info().max_payload;
         if payload.len() > limit {
             return Err(TransferError::SizeLimit(format!(
-                "a {} byte message does not fit the NATS server's max_payload of {limit} bytes: use a smaller --chunk-size",
+                "a {} byte message does not fit the NATS server's max_payload of {limit} bytes: raise max_payload on the server (1 MiB fits agentferry's 256 KiB chunks)",
                 payload.len()
             )));
         }
