@@ -55,6 +55,8 @@ impl NatsServer {
             }
             line.clear();
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("nats-server did not start");
     }
 
