@@ -16,7 +16,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{sync::mpsc, task::JoinSet};
 
 use super::{
     Completion, Event, Events, FilesProgress, Node, ReceiveOptions, Transfer,
@@ -30,6 +30,7 @@ use crate::{
     },
     error::{Result, TransferError},
     frame::Opener,
+    id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{Manifest, check_declared},
     names::safe_file_name,
@@ -187,22 +188,31 @@ fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>
 fn failure(e: &TransferError) -> Failure {
     match e {
         TransferError::Unauthorized | TransferError::IntegrityMismatch(_) => Failure::Unauthentic,
+        TransferError::NotServing(_) => Failure::NotServing,
+        TransferError::SenderCompleted(_) => Failure::Completed,
         _ => Failure::Unreachable,
     }
 }
 
-fn give_up_error(why: GiveUp, last: Option<TransferError>) -> TransferError {
+fn give_up_error(id: TransferId, why: GiveUp, last: Option<TransferError>) -> TransferError {
     match (why, last) {
         (GiveUp::PeerVanished { .. } | GiveUp::Refused, Some(last)) => last,
         (GiveUp::PeerVanished { idle }, None) => {
             TransferError::PeerUnreachable(format!("no data from the sender for {} s", idle.as_secs()))
         }
         (GiveUp::Refused, None) => TransferError::Unauthorized,
+        (GiveUp::Completed, _) => TransferError::SenderCompleted(id.to_string()),
+        (GiveUp::NotServing, _) => TransferError::NotServing(
+            "nobody answers for it at the addresses or on the channel the ticket names".into(),
+        ),
         (GiveUp::Tampered { streak }, _) => {
             TransferError::IntegrityMismatch(format!("{streak} frames in a row failed authentication on every path"))
         }
     }
 }
+
+/// The connection attempts under way, at most one per path; dropping it cancels them.
+type Attempts = JoinSet<(PathKind, Result<PathConnected>)>;
 
 /// The path carrying the transfer now.
 struct Active {
@@ -249,9 +259,9 @@ impl Driver {
     }
 
     /// Start connecting `kind` in the background; the result comes back through `connecting`.
-    fn connect(&self, kind: PathKind, hello: Bytes) -> JoinHandle<(PathKind, Result<PathConnected>)> {
+    fn connect(&self, connecting: &mut Attempts, kind: PathKind, hello: Bytes) {
         let (ticket, events) = (Arc::clone(&self.ticket), self.events.clone());
-        tokio::spawn(async move { (kind, connect(kind, &ticket, hello, &events).await) })
+        connecting.spawn(async move { (kind, connect(kind, &ticket, hello, &events).await) });
     }
 
     async fn run(&mut self) -> Result<Completion> {
@@ -294,7 +304,7 @@ impl Driver {
         let mut paths = PathSelector::new(now, &kinds, PathConfig::default());
         let mut controls = ControlSealer::new(&self.ticket);
         let mut active: Option<Active> = None;
-        let mut connecting: Option<JoinHandle<(PathKind, Result<PathConnected>)>> = None;
+        let mut connecting = Attempts::new();
         let mut last_error: Option<TransferError> = None;
         let mut carried = Carried::default();
 
@@ -307,7 +317,7 @@ impl Driver {
                     acted = true;
                     match output {
                         PathOutput::Connect(kind) => {
-                            connecting = Some(self.connect(kind, controls.seal(&Control::Hello)));
+                            self.connect(&mut connecting, kind, controls.seal(&Control::Hello));
                         }
                         PathOutput::Use(kind) => {
                             let path = kind.as_str();
@@ -319,7 +329,7 @@ impl Driver {
                             active = None;
                             core.handle_path_lost(now);
                         }
-                        PathOutput::Failed(why) => return Err(give_up_error(why, last_error)),
+                        PathOutput::Failed(why) => return Err(give_up_error(id, why, last_error)),
                     }
                 }
                 while let Some(output) = core.poll_output() {
@@ -340,7 +350,7 @@ impl Driver {
                             paths.handle_lost(now, Failure::Tampered { streak });
                             continue;
                         }
-                        Output::Failed(why) => return Err(give_up_error(why, last_error)),
+                        Output::Failed(why) => return Err(give_up_error(id, why, last_error)),
                     };
                     if let Some(path) = &mut active
                         && let Err(e) = path.link.send(controls.seal(&control)).await
@@ -425,8 +435,7 @@ impl Driver {
                         }
                     }
                 }
-                joined = join(&mut connecting) => {
-                    connecting = None;
+                Some(joined) = connecting.join_next(), if !connecting.is_empty() => {
                     let now = Instant::now();
                     let Ok((kind, result)) = joined else { continue };
                     match result {
@@ -528,9 +537,13 @@ impl Driver {
             *saved_to = Some(target.clone());
         }
         self.node.journal.save(&mut self.record)?;
-        if let Some(active) = active {
+        if let Some(Active { link, incoming, .. }) = active {
+            // Frames still arriving (retransmissions) are not wanted: stop taking them, or a
+            // path that delivers in order (the relay client) would stall behind them, with the
+            // confirmation queued after.
+            drop(incoming);
             let complete = controls.seal(&Control::Complete { sha256: sha256.clone() });
-            confirm(active.link, complete, self.record.transfer_id).await;
+            confirm(link, complete, self.record.transfer_id).await;
         }
         let id = self.record.transfer_id;
         self.events
@@ -579,14 +592,6 @@ async fn next_incoming(active: &mut Option<Active>) -> Incoming {
             .recv()
             .await
             .unwrap_or_else(|| Incoming::Lost(TransferError::PeerUnreachable(format!("{} closed", path.kind)))),
-        None => std::future::pending().await,
-    }
-}
-
-/// The result of the connection attempt under way; pending while there is none.
-async fn join<T>(task: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
-    match task {
-        Some(task) => task.await,
         None => std::future::pending().await,
     }
 }
