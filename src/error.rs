@@ -123,6 +123,12 @@ pub enum TransferError {
     /// This node already has as many usable grants as it allows (invites are capped).
     #[error("this node already has {0} open invites, the most allowed")]
     TooManyGrants(usize),
+    /// The message channel (a NATS server) refused this node's credentials.
+    #[error("the channel refused the credentials: {0}")]
+    ChannelAuth(String),
+    /// The peer reads no mailbox on a channel that keeps nothing for absent readers (NATS).
+    #[error("the peer is offline: {0}")]
+    PeerOffline(String),
     /// The operation was interrupted (Ctrl-C, cancellation).
     #[error("interrupted")]
     Cancelled,
@@ -169,6 +175,8 @@ impl TransferError {
             AmbiguousTransfer(_) => "ambiguous_transfer",
             Home(_) => "home_unusable",
             ListingRefused(_) => "listing_refused",
+            ChannelAuth(_) => "channel_auth_failed",
+            PeerOffline(_) => "peer_offline",
             Cancelled => "cancelled",
         }
     }
@@ -236,6 +244,12 @@ impl TransferError {
             ListingRefused(_) => {
                 "nothing was written; ask the sender to rename the offending entries or send a smaller folder"
             }
+            ChannelAuth(_) => {
+                "check AGENTFERRY_NATS_USER/AGENTFERRY_NATS_PASSWORD, AGENTFERRY_NATS_TOKEN, AGENTFERRY_NATS_CREDS or AGENTFERRY_NATS_NKEY, and that the account may use agentferry.>"
+            }
+            PeerOffline(_) => {
+                "push again once the peer runs `agentferry listen` (or its MCP server), or hand over the ticket"
+            }
             Cancelled => "run `agentferry resume ID` to continue",
         }
     }
@@ -250,7 +264,8 @@ impl TransferError {
             | TicketWrongKind { .. }
             | TicketUnsupportedVersion(_)
             | TicketExpired { .. } => 3,
-            PeerUnreachable(_) | NotServing(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_) => 4,
+            PeerUnreachable(_) | NotServing(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_)
+            | ChannelAuth(_) | PeerOffline(_) => 4,
             PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
             PathNotAllowed(_) => 6,
             IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
@@ -305,6 +320,8 @@ impl TransferError {
             AmbiguousTransfer(m) => AmbiguousTransfer(m.clone()),
             Home(m) => Home(m.clone()),
             ListingRefused(m) => ListingRefused(m.clone()),
+            ChannelAuth(m) => ChannelAuth(m.clone()),
+            PeerOffline(m) => PeerOffline(m.clone()),
             Cancelled => Cancelled,
         }
     }

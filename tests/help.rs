@@ -82,6 +82,7 @@ fn node_options_appear_only_where_they_apply() {
         assert!(has(&["mcp"], flag) && has(&["listen"], flag), "mcp and listen take {flag}");
     }
     // `--home` works after a nested subcommand too.
-    let out = Command::new(BIN).args(["peers", "list", "--home"]).arg(tempfile::tempdir().unwrap().path()).output().unwrap();
+    let out =
+        Command::new(BIN).args(["peers", "list", "--home"]).arg(tempfile::tempdir().unwrap().path()).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -3,7 +3,12 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use agentferry::{NodeConfig, TransferError, home::Home, transport::Prefer};
+use agentferry::{
+    NodeConfig, TransferError,
+    home::Home,
+    relay::{ChannelHint, nats::NatsHint},
+    transport::Prefer,
+};
 
 /// One option group: it sets its part of the node's configuration.
 pub trait NodeOption {
@@ -36,17 +41,38 @@ impl NodeArgs {
     pub fn resolve(self) -> Result<(Home, NodeConfig), TransferError> {
         let home = Home::resolve(self.home)?;
         let defaults = NodeConfig::default();
+        if let Some(relay) = &self.relay {
+            warn_of_password_in_argv(relay);
+        }
         let relay = self.relay.or_else(|| home.config().relay);
+        let channel: Option<ChannelHint> = relay.map(|r| r.parse()).transpose()?;
+        if let Some(ChannelHint::Nats(hint)) = &channel {
+            hint.configure(); // only these servers get this node's NATS credentials
+        }
         let config = NodeConfig {
             name: self.name.unwrap_or(defaults.name),
             bind: self.bind.unwrap_or(defaults.bind),
             inbox_bind: self.inbox_bind.unwrap_or(defaults.inbox_bind),
             peer_timeout: self.peer_timeout.map_or(defaults.peer_timeout, Duration::from_secs),
-            channel: relay.map(|r| r.parse()).transpose()?,
+            channel,
             prefer: self.prefer.unwrap_or(defaults.prefer),
             ..defaults
         };
         Ok((home, config))
+    }
+}
+
+/// A channel URL with a password given as an argument is visible to every local user (`ps`):
+/// say so, and where it belongs instead.
+fn warn_of_password_in_argv(relay: &str) {
+    let from_env = std::env::var("AGENTFERRY_RELAY").is_ok_and(|v| v == relay);
+    if let (false, Some(Ok(hint))) = (from_env, NatsHint::parse(relay))
+        && hint.has_credentials()
+    {
+        eprintln!(
+            "warning: --relay carries a password that other users of this machine can see; \
+             set AGENTFERRY_NATS_USER/AGENTFERRY_NATS_PASSWORD or AGENTFERRY_NATS_TOKEN instead"
+        );
     }
 }
 
@@ -105,8 +131,8 @@ impl NodeOption for NameArg {
 
 #[derive(Debug, clap::Args)]
 pub struct RelayArg {
-    /// A relay (ws://HOST:PORT) or shared folder (folder:/PATH) to serve and fetch through when
-    /// direct connections fail. Default: `relay` in <home>/config.json, if set.
+    /// A relay (ws://HOST:PORT), NATS servers (nats://HOST:PORT[,…], tls://…) or shared folder
+    /// (folder:/PATH) to serve and fetch through when direct connections fail. Default: `relay` in <home>/config.json, if set.
     #[arg(long, env = "AGENTFERRY_RELAY", value_name = "CHANNEL")]
     relay: Option<String>,
 }

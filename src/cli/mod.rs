@@ -15,8 +15,7 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use agentferry::{
-    Event, Node, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, id::TransferId,
-    journal::Role,
+    Event, Node, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, id::TransferId, journal::Role,
 };
 use args::{BindArg, HomeArg, NameArg, NodeArgs, PreferArg, RelayArg, WaitArg};
 use output::Reporter;

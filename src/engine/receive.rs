@@ -160,7 +160,7 @@ fn tuning(kind: PathKind) -> (u64, Duration) {
 fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>) -> Result<Vec<PathKind>> {
     let channel_usable = match ticket.channel.as_deref().map(str::parse::<ChannelHint>) {
         None => false,
-        Some(Ok(ChannelHint::Relay(_))) => true,
+        Some(Ok(ChannelHint::Relay(_) | ChannelHint::Nats(_))) => true,
         Some(Ok(folder @ ChannelHint::Folder(_))) => own_channel == Some(&folder),
         Some(Err(_)) => false,
     };

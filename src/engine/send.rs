@@ -402,6 +402,9 @@ async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) ->
             .and_then(|m| m.try_into().ok())
             .ok_or_else(|| TransferError::PeerUriInvalid("the peer's inbox mailbox is damaged".into()))?;
         let channel = Channel::open(&hint.parse()?).await?;
+        if channel.would_drop(mailbox).await {
+            return Err(TransferError::PeerOffline(format!("{} reads no inbox on {hint}", peer.name)));
+        }
         let mut reply = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
         let mut answers = channel.subscribe(reply).await;

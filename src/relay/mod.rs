@@ -7,7 +7,8 @@
 //! carry the same messages:
 //!
 //! - a relay server (`agentferry relay`, [`server`]) reached over WebSocket ([`client`]);
-//! - a shared folder ([`folder`]), for agents that share a synced or network folder.
+//! - a shared folder ([`folder`]), for agents that share a synced or network folder;
+//! - a NATS server or cluster ([`nats`]), for teams that outgrow one relay.
 //!
 //! The channel only ever sees mailbox ids and sealed bytes: frames sealed with the session
 //! key, offers authenticated by the grant secret. It can delay, drop, reorder or replay them;
@@ -15,6 +16,7 @@
 
 pub mod client;
 pub mod folder;
+pub mod nats;
 pub mod proto;
 pub mod server;
 
@@ -26,11 +28,13 @@ use tokio::sync::mpsc;
 use crate::error::TransferError;
 pub use proto::{Mailbox, route};
 
-/// Where a node's channel is: `ws://host:port` (a relay) or `folder:/path` (a shared folder).
+/// Where a node's channel is: `ws://host:port` (a relay), `folder:/path` (a shared folder) or
+/// `nats://host:port` (a NATS server or cluster).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelHint {
     Relay(String),
     Folder(PathBuf),
+    Nats(nats::NatsHint),
 }
 
 impl std::str::FromStr for ChannelHint {
@@ -43,7 +47,13 @@ impl std::str::FromStr for ChannelHint {
         if s.starts_with("ws://") || s.starts_with("wss://") {
             return Ok(ChannelHint::Relay(s.trim_end_matches('/').to_owned()));
         }
-        Err(TransferError::InvalidArgument(format!("{s:?} is not a channel: use ws://HOST:PORT or folder:/PATH")))
+        if let Some(hint) = nats::NatsHint::parse(s) {
+            return hint.map(ChannelHint::Nats);
+        }
+        // Not the argument itself: it may carry a password.
+        Err(TransferError::InvalidArgument(
+            "not a channel: use ws://HOST:PORT, nats://HOST:PORT or folder:/PATH".into(),
+        ))
     }
 }
 
@@ -52,6 +62,7 @@ impl std::fmt::Display for ChannelHint {
         match self {
             ChannelHint::Relay(url) => f.write_str(url),
             ChannelHint::Folder(path) => write!(f, "folder:{}", path.display()),
+            ChannelHint::Nats(hint) => hint.fmt(f),
         }
     }
 }
@@ -61,6 +72,7 @@ impl std::fmt::Display for ChannelHint {
 pub enum Channel {
     Relay(Arc<client::RelayClient>),
     Folder(Arc<folder::FolderChannel>),
+    Nats(Arc<nats::NatsChannel>),
 }
 
 impl Channel {
@@ -68,6 +80,7 @@ impl Channel {
         Ok(match hint {
             ChannelHint::Relay(url) => Channel::Relay(client::RelayClient::connect(url).await?),
             ChannelHint::Folder(path) => Channel::Folder(folder::FolderChannel::open(path)?),
+            ChannelHint::Nats(hint) => Channel::Nats(nats::NatsChannel::connect(hint).await?),
         })
     }
 
@@ -77,6 +90,7 @@ impl Channel {
         match self {
             Channel::Relay(c) => c.subscribe(key).await,
             Channel::Folder(c) => c.subscribe(route(&key)),
+            Channel::Nats(c) => c.subscribe(key).await,
         }
     }
 
@@ -85,6 +99,7 @@ impl Channel {
         match self {
             Channel::Relay(c) => c.unsubscribe(key).await,
             Channel::Folder(c) => c.unsubscribe(route(&key)),
+            Channel::Nats(c) => c.unsubscribe(key),
         }
     }
 
@@ -94,6 +109,7 @@ impl Channel {
         match self {
             Channel::Relay(c) => c.send_written(route(&key), payload).await,
             Channel::Folder(c) => c.send(route(&key), &payload),
+            Channel::Nats(c) => c.send_written(route(&key), payload).await,
         }
     }
 
@@ -108,6 +124,16 @@ impl Channel {
         match self {
             Channel::Relay(c) => c.send(mailbox, payload).await,
             Channel::Folder(c) => c.send(mailbox, &payload),
+            Channel::Nats(c) => c.send(mailbox, payload).await,
+        }
+    }
+
+    /// Whether a message to `mailbox` that nobody reads now would be lost: true on NATS when
+    /// nobody subscribes it (core NATS stores nothing); the relay and the folder keep messages.
+    pub async fn would_drop(&self, mailbox: Mailbox) -> bool {
+        match self {
+            Channel::Nats(c) => !c.has_reader(mailbox).await,
+            Channel::Relay(_) | Channel::Folder(_) => false,
         }
     }
 }

@@ -1,0 +1,320 @@
+//! The message channel on NATS, end to end: real nats-server processes (Debian `nats-server`),
+//! real senders and receivers whose direct path is unreachable.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{TcpListener, TcpStream},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use agentferry::Ticket;
+use common::*;
+
+/// A nats-server on 127.0.0.1, killed when dropped.
+struct NatsServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl NatsServer {
+    /// Start `nats-server` with `extra` arguments on a free client port; waits until it listens.
+    fn start(extra: &[&str]) -> NatsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--store_dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nats-server is installed (Debian package nats-server, see .ci/run)");
+        let mut log = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while log.read_line(&mut line).unwrap() > 0 {
+            if line.contains("Server is ready") {
+                // Keep draining its log so that it never blocks on a full pipe.
+                std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+                return NatsServer { child, port, _dir: dir };
+            }
+            line.clear();
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("nats-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+fn with_channel(node: &Node, channel: &str, args: &[&str]) -> Command {
+    let mut cmd = node.command(args);
+    cmd.env("AGENTFERRY_RELAY", channel);
+    cmd
+}
+
+/// Start a sender on `channel` and return it with its ticket, direct addresses made unreachable.
+fn send_blocked(node: &Node, channel: &str, file: &std::path::Path, env: &[(&str, &str)]) -> (Running, Ticket) {
+    let mut cmd = with_channel(node, channel, &["send", file.to_str().unwrap(), "--json"]);
+    cmd.envs(env.iter().copied());
+    let mut sender = Running::new_public(cmd.spawn().unwrap());
+    let mut ticket: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
+    ticket.addrs = vec!["127.0.0.1:1".parse().unwrap()]; // nothing listens there
+    (sender, ticket)
+}
+
+fn receive(node: &Node, ticket: &Ticket, channel: &str, env: &[(&str, &str)]) -> (i32, Vec<serde_json::Value>) {
+    let mut cmd =
+        with_channel(node, channel, &["receive", &ticket.to_string(), "-o", node.out().to_str().unwrap(), "--json"]);
+    cmd.envs(env.iter().copied());
+    let out = cmd.output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (out.status.code().unwrap_or(-1), events)
+}
+
+#[test]
+fn a_transfer_goes_through_nats_when_the_direct_path_is_unreachable() {
+    let nats = NatsServer::start(&[]);
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "via-nats.bin", 5 * 1024 * 1024 + 7, 31);
+    let (sender, ticket) = send_blocked(&a, &nats.url(), &src, &[]);
+    assert_eq!(ticket.channel.as_deref(), Some(nats.url().as_str()), "the ticket carries the NATS hint");
+    let (code, events) = receive(&b, &ticket, &nats.url(), &[]);
+    assert_eq!(code, 0, "{events:?}");
+    let attempts: Vec<_> = events.iter().filter(|e| e["event"] == "attempt").collect();
+    assert_eq!((attempts[0]["path"].as_str(), attempts[0]["ok"].as_bool()), (Some("http"), Some(false)));
+    assert!(
+        attempts.iter().any(|a| a["path"] == "relay" && a["addr"] == nats.url() && a["ok"] == true),
+        "{attempts:?}"
+    );
+    assert_eq!(events.last().unwrap()["path"], "relay");
+    assert_same_file(&src, &b.out().join("via-nats.bin"));
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")));
+}
+
+/// A TCP proxy in front of `port` that records every byte both ways.
+fn recording_proxy(port: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                let record = Arc::clone(&record);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        record.lock().unwrap().extend_from_slice(&buf[..n]);
+                        if to.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    (proxy_port, seen)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[test]
+fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
+    let nats = NatsServer::start(&["--user", "ferry", "--pass", "right-password"]);
+    let (proxy, seen) = recording_proxy(nats.port);
+    let channel = format!("nats://127.0.0.1:{proxy}");
+    let creds = [("AGENTFERRY_NATS_USER", "ferry"), ("AGENTFERRY_NATS_PASSWORD", "right-password")];
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "secret-plans-name.bin", 2 * 1024 * 1024, 32);
+    let (sender, ticket) = send_blocked(&a, &channel, &src, &creds);
+
+    // Wrong credentials: a clear code on the relay attempt, nothing received.
+    let wrong =
+        [("AGENTFERRY_NATS_USER", "ferry"), ("AGENTFERRY_NATS_PASSWORD", "wrong"), ("AGENTFERRY_PEER_TIMEOUT", "2")];
+    let (code, events) = receive(&b, &ticket, &channel, &wrong);
+    assert_ne!(code, 0, "{events:?}");
+    let relay = events.iter().find(|e| e["event"] == "attempt" && e["path"] == "relay").expect("relay tried");
+    assert_eq!(relay["error_code"], "channel_auth_failed", "{events:?}");
+    assert!(!events.iter().any(|e| e.to_string().contains("wrong")), "the password is not shown: {events:?}");
+
+    let (code, events) = receive(&b, &ticket, &channel, &creds);
+    assert_eq!(code, 0, "{events:?}");
+    assert_eq!(events.last().unwrap()["path"], "relay");
+    assert_same_file(&src, &b.out().join("secret-plans-name.bin"));
+    assert_eq!(sender.finish().0, 0);
+
+    // A ticket naming other NATS servers gets no credentials from this node.
+    let foreign = NatsServer::start(&[]);
+    let (foreign_proxy, foreign_seen) = recording_proxy(foreign.port);
+    let mut hostile = ticket.clone();
+    hostile.channel = Some(format!("nats://127.0.0.1:{foreign_proxy}"));
+    let env = [creds[0], creds[1], ("AGENTFERRY_PEER_TIMEOUT", "1")];
+    let (code, events) = receive(&Node::new(), &hostile, &channel, &env);
+    assert_ne!(code, 0, "{events:?}");
+    let foreign_seen = foreign_seen.lock().unwrap();
+    assert!(contains(&foreign_seen, b"CONNECT"), "the receiver tried the ticket's servers");
+    assert!(
+        !contains(&foreign_seen, b"right-password") && !contains(&foreign_seen, b"\"ferry\""),
+        "credentials leaked"
+    );
+
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() > 2 * 1024 * 1024, "the file went through the proxy ({} bytes seen)", seen.len());
+    assert!(contains(&seen, b"PUB agentferry."), "subjects are under agentferry.");
+    let plain = std::fs::read(&src).unwrap();
+    for (what, needle) in [
+        ("session key", ticket.session_key.as_bytes().to_vec()),
+        ("hex session key", data_encoding::HEXLOWER.encode(ticket.session_key.as_bytes()).into_bytes()),
+        ("ticket", ticket.to_string().into_bytes()),
+        ("file name", b"secret-plans-name".to_vec()),
+        ("transfer id", ticket.transfer_id.to_string().into_bytes()),
+        ("plaintext", plain[1_000_000..1_000_064].to_vec()),
+        ("plaintext start", plain[..64].to_vec()),
+    ] {
+        assert!(!contains(&seen, &needle), "NATS saw the {what}");
+    }
+}
+
+#[test]
+fn a_three_node_cluster_carries_a_transfer_while_one_node_is_killed() {
+    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let route_list = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
+    let nodes: Vec<NatsServer> = routes
+        .iter()
+        .map(|p| {
+            NatsServer::start(&[
+                "--cluster_name",
+                "ferry",
+                "--cluster",
+                &format!("nats://127.0.0.1:{p}"),
+                "--routes",
+                &route_list,
+            ])
+        })
+        .collect();
+    // Sender on node 0, receiver on node 1; each is told of its own node and the survivor.
+    let sender_url = format!("nats://127.0.0.1:{},127.0.0.1:{}", nodes[0].port, nodes[2].port);
+    let receiver_url = format!("nats://127.0.0.1:{},127.0.0.1:{}", nodes[1].port, nodes[2].port);
+    wait_for_cluster(&nodes);
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "cluster.bin", 48 * 1024 * 1024, 33);
+    let (mut sender, ticket) = send_blocked(&a, &sender_url, &src, &[]);
+    let mut cmd =
+        with_channel(&b, &receiver_url, &["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
+    let mut receiver = Running::new_public(cmd.spawn().unwrap());
+    let early =
+        receiver.wait_for("progress", |e| e["event"] == "progress" && e["bytes_done"].as_u64().unwrap_or(0) > 0);
+    let mut nodes = nodes;
+    drop(nodes.remove(0)); // the sender's node dies mid-transfer (SIGKILL)
+    assert!(early["bytes_done"].as_u64() < early["bytes_total"].as_u64().map(|t| t / 2), "not mid-transfer: {early}");
+    let (code, last) = receiver.finish();
+    assert_eq!((code, last["path"].as_str()), (0, Some("relay")), "{last}");
+    assert_same_file(&src, &b.out().join("cluster.bin"));
+    assert_eq!(sender.wait_for("completed", |e| e["event"] == "completed")["event"], "completed");
+}
+
+/// Wait until every node has routes to the others (bounded).
+fn wait_for_cluster(nodes: &[NatsServer]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // A subscription on one node is seen from another once the routes are up: probe with the
+    // monitoring-free way, a plain client on each node.
+    for node in nodes {
+        loop {
+            let mut stream = TcpStream::connect(("127.0.0.1", node.port)).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut info = [0u8; 4096];
+            let n = stream.read(&mut info).unwrap();
+            let text = String::from_utf8_lossy(&info[..n]);
+            if text.matches("127.0.0.1:").count() >= nodes.len() || Instant::now() > deadline {
+                assert!(Instant::now() <= deadline, "the cluster did not form: {text}");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Subscriptions the server at monitoring port `http` holds (GET /varz).
+fn subscriptions(http: u16) -> u64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", http)).unwrap();
+    stream.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    serde_json::from_str::<serde_json::Value>(body).unwrap()["subscriptions"].as_u64().unwrap()
+}
+
+#[test]
+fn offers_travel_through_nats_and_an_offline_peer_is_named() {
+    let http = free_port();
+    let nats = NatsServer::start(&["-m", &http.to_string(), "--user", "team", "--pass", "team-password"]);
+    // Bob gives the password in the URL (through the environment): the grant must not carry it.
+    let bob_url = format!("nats://team:team-password@127.0.0.1:{}", nats.port);
+    let creds = [("AGENTFERRY_NATS_USER", "team"), ("AGENTFERRY_NATS_PASSWORD", "team-password")];
+    let (a, b) = (Node::new(), Node::new());
+    let out = with_channel(&b, &bob_url, &["export", "--name", "bob", "--json"]).output().unwrap();
+    let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let uri_text = exported["uri"].as_str().unwrap();
+    assert!(!uri_text.contains("team-password"), "the grant carries the password: {uri_text}");
+    let uri: agentferry::peers::GrantUri = uri_text.parse().unwrap();
+    assert_eq!(uri.channel.as_ref().map(|(c, _)| c.as_str()), Some(nats.url().as_str()));
+    assert_eq!(a.run(&["peers", "add", uri_text, "--json"]).0, 0);
+
+    // Bob is not listening: core NATS keeps nothing, so the push fails and says why.
+    let src = random_file(a.dir.path(), "pushed.bin", 3 * 1024 * 1024, 34);
+    let args = ["send", src.to_str().unwrap(), "--to", "bob", "--prefer", "relay", "--json"];
+    let mut cmd = with_channel(&a, &nats.url(), &args);
+    cmd.envs(creds);
+    let out = cmd.output().unwrap();
+    let last: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert_eq!((out.status.code(), last["code"].as_str()), (Some(4), Some("peer_offline")), "{last}");
+
+    // Bob listens: the offer goes through NATS, and so does the file.
+    let before = subscriptions(http);
+    let downloads = b.dir.path().join("downloads");
+    let listen = ["listen", "--download-dir", downloads.to_str().unwrap(), "--json"];
+    let listener = Running::new_public(with_channel(&b, &bob_url, &listen).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while subscriptions(http) <= before {
+        assert!(Instant::now() < deadline, "the listener never subscribed its inbox");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut cmd = with_channel(&a, &nats.url(), &args);
+    cmd.envs(creds);
+    let mut sender = Running::new_public(cmd.spawn().unwrap());
+    let offered = sender.next_event(WAIT).unwrap();
+    assert_eq!(
+        (offered["event"].as_str(), offered["state"].as_str()),
+        (Some("offered"), Some("accepted")),
+        "{offered}"
+    );
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
+    assert_same_file(&src, &downloads.join("pushed.bin"));
+    listener.kill9();
+}
