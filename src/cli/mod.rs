@@ -14,8 +14,14 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use agentferry::{
-    Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, home::Home, id::TransferId,
-    journal::Role, transport::Prefer,
+    Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError,
+    home::Home,
+    id::TransferId,
+    journal::Role,
+    transport::{
+        Prefer,
+        webrtc::{IceConfig, IceServer},
+    },
 };
 use output::Reporter;
 
@@ -42,9 +48,26 @@ struct Cli {
     /// direct connections fail. Default: `relay` in <home>/config.json, if set.
     #[arg(long, global = true, env = "AGENTFERRY_RELAY", value_name = "CHANNEL")]
     relay: Option<String>,
-    /// Which path to use: auto (direct, then relay), http, or relay.
+    /// Which path to use: auto (direct, then WebRTC, then relay), http, webrtc, or relay.
     #[arg(long, global = true, env = "AGENTFERRY_PREFER", value_enum, default_value_t = Prefer::Auto)]
     prefer: Prefer,
+    /// A STUN or TURN server for WebRTC: stun:HOST:PORT or turn:USER:PASS@HOST:PORT; repeat it,
+    /// or give a comma-separated list in AGENTFERRY_ICE. Default: `ice` in <home>/config.json,
+    /// and the relay's own STUN responder. Put TURN passwords in the variable or the config
+    /// file: other local users can read a command line.
+    #[arg(
+        long,
+        global = true,
+        env = "AGENTFERRY_ICE",
+        hide_env_values = true,
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    ice: Vec<String>,
+    /// Which WebRTC candidates to use: all, or relay (through TURN only; neither side learns the
+    /// other's address).
+    #[arg(long, global = true, env = "AGENTFERRY_ICE_POLICY", value_enum, default_value_t = IcePolicy::All)]
+    ice_policy: IcePolicy,
     #[command(subcommand)]
     command: Command,
 }
@@ -253,7 +276,8 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Some(relay) => Some(relay),
         None => home.config().relay,
     };
-    let config = NodeConfig { channel: relay.map(|r| r.parse()).transpose()?, prefer: cli.prefer, ..config };
+    let ice = ice_config(&cli.ice, cli.ice_policy, &home)?;
+    let config = NodeConfig { channel: relay.map(|r| r.parse()).transpose()?, prefer: cli.prefer, ice, ..config };
     let node = Node::new(home, config);
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
@@ -303,6 +327,27 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Demo(_) | Command::Schemas(_) | Command::Relay(_) => unreachable!("handled above"),
     };
     follow(transfer, reporter).await
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum IcePolicy {
+    All,
+    Relay,
+}
+
+/// STUN/TURN servers from `--ice`/`AGENTFERRY_ICE`, else from the home's config; warns when a
+/// TURN password sits on the command line.
+fn ice_config(given: &[String], policy: IcePolicy, home: &Home) -> Result<IceConfig, TransferError> {
+    let on_command_line = std::env::args().any(|a| a == "--ice" || a.starts_with("--ice="));
+    let urls = if given.is_empty() { home.config().ice.map(|l| l.urls()).unwrap_or_default() } else { given.to_vec() };
+    let servers = urls.iter().map(|u| u.parse::<IceServer>()).collect::<Result<Vec<_>, _>>()?;
+    if on_command_line && servers.iter().any(IceServer::is_turn) {
+        eprintln!(
+            "warning: a TURN password on the command line is visible to other local users (/proc); \
+             set AGENTFERRY_ICE or `ice` in <home>/config.json instead"
+        );
+    }
+    Ok(IceConfig { servers, relay_only: policy == IcePolicy::Relay })
 }
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {

@@ -144,6 +144,10 @@ fn tuning(kind: PathKind) -> (u64, Duration) {
     match kind {
         // TCP has its own flow control: one request streams the whole rest of the file.
         PathKind::Http => (u64::MAX, Duration::from_secs(15)),
+        // SCTP has flow control, but the data channel's receive queue is counted in messages,
+        // not bytes: a window of 8 MiB at the default chunk size bounds what the receiver holds
+        // and covers the round trip of a fast hole-punched or TURN route.
+        PathKind::Webrtc => (32, Duration::from_secs(5)),
         // 16 MiB in flight at the default chunk size: enough to cover a relay's round trip on
         // fast links while bounding what the relay and the receiver hold.
         PathKind::Relay => (64, Duration::from_secs(3)),
@@ -166,11 +170,15 @@ fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>
     if ticket.channel.is_some() && !channel_usable {
         tracing::warn!(transfer = %ticket.transfer_id, "ignoring the ticket's channel: not a relay, nor this node's shared folder");
     }
-    let offered: Vec<PathKind> =
-        [(!ticket.addrs.is_empty()).then_some(PathKind::Http), channel_usable.then_some(PathKind::Relay)]
-            .into_iter()
-            .flatten()
-            .collect();
+    // WebRTC is signalled through the ticket's channel, so it is offered wherever the channel is.
+    let offered: Vec<PathKind> = [
+        (!ticket.addrs.is_empty()).then_some(PathKind::Http),
+        channel_usable.then_some(PathKind::Webrtc),
+        channel_usable.then_some(PathKind::Relay),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let allowed: Vec<PathKind> = offered.iter().copied().filter(|k| prefer.pinned().is_none_or(|p| p == *k)).collect();
     if allowed.is_empty() {
         let offers = offered.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" and ");
@@ -187,6 +195,8 @@ fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>
 fn failure(e: &TransferError) -> Failure {
     match e {
         TransferError::Unauthorized | TransferError::IntegrityMismatch(_) => Failure::Unauthentic,
+        // The sender does not serve this path (pinned another): no use trying it again this run.
+        TransferError::PathUnavailable(_) => Failure::Unauthentic,
         _ => Failure::Unreachable,
     }
 }
@@ -204,6 +214,9 @@ fn give_up_error(why: GiveUp, last: Option<TransferError>) -> TransferError {
     }
 }
 
+/// A connection attempt under way: its path, result, and the attempt events to report.
+type Connecting = JoinHandle<(PathKind, Result<PathConnected>, Vec<Event>)>;
+
 /// The path carrying the transfer now.
 struct Active {
     kind: PathKind,
@@ -216,6 +229,8 @@ struct Active {
 struct Carried {
     bytes_by_path: BTreeMap<PathKind, u64>,
     last_chunk: Option<PathKind>,
+    /// The route of the link that carried the last chunk (WebRTC only).
+    last_route: Option<&'static str>,
 }
 
 impl Driver {
@@ -249,9 +264,13 @@ impl Driver {
     }
 
     /// Start connecting `kind` in the background; the result comes back through `connecting`.
-    fn connect(&self, kind: PathKind, hello: Bytes) -> JoinHandle<(PathKind, Result<PathConnected>)> {
-        let (ticket, events) = (Arc::clone(&self.ticket), self.events.clone());
-        tokio::spawn(async move { (kind, connect(kind, &ticket, hello, &events).await) })
+    fn connect(&self, kind: PathKind, hello: Bytes) -> Connecting {
+        let (ticket, ice) = (Arc::clone(&self.ticket), self.node.config.ice.clone());
+        tokio::spawn(async move {
+            let mut attempts = Vec::new();
+            let result = connect(kind, &ticket, &ice, hello, &mut attempts).await;
+            (kind, result, attempts)
+        })
     }
 
     async fn run(&mut self) -> Result<Completion> {
@@ -294,7 +313,7 @@ impl Driver {
         let mut paths = PathSelector::new(now, &kinds, PathConfig::default());
         let mut controls = ControlSealer::new(&self.ticket);
         let mut active: Option<Active> = None;
-        let mut connecting: Option<JoinHandle<(PathKind, Result<PathConnected>)>> = None;
+        let mut connecting: Option<Connecting> = None;
         let mut last_error: Option<TransferError> = None;
         let mut carried = Carried::default();
 
@@ -371,6 +390,8 @@ impl Driver {
                                 paths.handle_progress(now);
                                 *carried.bytes_by_path.entry(kind).or_default() += manifest.chunk_len(index) as u64;
                                 carried.last_chunk = Some(kind);
+                                carried.last_route =
+                                    active.as_ref().filter(|a| a.kind == kind).and_then(|a| a.link.route());
                             }
                             let done = manifest.bytes_in(core.first_missing());
                             if !listing_checked {
@@ -428,7 +449,10 @@ impl Driver {
                 joined = join(&mut connecting) => {
                     connecting = None;
                     let now = Instant::now();
-                    let Ok((kind, result)) = joined else { continue };
+                    let Ok((kind, result, attempts)) = joined else { continue };
+                    for attempt in attempts {
+                        self.events.send(attempt).await;
+                    }
                     match result {
                         Ok(opened) => {
                             if paths.handle_connected(now, kind) {
@@ -541,6 +565,7 @@ impl Driver {
                 bytes: self.record.size,
                 saved_to: Some(target.clone()),
                 path: path.map_or("none", PathKind::as_str),
+                route: carried.last_route.filter(|_| path == Some(PathKind::Webrtc)),
                 bytes_by_path,
                 elapsed_ms: started.elapsed().as_millis() as u64,
             })

@@ -9,6 +9,9 @@
 //! - a relay server (`agentferry relay`, [`server`]) reached over WebSocket ([`client`]);
 //! - a shared folder ([`folder`]), for agents that share a synced or network folder.
 //!
+//! The relay server also answers STUN binding requests on UDP at its port ([`stun`]), so nodes
+//! that share it can hole-punch a WebRTC connection with nothing else configured.
+//!
 //! The channel only ever sees mailbox ids and sealed bytes: frames sealed with the session
 //! key, offers authenticated by the grant secret. It can delay, drop, reorder or replay them;
 //! the transfer core and the frame format make each of those harmless.
@@ -17,6 +20,7 @@ pub mod client;
 pub mod folder;
 pub mod proto;
 pub mod server;
+pub mod stun;
 
 use std::{path::PathBuf, sync::Arc};
 
