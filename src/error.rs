@@ -34,6 +34,13 @@ pub enum TransferError {
     /// No address in the ticket answered, or the sender went away for too long.
     #[error("the sender could not be reached: {0}")]
     PeerUnreachable(String),
+    /// Nobody serves the transfer: the sender's addresses refuse connections and no sender
+    /// answers on its channel.
+    #[error("the sender is not serving this transfer: {0}")]
+    NotServing(String),
+    /// A sender that is still up finished this transfer (to this or another receiver).
+    #[error("the sender already completed transfer {0}")]
+    SenderCompleted(String),
     /// The sender refused our credentials (403).
     #[error("the sender refused this ticket (403): it is not serving this transfer any more, or the ticket is wrong")]
     Unauthorized,
@@ -130,6 +137,8 @@ impl TransferError {
             TicketUnsupportedVersion(_) => "ticket_unsupported_version",
             TicketExpired { .. } => "ticket_expired",
             PeerUnreachable(_) => "peer_unreachable",
+            NotServing(_) => "not_serving",
+            SenderCompleted(_) => "already_completed",
             Unauthorized => "unauthorized",
             Protocol(_) => "protocol_error",
             IntegrityMismatch(_) => "integrity_mismatch",
@@ -173,6 +182,12 @@ impl TransferError {
             TicketExpired { .. } => "ask the sender to run `agentferry send` again for a fresh ticket",
             PeerUnreachable(_) => {
                 "check that the sender is still running (or resume it with `agentferry resume ID`), then run `agentferry resume ID` here"
+            }
+            NotServing(_) => {
+                "the sender stopped serving this ticket (it may have completed): ask for a fresh ticket, or have the sender run `agentferry resume ID` and run it here too"
+            }
+            SenderCompleted(_) => {
+                "the sender finished this transfer already; if this machine does not have the file, ask for a fresh ticket"
             }
             Unauthorized => "ask the sender for a fresh ticket",
             Protocol(_) => "make sure both sides run a compatible agentferry, then run `agentferry resume ID`",
@@ -228,13 +243,13 @@ impl TransferError {
             | TicketWrongKind { .. }
             | TicketUnsupportedVersion(_)
             | TicketExpired { .. } => 3,
-            PeerUnreachable(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_) => 4,
+            PeerUnreachable(_) | NotServing(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_) => 4,
             PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
             PathNotAllowed(_) => 6,
             IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
             FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
             SourceChanged(_) => 7,
-            TransferNotFound(_) | AlreadyCompleted(_) | Busy(_) | AmbiguousTransfer(_) | PeerNotFound(_)
+            TransferNotFound(_) | AlreadyCompleted(_) | SenderCompleted(_) | Busy(_) | AmbiguousTransfer(_) | PeerNotFound(_)
             | GrantNotFound(_) => 8,
             InvalidArgument(_) => 2,
             Cancelled => 130,
@@ -253,6 +268,8 @@ impl TransferError {
             TicketUnsupportedVersion(v) => TicketUnsupportedVersion(*v),
             TicketExpired { ago_secs } => TicketExpired { ago_secs: *ago_secs },
             PeerUnreachable(m) => PeerUnreachable(m.clone()),
+            NotServing(m) => NotServing(m.clone()),
+            SenderCompleted(m) => SenderCompleted(m.clone()),
             Unauthorized => Unauthorized,
             Protocol(m) => Protocol(m.clone()),
             IntegrityMismatch(m) => IntegrityMismatch(m.clone()),

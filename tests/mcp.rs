@@ -203,6 +203,37 @@ async fn a_ticket_moves_a_file_between_two_servers_with_progress() {
 }
 
 #[tokio::test]
+async fn a_server_that_completed_a_transfer_tells_a_late_receiver_so() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    // A server listening for pushes serves every send from that one listener, which outlives
+    // the transfer.
+    let inbox = advertised_addrs(a.node.inbox_bind().unwrap());
+    a.node.trust().export("carol", 3600, inbox, None).unwrap();
+    a.ok("list_peers", json!({})).await; // the first call after the export binds the inbox
+    a.file("once.bin", 200_000);
+    let sent = a.ok("send_file", json!({ "path": "once.bin" })).await;
+    let (ticket, id) = (sent["ticket"].as_str().unwrap().to_owned(), sent["transfer_id"].as_str().unwrap());
+    b.ok("receive_file", json!({ "ticket": ticket })).await;
+    assert_eq!(b.wait(id).await["state"], "completed");
+    assert_eq!(a.wait(id).await["state"], "completed");
+
+    // The server is still up: someone else using the ticket learns at once that it is done,
+    // from the real binary, with no retries.
+    let late = common::Node::new();
+    let out = late.out();
+    let began = std::time::Instant::now();
+    let (code, events, stderr) =
+        tokio::task::spawn_blocking(move || late.run(&["receive", &ticket, "-o", out.to_str().unwrap(), "--json"]))
+            .await
+            .unwrap();
+    let last = events.last().unwrap();
+    assert_eq!((code, last["code"].as_str()), (8, Some("already_completed")), "{last} {stderr}");
+    assert!(last["hint"].as_str().unwrap().contains("fresh ticket"), "{last}");
+    assert!(began.elapsed() < Duration::from_secs(3), "answered without retrying: {:?}", began.elapsed());
+}
+
+#[tokio::test]
 async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
     let base = tempfile::tempdir().unwrap();
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);

@@ -109,9 +109,6 @@ fn a_direct_path_cut_mid_transfer_continues_over_the_relay_in_the_same_run() {
 }
 
 #[test]
-#[ignore = "with UDP blocked, each WebRTC upgrade probe holds the one connection slot for its 10 s \
-            budget, so the direct probe comes too late for this 3 s transfer; needs probes of \
-            several paths at once in core/paths.rs"]
 fn a_transfer_started_on_the_relay_moves_to_the_direct_path_once_it_opens() {
     let Some(ns) = namespace("upgrade") else { return };
     let s = scene(&ns, 72);

@@ -1,8 +1,10 @@
-//! The receiver's path selector: which path to connect, which to use, when to move.
+//! The receiver's path selector: which paths to connect, which to use, when to move.
 //!
 //! Candidates come from the ticket (direct HTTP to its addresses, its message channel), best
-//! first. The selector connects the best one that may be tried, uses the first that
-//! authenticates, and then:
+//! first. The selector connects them the way happy eyeballs does: the best first, the next one
+//! when the better ones have failed or have had a head start without answering. Several
+//! attempts run at once, at most one per path, so a path that is slow to fail never delays the
+//! others. It uses the best path that authenticates, and then:
 //!
 //! - **falls back**: when the path in use breaks or stops delivering for `stall_timeout`, it is
 //!   set aside with a backoff and the next candidate is connected; the receive core asks the new
@@ -11,7 +13,10 @@
 //!   moves to one that authenticates (relay → direct), as iroh does;
 //! - **bans** a path whose endpoint fails to authenticate (wrong manifest or token) or that
 //!   delivered a streak of forged frames, for the rest of the run;
-//! - gives up only when every candidate is banned; a path that is merely unreachable is tried
+//! - gives up when the sender says it completed the transfer, when every candidate is banned,
+//!   or when no path ever connected and every one has said for `not_serving_grace` that nobody
+//!   serves the transfer there (connection refused, no sender on the channel): a ticket whose
+//!   sender has finished or stopped ends in seconds. A path that is merely unreachable is tried
 //!   again with one backoff policy until the receive core's idle timeout ends the run.
 //!
 //! A pinned preference leaves one candidate: no fallback and no upgrade.
@@ -39,6 +44,10 @@ pub struct PathConfig {
     pub retry_max: Duration,
     /// While on a worse path, probe a better one this often.
     pub upgrade_interval: Duration,
+    /// How long a path's attempt runs alone before the next path's attempt starts beside it.
+    pub head_start: Duration,
+    /// How long every path must have refused before a run that never connected gives up.
+    pub not_serving_grace: Duration,
 }
 
 impl Default for PathConfig {
@@ -48,6 +57,8 @@ impl Default for PathConfig {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(2),
             upgrade_interval: Duration::from_secs(2),
+            head_start: Duration::from_millis(250),
+            not_serving_grace: Duration::from_secs(3),
         }
     }
 }
@@ -55,12 +66,18 @@ impl Default for PathConfig {
 /// Why a path attempt or a path in use failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Failure {
-    /// Refused, reset, timed out, or the channel is gone: may work later.
+    /// Reset, timed out, or the channel is gone: may work later.
     Unreachable,
+    /// Nobody serves the transfer there: every address refused the connection, or the channel
+    /// works but no sender answered. May work later (a sender restarting), but a run that never
+    /// connected ends on it.
+    NotServing,
     /// The endpoint does not hold the session key (wrong manifest, token refused): banned.
     Unauthentic,
     /// The path delivered a streak of frames that failed authentication: banned.
     Tampered { streak: u32 },
+    /// The sender says it completed the transfer already: the run ends.
+    Completed,
     /// The path in use delivered nothing for the stall timeout.
     Stalled,
 }
@@ -70,8 +87,10 @@ impl Failure {
     pub fn code(self) -> &'static str {
         match self {
             Failure::Unreachable => "peer_unreachable",
+            Failure::NotServing => "not_serving",
             Failure::Unauthentic => "unauthorized",
             Failure::Tampered { .. } => "integrity_mismatch",
+            Failure::Completed => "already_completed",
             Failure::Stalled => "stalled",
         }
     }
@@ -80,14 +99,15 @@ impl Failure {
 /// What the driver must do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathOutput {
-    /// Start connecting this path (at most one connection attempt runs at a time).
+    /// Start connecting this path; several paths may be connecting at once, one attempt each.
+    /// Every attempt ends in `handle_connected` or `handle_connect_failed`.
     Connect(PathKind),
     /// Carry the transfer on this path from now on (the one just connected). The driver drops
     /// the link it used before, and tells the receive core.
     Use(PathKind),
     /// The path in use is abandoned; until a `Use`, the transfer has no path.
     Abandon(PathKind, Failure),
-    /// Every candidate is banned.
+    /// Every candidate is banned, or nobody serves the transfer.
     Failed(GiveUp),
 }
 
@@ -97,6 +117,10 @@ struct Candidate {
     banned: Option<Failure>,
     failures: u32,
     next_try: Instant,
+    /// When the attempt under way started.
+    connecting: Option<Instant>,
+    /// An unbroken run of `NotServing` attempts: when the first started, when the last ended.
+    not_serving: Option<(Instant, Instant)>,
 }
 
 /// Path choice for one receive run.
@@ -112,7 +136,8 @@ pub struct PathSelector {
     /// Best first.
     candidates: Vec<Candidate>,
     active: Option<PathKind>,
-    connecting: Option<PathKind>,
+    /// Some path was used during this run.
+    ever_used: bool,
     last_progress: Instant,
     failed: bool,
     outputs: VecDeque<PathOutput>,
@@ -121,15 +146,24 @@ pub struct PathSelector {
 impl PathSelector {
     /// `kinds` in any order; they are tried best first.
     pub fn new(now: Instant, kinds: &[PathKind], cfg: PathConfig) -> Self {
-        let mut candidates: Vec<Candidate> =
-            kinds.iter().map(|&kind| Candidate { kind, banned: None, failures: 0, next_try: now }).collect();
+        let mut candidates: Vec<Candidate> = kinds
+            .iter()
+            .map(|&kind| Candidate {
+                kind,
+                banned: None,
+                failures: 0,
+                next_try: now,
+                connecting: None,
+                not_serving: None,
+            })
+            .collect();
         candidates.sort_by_key(|c| c.kind);
         candidates.dedup_by_key(|c| c.kind);
         let mut selector = PathSelector {
             cfg,
             candidates,
             active: None,
-            connecting: None,
+            ever_used: false,
             last_progress: now,
             failed: false,
             outputs: VecDeque::new(),
@@ -150,27 +184,33 @@ impl PathSelector {
     /// A connection attempt on `kind` authenticated. Returns whether to use it (else the
     /// driver drops it: a better path is already in use).
     pub fn handle_connected(&mut self, now: Instant, kind: PathKind) -> bool {
-        if self.connecting == Some(kind) {
-            self.connecting = None;
-        }
-        let better = self.active.is_none_or(|active| kind < active);
-        if better && !self.failed {
-            if let Some(c) = self.candidate(kind) {
+        let better = self.active.is_none_or(|active| kind < active) && !self.failed;
+        if let Some(c) = self.candidate(kind) {
+            c.connecting = None;
+            c.not_serving = None;
+            if better {
                 c.failures = 0;
             }
+        }
+        if better {
             self.active = Some(kind);
+            self.ever_used = true;
             self.last_progress = now;
             self.outputs.push_back(PathOutput::Use(kind));
         }
         self.step(now);
-        better && !self.failed
+        better
     }
 
     /// A connection attempt on `kind` failed.
     pub fn handle_connect_failed(&mut self, now: Instant, kind: PathKind, why: Failure) {
-        if self.connecting == Some(kind) {
-            self.connecting = None;
-        }
+        let Some(c) = self.candidate(kind) else { return };
+        let started = c.connecting.take().unwrap_or(now);
+        c.not_serving = match (why, c.not_serving) {
+            (Failure::NotServing, Some((first, _))) => Some((first, now)),
+            (Failure::NotServing, None) => Some((started, now)),
+            _ => None,
+        };
         self.set_aside(now, kind, why);
         self.step(now);
     }
@@ -203,11 +243,8 @@ impl PathSelector {
             return None;
         }
         let stall = self.active.map(|_| self.last_progress + self.cfg.stall_timeout);
-        let retry = match self.connecting {
-            Some(_) => None,
-            None => self.tryable().map(|c| c.next_try),
-        };
-        [stall, retry].into_iter().flatten().min()
+        let start = (0..self.candidates.len()).filter_map(|i| self.startable_at(i)).min();
+        [stall, start].into_iter().flatten().min()
     }
 
     fn set_aside(&mut self, now: Instant, kind: PathKind, why: Failure) {
@@ -215,8 +252,8 @@ impl PathSelector {
         let on_worse_path = self.active.is_some_and(|active| active > kind);
         let Some(c) = self.candidate(kind) else { return };
         match why {
-            Failure::Unauthentic | Failure::Tampered { .. } => c.banned = Some(why),
-            Failure::Unreachable | Failure::Stalled => {
+            Failure::Unauthentic | Failure::Tampered { .. } | Failure::Completed => c.banned = Some(why),
+            Failure::Unreachable | Failure::NotServing | Failure::Stalled => {
                 c.failures += 1;
                 let backoff = min.saturating_mul(1 << (c.failures - 1).min(16)).min(max);
                 // A better path that failed a probe is probed again at the upgrade interval.
@@ -225,14 +262,34 @@ impl PathSelector {
         }
     }
 
-    /// The candidate to connect next: when nothing is in use, the best not banned (soonest due
-    /// among equals in rank); when a path is in use, the best one better than it.
-    fn tryable(&self) -> Option<&Candidate> {
-        let eligible = self.candidates.iter().filter(|c| c.banned.is_none());
-        match self.active {
-            Some(active) => eligible.take_while(|c| c.kind < active).min_by_key(|c| c.next_try),
-            None => eligible.min_by_key(|c| c.next_try),
+    /// When candidate `i` may start an attempt: it is not banned nor connecting, it is better
+    /// than the path in use, its backoff is over, and every better path connecting has had its
+    /// head start.
+    fn startable_at(&self, i: usize) -> Option<Instant> {
+        let c = &self.candidates[i];
+        if c.banned.is_some() || c.connecting.is_some() || self.active.is_some_and(|active| c.kind >= active) {
+            return None;
         }
+        let head_starts = self.candidates[..i].iter().filter_map(|better| better.connecting);
+        head_starts.map(|since| since + self.cfg.head_start).chain([c.next_try]).max()
+    }
+
+    /// No path ever connected, and every one still allowed has said for the grace period that
+    /// nobody serves the transfer there (judged on answers, not on how long ago they came).
+    fn nobody_serves(&self) -> bool {
+        let mut allowed = self.candidates.iter().filter(|c| c.banned.is_none()).peekable();
+        !self.ever_used
+            && allowed.peek().is_some()
+            && allowed.all(|c| {
+                c.connecting.is_none()
+                    && c.not_serving.is_some_and(|(first, last)| last >= first + self.cfg.not_serving_grace)
+            })
+    }
+
+    fn fail(&mut self, why: GiveUp) {
+        self.failed = true;
+        self.active = None;
+        self.outputs.push_back(PathOutput::Failed(why));
     }
 
     fn step(&mut self, now: Instant) {
@@ -244,21 +301,25 @@ impl PathSelector {
             self.outputs.push_back(PathOutput::Abandon(kind, Failure::Stalled));
             self.set_aside(now, kind, Failure::Stalled);
         }
+        if self.candidates.iter().any(|c| c.banned == Some(Failure::Completed)) {
+            return self.fail(GiveUp::Completed);
+        }
         if self.candidates.iter().all(|c| c.banned.is_some()) {
-            self.failed = true;
-            self.active = None;
             let why = match self.candidates.iter().rev().find_map(|c| c.banned) {
                 Some(Failure::Tampered { streak }) => GiveUp::Tampered { streak },
                 _ => GiveUp::Refused,
             };
-            self.outputs.push_back(PathOutput::Failed(why));
-            return;
+            return self.fail(why);
         }
-        if self.connecting.is_none()
-            && let Some(next) = self.tryable().filter(|c| c.next_try <= now).map(|c| c.kind)
-        {
-            self.connecting = Some(next);
-            self.outputs.push_back(PathOutput::Connect(next));
+        if self.nobody_serves() {
+            return self.fail(GiveUp::NotServing);
+        }
+        // Best first, so that a start gives the worse paths their wait.
+        for i in 0..self.candidates.len() {
+            if self.startable_at(i).is_some_and(|at| at <= now) {
+                self.candidates[i].connecting = Some(now);
+                self.outputs.push_back(PathOutput::Connect(self.candidates[i].kind));
+            }
         }
     }
 }
@@ -430,6 +491,92 @@ mod tests {
         assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
         s.handle_connect_failed(t0, HTTP, Failure::Unauthentic);
         assert_eq!(drain(&mut s), [PathOutput::Failed(GiveUp::Refused)]);
+    }
+
+    #[test]
+    fn a_path_slow_to_answer_gets_a_head_start_then_the_next_one_races_it() {
+        let t0 = Instant::now();
+        let cfg = PathConfig::default();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], cfg.clone());
+        assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+        // Direct neither answers nor fails: after its head start the relay is tried beside it.
+        assert_eq!(wake(&mut s), t0 + cfg.head_start);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(RELAY)]);
+        assert!(s.handle_connected(t0 + cfg.head_start, RELAY));
+        assert_eq!(drain(&mut s), [PathOutput::Use(RELAY)]);
+        // Direct answers late: the transfer moves up at once.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(s.handle_connected(t1, HTTP));
+        assert_eq!(drain(&mut s), [PathOutput::Use(HTTP)]);
+    }
+
+    #[test]
+    fn each_path_has_one_attempt_at_a_time() {
+        let t0 = Instant::now();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], PathConfig::default());
+        drain(&mut s);
+        wake(&mut s);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(RELAY)]);
+        // Both attempts hang: nothing more is started, and nothing asks to be woken for it.
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_ticket_nobody_serves_ends_after_the_grace_period() {
+        let t0 = Instant::now();
+        let cfg = PathConfig::default();
+        let mut s = PathSelector::new(t0, &[HTTP], cfg.clone());
+        let mut now = t0;
+        loop {
+            assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+            s.handle_connect_failed(now, HTTP, Failure::NotServing);
+            if now >= t0 + cfg.not_serving_grace {
+                break;
+            }
+            now = wake(&mut s);
+        }
+        assert_eq!(drain(&mut s), [PathOutput::Failed(GiveUp::NotServing)]);
+        assert!(now < t0 + cfg.not_serving_grace + cfg.retry_max, "ends at the first refusal past the grace");
+    }
+
+    #[test]
+    fn one_path_that_may_still_answer_keeps_the_run_going() {
+        let t0 = Instant::now();
+        let cfg = PathConfig::default();
+        let mut s = PathSelector::new(t0, &[HTTP, RELAY], cfg.clone());
+        drain(&mut s);
+        s.handle_connect_failed(t0, HTTP, Failure::NotServing);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(RELAY)]);
+        // The relay itself cannot be reached: that says nothing about the sender.
+        let t1 = t0 + cfg.not_serving_grace * 2;
+        s.handle_connect_failed(t1, RELAY, Failure::Unreachable);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+        // Once the relay works and no sender answers there either, nobody serves the ticket.
+        s.handle_connect_failed(t1, HTTP, Failure::NotServing);
+        let t2 = wake(&mut s);
+        assert_eq!(drain(&mut s), [PathOutput::Connect(RELAY)]);
+        s.handle_connect_failed(t2 + cfg.not_serving_grace, RELAY, Failure::NotServing);
+        assert_eq!(drain(&mut s), [PathOutput::Failed(GiveUp::NotServing)]);
+    }
+
+    #[test]
+    fn a_sender_that_stops_mid_transfer_is_waited_for() {
+        let t0 = Instant::now();
+        let cfg = PathConfig::default();
+        let mut s = PathSelector::new(t0, &[HTTP], cfg.clone());
+        drain(&mut s);
+        s.handle_connected(t0, HTTP);
+        s.handle_lost(t0, Failure::Unreachable);
+        drain(&mut s);
+        // It may be restarting (`agentferry resume`): refusals do not end the run; the receive
+        // core's idle timeout does.
+        let mut now = t0;
+        while now < t0 + cfg.not_serving_grace * 4 {
+            now = wake(&mut s);
+            assert_eq!(drain(&mut s), [PathOutput::Connect(HTTP)]);
+            s.handle_connect_failed(now, HTTP, Failure::NotServing);
+        }
+        assert_eq!(drain(&mut s), []);
     }
 
     #[test]

@@ -86,6 +86,11 @@ pub enum GiveUp {
     Tampered { streak: u32 },
     /// Every path's endpoint failed to authenticate.
     Refused,
+    /// No path ever connected and nobody serves the transfer on any of them: every address
+    /// refuses connections and no sender answers on the channel.
+    NotServing,
+    /// The sender answered that it completed the transfer already.
+    Completed,
 }
 
 /// What to do with a chunk that passed authentication.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::Event;
+use super::{Event, Events};
 use crate::{
     core::Control,
     crypto::{SessionKey, random_epoch},
@@ -87,14 +87,13 @@ fn check_manifest(key: SessionKey, id: TransferId, size: u64, chunk_size: u32) -
     }
 }
 
-/// Connect `kind` as the ticket describes it; each try goes into `attempts` (the driver reports
-/// them when it takes the result, so none is reported after the run ended).
+/// Connect `kind` as the ticket describes it.
 pub(super) async fn connect(
     kind: PathKind,
     ticket: &Ticket,
     ice: &IceConfig,
     hello: Bytes,
-    attempts: &mut Vec<Event>,
+    events: &Events,
 ) -> Result<PathConnected> {
     let (key, id) = (ticket.session_key.clone(), ticket.transfer_id);
     let check = check_manifest(key.clone(), id, ticket.size, ticket.chunk_size);
@@ -118,7 +117,9 @@ pub(super) async fn connect(
             (result, vec![report])
         }
     };
-    attempts.extend(reports.into_iter().map(|report| attempt(id, report)));
+    for report in reports {
+        events.send(attempt(id, report)).await;
+    }
     let connected = result?;
     let manifest: Manifest = serde_json::from_slice(Opened::payload(&connected.manifest))
         .map_err(|e| TransferError::Protocol(format!("manifest: {e}")))?;

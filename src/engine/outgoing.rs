@@ -28,7 +28,7 @@ use crate::{
     id::TransferId,
     journal::unix_now,
     manifest::Manifest,
-    transport::PathKind,
+    transport::{PathKind, http::TokenCheck},
     tree::source::TreeSource,
 };
 
@@ -101,7 +101,11 @@ pub(crate) struct Outgoing {
     outcome: watch::Sender<Option<SendOutcome>>,
 }
 
-/// Modification time of a file in ns since the epoch.
+/// Is `offered` the transfer's token, before the ticket expires? In constant time.
+fn token_valid(offered: &str, token: &str, expires_at: u64) -> bool {
+    ct_eq(offered.as_bytes(), token.as_bytes()) && unix_now() <= expires_at
+}
+
 /// What each path carried.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Carried {
@@ -179,7 +183,15 @@ impl Outgoing {
 
     /// Does `token` authorise access to this transfer? Constant-time.
     pub(crate) fn authorises(&self, token: &str) -> bool {
-        ct_eq(token.as_bytes(), self.token.as_bytes()) && unix_now() <= self.expires_at
+        token_valid(token, &self.token, self.expires_at)
+    }
+
+    /// The token check alone, to outlive the transfer (see [`HttpServer::retire`]).
+    ///
+    /// [`HttpServer::retire`]: crate::transport::http::HttpServer::retire
+    pub(crate) fn token_check(&self) -> TokenCheck {
+        let (token, expires_at) = (self.token.clone(), self.expires_at);
+        Box::new(move |offered: &str| token_valid(offered, &token, expires_at))
     }
 
     /// Resolves when the transfer completes or fails.

@@ -16,7 +16,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{sync::mpsc, task::JoinSet};
 
 use super::{
     Completion, Event, Events, FilesProgress, Node, ReceiveOptions, Transfer,
@@ -30,6 +30,7 @@ use crate::{
     },
     error::{Result, TransferError},
     frame::Opener,
+    id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{Manifest, check_declared},
     names::safe_file_name,
@@ -195,27 +196,33 @@ fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>
 fn failure(e: &TransferError) -> Failure {
     match e {
         TransferError::Unauthorized | TransferError::IntegrityMismatch(_) => Failure::Unauthentic,
-        // The sender does not serve this path (pinned another): no use trying it again this run.
+        TransferError::NotServing(_) => Failure::NotServing,
+        TransferError::SenderCompleted(_) => Failure::Completed,
+        // The sender declined this path (it pinned another): no use trying it again this run.
         TransferError::PathUnavailable(_) => Failure::Unauthentic,
         _ => Failure::Unreachable,
     }
 }
 
-fn give_up_error(why: GiveUp, last: Option<TransferError>) -> TransferError {
+fn give_up_error(id: TransferId, why: GiveUp, last: Option<TransferError>) -> TransferError {
     match (why, last) {
         (GiveUp::PeerVanished { .. } | GiveUp::Refused, Some(last)) => last,
         (GiveUp::PeerVanished { idle }, None) => {
             TransferError::PeerUnreachable(format!("no data from the sender for {} s", idle.as_secs()))
         }
         (GiveUp::Refused, None) => TransferError::Unauthorized,
+        (GiveUp::Completed, _) => TransferError::SenderCompleted(id.to_string()),
+        (GiveUp::NotServing, _) => TransferError::NotServing(
+            "nobody answers for it at the addresses or on the channel the ticket names".into(),
+        ),
         (GiveUp::Tampered { streak }, _) => {
             TransferError::IntegrityMismatch(format!("{streak} frames in a row failed authentication on every path"))
         }
     }
 }
 
-/// A connection attempt under way: its path, result, and the attempt events to report.
-type Connecting = JoinHandle<(PathKind, Result<PathConnected>, Vec<Event>)>;
+/// The connection attempts under way, at most one per path; dropping it cancels them.
+type Attempts = JoinSet<(PathKind, Result<PathConnected>)>;
 
 /// The path carrying the transfer now.
 struct Active {
@@ -264,13 +271,9 @@ impl Driver {
     }
 
     /// Start connecting `kind` in the background; the result comes back through `connecting`.
-    fn connect(&self, kind: PathKind, hello: Bytes) -> Connecting {
-        let (ticket, ice) = (Arc::clone(&self.ticket), self.node.config.ice.clone());
-        tokio::spawn(async move {
-            let mut attempts = Vec::new();
-            let result = connect(kind, &ticket, &ice, hello, &mut attempts).await;
-            (kind, result, attempts)
-        })
+    fn connect(&self, connecting: &mut Attempts, kind: PathKind, hello: Bytes) {
+        let (ticket, events, ice) = (Arc::clone(&self.ticket), self.events.clone(), self.node.config.ice.clone());
+        connecting.spawn(async move { (kind, connect(kind, &ticket, &ice, hello, &events).await) });
     }
 
     async fn run(&mut self) -> Result<Completion> {
@@ -313,7 +316,7 @@ impl Driver {
         let mut paths = PathSelector::new(now, &kinds, PathConfig::default());
         let mut controls = ControlSealer::new(&self.ticket);
         let mut active: Option<Active> = None;
-        let mut connecting: Option<Connecting> = None;
+        let mut connecting = Attempts::new();
         let mut last_error: Option<TransferError> = None;
         let mut carried = Carried::default();
 
@@ -326,7 +329,7 @@ impl Driver {
                     acted = true;
                     match output {
                         PathOutput::Connect(kind) => {
-                            connecting = Some(self.connect(kind, controls.seal(&Control::Hello)));
+                            self.connect(&mut connecting, kind, controls.seal(&Control::Hello));
                         }
                         PathOutput::Use(kind) => {
                             let path = kind.as_str();
@@ -338,7 +341,7 @@ impl Driver {
                             active = None;
                             core.handle_path_lost(now);
                         }
-                        PathOutput::Failed(why) => return Err(give_up_error(why, last_error)),
+                        PathOutput::Failed(why) => return Err(give_up_error(id, why, last_error)),
                     }
                 }
                 while let Some(output) = core.poll_output() {
@@ -359,7 +362,7 @@ impl Driver {
                             paths.handle_lost(now, Failure::Tampered { streak });
                             continue;
                         }
-                        Output::Failed(why) => return Err(give_up_error(why, last_error)),
+                        Output::Failed(why) => return Err(give_up_error(id, why, last_error)),
                     };
                     if let Some(path) = &mut active
                         && let Err(e) = path.link.send(controls.seal(&control)).await
@@ -446,13 +449,9 @@ impl Driver {
                         }
                     }
                 }
-                joined = join(&mut connecting) => {
-                    connecting = None;
+                Some(joined) = connecting.join_next(), if !connecting.is_empty() => {
                     let now = Instant::now();
-                    let Ok((kind, result, attempts)) = joined else { continue };
-                    for attempt in attempts {
-                        self.events.send(attempt).await;
-                    }
+                    let Ok((kind, result)) = joined else { continue };
                     match result {
                         Ok(opened) => {
                             if paths.handle_connected(now, kind) {
@@ -604,14 +603,6 @@ async fn next_incoming(active: &mut Option<Active>) -> Incoming {
             .recv()
             .await
             .unwrap_or_else(|| Incoming::Lost(TransferError::PeerUnreachable(format!("{} closed", path.kind)))),
-        None => std::future::pending().await,
-    }
-}
-
-/// The result of the connection attempt under way; pending while there is none.
-async fn join<T>(task: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
-    match task {
-        Some(task) => task.await,
         None => std::future::pending().await,
     }
 }

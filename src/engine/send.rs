@@ -165,7 +165,10 @@ fn spawn(
         // must stop serving the transfer.
         let _registered = Unregister(Arc::clone(&server), transfer_id);
         let result = serve(&node, record, &ticket, &server, &outgoing, &events, prefer).await;
-        server.unregister(&transfer_id);
+        match &result {
+            Ok(_) => server.retire(transfer_id, outgoing.token_check()),
+            Err(_) => server.unregister(&transfer_id),
+        }
         if let Err(e) = &result {
             events.send(Event::error(Some(transfer_id), e)).await;
         }

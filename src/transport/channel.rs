@@ -115,7 +115,8 @@ pub async fn connect(
             .await
             .ok()
             .flatten()
-            .ok_or_else(|| TransferError::PeerUnreachable(format!("the sender did not answer on {hint}")))?;
+            // The channel works; nobody serves the transfer on it.
+            .ok_or_else(|| TransferError::NotServing(format!("no sender answers on {hint}")))?;
         let (incoming_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
         let forward = tokio::spawn(async move {
             while let Some(message) = arriving.recv().await {

@@ -49,7 +49,11 @@ fn unreachable(addr: SocketAddr, e: impl std::fmt::Display) -> TransferError {
 type Conn = SendRequest<Full<Bytes>>;
 
 async fn dial(addr: SocketAddr) -> Result<Conn, TransferError> {
-    let stream = TcpStream::connect(addr).await.map_err(|e| unreachable(addr, e))?;
+    let stream = TcpStream::connect(addr).await.map_err(|e| match e.kind() {
+        // Nothing listens there: the sender is not running (or serves from elsewhere).
+        std::io::ErrorKind::ConnectionRefused => TransferError::NotServing(format!("{addr} refuses connections")),
+        _ => unreachable(addr, e),
+    })?;
     let _ = stream.set_nodelay(true);
     let (send, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| unreachable(addr, e))?;
     tokio::spawn(async move {
@@ -86,6 +90,10 @@ impl Target {
         match resp.status() {
             s if s.is_success() => Ok(resp),
             StatusCode::FORBIDDEN if self.auth.is_some() => Err(TransferError::Unauthorized),
+            // Only to a holder of the transfer's token: the sender finished it and is still up.
+            StatusCode::GONE if self.auth.is_some() => {
+                Err(TransferError::SenderCompleted(self.uri.rsplit('/').next().unwrap_or_default().to_owned()))
+            },
             s => {
                 // A peer's words cross a trust boundary here: keep a well-formed code, no prose.
                 let body = read_limited(resp.into_body(), 4096).await.unwrap_or_default();
@@ -289,7 +297,7 @@ pub async fn connect(
                 return (Ok(Connected { link: Box::new(link), incoming, manifest }), reports);
             }
             Err(e) => {
-                if !matches!(best_error, Some(TransferError::Unauthorized | TransferError::IntegrityMismatch(_))) {
+                if best_error.as_ref().is_none_or(|best| telling(&e) >= telling(best)) {
                     best_error = Some(e.duplicate());
                 }
                 reports.push(report(Some(e)));
@@ -298,6 +306,18 @@ pub async fn connect(
     }
     let error = best_error.unwrap_or_else(|| TransferError::PeerUnreachable("no address to try".into()));
     (Err(error), reports)
+}
+
+/// How much an address's failure says about the whole attempt: a sender that answered (it
+/// finished, or refused the token) outweighs a network failure, and one address that may still
+/// answer outweighs others that refuse connections (nobody serving *every* address is news).
+fn telling(e: &TransferError) -> u8 {
+    match e {
+        TransferError::SenderCompleted(_) => 4,
+        TransferError::Unauthorized | TransferError::IntegrityMismatch(_) => 3,
+        TransferError::NotServing(_) => 1,
+        _ => 2,
+    }
 }
 
 /// Post an offer (JSON) to the first of a peer's inbox addresses that answers; returns its JSON

@@ -15,7 +15,7 @@ mod client;
 mod server;
 
 pub use client::{HttpLink, connect, deliver};
-pub use server::{HttpServer, InboxFuture, InboxHandler};
+pub use server::{HttpServer, InboxFuture, InboxHandler, TokenCheck};
 
 use crate::id::TransferId;
 

@@ -6,7 +6,7 @@
 //! read timeout, so idle or half-sent requests cannot exhaust the sender.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     convert::Infallible,
     future::Future,
     net::SocketAddr,
@@ -60,10 +60,24 @@ pub type InboxHandler = Arc<dyn Fn(Bytes) -> InboxFuture + Send + Sync>;
 /// Largest inbox message accepted.
 const MAX_INBOX_BODY: usize = 64 * 1024;
 
+/// Tells whether a bearer token is the one of a transfer that has ended.
+pub type TokenCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Completed transfers a listener remembers, to tell their receivers so (`410 Gone`).
+const RETIRED_KEPT: usize = 256;
+
 #[derive(Default)]
 struct Routes {
     transfers: Mutex<HashMap<TransferId, Arc<dyn Serve>>>,
+    /// Completed transfers, oldest first.
+    retired: Mutex<VecDeque<(TransferId, TokenCheck)>>,
     inbox: Mutex<Option<InboxHandler>>,
+}
+
+impl Routes {
+    fn retired(&self, id: &TransferId, token: &str) -> bool {
+        self.retired.lock().expect("not poisoned").iter().any(|(retired, check)| retired == id && check(token))
+    }
 }
 
 impl HttpServer {
@@ -100,6 +114,19 @@ impl HttpServer {
 
     pub fn unregister(&self, id: &TransferId) {
         self.routes.transfers.lock().expect("not poisoned").remove(id);
+    }
+
+    /// Stop serving a completed transfer, and from now on answer its receivers (those whose
+    /// token `check` accepts; anyone else still gets a bare `403`) that it is complete, while
+    /// this listener lives: a long-lived sender (MCP server, `listen`) tells a receiver re-using
+    /// the ticket why there is nothing to fetch.
+    pub fn retire(&self, id: TransferId, check: TokenCheck) {
+        self.unregister(&id);
+        let mut retired = self.routes.retired.lock().expect("not poisoned");
+        if retired.len() == RETIRED_KEPT {
+            retired.pop_front();
+        }
+        retired.push_back((id, check));
     }
 
     /// Answer `POST /v1/inbox` with `handler` from now on.
@@ -178,12 +205,13 @@ async fn route(req: Request<Incoming>, routes: &Routes) -> Response<Body> {
     }
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
-    let serve = id
-        .parse::<TransferId>()
-        .ok()
-        .and_then(|id| routes.transfers.lock().expect("not poisoned").get(&id).cloned())
-        .filter(|s| bearer(&req).is_some_and(|t| s.authorises(t)));
-    let Some(serve) = serve else { return empty(StatusCode::FORBIDDEN) };
+    let Ok(id) = id.parse::<TransferId>() else { return empty(StatusCode::FORBIDDEN) };
+    let serve = routes.transfers.lock().expect("not poisoned").get(&id).cloned();
+    let token = bearer(&req).unwrap_or_default();
+    let Some(serve) = serve.filter(|s| s.authorises(token)) else {
+        let status = if routes.retired(&id, token) { StatusCode::GONE } else { StatusCode::FORBIDDEN };
+        return empty(status);
+    };
     if req.method() != Method::POST || !action.is_empty() {
         return empty(StatusCode::METHOD_NOT_ALLOWED);
     }
