@@ -347,7 +347,7 @@ fn ice_config(given: &[String], policy: IcePolicy, home: &Home) -> Result<IceCon
              set AGENTFERRY_ICE or `ice` in <home>/config.json instead"
         );
     }
-    Ok(IceConfig { servers, relay_only: policy == IcePolicy::Relay })
+    Ok(IceConfig { servers, relay_only: policy == IcePolicy::Relay, refuse_turn: false })
 }
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {

@@ -272,7 +272,12 @@ impl Driver {
 
     /// Start connecting `kind` in the background; the result comes back through `connecting`.
     fn connect(&self, connecting: &mut Attempts, kind: PathKind, hello: Bytes) {
-        let (ticket, events, ice) = (Arc::clone(&self.ticket), self.events.clone(), self.node.config.ice.clone());
+        // With `auto` the chunk relay is a candidate wherever WebRTC is, and beats TURN.
+        let ice = match self.prefer {
+            Prefer::Auto => self.node.config.ice.without_turn(),
+            _ => self.node.config.ice.clone(),
+        };
+        let (ticket, events) = (Arc::clone(&self.ticket), self.events.clone());
         connecting.spawn(async move { (kind, connect(kind, &ticket, &ice, hello, &events).await) });
     }
 

@@ -16,7 +16,7 @@ use webrtc::{
 use super::{
     IceConfig, IceServer, LABEL, Route,
     fragment::Reassembly,
-    peer::{Peer, webrtc_error},
+    peer::{Peer, flush_relayed, webrtc_error},
     signal::{Body, Direction, Signal, Signalling, new_attempt},
 };
 use crate::{
@@ -179,8 +179,13 @@ async fn attempt(
     };
     let route = peer.route().await;
     tracing::debug!(route = route.map(Route::as_str), "webrtc connected");
+    if ice.refuse_turn && route == Some(Route::Turn) {
+        return Err(TransferError::PathUnavailable(
+            "webrtc only through the sender's TURN server; the chunk relay is faster".into(),
+        ));
+    }
     let (incoming_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
-    let reader = tokio::spawn(read(Arc::clone(&data), peer.state.clone(), reassembly, incoming_tx));
+    let reader = tokio::spawn(read(Arc::clone(&data), peer.state.clone(), reassembly, incoming_tx, route));
     let link = WebrtcLink { channel: data, hint: hint.to_owned(), route, reader, _peer: peer };
     Ok(Connected { link: Box::new(link), incoming, manifest })
 }
@@ -191,11 +196,20 @@ async fn read(
     state: tokio::sync::watch::Receiver<RTCPeerConnectionState>,
     mut reassembly: Reassembly,
     incoming: mpsc::Sender<Incoming>,
+    route: Option<Route>,
 ) {
     let failed = super::peer::failed(state);
     tokio::pin!(failed);
+    let flush = async {
+        match route {
+            Some(Route::Turn) => flush_relayed(Arc::clone(&data)).await,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::pin!(flush);
     let lost = loop {
         tokio::select! {
+            () = &mut flush => std::future::pending::<()>().await,
             event = data.poll() => match event {
                 Some(DataChannelEvent::OnMessage(message)) => match reassembly.push(message.data) {
                     Ok(frames) => {

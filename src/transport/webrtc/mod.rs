@@ -44,9 +44,20 @@ pub struct IceConfig {
     /// Gather relayed candidates only (ICE transport policy `relay`): every byte through TURN,
     /// neither address shown to the other side.
     pub relay_only: bool,
+    /// Refuse a connection whose selected pair goes through TURN (see [`IceConfig::without_turn`]).
+    pub refuse_turn: bool,
 }
 
 impl IceConfig {
+    /// These settings for a run that has the chunk relay to fall back on: no TURN server, and a
+    /// connection that only the other side's TURN server reaches is refused. webrtc-rs receives
+    /// through TURN far slower than our chunk relay carries the same bytes (see the README), so
+    /// `auto` hole-punches or takes the relay; TURN is used when WebRTC is pinned.
+    pub fn without_turn(&self) -> IceConfig {
+        let servers = self.servers.iter().filter(|s| !s.is_turn()).cloned().collect();
+        IceConfig { servers, relay_only: self.relay_only, refuse_turn: true }
+    }
+
     /// These servers, plus `fallback_stun` (a relay's STUN responder) when none of them is a
     /// STUN server.
     pub fn with_default_stun(&self, fallback_stun: Option<IceServer>) -> IceConfig {

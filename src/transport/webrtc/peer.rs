@@ -149,6 +149,29 @@ impl Peer {
     }
 }
 
+/// How often [`flush_relayed`] wakes the connection's driver.
+const RELAYED_FLUSH: Duration = Duration::from_millis(2);
+
+/// Keeps a connection whose selected pair goes through TURN moving; runs until dropped.
+///
+/// webrtc-rs 0.21.1's driver hands TURN-relayed packets to its core in `poll_reads`, after that
+/// pass's `poll_writes`, and then sleeps: the SACKs (and DATA) they produce stay queued until some
+/// other event wakes it. On a host or server-reflexive pair the next datagram does; through TURN
+/// a sender waiting for those SACKs sends nothing, so the transfer stalls until an SCTP
+/// retransmission timer fires (seconds). Any data-channel call that wakes the driver flushes
+/// the queue; setting the low threshold we never use (0, its default) is the cheapest. Reported
+/// upstream with a reproduction; drop this once a release flushes after relayed reads.
+pub(super) async fn flush_relayed(data: Arc<dyn DataChannel>) {
+    let mut tick = tokio::time::interval(RELAYED_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if data.set_buffered_amount_low_threshold(0).await.is_err() {
+            return; // closed
+        }
+    }
+}
+
 /// Resolves once the connection behind `state` has failed or closed.
 pub(super) async fn failed(mut state: watch::Receiver<RTCPeerConnectionState>) -> TransferError {
     let gone =

@@ -15,10 +15,10 @@ use webrtc::{
 };
 
 use super::{
-    IceConfig, IceServer, MESSAGE_SIZE,
+    IceConfig, IceServer, MESSAGE_SIZE, Route,
     fragment::pieces,
     link::GATHER_BUDGET,
-    peer::{Peer, webrtc_error},
+    peer::{Peer, flush_relayed, webrtc_error},
     signal::{Body, Direction, Signal, Signalling},
 };
 use crate::{
@@ -133,9 +133,17 @@ async fn answer(
     let route = peer.route().await;
     tracing::debug!(transfer = %serve.transfer_id(), route = route.map(|r| r.as_str()), max, "webrtc answered");
     let session = serve.open_session(PathKind::Webrtc);
+    let relayed = Arc::clone(&data);
+    let flush = async move {
+        match route {
+            Some(Route::Turn) => flush_relayed(relayed).await,
+            _ => std::future::pending().await,
+        }
+    };
     tokio::select! {
         () = bridge(data, session, max) => Ok(()),
         failed = peer.failed() => Err(failed),
+        () = flush => Err(webrtc_error("data channel", "closed")),
     }
 }
 
