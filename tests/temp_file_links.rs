@@ -41,6 +41,6 @@ fn a_receive_that_never_got_a_chunk_leaves_no_temp_file() {
     let ticket = agentferry::Ticket { addrs: vec!["127.0.0.1:9".parse().unwrap()], ..hostile.ticket.clone() };
     let (code, events, _) = run(&b, &["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
     assert_eq!(code, 4, "{events:?}");
-    assert_eq!(events.last().unwrap()["code"], "peer_unreachable");
+    assert_eq!(events.last().unwrap()["code"], "not_serving");
     assert!(listing(&b.out()).is_empty(), "left behind: {:?}", listing(&b.out()));
 }

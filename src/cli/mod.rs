@@ -4,70 +4,27 @@
 //! output goes through [`output::Reporter`]; the exit code comes from the error's code
 //! (documented in the README).
 
+mod args;
 mod demo;
 mod output;
 mod serve;
 mod trust;
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use agentferry::{
-    Event, Node, NodeConfig, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError,
-    home::Home,
-    id::TransferId,
+    Event, Node, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, id::TransferId,
     journal::Role,
-    transport::{
-        Prefer,
-        webrtc::{IceConfig, IceServer},
-    },
 };
+use args::{BindArg, HomeArg, NameArg, NodeArgs, PreferArg, RelayArg, WaitArg};
 use output::Reporter;
 
 /// Move files between machines: direct, encrypted, resumable.
 #[derive(Debug, Parser)]
 #[command(name = "agentferry", version, about)]
 struct Cli {
-    /// Node home (journal and state). Default: the platform data folder.
-    #[arg(long, global = true, env = "AGENTFERRY_HOME", value_name = "DIR")]
-    home: Option<PathBuf>,
-    /// Address a sender listens on; port 0 picks a free one.
-    #[arg(long, global = true, env = "AGENTFERRY_BIND", value_name = "ADDR", default_value = "[::]:0")]
-    bind: SocketAddr,
-    /// Seconds a receiver waits for a silent sender before giving up (the transfer stays resumable).
-    #[arg(long, global = true, env = "AGENTFERRY_PEER_TIMEOUT", value_name = "SECS", default_value_t = 30)]
-    peer_timeout: u64,
-    /// Address of the inbox for pushes from trusted peers; port 0: one chosen once per home.
-    #[arg(long, global = true, env = "AGENTFERRY_INBOX_BIND", value_name = "ADDR", default_value = "[::]:0")]
-    inbox_bind: SocketAddr,
-    /// This node's name, as peers see it. Default: the host name.
-    #[arg(long, global = true, env = "AGENTFERRY_NAME")]
-    name: Option<String>,
-    /// A relay (ws://HOST:PORT) or shared folder (folder:/PATH) to serve and fetch through when
-    /// direct connections fail. Default: `relay` in <home>/config.json, if set.
-    #[arg(long, global = true, env = "AGENTFERRY_RELAY", value_name = "CHANNEL")]
-    relay: Option<String>,
-    /// Which path to use: auto (direct, then WebRTC, then relay), http, webrtc, or relay.
-    #[arg(long, global = true, env = "AGENTFERRY_PREFER", value_enum, default_value_t = Prefer::Auto)]
-    prefer: Prefer,
-    /// A STUN or TURN server for WebRTC: stun:HOST:PORT or turn:USER:PASS@HOST:PORT; repeat it,
-    /// or give a comma-separated list in AGENTFERRY_ICE. Default: `ice` in <home>/config.json,
-    /// and the relay's own STUN responder. Put TURN passwords in the variable or the config
-    /// file: other local users can read a command line.
-    #[arg(
-        long,
-        global = true,
-        env = "AGENTFERRY_ICE",
-        hide_env_values = true,
-        value_delimiter = ',',
-        value_name = "URL"
-    )]
-    ice: Vec<String>,
-    /// Which WebRTC candidates to use: all, or relay (through TURN only; neither side learns the
-    /// other's address).
-    #[arg(long, global = true, env = "AGENTFERRY_ICE_POLICY", value_enum, default_value_t = IcePolicy::All)]
-    ice_policy: IcePolicy,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,11 +47,9 @@ enum Command {
     /// Mint a grant that lets another node push files here; prints its URI.
     Export(trust::ExportArgs),
     /// Manage the peers this node pushes to.
-    #[command(subcommand)]
-    Peers(trust::PeersCommand),
+    Peers(trust::PeersArgs),
     /// Manage the grants this node exported.
-    #[command(subcommand)]
-    Grants(trust::GrantsCommand),
+    Grants(trust::GrantsArgs),
     /// Write the JSON Schemas of the MCP tools and the JSON Lines events into DIR.
     Schemas(SchemasArgs),
     /// Run a relay server: mailboxes over WebSocket for nodes that cannot reach each other.
@@ -121,7 +76,18 @@ struct SendArgs {
     /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     expires_in: Duration,
-    /// Print JSON Lines events on stdout.
+    #[command(flatten)]
+    home: HomeArg,
+    #[command(flatten)]
+    bind: BindArg,
+    #[command(flatten)]
+    name: NameArg,
+    #[command(flatten)]
+    relay: RelayArg,
+    #[command(flatten)]
+    prefer: PreferArg,
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
     #[arg(long)]
     json: bool,
 }
@@ -134,11 +100,20 @@ struct ReceiveArgs {
     #[arg(env = "AGENTFERRY_TICKET", hide_env_values = true, value_name = "TICKET")]
     ticket: String,
     /// Folder to save into (created if missing).
-    #[arg(short, long, default_value = ".")]
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
     output: PathBuf,
-    /// Replace an existing file of the same name.
+    /// Replace an existing file or folder of the same name.
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    home: HomeArg,
+    #[command(flatten)]
+    relay: RelayArg,
+    #[command(flatten)]
+    prefer: PreferArg,
+    #[command(flatten)]
+    wait: WaitArg,
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
     #[arg(long)]
     json: bool,
 }
@@ -147,6 +122,9 @@ struct ReceiveArgs {
 struct StatusArgs {
     /// A transfer id, or a unique prefix of at least 6 hex digits; omit it to list all.
     id: Option<String>,
+    #[command(flatten)]
+    home: HomeArg,
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
     #[arg(long)]
     json: bool,
 }
@@ -158,6 +136,15 @@ struct ResumeArgs {
     /// Which side to resume when this node both sends and receives the transfer.
     #[arg(long, value_enum)]
     role: Option<RoleArg>,
+    #[command(flatten)]
+    home: HomeArg,
+    #[command(flatten)]
+    relay: RelayArg,
+    #[command(flatten)]
+    prefer: PreferArg,
+    #[command(flatten)]
+    wait: WaitArg,
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
     #[arg(long)]
     json: bool,
 }
@@ -192,8 +179,8 @@ pub fn main() -> ExitCode {
         Command::Resume(a) => a.json,
         Command::Listen(a) => a.json,
         Command::Export(a) => a.json,
-        Command::Peers(c) => c.json(),
-        Command::Grants(c) => c.json(),
+        Command::Peers(a) => a.command.json(),
+        Command::Grants(a) => a.command.json(),
         Command::Relay(a) => a.json,
         Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) => false,
     };
@@ -256,35 +243,41 @@ impl From<TransferError> for Failure {
     }
 }
 
-async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
-    let defaults = NodeConfig::default();
-    let config = NodeConfig {
-        name: cli.name.unwrap_or(defaults.name),
-        bind: cli.bind,
-        inbox_bind: cli.inbox_bind,
-        peer_timeout: Duration::from_secs(cli.peer_timeout),
-        ..defaults
-    };
-    match cli.command {
-        Command::Demo(args) => return Ok(demo::run(args).await?),
-        Command::Schemas(args) => return Ok(write_schemas(&args.dir)?),
-        Command::Relay(args) => return Ok(serve::relay(args, reporter).await?),
-        _ => {}
+impl Command {
+    /// The node options this command takes (none: it runs no node).
+    fn node_args(&self) -> Option<NodeArgs> {
+        Some(match self {
+            Command::Send(a) => NodeArgs::of(&[&a.home, &a.bind, &a.name, &a.relay, &a.prefer]),
+            Command::Receive(a) => NodeArgs::of(&[&a.home, &a.relay, &a.prefer, &a.wait]),
+            Command::Status(a) => NodeArgs::of(&[&a.home]),
+            Command::Resume(a) => NodeArgs::of(&[&a.home, &a.relay, &a.prefer, &a.wait]),
+            Command::Mcp(a) => NodeArgs::of(&a.node.groups()),
+            Command::Listen(a) => NodeArgs::of(&a.node.groups()),
+            Command::Export(a) => NodeArgs::of(&[&a.home, &a.inbox, &a.relay]),
+            Command::Peers(a) => NodeArgs::of(&[&a.home]),
+            Command::Grants(a) => NodeArgs::of(&[&a.home]),
+            Command::Schemas(_) | Command::Relay(_) | Command::Demo(_) => return None,
+        })
     }
-    let home = Home::resolve(cli.home)?;
-    let relay = match cli.relay {
-        Some(relay) => Some(relay),
-        None => home.config().relay,
+}
+
+async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
+    let Some(node_args) = cli.command.node_args() else {
+        return match cli.command {
+            Command::Demo(args) => Ok(demo::run(args).await?),
+            Command::Schemas(args) => Ok(write_schemas(&args.dir)?),
+            Command::Relay(args) => Ok(serve::relay(args, reporter).await?),
+            _ => unreachable!("every other command runs a node"),
+        };
     };
-    let ice = ice_config(&cli.ice, cli.ice_policy, &home)?;
-    let config = NodeConfig { channel: relay.map(|r| r.parse()).transpose()?, prefer: cli.prefer, ice, ..config };
+    let (home, config) = node_args.resolve()?;
     let node = Node::new(home, config);
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
         Command::Listen(args) => return Ok(serve::listen(node, args, reporter).await?),
         Command::Export(args) => return Ok(trust::export(&node, args, reporter)?),
-        Command::Peers(command) => return Ok(trust::peers(&node, command, reporter)?),
-        Command::Grants(command) => return Ok(trust::grants(&node, command, reporter)?),
+        Command::Peers(args) => return Ok(trust::peers(&node, args.command, reporter)?),
+        Command::Grants(args) => return Ok(trust::grants(&node, args.command, reporter)?),
         Command::Send(args) => {
             let options = SendOptions { path: args.file, expires_in: args.expires_in, prefer: node.config().prefer };
             match args.to {
@@ -329,26 +322,6 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     follow(transfer, reporter).await
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-enum IcePolicy {
-    All,
-    Relay,
-}
-
-/// STUN/TURN servers from `--ice`/`AGENTFERRY_ICE`, else from the home's config; warns when a
-/// TURN password sits on the command line.
-fn ice_config(given: &[String], policy: IcePolicy, home: &Home) -> Result<IceConfig, TransferError> {
-    let on_command_line = std::env::args().any(|a| a == "--ice" || a.starts_with("--ice="));
-    let urls = if given.is_empty() { home.config().ice.map(|l| l.urls()).unwrap_or_default() } else { given.to_vec() };
-    let servers = urls.iter().map(|u| u.parse::<IceServer>()).collect::<Result<Vec<_>, _>>()?;
-    if on_command_line && servers.iter().any(IceServer::is_turn) {
-        eprintln!(
-            "warning: a TURN password on the command line is visible to other local users (/proc); \
-             set AGENTFERRY_ICE or `ice` in <home>/config.json instead"
-        );
-    }
-    Ok(IceConfig { servers, relay_only: policy == IcePolicy::Relay, refuse_turn: false })
-}
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {
     std::fs::create_dir_all(dir).map_err(|e| TransferError::io(dir, e))?;

@@ -10,7 +10,7 @@ use agentferry::{
 };
 use rmcp::ServiceExt;
 
-use super::output::Reporter;
+use super::{args::AllNodeArgs, output::Reporter};
 
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
@@ -20,6 +20,8 @@ pub struct McpArgs {
     /// Where received files go. Default: the platform download folder + /agentferry.
     #[arg(long, value_name = "DIR", env = "AGENTFERRY_DOWNLOAD_DIR")]
     download_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: AllNodeArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -27,6 +29,9 @@ pub struct ListenArgs {
     /// Where pushed files go. Default: the platform download folder + /agentferry.
     #[arg(long, value_name = "DIR", env = "AGENTFERRY_DOWNLOAD_DIR")]
     download_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: AllNodeArgs,
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
     #[arg(long)]
     pub json: bool,
 }
@@ -36,6 +41,7 @@ pub struct RelayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:47020")]
     listen: std::net::SocketAddr,
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
     #[arg(long)]
     pub json: bool,
 }

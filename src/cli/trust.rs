@@ -10,7 +10,11 @@ use agentferry::{
 use clap::Subcommand;
 use data_encoding::HEXLOWER;
 
-use super::{output::Reporter, parse_duration};
+use super::{
+    args::{HomeArg, InboxArg, RelayArg},
+    output::Reporter,
+    parse_duration,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
@@ -20,14 +24,38 @@ pub struct ExportArgs {
     /// How long the grant is valid: e.g. 12h, 7d.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     ttl: Duration,
+    /// Print JSON Lines events on stdout, one object a line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub home: HomeArg,
+    #[command(flatten)]
+    pub inbox: InboxArg,
+    #[command(flatten)]
+    pub relay: RelayArg,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PeersArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    #[command(subcommand)]
+    pub command: PeersCommand,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GrantsArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    #[command(subcommand)]
+    pub command: GrantsCommand,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PeersCommand {
     /// List the peers this node can push to.
     List {
+        /// Print JSON Lines events on stdout, one object a line.
         #[arg(long)]
         json: bool,
     },
@@ -37,25 +65,32 @@ pub enum PeersCommand {
         /// process's arguments; standard input and AGENTFERRY_PEER_URI they cannot).
         #[arg(env = "AGENTFERRY_PEER_URI", hide_env_values = true, value_name = "URI")]
         uri: String,
+        /// Store it under this name instead of the one it exported.
         #[arg(long)]
         name: Option<String>,
         /// Trust it for at most this long (never longer than its grant).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
+        /// Print JSON Lines events on stdout, one object a line.
         #[arg(long)]
         json: bool,
     },
     /// Forget a peer.
     Remove {
+        /// The peer's name (see `peers list`).
         name: String,
+        /// Print JSON Lines events on stdout, one object a line.
         #[arg(long)]
         json: bool,
     },
     /// Trust a peer for longer (its own node still refuses an expired grant).
     Extend {
+        /// The peer's name (see `peers list`).
         name: String,
+        /// The new trust period from now: e.g. 12h, 7d.
         #[arg(long, value_parser = parse_duration)]
         ttl: Duration,
+        /// Print JSON Lines events on stdout, one object a line.
         #[arg(long)]
         json: bool,
     },
@@ -74,12 +109,15 @@ impl PeersCommand {
 pub enum GrantsCommand {
     /// List the grants this node exported.
     List {
+        /// Print JSON Lines events on stdout, one object a line.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a grant: pushes under it are no longer auto-accepted.
     Revoke {
+        /// The grant id (see `grants list`).
         id: String,
+        /// Print JSON Lines events on stdout, one object a line.
         #[arg(long)]
         json: bool,
     },

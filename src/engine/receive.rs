@@ -556,9 +556,13 @@ impl Driver {
             *saved_to = Some(target.clone());
         }
         self.node.journal.save(&mut self.record)?;
-        if let Some(active) = active {
+        if let Some(Active { link, incoming, .. }) = active {
+            // Frames still arriving (retransmissions) are not wanted: stop taking them, or a
+            // path that delivers in order (the relay client) would stall behind them, with the
+            // confirmation queued after.
+            drop(incoming);
             let complete = controls.seal(&Control::Complete { sha256: sha256.clone() });
-            confirm(active.link, complete, self.record.transfer_id).await;
+            confirm(link, complete, self.record.transfer_id).await;
         }
         let id = self.record.transfer_id;
         self.events

@@ -27,7 +27,7 @@ const DELIVER_DEPTH: usize = 8;
 /// By mailbox id: the key that proves the subscription, and where deliveries go.
 type Subscribers = Arc<Mutex<HashMap<Mailbox, ([u8; 32], mpsc::Sender<Bytes>)>>>;
 
-/// An envelope to write, and who to tell once it is on the wire.
+/// An envelope to write, and who to tell once the relay has taken it.
 type Outgoing = (Bytes, Option<tokio::sync::oneshot::Sender<()>>);
 
 /// A kept-alive connection to one relay.
@@ -100,8 +100,11 @@ impl RelayClient {
             .map_err(|_| TransferError::PeerUnreachable(format!("relay {}: connection closed", self.url)))
     }
 
-    /// Send, and return only once the message was written to the relay (for a last message
-    /// before the process exits).
+    /// Send, and return only once the relay has taken the message (for a last message before
+    /// the process exits). Written is not enough: a process that exits with unread data on its
+    /// socket resets the connection, and the relay may lose what it had not read yet. So a ping
+    /// follows the message, and the relay's pong, which it sends only after reading (and
+    /// routing) everything before the ping, is the receipt.
     pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
         let (done, written) = tokio::sync::oneshot::channel();
         let closed = || TransferError::PeerUnreachable(format!("relay {}: connection closed", self.url));
@@ -132,6 +135,10 @@ async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoin
             },
         };
         backoff = Duration::from_millis(50);
+        // Receipts owed on this connection, by ping payload; dropped (an error for the waiting
+        // sender) if the connection goes.
+        let mut receipts: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
+        let mut next_receipt = 0u64;
         // Renew every subscription on this connection.
         let keys: Vec<[u8; 32]> = subscribers.lock().expect("not poisoned").values().map(|(k, _)| *k).collect();
         let mut ok = true;
@@ -141,16 +148,25 @@ async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoin
         while ok {
             tokio::select! {
                 out = outbox.recv() => match out {
-                    Some((envelope, written)) => {
+                    Some((envelope, receipt)) => {
                         ok = socket.send(Message::Binary(envelope)).await.is_ok();
-                        if let (true, Some(written)) = (ok, written) {
-                            let _ = written.send(());
+                        if let (true, Some(receipt)) = (ok, receipt) {
+                            next_receipt += 1;
+                            let ping = Bytes::copy_from_slice(&next_receipt.to_be_bytes());
+                            ok = socket.send(Message::Ping(ping)).await.is_ok();
+                            receipts.insert(next_receipt, receipt);
                         }
                     }
                     None => return, // the client was dropped
                 },
                 incoming = socket.next() => match incoming {
                     Some(Ok(Message::Binary(data))) => dispatch(&subscribers, data).await,
+                    Some(Ok(Message::Pong(data))) => {
+                        let receipt = <[u8; 8]>::try_from(&data[..]).ok().and_then(|n| receipts.remove(&u64::from_be_bytes(n)));
+                        if let Some(receipt) = receipt {
+                            let _ = receipt.send(());
+                        }
+                    }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => ok = false,
                     Some(Ok(_)) => {}
                 },
