@@ -3,19 +3,19 @@
 node-datachannel <-> node-datachannel on the same routes, in the same run.
 
 Routes (the lab is tests/lab/natlab.sh: network namespaces on documentation addresses):
-  loopback   both ends on 127.0.0.1 in a private namespace (host candidates);
+  local      two namespaces on one veth link, no NAT (host candidates; loopback-like);
   holepunch  two hosts behind endpoint-independent NATs, hole-punched with the relay's STUN;
   turn       two hosts behind symmetric NATs: only TURN (coturn on the public segment) connects.
 
 Per route it runs: `agentferry webrtc` (receiver pinned to webrtc), `agentferry relay` (the chunk
 relay over TCP, pinned), `agentferry http` (direct, where the receiver can dial the sender: only
-on loopback), and `ndc <-> ndc` (tests/webrtc_js/ndc_peer.mjs, 64 KiB messages). Each agentferry
+on the local route), and `ndc <-> ndc` (tests/webrtc_js/ndc_peer.mjs, 64 KiB messages). Each agentferry
 figure is the receiver's wall time from start to exit, connection setup included (printed
 apart: the `attempt` event's elapsed); ndc's is open-to-done plus its setup. Peak RSS of both
 agentferry ends comes from GNU time.
 
     cargo build --release && npm ci --prefix tests/webrtc_js
-    sudo python3 bench/webrtc.py --size-mib 1024 [--routes loopback,holepunch,turn]
+    sudo python3 bench/webrtc.py --size-mib 1024 [--routes local,holepunch,turn]
 
 Needs root (namespaces), ip, nft, coturn (turnserver), node, GNU time.
 """
@@ -53,11 +53,19 @@ class Route:
     def __init__(self, name):
         self.name = name
         self.procs = []
-        if name == "loopback":
-            self.ns = {"pub": f"{PREFIX}-lo", "a": f"{PREFIX}-lo", "b": f"{PREFIX}-lo"}
-            sh("ip", "netns", "add", self.ns["pub"])
-            sh("ip", "-n", self.ns["pub"], "link", "set", "lo", "up")
-            self.relay_ip, self.bind = "127.0.0.1", "127.0.0.1:0"
+        if name == "local":
+            # Two namespaces on one veth link, no NAT: host candidates pair directly.
+            # (libdatachannel gathers no loopback candidate, so 127.0.0.1 alone would not do.)
+            self.ns = {"pub": f"{PREFIX}-la", "a": f"{PREFIX}-la", "b": f"{PREFIX}-lb"}
+            for ns in (self.ns["a"], self.ns["b"]):
+                sh("ip", "netns", "add", ns)
+                sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", self.ns["a"], "link", "add", "eth0", "type", "veth", "peer", "name", "eth0",
+               "netns", self.ns["b"])
+            for ns, ip in ((self.ns["a"], "192.0.2.1/24"), (self.ns["b"], "192.0.2.2/24")):
+                sh("ip", "-n", ns, "addr", "add", ip, "dev", "eth0")
+                sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            self.relay_ip, self.bind = "192.0.2.1", "192.0.2.1:0"
         else:
             sh("bash", LAB, PREFIX, "up")
             mode = "eim" if name == "holepunch" else "symmetric"
@@ -96,8 +104,9 @@ class Route:
             if p.poll() is None:
                 p.terminate()
                 p.wait()
-        if self.name == "loopback":
-            subprocess.run(["ip", "netns", "del", self.ns["pub"]])
+        if self.name == "local":
+            for ns in (self.ns["a"], self.ns["b"]):
+                subprocess.run(["ip", "netns", "del", ns])
         else:
             subprocess.run(["bash", LAB, PREFIX, "down"])
 
@@ -185,7 +194,7 @@ def ndc(route, size, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=1024)
-    ap.add_argument("--routes", default="loopback,holepunch,turn")
+    ap.add_argument("--routes", default="local,holepunch,turn")
     ap.add_argument("--bin", default=None)
     args = ap.parse_args()
     bin_path = args.bin or binary()
@@ -206,7 +215,7 @@ def main():
         for name in args.routes.split(","):
             route = Route(name)
             try:
-                tools = ["webrtc", "relay"] + (["http"] if name == "loopback" else [])
+                tools = ["webrtc", "relay"] + (["http"] if name == "local" else [])
                 for prefer in tools:
                     r = ferry(route, bin_path, path, expected, work, prefer)
                     if r:
