@@ -27,6 +27,8 @@ use crate::{
 
 /// How long candidate gathering may take before the offer goes out with what it has.
 pub(super) const GATHER_BUDGET: Duration = Duration::from_secs(2);
+/// How long the sender may take to answer an offer: its gathering budget and a margin.
+const ANSWER_BUDGET: Duration = Duration::from_secs(4);
 /// Items buffered between the data channel and the receiver's driver.
 const INCOMING_DEPTH: usize = 2;
 
@@ -124,10 +126,17 @@ async fn attempt(
     let sdp = peer.gathered_sdp(GATHER_BUDGET).await?;
 
     let attempt = new_attempt();
+    let answer_by = tokio::time::Instant::now() + ANSWER_BUDGET;
     let offer = Signal { attempt: attempt.clone(), body: Body::Offer { sdp } };
     channel.send(signalling.offers, signalling.seal(Direction::ToSender, &offer)).await?;
     let answer = loop {
-        let message = answers.recv().await.ok_or_else(|| TransferError::PeerUnreachable(format!("{hint} closed")))?;
+        // The sender answers once it has gathered (at most GATHER_BUDGET): no answer by
+        // ANSWER_BUDGET means the channel works but nobody serves the transfer on it.
+        let message = match tokio::time::timeout_at(answer_by, answers.recv()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(TransferError::PeerUnreachable(format!("{hint} closed"))),
+            Err(_) => return Err(TransferError::NotServing(format!("no sender answers WebRTC offers on {hint}"))),
+        };
         let signal = signalling.open(Direction::ToReceiver, &message)?;
         match signal.body {
             Body::Answer { sdp } if signal.attempt == attempt => break sdp,
