@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Loopback benchmark: agentferry send/receive (direct, and through a relay) beside curl <- a
+"""Loopback benchmark: agentferry send/receive (direct, WebRTC, and through a relay) beside curl <- a
 static HTTP server.
 
 For each size, the same generated file is fetched over 127.0.0.1 by curl from nginx (if
@@ -201,10 +201,10 @@ class Relay:
         self.proc.wait()
 
 
-def run_ferry(bin_path, path, work, out_dir, expected, relay=None):
+def run_ferry(bin_path, path, work, out_dir, expected, relay=None, prefer="relay"):
     env = dict(os.environ, AGENTFERRY_BIND="127.0.0.1:0")
     if relay:
-        env.update(AGENTFERRY_RELAY=relay.url, AGENTFERRY_PREFER="relay")
+        env.update(AGENTFERRY_RELAY=relay.url, AGENTFERRY_PREFER=prefer)
     send_home, recv_home = tempfile.mkdtemp(dir=work), tempfile.mkdtemp(dir=work)
     send_cmd, send_time = timed([bin_path, "send", path, "--json"])
     sender = subprocess.Popen(send_cmd, env=dict(env, AGENTFERRY_HOME=send_home), stdout=subprocess.PIPE, text=True)
@@ -343,6 +343,7 @@ def files(args, binaries, work):
             for suffix, b in binaries:
                 tools.append((f"direct{suffix}", f"agentferry direct{suffix}", b, None))
                 if args.relay:
+                    tools.append((f"webrtc{suffix}", f"agentferry webrtc{suffix}", b, relays[b]))
                     tools.append((f"relay{suffix}", f"agentferry via relay{suffix}", b, relays[b]))
             results = {key: [] for key, *_ in tools}
             for run in range(args.runs):
@@ -352,7 +353,8 @@ def files(args, binaries, work):
                     if b is None:
                         results[key].append(run_curl(server, name, os.path.join(out_dir, name)))
                     else:
-                        results[key].append(run_ferry(b, path, work, out_dir, expected, relay))
+                        prefer = "webrtc" if key.startswith("webrtc") else "relay"
+                        results[key].append(run_ferry(b, path, work, out_dir, expected, relay, prefer))
                     shutil.rmtree(out_dir)
             os.remove(path)
             for key, label, _, _ in tools:

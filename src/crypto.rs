@@ -5,7 +5,10 @@
 //!
 //! - the HTTP bearer token (`http-token`), which proves to the sender that the receiver holds the
 //!   ticket without the key itself ever travelling;
-//! - the two message-channel mailboxes of a transfer (`relay-mailbox`);
+//! - the two message-channel mailboxes of a transfer (`relay-mailbox`), and those of its WebRTC
+//!   signalling;
+//! - the AEAD key that seals WebRTC signalling, offers and answers with their DTLS fingerprints
+//!   (`webrtc-signal`), so a channel that alters them is caught;
 //! - one AES-256-GCM key per *epoch* (`frame-key`): a sender mints a fresh random epoch for every
 //!   stream it serves, so re-serving a chunk after a restart can never reuse a (key, nonce) pair,
 //!   even if the file under it was modified in place.
@@ -72,6 +75,13 @@ impl SessionKey {
         let mut mailbox = [0u8; 32];
         self.derive(b"relay-mailbox", id, side, &mut mailbox);
         mailbox
+    }
+
+    /// The AEAD key that seals a transfer's WebRTC signalling (offers and answers).
+    pub fn signal_cipher(&self, id: &TransferId) -> LessSafeKey {
+        let mut key = [0u8; 32];
+        self.derive(b"webrtc-signal", id, &[], &mut key);
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte key"))
     }
 
     /// The AEAD key for frames sealed under `epoch`.

@@ -61,6 +61,29 @@ pub struct HomeConfig {
     /// A relay (`ws://host:port`) or shared folder (`folder:/path`).
     #[serde(default)]
     pub relay: Option<String>,
+    /// STUN/TURN servers for WebRTC (`stun:HOST:PORT`, `turn:USER:PASS@HOST:PORT`): a list, or
+    /// one comma-separated string. The place for a TURN password (this file is 0600).
+    #[serde(default)]
+    pub ice: Option<IceList>,
+}
+
+/// `ice` in `config.json`: `["stun:…", "turn:…"]` or `"stun:…,turn:…"`.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(untagged)]
+pub enum IceList {
+    List(Vec<String>),
+    Joined(String),
+}
+
+impl IceList {
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            IceList::List(list) => list.clone(),
+            IceList::Joined(joined) => {
+                joined.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
+            }
+        }
+    }
 }
 
 /// Create `dir` (and parents) with mode 0700 if it does not exist.

@@ -56,6 +56,16 @@ impl Hostile {
                     Mailboxes { to_sender: key.mailbox(&id, b"sender"), to_receiver: key.mailbox(&id, b"receiver") };
                 transport::channel::connect(ticket.channel.as_deref().unwrap(), boxes, hello, budget, check).await.0
             }
+            PathKind::Webrtc => {
+                let key = &ticket.session_key;
+                let signalling = transport::webrtc::Signalling {
+                    offers: key.mailbox(&id, b"webrtc-offer"),
+                    answers: key.mailbox(&id, b"webrtc-answer"),
+                    cipher: key.signal_cipher(&id),
+                };
+                let (hint, ice) = (ticket.channel.as_deref().unwrap(), transport::webrtc::IceConfig::default());
+                transport::webrtc::connect(hint, signalling, &ice, hello, CHUNK, budget * 2, check).await.0
+            }
         };
         Hostile { sealer, sequence: 1, connected: connected.expect("the hostile receiver connects") }
     }

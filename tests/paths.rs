@@ -13,8 +13,10 @@ use serde_json::Value;
 const SIZE: usize = 128 * 1024 * 1024;
 const RATE_MBIT: u32 = 400;
 
+/// A namespace with loopback shaped, and UDP dropped so that the paths here are HTTP and the
+/// relay (WebRTC has its own tests).
 fn namespace(test: &str) -> Option<Netns> {
-    match Netns::new(test).and_then(|ns| ns.limit_rate(RATE_MBIT).map(|()| ns)) {
+    match Netns::new(test).and_then(|ns| ns.limit_rate(RATE_MBIT).and_then(|()| ns.block_udp()).map(|()| ns)) {
         Ok(ns) => Some(ns),
         Err(why) => {
             eprintln!("SKIPPED: cannot build a network namespace here ({why}); run as root with ip, tc and nft");

@@ -31,8 +31,10 @@ fn unreachable_direct_addresses_fall_back_to_the_relay() {
     let (_relay, url) = start_relay("127.0.0.1:0");
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "via-relay.bin", 6 * 1024 * 1024 + 11, 21);
-    let mut sender =
-        Running::new_public(with_relay(&a, &url, &["send", src.to_str().unwrap(), "--json"]).spawn().unwrap());
+    // Pinned to the relay, the sender declines WebRTC offers (the webrtc tests cover that path).
+    let mut sender = Running::new_public(
+        with_relay(&a, &url, &["send", src.to_str().unwrap(), "--prefer", "relay", "--json"]).spawn().unwrap(),
+    );
     let ticket: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
     assert_eq!(ticket.channel.as_deref(), Some(url.as_str()), "the ticket carries the relay hint");
     let mut blocked = ticket.clone();
@@ -44,6 +46,8 @@ fn unreachable_direct_addresses_fall_back_to_the_relay() {
     assert_eq!(attempts[0]["path"], "http");
     assert_eq!(attempts[0]["ok"], false);
     assert_eq!(attempts[0]["error_code"], "not_serving");
+    // The sender serves the relay only: a WebRTC attempt, if it ends within the run, is declined.
+    assert!(attempts.iter().all(|a| a["path"] != "webrtc" || a["error_code"] == "path_unavailable"));
     assert!(attempts.iter().any(|a| a["path"] == "relay" && a["ok"] == true));
     assert_eq!(events.last().unwrap()["path"], "relay");
     assert_same_file(&src, &b.out().join("via-relay.bin"));

@@ -7,7 +7,10 @@ use agentferry::{
     NodeConfig, TransferError,
     home::Home,
     relay::{ChannelHint, nats::NatsHint},
-    transport::Prefer,
+    transport::{
+        Prefer,
+        webrtc::{IceConfig, IceServer},
+    },
 };
 
 /// One option group: it sets its part of the node's configuration.
@@ -24,6 +27,8 @@ pub struct NodeArgs {
     name: Option<String>,
     relay: Option<String>,
     prefer: Option<Prefer>,
+    ice: Vec<String>,
+    ice_policy: Option<IcePolicy>,
     peer_timeout: Option<u64>,
 }
 
@@ -49,6 +54,7 @@ impl NodeArgs {
         if let Some(ChannelHint::Nats(hint)) = &channel {
             hint.configure(); // only these servers get this node's NATS credentials
         }
+        let ice = ice_config(&self.ice, self.ice_policy.unwrap_or(IcePolicy::All), &home)?;
         let config = NodeConfig {
             name: self.name.unwrap_or(defaults.name),
             bind: self.bind.unwrap_or(defaults.bind),
@@ -56,6 +62,7 @@ impl NodeArgs {
             peer_timeout: self.peer_timeout.map_or(defaults.peer_timeout, Duration::from_secs),
             channel,
             prefer: self.prefer.unwrap_or(defaults.prefer),
+            ice,
             ..defaults
         };
         Ok((home, config))
@@ -143,18 +150,53 @@ impl NodeOption for RelayArg {
     }
 }
 
+/// Path choice: the preferred path and the STUN/TURN servers WebRTC uses.
 #[derive(Debug, clap::Args)]
 pub struct PreferArg {
-    /// Which path to use: auto (direct, then relay), http, or relay.
+    /// Which path to use: auto (direct, then WebRTC, then relay), http, webrtc, or relay.
     #[arg(long, env = "AGENTFERRY_PREFER", value_enum, default_value_t = Prefer::Auto)]
     prefer: Prefer,
+    /// A STUN or TURN server for WebRTC: stun:HOST:PORT or turn:USER:PASS@HOST:PORT; repeat it,
+    /// or give a comma-separated list in AGENTFERRY_ICE. Default: `ice` in <home>/config.json,
+    /// and the relay's own STUN responder. Put TURN passwords in the variable or the config
+    /// file: other local users can read a command line.
+    #[arg(long, env = "AGENTFERRY_ICE", hide_env_values = true, value_delimiter = ',', value_name = "URL")]
+    ice: Vec<String>,
+    /// Which WebRTC candidates to use: all, or relay (through TURN only; neither side learns the
+    /// other's address).
+    #[arg(long, env = "AGENTFERRY_ICE_POLICY", value_enum, default_value_t = IcePolicy::All)]
+    ice_policy: IcePolicy,
 }
 
 impl NodeOption for PreferArg {
     fn apply(&self, to: &mut NodeArgs) {
         to.prefer = Some(self.prefer);
+        to.ice.clone_from(&self.ice);
+        to.ice_policy = Some(self.ice_policy);
     }
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IcePolicy {
+    All,
+    Relay,
+}
+
+/// STUN/TURN servers from `--ice`/`AGENTFERRY_ICE`, else from the home's config; warns when a
+/// TURN password sits on the command line.
+fn ice_config(given: &[String], policy: IcePolicy, home: &Home) -> Result<IceConfig, TransferError> {
+    let on_command_line = std::env::args().any(|a| a == "--ice" || a.starts_with("--ice="));
+    let urls = if given.is_empty() { home.config().ice.map(|l| l.urls()).unwrap_or_default() } else { given.to_vec() };
+    let servers = urls.iter().map(|u| u.parse::<IceServer>()).collect::<Result<Vec<_>, _>>()?;
+    if on_command_line && servers.iter().any(IceServer::is_turn) {
+        eprintln!(
+            "warning: a TURN password on the command line is visible to other local users (/proc); \
+             set AGENTFERRY_ICE or `ice` in <home>/config.json instead"
+        );
+    }
+    Ok(IceConfig { servers, relay_only: policy == IcePolicy::Relay, refuse_turn: false })
+}
+
 
 #[derive(Debug, clap::Args)]
 pub struct WaitArg {

@@ -275,15 +275,14 @@ impl PathSelector {
     }
 
     /// No path ever connected, and every one still allowed has said for the grace period that
-    /// nobody serves the transfer there (judged on answers, not on how long ago they came).
+    /// nobody serves the transfer there (judged on answers, not on how long ago they came; an
+    /// attempt under way on such a path does not hold the verdict: a path whose attempts take
+    /// seconds to fail would otherwise keep the run alive as long as it is retried).
     fn nobody_serves(&self) -> bool {
         let mut allowed = self.candidates.iter().filter(|c| c.banned.is_none()).peekable();
         !self.ever_used
             && allowed.peek().is_some()
-            && allowed.all(|c| {
-                c.connecting.is_none()
-                    && c.not_serving.is_some_and(|(first, last)| last >= first + self.cfg.not_serving_grace)
-            })
+            && allowed.all(|c| c.not_serving.is_some_and(|(first, last)| last >= first + self.cfg.not_serving_grace))
     }
 
     fn fail(&mut self, why: GiveUp) {

@@ -17,15 +17,31 @@ use crate::{
     id::TransferId,
     manifest::Manifest,
     ticket::Ticket,
-    transport::{self, AttemptReport, Connected, PathKind, channel::Mailboxes},
+    transport::{
+        self, AttemptReport, Connected, PathKind,
+        channel::Mailboxes,
+        webrtc::{IceConfig, Signalling},
+    },
 };
 
 /// How long one connection attempt may take before it counts as failed.
 pub(super) const CONNECT_BUDGET: Duration = Duration::from_secs(5);
+/// A WebRTC attempt does more: gather candidates, signal through the channel, ICE checks, DTLS,
+/// SCTP, then the hello.
+const WEBRTC_BUDGET: Duration = Duration::from_secs(10);
 
 /// The transfer's two mailboxes on a message channel, derived from the session key.
 pub(super) fn mailboxes(key: &SessionKey, id: &TransferId) -> Mailboxes {
     Mailboxes { to_sender: key.mailbox(id, b"sender"), to_receiver: key.mailbox(id, b"receiver") }
+}
+
+/// The transfer's WebRTC signalling: two more mailboxes and a sealing key, from the session key.
+pub(super) fn signalling(key: &SessionKey, id: &TransferId) -> Signalling {
+    Signalling {
+        offers: key.mailbox(id, b"webrtc-offer"),
+        answers: key.mailbox(id, b"webrtc-answer"),
+        cipher: key.signal_cipher(id),
+    }
 }
 
 /// Seals the receiver's control frames for one run: one epoch, increasing sequence numbers.
@@ -72,7 +88,13 @@ fn check_manifest(key: SessionKey, id: TransferId, size: u64, chunk_size: u32) -
 }
 
 /// Connect `kind` as the ticket describes it.
-pub(super) async fn connect(kind: PathKind, ticket: &Ticket, hello: Bytes, events: &Events) -> Result<PathConnected> {
+pub(super) async fn connect(
+    kind: PathKind,
+    ticket: &Ticket,
+    ice: &IceConfig,
+    hello: Bytes,
+    events: &Events,
+) -> Result<PathConnected> {
     let (key, id) = (ticket.session_key.clone(), ticket.transfer_id);
     let check = check_manifest(key.clone(), id, ticket.size, ticket.chunk_size);
     let (result, reports) = match kind {
@@ -80,6 +102,13 @@ pub(super) async fn connect(kind: PathKind, ticket: &Ticket, hello: Bytes, event
             let token = key.http_token(&id);
             let max_chunk = ticket.chunk_size as usize;
             transport::http::connect(&ticket.addrs, id, &token, max_chunk, hello, CONNECT_BUDGET, check).await
+        }
+        PathKind::Webrtc => {
+            let hint = ticket.channel.as_deref().ok_or_else(|| TransferError::PathUnavailable("webrtc".into()))?;
+            let (signalling, max_chunk) = (signalling(&key, &id), ticket.chunk_size as usize);
+            let (result, report) =
+                transport::webrtc::connect(hint, signalling, ice, hello, max_chunk, WEBRTC_BUDGET, check).await;
+            (result, vec![report])
         }
         PathKind::Relay => {
             let hint = ticket.channel.as_deref().ok_or_else(|| TransferError::PathUnavailable("relay".into()))?;
@@ -109,5 +138,6 @@ fn attempt(transfer_id: TransferId, report: AttemptReport) -> Event {
         ok: report.error.is_none(),
         elapsed_ms: report.elapsed.as_millis() as u64,
         error_code: report.error.as_ref().map(|e| e.code()),
+        route: report.route,
     }
 }

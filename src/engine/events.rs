@@ -67,6 +67,9 @@ pub enum Event {
         elapsed_ms: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         error_code: Option<&'static str>,
+        /// `webrtc` only: `direct` (host or reflexive candidates, hole-punched) or `turn`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        route: Option<&'static str>,
     },
     /// The receiver moved onto a path (`state`: `using`) or off it (`left`, with the reason:
     /// `peer_unreachable`, `stalled`, `unauthorized`, `integrity_mismatch`).
@@ -98,8 +101,11 @@ pub enum Event {
         bytes: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         saved_to: Option<PathBuf>,
-        /// The path that carried the last chunk (`http`, `relay`).
+        /// The path that carried the last chunk (`http`, `webrtc`, `relay`).
         path: &'static str,
+        /// When `path` is `webrtc`: `turn` if a TURN server relayed it, else `direct`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        route: Option<&'static str>,
         /// Chunk bytes each path carried (a transfer may move between paths).
         bytes_by_path: BTreeMap<String, u64>,
         elapsed_ms: u64,

@@ -48,6 +48,7 @@ use crate::{
     ticket::Ticket,
     transport::Prefer,
     transport::http::HttpServer,
+    transport::webrtc::IceConfig,
 };
 
 /// Node-wide settings; the CLI fills them from flags and `AGENTFERRY_*` variables.
@@ -67,6 +68,9 @@ pub struct NodeConfig {
     pub channel: Option<ChannelHint>,
     /// The receiver's default path preference.
     pub prefer: Prefer,
+    /// STUN and TURN servers for the WebRTC path. Without a STUN server, the relay's own STUN
+    /// responder is used.
+    pub ice: IceConfig,
 }
 
 impl Default for NodeConfig {
@@ -79,6 +83,7 @@ impl Default for NodeConfig {
             chunk_size: DEFAULT_CHUNK_SIZE,
             channel: None,
             prefer: Prefer::Auto,
+            ice: IceConfig::default(),
         }
     }
 }

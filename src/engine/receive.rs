@@ -145,6 +145,10 @@ fn tuning(kind: PathKind) -> (u64, Duration) {
     match kind {
         // TCP has its own flow control: one request streams the whole rest of the file.
         PathKind::Http => (u64::MAX, Duration::from_secs(15)),
+        // SCTP has flow control, but the data channel's receive queue is counted in messages,
+        // not bytes: a window of 8 MiB at the default chunk size bounds what the receiver holds
+        // and covers the round trip of a fast hole-punched or TURN route.
+        PathKind::Webrtc => (32, Duration::from_secs(5)),
         // 16 MiB in flight at the default chunk size: enough to cover a relay's round trip on
         // fast links while bounding what the relay and the receiver hold.
         PathKind::Relay => (64, Duration::from_secs(3)),
@@ -167,11 +171,15 @@ fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>
     if ticket.channel.is_some() && !channel_usable {
         tracing::warn!(transfer = %ticket.transfer_id, "ignoring the ticket's channel: not a relay, nor this node's shared folder");
     }
-    let offered: Vec<PathKind> =
-        [(!ticket.addrs.is_empty()).then_some(PathKind::Http), channel_usable.then_some(PathKind::Relay)]
-            .into_iter()
-            .flatten()
-            .collect();
+    // WebRTC is signalled through the ticket's channel, so it is offered wherever the channel is.
+    let offered: Vec<PathKind> = [
+        (!ticket.addrs.is_empty()).then_some(PathKind::Http),
+        channel_usable.then_some(PathKind::Webrtc),
+        channel_usable.then_some(PathKind::Relay),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     let allowed: Vec<PathKind> = offered.iter().copied().filter(|k| prefer.pinned().is_none_or(|p| p == *k)).collect();
     if allowed.is_empty() {
         let offers = offered.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" and ");
@@ -190,6 +198,8 @@ fn failure(e: &TransferError) -> Failure {
         TransferError::Unauthorized | TransferError::IntegrityMismatch(_) => Failure::Unauthentic,
         TransferError::NotServing(_) => Failure::NotServing,
         TransferError::SenderCompleted(_) => Failure::Completed,
+        // The sender declined this path (it pinned another): no use trying it again this run.
+        TransferError::PathUnavailable(_) => Failure::Unauthentic,
         _ => Failure::Unreachable,
     }
 }
@@ -226,6 +236,8 @@ struct Active {
 struct Carried {
     bytes_by_path: BTreeMap<PathKind, u64>,
     last_chunk: Option<PathKind>,
+    /// The route of the link that carried the last chunk (WebRTC only).
+    last_route: Option<&'static str>,
 }
 
 impl Driver {
@@ -260,8 +272,13 @@ impl Driver {
 
     /// Start connecting `kind` in the background; the result comes back through `connecting`.
     fn connect(&self, connecting: &mut Attempts, kind: PathKind, hello: Bytes) {
+        // With `auto` the chunk relay is a candidate wherever WebRTC is, and beats TURN.
+        let ice = match self.prefer {
+            Prefer::Auto => self.node.config.ice.without_turn(),
+            _ => self.node.config.ice.clone(),
+        };
         let (ticket, events) = (Arc::clone(&self.ticket), self.events.clone());
-        connecting.spawn(async move { (kind, connect(kind, &ticket, hello, &events).await) });
+        connecting.spawn(async move { (kind, connect(kind, &ticket, &ice, hello, &events).await) });
     }
 
     async fn run(&mut self) -> Result<Completion> {
@@ -381,6 +398,8 @@ impl Driver {
                                 paths.handle_progress(now);
                                 *carried.bytes_by_path.entry(kind).or_default() += manifest.chunk_len(index) as u64;
                                 carried.last_chunk = Some(kind);
+                                carried.last_route =
+                                    active.as_ref().filter(|a| a.kind == kind).and_then(|a| a.link.route());
                             }
                             let done = manifest.bytes_in(core.first_missing());
                             if !listing_checked {
@@ -554,6 +573,7 @@ impl Driver {
                 bytes: self.record.size,
                 saved_to: Some(target.clone()),
                 path: path.map_or("none", PathKind::as_str),
+                route: carried.last_route.filter(|_| path == Some(PathKind::Webrtc)),
                 bytes_by_path,
                 elapsed_ms: started.elapsed().as_millis() as u64,
             })

@@ -9,7 +9,7 @@ use std::{
 
 use super::{
     Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer,
-    connect::mailboxes,
+    connect::{mailboxes, signalling},
     events::{FilesProgress, FolderSummary, SKIPPED_SHOWN},
     outgoing::{Outgoing, Source},
     rate::Rate,
@@ -44,10 +44,11 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     let channel = match options.prefer {
         Prefer::Http => None,
         Prefer::Auto => node.config.channel.clone(),
-        Prefer::Relay => Some(node.config.channel.clone().ok_or_else(|| {
-            TransferError::PathUnavailable(
-                "relay (no relay or shared folder is configured: set AGENTFERRY_RELAY)".into(),
-            )
+        Prefer::Relay | Prefer::Webrtc => Some(node.config.channel.clone().ok_or_else(|| {
+            TransferError::PathUnavailable(format!(
+                "{} (no relay or shared folder is configured: set AGENTFERRY_RELAY)",
+                options.prefer.as_str()
+            ))
         })?),
     };
     let server = match &node.server {
@@ -62,7 +63,10 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         size: manifest.size,
         chunk_size: manifest.chunk_size,
         name: manifest.name.clone(),
-        addrs: if options.prefer == Prefer::Relay { Vec::new() } else { advertised_addrs(server.local_addr()) },
+        addrs: match options.prefer {
+            Prefer::Relay | Prefer::Webrtc => Vec::new(),
+            Prefer::Auto | Prefer::Http => advertised_addrs(server.local_addr()),
+        },
         channel: channel.as_ref().map(ToString::to_string),
         folder,
         mode: source.mode(),
@@ -80,7 +84,7 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     let mut record = Record::new(&ticket, ticket.name.clone(), side);
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
     node.journal.save(&mut record)?;
-    Ok(spawn(node, record, ticket, server, outgoing, lock))
+    Ok(spawn(node, record, ticket, server, outgoing, lock, options.prefer))
 }
 
 /// Open the file or walk the folder on a blocking thread (a large tree takes a while to walk).
@@ -136,7 +140,8 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
     record.state = State::Active;
     record.error = None;
     node.journal.save(&mut record)?;
-    Ok(spawn(node, record, ticket, server, outgoing, lock))
+    let prefer = node.config.prefer;
+    Ok(spawn(node, record, ticket, server, outgoing, lock, prefer))
 }
 
 fn spawn(
@@ -146,6 +151,7 @@ fn spawn(
     server: Arc<HttpServer>,
     outgoing: Outgoing,
     lock: OwnerLock,
+    prefer: Prefer,
 ) -> Transfer {
     let (events, rx) = Events::channel();
     let outgoing = Arc::new(outgoing);
@@ -158,7 +164,7 @@ fn spawn(
         // Also when the task is aborted (Ctrl-C, a cancelled MCP task): a shared listener
         // must stop serving the transfer.
         let _registered = Unregister(Arc::clone(&server), transfer_id);
-        let result = serve(&node, record, &ticket, &server, &outgoing, &events).await;
+        let result = serve(&node, record, &ticket, &server, &outgoing, &events, prefer).await;
         match &result {
             Ok(_) => server.retire(transfer_id, outgoing.token_check()),
             Err(_) => server.unregister(&transfer_id),
@@ -182,6 +188,7 @@ async fn serve(
     server: &HttpServer,
     outgoing: &Arc<Outgoing>,
     events: &Events,
+    prefer: Prefer,
 ) -> Result<Completion> {
     let id = record.transfer_id;
     events
@@ -201,7 +208,7 @@ async fn serve(
         .await;
     events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
     tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
-    let _channel = serve_channel(ticket, outgoing).await;
+    let _channel = serve_channel(node, ticket, outgoing, prefer).await;
 
     let mut rate = Rate::default();
     let files = outgoing.tree().map(|tree| tree.file_index());
@@ -284,6 +291,7 @@ async fn serve(
                     bytes: record.size,
                     saved_to: None,
                     path: path.map_or("none", |p| p.as_str()),
+                    route: None,
                     bytes_by_path,
                     elapsed_ms: rate.elapsed(Instant::now()).as_millis() as u64,
                 })
@@ -299,19 +307,34 @@ async fn serve(
     }
 }
 
-/// Serve on the ticket's message channel too, if it names one; the task stops when dropped.
-async fn serve_channel(ticket: &Ticket, outgoing: &Arc<Outgoing>) -> Option<AbortOnDrop> {
-    let hint: ChannelHint = ticket.channel.as_deref()?.parse().ok()?;
+/// Serve on the ticket's message channel too, if it names one: the relay path (unless WebRTC is
+/// pinned) and WebRTC signalling (declining offers when the relay is pinned). The tasks stop
+/// when dropped.
+async fn serve_channel(node: &Node, ticket: &Ticket, outgoing: &Arc<Outgoing>, prefer: Prefer) -> Vec<AbortOnDrop> {
+    let Some(hint) = ticket.channel.as_deref().and_then(|c| c.parse::<ChannelHint>().ok()) else { return Vec::new() };
     match Channel::open(&hint).await {
         Ok(channel) => {
             let serve = Arc::new(ServeOutgoing(Arc::clone(outgoing)));
-            let boxes = mailboxes(&ticket.session_key, &ticket.transfer_id);
-            Some(AbortOnDrop(tokio::spawn(transport::channel::serve(channel, serve, boxes))))
+            let (key, id) = (&ticket.session_key, &ticket.transfer_id);
+            let webrtc = transport::webrtc::serve(
+                channel.clone(),
+                hint,
+                serve.clone(),
+                signalling(key, id),
+                node.config.ice.clone(),
+                prefer != Prefer::Relay,
+            );
+            let mut tasks = vec![AbortOnDrop(tokio::spawn(webrtc))];
+            if prefer != Prefer::Webrtc {
+                let relay = transport::channel::serve(channel, serve, mailboxes(key, id));
+                tasks.push(AbortOnDrop(tokio::spawn(relay)));
+            }
+            tasks
         }
         Err(e) => {
             // The receiver may still come over HTTP, or the channel may come back later.
             tracing::warn!(transfer = %ticket.transfer_id, "cannot serve on {hint}: {e}");
-            None
+            Vec::new()
         }
     }
 }

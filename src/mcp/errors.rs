@@ -58,10 +58,10 @@ impl IntoContents for ToolError {
 fn usage(tool: &str) -> &'static str {
     match tool {
         "send_file" => {
-            "{path: string, to?: peer name, prefer?: \"auto\"|\"http\"|\"relay\", expires_in_minutes?: 1..525600}"
+            "{path: string, to?: peer name, prefer?: \"auto\"|\"http\"|\"webrtc\"|\"relay\", expires_in_minutes?: 1..525600}"
         }
         "receive_file" => {
-            "either {ticket: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"relay\""
+            "either {ticket: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"webrtc\"|\"relay\""
         }
         "check_session" => "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}",
         "add_peer" => "{uri: \"grant…\" string, name?: string, ttl_hours?: number >= 0, replace?: boolean}",

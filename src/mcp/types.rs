@@ -22,8 +22,9 @@ pub struct SendFileArgs {
     /// hand over yourself.
     #[serde(default)]
     pub to: Option<String>,
-    /// Which paths to offer: `auto` (direct HTTP, plus the relay when one is configured),
-    /// `http` (direct only) or `relay` (through the relay only). `auto` unless you have a reason.
+    /// Which paths to offer: `auto` (direct HTTP, plus WebRTC and the relay when one is
+    /// configured), `http` (direct only), `webrtc` (WebRTC only, signalled through the relay) or
+    /// `relay` (through the relay only). `auto` unless you have a reason.
     #[serde(default)]
     pub prefer: Option<Prefer>,
     /// How long the ticket stays valid, in minutes (default 1440 = one day).
@@ -67,7 +68,8 @@ pub struct ReceiveFileArgs {
     /// Replace an existing file of the same name (default false).
     #[serde(default)]
     pub overwrite: Option<bool>,
-    /// Which path to use: `auto` (direct HTTP first, then the relay), `http` or `relay`.
+    /// Which path to use: `auto` (direct HTTP first, then WebRTC, then the relay), `http`, `webrtc` or
+    /// `relay`.
     #[serde(default)]
     pub prefer: Option<Prefer>,
 }

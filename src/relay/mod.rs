@@ -10,6 +10,9 @@
 //! - a shared folder ([`folder`]), for agents that share a synced or network folder;
 //! - a NATS server or cluster ([`nats`]), for teams that outgrow one relay.
 //!
+//! The relay server also answers STUN binding requests on UDP at its port ([`stun`]), so nodes
+//! that share it can hole-punch a WebRTC connection with nothing else configured.
+//!
 //! The channel only ever sees mailbox ids and sealed bytes: frames sealed with the session
 //! key, offers authenticated by the grant secret. It can delay, drop, reorder or replay them;
 //! the transfer core and the frame format make each of those harmless.
@@ -19,6 +22,7 @@ pub mod folder;
 pub mod nats;
 pub mod proto;
 pub mod server;
+pub mod stun;
 
 use std::{path::PathBuf, sync::Arc};
 

@@ -441,6 +441,8 @@ pub struct RelayServer {
     relay: Arc<Relay>,
     shutdown: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
+    /// The STUN responder on UDP at the same port ([`super::stun`]), if that port was free.
+    stun: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RelayServer {
@@ -461,8 +463,15 @@ impl RelayServer {
             shutdown: watch_rx,
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&relay)));
-        tracing::info!(addr = %local_addr, "relay listening");
-        Ok(RelayServer { local_addr, relay, shutdown, accept })
+        let stun = match tokio::net::UdpSocket::bind(local_addr).await {
+            Ok(socket) => Some(tokio::spawn(super::stun::serve(socket))),
+            Err(e) => {
+                tracing::warn!(addr = %local_addr, "no STUN responder (UDP port taken?): {e}");
+                None
+            }
+        };
+        tracing::info!(addr = %local_addr, stun = stun.is_some(), "relay listening");
+        Ok(RelayServer { local_addr, relay, shutdown, accept, stun })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -481,6 +490,9 @@ impl RelayServer {
     /// Stop accepting, close every connection with a WebSocket close, wait for them (bounded).
     pub async fn shutdown(self) {
         self.accept.abort();
+        if let Some(stun) = &self.stun {
+            stun.abort();
+        }
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + Duration::from_secs(3);
         while self.relay.counters.connections.load(Relaxed) > 0 && Instant::now() < deadline {
@@ -493,6 +505,9 @@ impl RelayServer {
 impl Drop for RelayServer {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Some(stun) = &self.stun {
+            stun.abort();
+        }
         let _ = self.shutdown.send(true);
     }
 }

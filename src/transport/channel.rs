@@ -138,6 +138,7 @@ pub async fn connect(
         peer: hint.to_owned(),
         elapsed: started.elapsed(),
         error: result.as_ref().err().map(TransferError::duplicate),
+        route: None,
     };
     (result, report)
 }

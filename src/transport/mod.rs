@@ -19,11 +19,13 @@
 //! - the sender's side hands every control frame a receiver sends to a [`Serve`] (the engine)
 //!   and carries back the frames of the [`Session`] it opens.
 //!
-//! The paths: [`http`] (the receiver dials the sender) and [`channel`] (both reach a relay or a
-//! shared folder from the inside). WebRTC data channels plug in as one more implementation.
+//! The paths: [`http`] (the receiver dials the sender), [`webrtc`] (a data channel, hole-punched
+//! or through TURN, signalled over the channel) and [`channel`] (both reach a relay or a shared
+//! folder from the inside).
 
 pub mod channel;
 pub mod http;
+pub mod webrtc;
 
 use std::fmt;
 
@@ -40,6 +42,9 @@ use crate::{error::TransferError, id::TransferId};
 pub enum PathKind {
     /// The receiver opens a TCP connection to the sender and streams frames over HTTP/1.1.
     Http,
+    /// A WebRTC data channel (ICE: direct, hole-punched or through TURN), signalled over the
+    /// channel; frames travel as data-channel messages.
+    Webrtc,
     /// Both sides reach a relay or shared folder from the inside; frames travel as messages.
     Relay,
 }
@@ -48,6 +53,7 @@ impl PathKind {
     pub fn as_str(self) -> &'static str {
         match self {
             PathKind::Http => "http",
+            PathKind::Webrtc => "webrtc",
             PathKind::Relay => "relay",
         }
     }
@@ -69,6 +75,7 @@ pub enum Prefer {
     #[default]
     Auto,
     Http,
+    Webrtc,
     Relay,
 }
 
@@ -77,6 +84,7 @@ impl Prefer {
         match self {
             Prefer::Auto => "auto",
             Prefer::Http => "http",
+            Prefer::Webrtc => "webrtc",
             Prefer::Relay => "relay",
         }
     }
@@ -86,6 +94,7 @@ impl Prefer {
         match self {
             Prefer::Auto => None,
             Prefer::Http => Some(PathKind::Http),
+            Prefer::Webrtc => Some(PathKind::Webrtc),
             Prefer::Relay => Some(PathKind::Relay),
         }
     }
@@ -108,6 +117,11 @@ pub trait Link: Send {
 
     /// Where this link goes (an address or a channel), for attempts and logs.
     fn peer(&self) -> String;
+
+    /// How the bytes travel on paths that have a choice: `direct` or `turn` on WebRTC.
+    fn route(&self) -> Option<&'static str> {
+        None
+    }
 
     /// Post one sealed control frame to the sender. On a path with responses, the answer to an
     /// earlier frame that is still streaming is abandoned. An error means the path is gone.
@@ -132,6 +146,8 @@ pub struct AttemptReport {
     pub peer: String,
     pub elapsed: std::time::Duration,
     pub error: Option<TransferError>,
+    /// The route of a WebRTC connection that opened (see [`Link::route`]).
+    pub route: Option<&'static str>,
 }
 
 /// The sender's side of one transfer, as the paths see it: the engine implements it.

@@ -60,6 +60,15 @@ impl Netns {
         self.exec(&["nft", &rule])
     }
 
+    /// Drop every UDP packet (so no WebRTC path); not undone by [`Netns::unblock`].
+    pub fn block_udp(&self) -> Result<(), String> {
+        self.exec(&[
+            "nft",
+            "add chain inet agentferry_test udp_input { type filter hook input priority 0 ; policy accept ; }",
+        ])?;
+        self.exec(&["nft", "add rule inet agentferry_test udp_input meta l4proto udp drop"])
+    }
+
     /// Remove every rule added by [`Netns::block_tcp_port`].
     pub fn unblock(&self) -> Result<(), String> {
         self.exec(&["nft", "flush", "chain", "inet", "agentferry_test", "input"])

@@ -286,7 +286,8 @@ pub async fn connect(
     let mut best_error = None;
     while let Some(joined) = attempts.join_next().await {
         let Ok((addr, elapsed, result)) = joined else { continue };
-        let report = |error| AttemptReport { kind: PathKind::Http, peer: addr.to_string(), elapsed, error };
+        let report =
+            |error| AttemptReport { kind: PathKind::Http, peer: addr.to_string(), elapsed, error, route: None };
         match result {
             Ok((target, conn, manifest)) => {
                 reports.push(report(None));

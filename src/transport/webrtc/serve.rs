@@ -1,0 +1,177 @@
+//! The sender's end: answer offers that arrive through the channel, and bridge each data channel
+//! to a session of the engine.
+//!
+//! One answerer runs per transfer: an authentic new offer (the receiver reconnecting or probing)
+//! replaces the connection of the previous one. An offer that fails authentication is answered
+//! with a sealed `tampered`, so the receiver fails at once with `integrity_mismatch` instead of
+//! waiting out its budget.
+
+use std::{collections::VecDeque, sync::Arc, time::Duration};
+
+use bytes::BytesMut;
+use webrtc::{
+    data_channel::{DataChannel, DataChannelEvent},
+    peer_connection::RTCSessionDescription,
+};
+
+use super::{
+    IceConfig, IceServer, MESSAGE_SIZE, Route,
+    fragment::pieces,
+    link::GATHER_BUDGET,
+    peer::{Peer, flush_relayed, webrtc_error},
+    signal::{Body, Direction, Signal, Signalling},
+};
+use crate::{
+    error::TransferError,
+    relay::{Channel, ChannelHint},
+    transport::{PathKind, Serve, Session},
+};
+
+/// How long an answered offer may take to open its data channel.
+const OPEN_BUDGET: Duration = Duration::from_secs(15);
+/// Attempt ids remembered, so a replayed offer is not answered twice.
+const SEEN: usize = 64;
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Answer WebRTC offers for `serve` on `channel` until the returned future is dropped. With
+/// `accept` false (the sender pinned another path) every offer gets a sealed `declined`.
+pub async fn serve(
+    channel: Channel,
+    hint: ChannelHint,
+    serve: Arc<dyn Serve>,
+    signalling: Signalling,
+    ice: IceConfig,
+    accept: bool,
+) {
+    let id = serve.transfer_id();
+    let ice = ice.with_default_stun(IceServer::of_channel(&hint));
+    let signalling = Arc::new(signalling);
+    let mut offers = channel.subscribe(signalling.offers).await;
+    let mut seen = VecDeque::new();
+    let mut current: Option<AbortOnDrop> = None;
+    while let Some(message) = offers.recv().await {
+        let reply = |attempt: String, body: Body| {
+            let sealed = signalling.seal(Direction::ToReceiver, &Signal { attempt, body });
+            let (channel, answers) = (channel.clone(), signalling.answers);
+            async move {
+                if let Err(e) = channel.send(answers, sealed).await {
+                    tracing::debug!("webrtc signalling reply failed: {e}");
+                }
+            }
+        };
+        let signal = match signalling.open(Direction::ToSender, &message) {
+            Ok(signal) => signal,
+            Err(e) => {
+                tracing::warn!(transfer = %id, code = e.code(), "{e}");
+                reply(String::new(), Body::Tampered).await;
+                continue;
+            }
+        };
+        let Body::Offer { sdp } = signal.body else { continue };
+        if seen.contains(&signal.attempt) {
+            continue;
+        }
+        if seen.len() == SEEN {
+            seen.pop_front();
+        }
+        seen.push_back(signal.attempt.clone());
+        if !accept {
+            reply(signal.attempt, Body::Declined).await;
+            continue;
+        }
+        drop(current.take()); // the previous connection closes with its task
+        let (channel, signalling, serve, ice) =
+            (channel.clone(), Arc::clone(&signalling), Arc::clone(&serve), ice.clone());
+        current = Some(AbortOnDrop(tokio::spawn(async move {
+            if let Err(e) = answer(channel, &signalling, serve, &ice, signal.attempt, sdp).await {
+                tracing::debug!(transfer = %id, code = e.code(), "webrtc answer ended: {e}");
+            }
+        })));
+    }
+    drop(current);
+}
+
+async fn answer(
+    channel: Channel,
+    signalling: &Signalling,
+    serve: Arc<dyn Serve>,
+    ice: &IceConfig,
+    attempt: String,
+    offer: String,
+) -> Result<(), TransferError> {
+    let mut peer = Peer::new(ice).await?;
+    let offer = RTCSessionDescription::offer(offer).map_err(|e| TransferError::Protocol(format!("offer: {e}")))?;
+    peer.pc.set_remote_description(offer).await.map_err(|e| webrtc_error("offer", e))?;
+    let answer = peer.pc.create_answer(None).await.map_err(|e| webrtc_error("answer", e))?;
+    peer.pc.set_local_description(answer).await.map_err(|e| webrtc_error("answer", e))?;
+    let sdp = peer.gathered_sdp(GATHER_BUDGET).await?;
+    let answer = signalling.seal(Direction::ToReceiver, &Signal { attempt, body: Body::Answer { sdp } });
+    channel.send(signalling.answers, answer).await?;
+    drop(channel);
+
+    let failed = peer.failed();
+    let data = tokio::select! {
+        data = tokio::time::timeout(OPEN_BUDGET, peer.channels.recv()) => {
+            data.ok().flatten().ok_or_else(|| webrtc_error("data channel", "not opened in time"))?
+        }
+        failed = failed => return Err(failed),
+    };
+    // What the receiver's SDP says it accepts, and no more than we chose.
+    let max = match peer.pc.sctp().await {
+        Some(sctp) => sctp.max_message_size().await.map(|m| m as usize).unwrap_or(MESSAGE_SIZE),
+        None => MESSAGE_SIZE,
+    };
+    let max = max.clamp(1024, MESSAGE_SIZE);
+    let route = peer.route().await;
+    tracing::debug!(transfer = %serve.transfer_id(), route = route.map(|r| r.as_str()), max, "webrtc answered");
+    let session = serve.open_session(PathKind::Webrtc);
+    let relayed = Arc::clone(&data);
+    let flush = async move {
+        match route {
+            Some(Route::Turn) => flush_relayed(relayed).await,
+            _ => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = bridge(data, session, max) => Ok(()),
+        failed = peer.failed() => Err(failed),
+        () = flush => Err(webrtc_error("data channel", "closed")),
+    }
+}
+
+/// Control frames from the data channel into the session, its frames back, until either ends.
+async fn bridge(data: Arc<dyn DataChannel>, session: Session, max: usize) {
+    let Session { controls, mut frames } = session;
+    let inbound = async {
+        loop {
+            let message = match data.poll().await {
+                Some(DataChannelEvent::OnMessage(message)) => message,
+                Some(DataChannelEvent::OnClose) | None => break,
+                _ => continue,
+            };
+            if controls.send(message.data.freeze()).await.is_err() {
+                break;
+            }
+        }
+        drop(controls); // the session ends once it has sent what was asked
+    };
+    let outbound = async {
+        while let Some(frame) = frames.recv().await {
+            for piece in pieces(frame, max) {
+                // Waits while the send buffer is full: the bound on what this side holds.
+                if data.send(BytesMut::from(&piece[..])).await.is_err() {
+                    return;
+                }
+            }
+        }
+    };
+    tokio::join!(inbound, outbound);
+}
