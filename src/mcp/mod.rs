@@ -192,11 +192,17 @@ impl FerryServer {
         self.roots.read().expect("not poisoned").clone()
     }
 
-    /// Ask the client for its roots if they replace ours and changed since we last asked.
+    /// Ask the client for its roots if they replace ours and may have changed since we last
+    /// asked. A client that announces changes is asked on every call: rmcp handles a
+    /// notification and the request after it concurrently, so `roots/list_changed` sent just
+    /// before a call may be seen after it; asking is one local round trip.
     async fn refresh_roots(&self, peer: &rmcp::Peer<RoleServer>) {
         use std::sync::atomic::Ordering;
-        let declares = peer.peer_info().is_some_and(|info| info.capabilities.roots.is_some());
-        if !declares || !self.roots().client_may_replace() || !self.roots_stale.swap(false, Ordering::SeqCst) {
+        let Some(declared) = peer.peer_info().and_then(|info| info.capabilities.roots.clone()) else { return };
+        let announces_changes = declared.list_changed == Some(true);
+        if !self.roots().client_may_replace()
+            || !(self.roots_stale.swap(false, Ordering::SeqCst) || announces_changes)
+        {
             return;
         }
         #[allow(deprecated)] // roots are what today's hosts (Claude Code, Cursor) send

@@ -235,7 +235,7 @@ async def test_resume_transfer_completes_after_the_receiver_was_killed(tmp_path)
             killed = anyio.Event()
 
             async def progress(done, total, message):
-                if done >= total // 2 and not killed.is_set():
+                if done >= total // 4 and not killed.is_set():
                     for pid in b.server_pids():
                         os.kill(pid, signal.SIGKILL)
                     killed.set()
@@ -249,7 +249,9 @@ async def test_resume_transfer_completes_after_the_receiver_was_killed(tmp_path)
             sb = await b.connect(b_stack)
             status = (await ok(sb, "check_session", transfer_id=transfer_id))["transfers"][0]
             assert status["state"] == "interrupted", status
-            assert 0 < status["bytes_done"] < src.stat().st_size
+            # Usually part of the file; under load the receiver may have written the rest before
+            # the kill lands (progress reaches the client late), and resume then only verifies.
+            assert 0 < status["bytes_done"] <= src.stat().st_size
             await ok(sb, "resume_transfer", transfer_id=transfer_id)
             done = (await wait(sb, transfer_id))["transfers"][0]
             assert done["state"] == "completed", done
