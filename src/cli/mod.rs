@@ -195,6 +195,9 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What is logged when `AGENTFERRY_LOG` is unset.
+const QUIET_BY_DEFAULT: &str = "warn,rtc=error,rtc_ice=error,rtc_dtls=error,rtc_sctp=error,rtc_srtp=error,webrtc=error";
+
 /// Logs go to stderr, filtered by `AGENTFERRY_LOG` (default `warn`), coloured only when stderr is
 /// a terminal and `NO_COLOR` is unset or empty (<https://no-color.org>).
 fn init_logs() {
@@ -206,7 +209,9 @@ fn init_logs() {
         util::SubscriberInitExt,
     };
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let wanted = EnvFilter::try_from_env("AGENTFERRY_LOG").unwrap_or_else(|_| "warn".into());
+    // The WebRTC stack warns about routine events (an ICE check before its credentials are
+    // set, a probe to an unreachable candidate); its failures reach the user as our own events.
+    let wanted = EnvFilter::try_from_env("AGENTFERRY_LOG").unwrap_or_else(|_| QUIET_BY_DEFAULT.into());
     // Other crates log whole requests and results at debug and below (rmcp: tool arguments and
     // results, which carry tickets and grant URIs): never below info, whatever was asked.
     let cap = Targets::new().with_target("agentferry", tracing::Level::TRACE).with_default(tracing::Level::INFO);

@@ -556,13 +556,15 @@ impl Driver {
             *saved_to = Some(target.clone());
         }
         self.node.journal.save(&mut self.record)?;
-        if let Some(Active { link, incoming, .. }) = active {
-            // Frames still arriving (retransmissions) are not wanted: stop taking them, or a
-            // path that delivers in order (the relay client) would stall behind them, with the
-            // confirmation queued after.
-            drop(incoming);
+        if let Some(Active { link, mut incoming, .. }) = active {
+            // Frames still arriving (retransmissions) are not wanted, but they must still be
+            // taken: a path that delivers in order (the relay client, a WebRTC channel, whose
+            // driver also carries the peer's acknowledgements) stalls behind them otherwise,
+            // and the confirmation with it.
+            let drain = tokio::spawn(async move { while incoming.recv().await.is_some() {} });
             let complete = controls.seal(&Control::Complete { sha256: sha256.clone() });
             confirm(link, complete, self.record.transfer_id).await;
+            drain.abort();
         }
         let id = self.record.transfer_id;
         self.events
