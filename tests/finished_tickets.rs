@@ -5,15 +5,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Node, Running, WAIT, random_file};
+use common::{Node, Running, WAIT, random_file, start_relay, with_relay};
 
 /// Send `name` from `a` to `b` to completion; returns the ticket. The sender has exited.
 fn completed_ticket(a: &Node, b: &Node, relay: Option<&str>) -> String {
     let src = random_file(a.dir.path(), "done.bin", 70_000, 5);
-    let mut send = a.command(&["send", src.to_str().unwrap(), "--json"]);
-    if let Some(url) = relay {
-        send.env("AGENTFERRY_RELAY", url);
-    }
+    let args = ["send", src.to_str().unwrap(), "--json"];
+    let mut send = match relay {
+        Some(url) => with_relay(a, url, &args),
+        None => a.command(&args),
+    };
     let mut sender = Running::new_public(send.spawn().unwrap());
     let ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().to_owned();
     let (code, _, stderr) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
@@ -49,10 +50,7 @@ fn a_ticket_whose_sender_exited_ends_in_seconds_with_not_serving() {
 
 #[test]
 fn with_a_relay_no_sender_answering_there_ends_it_too() {
-    let relay_node = Node::new();
-    let mut relay =
-        Running::new_public(relay_node.command(&["relay", "--listen", "127.0.0.1:0", "--json"]).spawn().unwrap());
-    let url = relay.next_event(WAIT).unwrap()["url"].as_str().unwrap().to_owned();
+    let (relay, url) = start_relay("127.0.0.1:0");
     let (a, b) = (Node::new(), Node::new());
     let ticket = completed_ticket(&a, &b, Some(&url));
     let (code, last, took) = receive_again(&ticket);

@@ -23,13 +23,6 @@ use common::*;
 
 const CHUNK: usize = 256 * 1024;
 
-fn start_relay() -> (Running, String) {
-    let r = Node::new();
-    let mut relay = Running::new_public(r.command(&["relay", "--listen", "127.0.0.1:0", "--json"]).spawn().unwrap());
-    let url = relay.next_event(WAIT).unwrap()["url"].as_str().unwrap().to_owned();
-    (relay, url)
-}
-
 struct Hostile {
     sealer: Sealer,
     sequence: u64,
@@ -101,7 +94,7 @@ fn nonce_of(frame: &[u8]) -> ([u8; 16], u64) {
 }
 
 async fn resent_chunks_never_reuse_a_nonce(kind: PathKind) {
-    let (_relay, url) = start_relay();
+    let (_relay, url) = start_relay("127.0.0.1:0");
     let a = Node::new();
     let src = random_file(a.dir.path(), "rewritten.bin", 4 * CHUNK, 40);
     let mut send = a.command(&["send", src.to_str().unwrap(), "--json"]);

@@ -11,21 +11,6 @@ use std::{
 use agentferry::Ticket;
 use common::*;
 
-/// A relay process on loopback; returns it and its URL.
-fn start_relay(listen: &str) -> (Running, String) {
-    let node = Node::new();
-    let mut relay = Running::new_public(node.command(&["relay", "--listen", listen, "--json"]).spawn().unwrap());
-    let ready = relay.next_event(WAIT).unwrap();
-    assert_eq!(ready["event"], "relay");
-    (relay, ready["url"].as_str().unwrap().to_owned())
-}
-
-fn with_relay(node: &Node, relay: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = node.command(args);
-    cmd.env("AGENTFERRY_RELAY", relay);
-    cmd
-}
-
 #[test]
 fn unreachable_direct_addresses_fall_back_to_the_relay() {
     let (_relay, url) = start_relay("127.0.0.1:0");

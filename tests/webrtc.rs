@@ -14,28 +14,13 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A relay process on loopback; returns it and its URL.
-fn start_relay() -> (Running, String) {
-    let node = Node::new();
-    let mut relay = Running::new_public(node.command(&["relay", "--listen", "127.0.0.1:0", "--json"]).spawn().unwrap());
-    let ready = relay.next_event(WAIT).unwrap();
-    assert_eq!(ready["event"], "relay");
-    (relay, ready["url"].as_str().unwrap().to_owned())
-}
-
-fn with_relay(node: &Node, relay: &str, args: &[&str]) -> std::process::Command {
-    let mut cmd = node.command(args);
-    cmd.env("AGENTFERRY_RELAY", relay);
-    cmd
-}
-
 fn attempts<'a>(events: &'a [Value], path: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == "attempt" && e["path"] == path).collect()
 }
 
 #[test]
 fn a_file_crosses_a_pinned_webrtc_path_with_equal_hashes() {
-    let (_relay, url) = start_relay();
+    let (_relay, url) = start_relay("127.0.0.1:0");
     let (a, b) = (Node::new(), Node::new());
     // Not a multiple of the chunk size: the last frame is short and cut into fewer messages.
     let src = random_file(a.dir.path(), "over-webrtc.bin", 9 * 1024 * 1024 + 4321, 81);
@@ -64,7 +49,7 @@ fn a_file_crosses_a_pinned_webrtc_path_with_equal_hashes() {
 
 #[test]
 fn auto_takes_webrtc_when_the_direct_address_is_dead_and_a_sender_pinned_to_webrtc_offers_no_http() {
-    let (_relay, upstream) = start_relay();
+    let (_relay, upstream) = start_relay("127.0.0.1:0");
     // The relay slowed to about 2.6 MB/s (each sealed chunk frame held 100 ms), so the run is
     // still going when WebRTC opens: the selector takes the relay first (it answers at once),
     // then moves up to the better path.
@@ -111,7 +96,7 @@ fn auto_takes_webrtc_when_the_direct_address_is_dead_and_a_sender_pinned_to_webr
 
 #[test]
 fn a_transfer_begun_over_http_resumes_over_webrtc_and_one_begun_over_webrtc_resumes_over_the_relay() {
-    let (_relay, url) = start_relay();
+    let (_relay, url) = start_relay("127.0.0.1:0");
     let (a, b) = (Node::new(), Node::new());
     for (first, then, seed) in [("http", "webrtc", 84), ("webrtc", "relay", 85)] {
         let name = format!("{first}-{then}.bin");
@@ -194,7 +179,7 @@ async fn proxy(upstream: String, target: Arc<Mutex<Option<[u8; 32]>>>, delay: Du
 
 #[test]
 fn a_channel_that_alters_the_offer_is_caught_and_auto_moves_on_to_the_relay() {
-    let (_relay, upstream) = start_relay();
+    let (_relay, upstream) = start_relay("127.0.0.1:0");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let target = Arc::new(Mutex::new(None));
     let url = rt.block_on(proxy(upstream, Arc::clone(&target), Duration::ZERO));

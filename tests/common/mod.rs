@@ -165,6 +165,23 @@ impl Drop for Running {
     }
 }
 
+/// An `agentferry relay` process listening on `listen` (`127.0.0.1:0` for any free port); returns
+/// it and its URL.
+pub fn start_relay(listen: &str) -> (Running, String) {
+    let node = Node::new();
+    let mut relay = Running::new(node.command(&["relay", "--listen", listen, "--json"]).spawn().unwrap());
+    let ready = relay.next_event(WAIT).unwrap();
+    assert_eq!(ready["event"], "relay", "{ready}");
+    (relay, ready["url"].as_str().unwrap().to_owned())
+}
+
+/// `node`'s command `args`, with `relay` as its channel.
+pub fn with_relay(node: &Node, relay: &str, args: &[&str]) -> Command {
+    let mut cmd = node.command(args);
+    cmd.env("AGENTFERRY_RELAY", relay);
+    cmd
+}
+
 /// A file of `size` pseudo-random bytes from `seed`.
 pub fn random_file(dir: &Path, name: &str, size: usize, seed: u64) -> PathBuf {
     let mut data = vec![0u8; size];
