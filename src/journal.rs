@@ -119,6 +119,9 @@ pub struct Record {
     /// Lowercase hex SHA-256, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// A completed folder's list of each file's SHA-256 ([`Journal::save_sums`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sums: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
     pub created_at: u64,
@@ -150,6 +153,7 @@ impl Record {
             chunk_size: ticket.chunk_size,
             state: State::Active,
             sha256: None,
+            sums: None,
             error: None,
             created_at: unix_now(),
             updated_at: 0,
@@ -206,6 +210,10 @@ pub struct TransferStatus {
     /// Where the received file is, once completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saved_to: Option<PathBuf>,
+    /// A completed folder's list of each file's SHA-256, in `sha256sum -c` format (paths start
+    /// with the folder's name: check it from the folder that holds the tree).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sums: Option<PathBuf>,
     /// The peer this was pushed to, or came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
@@ -244,6 +252,7 @@ impl Record {
             bytes_by_path: self.bytes_by_path.clone(),
             sha256: self.sha256.clone(),
             saved_to,
+            sums: self.sums.clone(),
             peer: self.peer.clone(),
             held_because: self.held_because.clone(),
             error: self.error.clone(),
@@ -287,6 +296,19 @@ impl Journal {
         record.updated_at = unix_now();
         let json = serde_json::to_vec_pretty(record).expect("records serialise");
         write_private_atomic(&self.path(&record.transfer_id, record.role(), "json"), &json)
+    }
+
+    /// Durably keep a folder transfer's list of each file's SHA-256 (`sha256sum -c` format), and
+    /// say where it is.
+    pub fn save_sums(&self, id: &TransferId, role: Role, sums: &[u8]) -> Result<PathBuf> {
+        let path = self.sums_path(id, role);
+        write_private_atomic(&path, sums)?;
+        Ok(path)
+    }
+
+    /// Where [`save_sums`](Self::save_sums) keeps them.
+    pub fn sums_path(&self, id: &TransferId, role: Role) -> PathBuf {
+        self.path(id, role, "sha256")
     }
 
     pub fn load(&self, id: &TransferId, role: Role) -> Result<Option<Record>> {

@@ -1,7 +1,7 @@
 //! Folders end to end with the real binary: a tree arrives identical (contents, empty files and
 //! folders, modes) over HTTP and over the relay; a receiver killed mid-tree resumes without
 //! fetching again what was durable; unsafe listings and existing trees are refused before
-//! anything is written.
+//! anything is written; each file's SHA-256, as both sides list it, checks with `sha256sum -c`.
 
 mod common;
 
@@ -93,6 +93,17 @@ fn assert_only(out: &Path, expected: &[&str]) {
     assert_eq!(names, expected, "what the output folder holds");
 }
 
+/// The `sums` a completed event names: `sha256sum -c` run from `dir` (which holds the tree)
+/// finds every one of `files` files intact. Returns the list.
+fn assert_sums_check(completed: &Value, dir: &Path, files: usize) -> String {
+    let sums = completed["sums"].as_str().unwrap_or_else(|| panic!("no sums in {completed}"));
+    let out = std::process::Command::new("sha256sum").args(["-c", "--strict", sums]).current_dir(dir).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "sha256sum -c {sums}: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.ends_with(": OK")).count(), files, "{stdout}");
+    std::fs::read_to_string(sums).unwrap()
+}
+
 fn receive(b: &Node, ticket: &str, extra: &[&str]) -> (i32, Vec<Value>, String) {
     let out = b.out();
     let mut args = vec!["receive", ticket, "-o", out.to_str().unwrap(), "--json"];
@@ -127,7 +138,11 @@ fn a_tree_with_a_thousand_small_files_arrives_identical_over_http() {
     // Progress counts files once the listing is in; the last one has them all.
     let last = events.iter().rev().find(|e| e["event"] == "progress").unwrap();
     assert_eq!((last["files"]["done"].as_u64(), last["files"]["total"].as_u64()), (Some(1007), Some(1007)), "{last}");
-    assert_eq!(sender.finish().0, 0);
+    // Both sides list each file's SHA-256, the same way, and the lists check.
+    let received = assert_sums_check(done, &b.out(), 1007);
+    let (code, sent) = sender.finish();
+    assert_eq!(code, 0);
+    assert_eq!(assert_sums_check(&sent, a.dir.path(), 1007), received);
 }
 
 #[test]
@@ -149,6 +164,7 @@ fn a_tree_arrives_identical_over_the_relay() {
     assert_eq!(done["path"], "relay");
     assert_same_tree(&src, &b.out().join("project"));
     assert_only(&b.out(), &["project"]);
+    assert_sums_check(done, &b.out(), 1007);
     assert_eq!(sender.finish().0, 0);
 }
 
@@ -179,6 +195,8 @@ fn a_receiver_killed_mid_tree_resumes_without_fetching_durable_chunks_again() {
     assert!(fetched < total, "the resumed run fetched {fetched} of {total} bytes: durable chunks were sent again");
     assert_same_tree(&src, &b.out().join("project"));
     assert_only(&b.out(), &["project"]);
+    // The per-file digests came out right though part of the stream was hashed from disk.
+    assert_sums_check(done, &b.out(), 507 + 48);
     assert_eq!(sender.finish().0, 0);
 }
 

@@ -284,5 +284,8 @@ fn the_turn_server_killed_mid_transfer_and_the_transfer_resumes_over_the_relay()
     let (code, last) = t.sender.finish();
     assert_eq!(code, 0, "{last}");
     let by_path = &last["bytes_by_path"];
-    assert!(by_path["webrtc"].as_u64().unwrap() >= 4 * 1024 * 1024 && by_path["relay"].as_u64().unwrap() > 0, "{by_path}");
+    assert!(
+        by_path["webrtc"].as_u64().unwrap() >= 4 * 1024 * 1024 && by_path["relay"].as_u64().unwrap() > 0,
+        "{by_path}"
+    );
 }

@@ -197,7 +197,6 @@ fn ice_config(given: &[String], policy: IcePolicy, home: &Home) -> Result<IceCon
     Ok(IceConfig { servers, relay_only: policy == IcePolicy::Relay, refuse_turn: false })
 }
 
-
 #[derive(Debug, clap::Args)]
 pub struct WaitArg {
     /// Seconds to wait for a silent sender before giving up (the transfer stays resumable).

@@ -326,7 +326,6 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     follow(transfer, reporter).await
 }
 
-
 fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {
     std::fs::create_dir_all(dir).map_err(|e| TransferError::io(dir, e))?;
     for (name, content) in agentferry::schemas::generate() {

@@ -118,7 +118,7 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, eve
             }
             b.set_message(message);
         }
-        Event::Completed { bytes, sha256, saved_to, elapsed_ms, .. } => {
+        Event::Completed { bytes, sha256, saved_to, sums, elapsed_ms, .. } => {
             if let Some(b) = bar.take() {
                 b.finish_and_clear();
             }
@@ -131,6 +131,13 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, eve
                 None => eprintln!("Sent {} in {secs:.2} s; the receiver verified it", human_bytes(*bytes)),
             }
             eprintln!("sha256 {sha256}");
+            if let Some(sums) = sums {
+                let check = match saved_to.as_deref().and_then(|p| p.parent()) {
+                    Some(dir) => format!("cd {} && sha256sum -c {}", dir.display(), sums.display()),
+                    None => format!("sha256sum -c {}, from the folder that holds the tree", sums.display()),
+                };
+                eprintln!("each file's SHA-256 is listed in {} (check: {check})", sums.display());
+            }
         }
         Event::Status { status } => print_status(status),
         Event::Exported { uri, name, expires_at, .. } => {
@@ -187,6 +194,9 @@ fn print_status(s: &TransferStatus) {
     println!("{}  {role:<7}  {state:<11}  {progress:<21}  {}", s.transfer_id, s.file_name);
     if let Some(path) = &s.saved_to {
         println!("    saved to {}", path.display());
+    }
+    if let Some(sums) = &s.sums {
+        println!("    each file's SHA-256 in {}", sums.display());
     }
     if let Some(e) = &s.error {
         println!("    error[{}]: {}", e.code, e.message);

@@ -101,6 +101,10 @@ pub enum Event {
         bytes: u64,
         #[serde(skip_serializing_if = "Option::is_none")]
         saved_to: Option<PathBuf>,
+        /// A folder's list of each file's SHA-256, in `sha256sum -c` format (paths start with the
+        /// folder's name: check it from the folder that holds the tree).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sums: Option<PathBuf>,
         /// The path that carried the last chunk (`http`, `webrtc`, `relay`).
         path: &'static str,
         /// When `path` is `webrtc`: `turn` if a TURN server relayed it, else `direct`.

@@ -29,7 +29,10 @@ use crate::{
     journal::unix_now,
     manifest::Manifest,
     transport::{PathKind, http::TokenCheck},
-    tree::source::TreeSource,
+    tree::{
+        digest::{Digests, sha256sums},
+        source::TreeSource,
+    },
 };
 
 /// What a transfer reads from: one file, or a folder read as one stream (see [`crate::tree`]).
@@ -94,6 +97,9 @@ pub(crate) struct Outgoing {
     manifest: Manifest,
     pub expires_at: u64,
     sha256: Mutex<Option<String>>,
+    /// A folder's list of each file's SHA-256 (`sha256sum` format), once its digest is computed
+    /// here and until it is kept beside the record.
+    sums: Mutex<Option<String>>,
     /// Bytes of the furthest chunk handed to the network, for progress.
     served: AtomicU64,
     /// Chunk bytes each path carried, and the path that carried the last chunk.
@@ -149,6 +155,7 @@ impl Outgoing {
             source,
             mtime_ns: mtime,
             sha256: Mutex::new(manifest.sha256.clone()),
+            sums: Mutex::default(),
             manifest,
             expires_at,
             served: AtomicU64::new(0),
@@ -269,15 +276,26 @@ impl Outgoing {
     }
 
     /// Keep the hash of a full pass; a second pass that disagrees means the file changed.
-    pub(super) fn record_hash(&self, digest: &str) -> Result<String, TransferError> {
+    pub(super) fn record_hash(&self, digests: &Digests) -> Result<String, TransferError> {
+        let digest = hex(&digests.whole);
         let mut known = self.sha256.lock().expect("not poisoned");
         match known.as_deref() {
             Some(k) if k != digest => Err(TransferError::SourceChanged("its SHA-256 differs".into())),
             _ => {
-                *known = Some(digest.to_owned());
-                Ok(digest.to_owned())
+                if let Some(tree) = self.tree() {
+                    let root = self.path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+                    let text = sha256sums(&root, tree.file_index().paths(), &digests.files);
+                    *self.sums.lock().expect("not poisoned") = Some(text);
+                }
+                *known = Some(digest.clone());
+                Ok(digest)
             }
         }
+    }
+
+    /// A folder's per-file SHA-256 list, computed here and not yet taken.
+    pub(super) fn take_sums(&self) -> Option<String> {
+        self.sums.lock().expect("not poisoned").take()
     }
 }
 

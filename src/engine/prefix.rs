@@ -1,5 +1,6 @@
-//! The running SHA-256 of a file's leading chunks, on a thread of its own: the sender's hash for
-//! the trailer and the receiver's check before the rename are both this.
+//! The running digest of a stream's leading chunks, on a thread of its own: the sender's digest
+//! for the trailer and the receiver's check before the rename are both this. A file's digest is
+//! its SHA-256; a folder's also yields each file's own ([`crate::tree::digest`]).
 //!
 //! Each side hashes as chunks pass: a chunk that comes next in order extends the hash, chunks
 //! that went by out of order (a resume, a retry) are caught up from disk, and the digest is the
@@ -12,9 +13,12 @@
 use std::{path::PathBuf, sync::mpsc, thread};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 
-use crate::{error::TransferError, manifest::Manifest};
+use crate::{
+    error::TransferError,
+    manifest::Manifest,
+    tree::digest::{Digests, StreamHasher},
+};
 
 /// Chunks queued for the hashing thread.
 const QUEUE_DEPTH: usize = 4;
@@ -27,11 +31,11 @@ enum Job {
     Chunk(Bytes),
     /// Hash chunks from disk up to (not including) this index.
     CatchUp(u64),
-    /// Hash the rest of the file from disk and answer with the digest.
-    Finish(mpsc::SyncSender<Result<[u8; 32], TransferError>>),
+    /// Hash the rest of the file from disk and answer with the digests.
+    Finish(mpsc::SyncSender<Result<Digests, TransferError>>),
 }
 
-/// The SHA-256 of the file's first `next` chunks (once the hashing thread has caught up).
+/// The digest of the stream's first `next` chunks (once the hashing thread has caught up).
 pub(super) struct PrefixHash {
     jobs: mpsc::SyncSender<Job>,
     /// The file, for errors.
@@ -42,13 +46,20 @@ pub(super) struct PrefixHash {
 }
 
 impl PrefixHash {
-    /// Start hashing the file that `manifest` describes at `path`, read through `read`.
-    pub(super) fn start(manifest: &Manifest, path: PathBuf, read: ReadChunk) -> Result<Self, TransferError> {
+    /// Start hashing the file (or the `folder`'s stream) that `manifest` describes at `path`,
+    /// read through `read`.
+    pub(super) fn start(
+        manifest: &Manifest,
+        folder: bool,
+        path: PathBuf,
+        read: ReadChunk,
+    ) -> Result<Self, TransferError> {
         let (jobs, rx) = mpsc::sync_channel(QUEUE_DEPTH);
         let thread_manifest = manifest.clone();
+        let hasher = StreamHasher::new(folder, manifest.size);
         thread::Builder::new()
             .name("agentferry-hash".into())
-            .spawn(move || hash(&thread_manifest, read, rx))
+            .spawn(move || hash(&thread_manifest, hasher, read, rx))
             .map_err(|e| TransferError::io(&path, e))?;
         Ok(PrefixHash { jobs, path, next: 0, count: manifest.chunk_count() })
     }
@@ -70,8 +81,8 @@ impl PrefixHash {
         }
     }
 
-    /// The whole file's digest: the prefix completed from disk.
-    pub(super) fn finish(self) -> Result<[u8; 32], TransferError> {
+    /// The whole stream's digests: the prefix completed from disk.
+    pub(super) fn finish(self) -> Result<Digests, TransferError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let gone = || TransferError::io(&self.path, std::io::Error::other("the hashing thread stopped"));
         self.jobs.send(Job::Finish(reply)).map_err(|_| gone())?;
@@ -79,35 +90,34 @@ impl PrefixHash {
     }
 }
 
-/// The hashing thread: chunks in order, catch-ups from disk. A read error is kept and given as
-/// the answer to `Finish`.
-fn hash(m: &Manifest, mut read: ReadChunk, jobs: mpsc::Receiver<Job>) {
-    let mut hasher = Sha256::new();
+/// The hashing thread: chunks in order, catch-ups from disk. An error (a read, or a folder's
+/// stream that disagrees with its listing) is kept and given as the answer to `Finish`.
+fn hash(m: &Manifest, mut hasher: StreamHasher, mut read: ReadChunk, jobs: mpsc::Receiver<Job>) {
     let mut hashed = 0u64;
     let mut failed: Option<TransferError> = None;
     let mut buf = Vec::new();
-    let mut catch_up = |hasher: &mut Sha256, hashed: &mut u64, upto: u64| -> Result<(), TransferError> {
+    let mut catch_up = |hasher: &mut StreamHasher, hashed: &mut u64, upto: u64| -> Result<(), TransferError> {
         buf.resize(m.chunk_size as usize, 0);
         while *hashed < upto.min(m.chunk_count()) {
             let chunk = &mut buf[..m.chunk_len(*hashed)];
             read(*hashed, chunk)?;
-            hasher.update(&*chunk);
+            hasher.update(chunk)?;
             *hashed += 1;
         }
         Ok(())
     };
     for job in jobs {
         match job {
+            Job::Chunk(_) | Job::CatchUp(_) if failed.is_some() => {}
             Job::Chunk(plaintext) => {
-                hasher.update(&plaintext);
+                failed = hasher.update(&plaintext).err();
                 hashed += 1;
             }
-            Job::CatchUp(upto) if failed.is_none() => failed = catch_up(&mut hasher, &mut hashed, upto).err(),
-            Job::CatchUp(_) => {}
+            Job::CatchUp(upto) => failed = catch_up(&mut hasher, &mut hashed, upto).err(),
             Job::Finish(reply) => {
                 let result = match failed.take() {
                     Some(e) => Err(e),
-                    None => catch_up(&mut hasher, &mut hashed, m.chunk_count()).map(|()| hasher.finalize().into()),
+                    None => catch_up(&mut hasher, &mut hashed, m.chunk_count()).and_then(|()| hasher.finish()),
                 };
                 let _ = reply.send(result);
                 return;

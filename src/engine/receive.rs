@@ -21,6 +21,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 use super::{
     Completion, Event, Events, FilesProgress, Node, ReceiveOptions, Transfer,
     connect::{CONNECT_BUDGET, ControlSealer, PathConnected, connect},
+    outgoing::hex,
     rate::Rate,
     worker::{Worker, WorkerIn, WorkerOut},
 };
@@ -40,6 +41,7 @@ use crate::{
     tree::{
         FileIndex,
         build::{Placement, read_listing},
+        digest::{Digests, sha256sums},
     },
 };
 
@@ -293,9 +295,9 @@ impl Driver {
         let (temp_path, durable, _) = self.receive_side();
         let (temp_path, claimed) = (temp_path.to_path_buf(), *durable);
         let opener = Opener::new(key.clone(), id, max_chunk);
-        let worker_manifest = manifest.clone();
+        let (worker_manifest, folder) = (manifest.clone(), self.ticket.folder);
         let (worker, durable) =
-            tokio::task::spawn_blocking(move || Worker::open(temp_path, worker_manifest, opener, claimed))
+            tokio::task::spawn_blocking(move || Worker::open(temp_path, worker_manifest, folder, opener, claimed))
                 .await
                 .map_err(|_| TransferError::Cancelled)??;
         let resumed_bytes = manifest.bytes_in(durable);
@@ -430,9 +432,9 @@ impl Driver {
                             self.node.journal.save(&mut self.record)?;
                             core.handle_synced(now, upto);
                         }
-                        WorkerOut::Verified(sha256) => {
+                        WorkerOut::Verified(digests) => {
                             drop(connecting);
-                            return self.finish(sha256, started, active, &mut controls, carried).await;
+                            return self.finish(digests, files, started, active, &mut controls, carried).await;
                         }
                         WorkerOut::Fatal(e) => return Err(e),
                     }
@@ -512,7 +514,8 @@ impl Driver {
     /// Move the verified file to its final name, record it, and tell the sender.
     async fn finish(
         &mut self,
-        sha256: String,
+        digests: Digests,
+        files: Option<FileIndex>,
         started: Instant,
         active: Option<Active>,
         controls: &mut ControlSealer,
@@ -522,7 +525,13 @@ impl Driver {
             unreachable!("receive record")
         };
         let target = output_dir.join(&file_name);
+        let sha256 = hex(&digests.whole);
+        let mut sums = None;
         if self.ticket.folder {
+            let files = match files {
+                Some(files) => files,
+                None => self.check_listing(self.record.size).await?.expect("the whole stream is in"),
+            };
             let staging = output_dir.join(format!(".{file_name}.{}.tree", &self.record.transfer_id.to_string()[..12]));
             let (target, stream_size) = (target.clone(), self.record.size);
             tokio::task::spawn_blocking(move || {
@@ -530,6 +539,8 @@ impl Driver {
             })
             .await
             .map_err(|_| TransferError::Cancelled)??;
+            let text = sha256sums(&file_name, files.paths(), &digests.files);
+            sums = Some(self.node.journal.save_sums(&self.record.transfer_id, Role::Receive, text.as_bytes())?);
         } else {
             if let Some(mode) = self.ticket.mode {
                 // The sender's bits as the umask allows, like scp and rsync; never setuid or setgid.
@@ -550,6 +561,7 @@ impl Driver {
         let path = carried.last_chunk.or(active.as_ref().map(|a| a.kind));
         self.record.state = State::Completed;
         self.record.sha256 = Some(sha256.clone());
+        self.record.sums = sums.clone();
         self.record.last_path = path.map(|p| p.as_str().to_owned());
         self.record.bytes_by_path = bytes_by_path.clone();
         if let Side::Receive { saved_to, .. } = &mut self.record.side {
@@ -574,6 +586,7 @@ impl Driver {
                 sha256: sha256.clone(),
                 bytes: self.record.size,
                 saved_to: Some(target.clone()),
+                sums,
                 path: path.map_or("none", PathKind::as_str),
                 route: carried.last_route.filter(|_| path == Some(PathKind::Webrtc)),
                 bytes_by_path,

@@ -121,12 +121,13 @@ fn apply(s: &mut TransferStatus, event: Event) {
                 error_code: error_code.map(str::to_owned),
             });
         }
-        Event::Completed { sha256, bytes, saved_to, path, bytes_by_path, .. } => {
+        Event::Completed { sha256, bytes, saved_to, sums, path, bytes_by_path, .. } => {
             s.state = State::Completed;
             s.bytes_by_path = bytes_by_path;
             s.sha256 = Some(sha256);
             s.bytes_done = bytes;
             s.saved_to = saved_to;
+            s.sums = sums;
             s.path = Some(path.to_owned());
             s.rate = 0;
         }

@@ -247,6 +247,8 @@ async fn serve(
                     if let Some(save) = pending_save.take() {
                         let _ = save.await;
                     }
+                    // The sums first: a record with a hash has them beside it.
+                    keep_sums(node, outgoing)?;
                     record.sha256 = Some(sha);
                     node.journal.save(&mut record)?;
                 }
@@ -278,8 +280,11 @@ async fn serve(
             let bytes_by_path: BTreeMap<String, u64> =
                 carried.bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
             let path = carried.last_chunk.or_else(|| carried.bytes_by_path.keys().next_back().copied());
+            keep_sums(node, outgoing)?;
+            let sums = outgoing.tree().map(|_| node.journal.sums_path(&id, Role::Send)).filter(|p| p.is_file());
             record.state = State::Completed;
             record.sha256 = Some(sha256.clone());
+            record.sums = sums.clone();
             record.last_path = path.map(|p| p.as_str().to_owned());
             record.bytes_by_path = bytes_by_path.clone();
             node.journal.save(&mut record)?;
@@ -290,6 +295,7 @@ async fn serve(
                     sha256: sha256.clone(),
                     bytes: record.size,
                     saved_to: None,
+                    sums,
                     path: path.map_or("none", |p| p.as_str()),
                     route: None,
                     bytes_by_path,
@@ -310,6 +316,14 @@ async fn serve(
 /// Serve on the ticket's message channel too, if it names one: the relay path (unless WebRTC is
 /// pinned) and WebRTC signalling (declining offers when the relay is pinned). The tasks stop
 /// when dropped.
+/// Keep a folder's per-file SHA-256 list beside its record, once this process computed it.
+fn keep_sums(node: &Node, outgoing: &Outgoing) -> Result<()> {
+    if let Some(text) = outgoing.take_sums() {
+        node.journal.save_sums(&outgoing.transfer_id, Role::Send, text.as_bytes())?;
+    }
+    Ok(())
+}
+
 async fn serve_channel(node: &Node, ticket: &Ticket, outgoing: &Arc<Outgoing>, prefer: Prefer) -> Vec<AbortOnDrop> {
     let Some(hint) = ticket.channel.as_deref().and_then(|c| c.parse::<ChannelHint>().ok()) else { return Vec::new() };
     match Channel::open(&hint).await {

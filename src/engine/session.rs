@@ -20,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
 use super::{
-    outgoing::{Outgoing, hex},
+    outgoing::Outgoing,
     prefix::{PrefixHash, ReadChunk},
 };
 use crate::{
@@ -164,7 +164,8 @@ impl Driver {
             let outgoing = Arc::clone(&self.outgoing);
             let read: ReadChunk = Box::new(move |index, buf| outgoing.read_chunk(index, buf));
             let path = self.outgoing.path().to_path_buf();
-            self.prefix = Some(PrefixHash::start(&self.outgoing.manifest(), path, read)?);
+            let folder = self.outgoing.tree().is_some();
+            self.prefix = Some(PrefixHash::start(&self.outgoing.manifest(), folder, path, read)?);
         }
         Ok(self.prefix.as_mut().expect("started above"))
     }
@@ -177,7 +178,7 @@ impl Driver {
         }
         self.prefix()?;
         let prefix = self.prefix.take().expect("started above");
-        self.outgoing.record_hash(&hex(&prefix.finish()?))
+        self.outgoing.record_hash(&prefix.finish()?)
     }
 
     /// Read and seal what the core says to transmit.

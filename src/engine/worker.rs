@@ -25,6 +25,7 @@ use crate::{
     frame::{FrameKind, Opened, Opener},
     manifest::Manifest,
     transport::PathKind,
+    tree::digest::Digests,
 };
 
 /// Work for the disk thread.
@@ -52,7 +53,7 @@ pub(super) enum WorkerOut {
     Trailer,
     StreamEnd,
     Synced(u64),
-    Verified(String),
+    Verified(Digests),
     Fatal(TransferError),
 }
 
@@ -93,6 +94,7 @@ impl Worker {
     pub(crate) fn open(
         path: PathBuf,
         manifest: Manifest,
+        folder: bool,
         opener: Opener,
         durable: u64,
     ) -> Result<(Worker, u64), TransferError> {
@@ -109,7 +111,7 @@ impl Worker {
         let read: ReadChunk = Box::new(move |index, buf| {
             reader.read_exact_at(buf, m.offset(index)).map_err(|e| TransferError::io(&p, e))
         });
-        let mut prefix = PrefixHash::start(&manifest, path.clone(), read)?;
+        let mut prefix = PrefixHash::start(&manifest, folder, path.clone(), read)?;
         prefix.catch_up(durable);
         Ok((Worker { file, path, manifest, opener, prefix: Some(prefix), expected: None }, durable))
     }
@@ -253,15 +255,15 @@ impl Worker {
         let m = self.manifest.clone();
         self.file.set_len(m.size).map_err(|e| TransferError::io(&self.path, e))?;
         self.file.sync_all().map_err(|e| TransferError::io(&self.path, e))?;
-        let digest = self.prefix.take().expect("finish runs once").finish()?;
+        let digests = self.prefix.take().expect("finish runs once").finish()?;
         let expected = self.expected.ok_or_else(|| TransferError::Protocol("no hash arrived".into()))?;
-        if digest != expected {
+        if digests.whole != expected {
             return Err(TransferError::IntegrityMismatch(format!(
                 "the received file's SHA-256 is {}, the sender's is {}",
-                hex(&digest),
+                hex(&digests.whole),
                 hex(&expected)
             )));
         }
-        Ok(WorkerOut::Verified(hex(&digest)))
+        Ok(WorkerOut::Verified(digests))
     }
 }

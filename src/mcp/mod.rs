@@ -200,8 +200,7 @@ impl FerryServer {
         use std::sync::atomic::Ordering;
         let Some(declared) = peer.peer_info().and_then(|info| info.capabilities.roots.clone()) else { return };
         let announces_changes = declared.list_changed == Some(true);
-        if !self.roots().client_may_replace()
-            || !(self.roots_stale.swap(false, Ordering::SeqCst) || announces_changes)
+        if !self.roots().client_may_replace() || !(self.roots_stale.swap(false, Ordering::SeqCst) || announces_changes)
         {
             return;
         }

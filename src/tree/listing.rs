@@ -96,36 +96,15 @@ pub fn declared_len(head: &[u8], stream_size: u64) -> Result<u64, TransferError>
 
 /// Decode and check the listing at the start of a stream of `stream_size` bytes.
 pub fn decode(bytes: &[u8], stream_size: u64) -> Result<Listing, TransferError> {
-    let len = declared_len(bytes, stream_size)?;
-    if (bytes.len() as u64) < len {
-        return Err(refused("the listing is cut short"));
-    }
-    let count = u32::from_be_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    let (len, mut raw_entries) = parse(bytes, stream_size)?;
     let root_mode = u16::from_be_bytes(bytes[20..22].try_into().expect("2 bytes")) as u32 & 0o777;
-    let mut r = &bytes[HEADER_LEN as usize..len as usize];
-    let mut take = |n: usize| -> Result<&[u8], TransferError> {
-        if r.len() < n {
-            return Err(refused("an entry runs past the end of the listing"));
-        }
-        let (head, rest) = r.split_at(n);
-        r = rest;
-        Ok(head)
-    };
-    let mut entries = Vec::with_capacity(count.min(4096) as usize);
+    let mut entries = Vec::with_capacity(raw_entries.left.min(4096) as usize);
     // Case-folded reduced paths seen, and which of them are folders.
     let mut seen = HashSet::new();
     let mut dirs = HashSet::new();
     let mut total: u64 = len;
-    for _ in 0..count {
-        let kind = match take(1)?[0] {
-            0 => Kind::Dir,
-            1 => Kind::File,
-            k => return Err(refused(format!("unknown entry kind {k}"))),
-        };
-        let mode = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as u32 & 0o777;
-        let size = u64::from_be_bytes(take(8)?.try_into().expect("8 bytes"));
-        let path_len = u16::from_be_bytes(take(2)?.try_into().expect("2 bytes")) as usize;
-        let raw = std::str::from_utf8(take(path_len)?).map_err(|_| refused("a path is not UTF-8"))?;
+    for raw in &mut raw_entries {
+        let RawEntry { kind, mode, size, path: raw } = raw?;
         let path = reduce_path(raw)?;
         if kind == Kind::Dir && size != 0 {
             return Err(refused(format!("the folder {path:?} declares {size} bytes")));
@@ -145,7 +124,7 @@ pub fn decode(bytes: &[u8], stream_size: u64) -> Result<Listing, TransferError> 
         total = total.checked_add(size).ok_or_else(|| refused("the sizes overflow"))?;
         entries.push(Entry { path, kind, mode, size });
     }
-    if !r.is_empty() {
+    if !raw_entries.rest.is_empty() {
         return Err(refused("bytes are left over after the last entry"));
     }
     if total != stream_size {
@@ -154,6 +133,93 @@ pub fn decode(bytes: &[u8], stream_size: u64) -> Result<Listing, TransferError> 
         )));
     }
     Ok(Listing { root_mode, entries, len })
+}
+
+/// The sizes of a listing's files, in stream order, reading only the entries' framing: what the
+/// folder's digest ([`super::digest`]) needs on either side, without a receiver's checks on names
+/// (which [`decode`] makes before anything is written).
+pub fn file_sizes(bytes: &[u8], stream_size: u64) -> Result<Vec<u64>, TransferError> {
+    let (len, entries) = parse(bytes, stream_size)?;
+    let mut sizes = Vec::new();
+    let mut total = len;
+    for entry in entries {
+        let entry = entry?;
+        if entry.kind == Kind::File {
+            total = total.checked_add(entry.size).ok_or_else(|| refused("the sizes overflow"))?;
+            sizes.push(entry.size);
+        }
+    }
+    if total != stream_size {
+        return Err(refused(format!(
+            "the listing and its files add up to {total} bytes; the stream has {stream_size}"
+        )));
+    }
+    Ok(sizes)
+}
+
+/// The listing's length and its entries, once all its bytes are in `bytes`.
+fn parse(bytes: &[u8], stream_size: u64) -> Result<(u64, RawEntries<'_>), TransferError> {
+    let len = declared_len(bytes, stream_size)?;
+    if (bytes.len() as u64) < len {
+        return Err(refused("the listing is cut short"));
+    }
+    let count = u32::from_be_bytes(bytes[16..20].try_into().expect("4 bytes"));
+    Ok((len, RawEntries { rest: &bytes[HEADER_LEN as usize..len as usize], left: count }))
+}
+
+/// One entry as encoded, before its path is checked.
+struct RawEntry<'a> {
+    kind: Kind,
+    mode: u32,
+    size: u64,
+    path: &'a str,
+}
+
+/// The entries of a listing's body, in order; an entry that runs past the body ends it with an
+/// error.
+struct RawEntries<'a> {
+    rest: &'a [u8],
+    left: u32,
+}
+
+impl<'a> RawEntries<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], TransferError> {
+        if self.rest.len() < n {
+            return Err(refused("an entry runs past the end of the listing"));
+        }
+        let (head, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Ok(head)
+    }
+
+    fn entry(&mut self) -> Result<RawEntry<'a>, TransferError> {
+        let kind = match self.take(1)?[0] {
+            0 => Kind::Dir,
+            1 => Kind::File,
+            k => return Err(refused(format!("unknown entry kind {k}"))),
+        };
+        let mode = u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")) as u32 & 0o777;
+        let size = u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes"));
+        let path_len = u16::from_be_bytes(self.take(2)?.try_into().expect("2 bytes")) as usize;
+        let path = std::str::from_utf8(self.take(path_len)?).map_err(|_| refused("a path is not UTF-8"))?;
+        Ok(RawEntry { kind, mode, size, path })
+    }
+}
+
+impl<'a> Iterator for RawEntries<'a> {
+    type Item = Result<RawEntry<'a>, TransferError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        let entry = self.entry();
+        if entry.is_err() {
+            self.left = 0;
+        }
+        Some(entry)
+    }
 }
 
 /// Bidirectional-text controls: they make a name read differently from what it is.

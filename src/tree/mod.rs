@@ -4,11 +4,12 @@
 //! tree (relative paths, kinds, sizes, modes) followed by every file's contents, concatenated in
 //! listing order. That stream is cut into the usual chunks, so small files share chunks (a
 //! thousand files are not a thousand round trips), and resume, credit, path choice and the
-//! whole-stream SHA-256 in the trailer work unchanged, by chunk index. Because the listing is
-//! part of the stream, the trailer's hash covers a canonical encoding of the tree *and* its
-//! contents, and the listing itself arrives in bounded pieces (chunks) like any other bytes.
+//! digest in the trailer work unchanged, by chunk index. Because the listing is part of the
+//! stream, the trailer's digest covers a canonical encoding of the tree *and* its contents, and
+//! the listing itself arrives in bounded pieces (chunks) like any other bytes.
 //!
 //! - [`listing`] owns the encoding and every check a receiver makes before writing a name;
+//! - [`digest`] is the folder's digest, which yields each file's own SHA-256 on the way;
 //! - [`source`] is the sender's side: walk the tree once, then read any byte range of the stream;
 //! - [`build`] is the receiver's side: turn the verified stream into a tree under temp names,
 //!   then place it as `<output>/<NAME>/` in one rename.
@@ -16,6 +17,7 @@
 //! Nothing here touches the network or the journal.
 
 pub mod build;
+pub mod digest;
 pub mod listing;
 pub mod source;
 
@@ -65,6 +67,11 @@ impl FileIndex {
 
     pub fn len(&self) -> u64 {
         self.ends.len() as u64
+    }
+
+    /// The files' paths, in stream order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.ends.iter().map(|(_, p)| p.as_str())
     }
 
     pub fn is_empty(&self) -> bool {
