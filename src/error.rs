@@ -56,6 +56,9 @@ pub enum TransferError {
     /// The file to send does not exist or is not a regular file.
     #[error("cannot read {path}: {reason}")]
     SourceUnreadable { path: String, reason: String },
+    /// The path to send is this node's own home, or inside it: session keys, grants, secrets.
+    #[error("{0} is inside agentferry's own home, which holds session keys and grants")]
+    SourcePrivate(String),
     /// The file being sent changed since the transfer started.
     #[error("the file being sent changed since the transfer started ({0})")]
     SourceChanged(String),
@@ -153,6 +156,7 @@ impl TransferError {
             IntegrityMismatch(_) => "integrity_mismatch",
             FileExists(_) => "file_exists",
             SourceUnreadable { .. } => "source_unreadable",
+            SourcePrivate(_) => "source_private",
             SourceChanged(_) => "source_changed",
             DiskFull(_) => "disk_full",
             PermissionDenied(_) => "permission_denied",
@@ -208,6 +212,9 @@ impl TransferError {
             }
             FileExists(_) => "pass --overwrite, or choose another output folder with -o",
             SourceUnreadable { .. } => "check the path and that it names a readable regular file or folder",
+            SourcePrivate(_) => {
+                "send something else; to share a file kept there, copy it out first (a folder that holds the home is sent without it)"
+            }
             SourceChanged(_) => "send the file again to start a new transfer",
             DiskFull(_) => "free some space, then run `agentferry resume ID`; the partial file is kept",
             PermissionDenied(_) => {
@@ -269,7 +276,13 @@ impl TransferError {
             PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
             PathNotAllowed(_) => 6,
             IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
-            FileExists(_) | SourceUnreadable { .. } | DiskFull(_) | PermissionDenied(_) | Io { .. } | Home(_) => 6,
+            FileExists(_)
+            | SourceUnreadable { .. }
+            | SourcePrivate(_)
+            | DiskFull(_)
+            | PermissionDenied(_)
+            | Io { .. }
+            | Home(_) => 6,
             SourceChanged(_) => 7,
             TransferNotFound(_) | AlreadyCompleted(_) | SenderCompleted(_) | Busy(_) | AmbiguousTransfer(_)
             | PeerNotFound(_) | GrantNotFound(_) => 8,
@@ -298,6 +311,7 @@ impl TransferError {
             IntegrityMismatch(m) => IntegrityMismatch(m.clone()),
             FileExists(m) => FileExists(m.clone()),
             SourceUnreadable { path, reason } => SourceUnreadable { path: path.clone(), reason: reason.clone() },
+            SourcePrivate(m) => SourcePrivate(m.clone()),
             SourceChanged(m) => SourceChanged(m.clone()),
             DiskFull(m) => DiskFull(m.clone()),
             PermissionDenied(m) => PermissionDenied(m.clone()),

@@ -272,3 +272,36 @@ fn a_sender_whose_folder_changed_refuses_to_resume_it() {
         assert_eq!(events.last().unwrap()["code"], "source_changed", "{change}");
     }
 }
+
+#[test]
+fn the_node_home_is_left_out_of_a_folder_and_never_sent_itself() {
+    let (a, b) = (Node::new(), Node::new());
+    assert_eq!(a.run(&["status"]).0, 0, "creates the home");
+    std::fs::write(a.home().join("transfers/planted.json"), "stands for a record with a session key").unwrap();
+    let parent = a.dir.path().join("everything");
+    std::fs::create_dir(&parent).unwrap();
+    std::fs::write(parent.join("notes.txt"), "n").unwrap();
+    // `send ~` where the home is below: it is named as skipped and does not travel.
+    let nested = parent.join("home");
+    std::fs::rename(a.home(), &nested).unwrap();
+    std::os::unix::fs::symlink(&nested, a.home()).unwrap();
+    let mut sender = a.spawn(&["send", parent.to_str().unwrap(), "--json"]);
+    let first = sender.next_event(WAIT).unwrap();
+    assert_eq!(first["folder"]["skipped"][0], "home (agentferry's own home: it holds session keys)", "{first}");
+    let (code, events, stderr) = receive(&b, first["ticket"].as_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    let saved_to = b.out().join("everything");
+    assert!(saved_to.join("notes.txt").is_file());
+    assert!(!saved_to.join("home").exists(), "the home was sent");
+    assert_eq!(sender.finish().0, 0);
+
+    // The home itself, anything in it, or a link to it: refused before any ticket.
+    let alias = a.dir.path().join("alias");
+    std::os::unix::fs::symlink(&nested, &alias).unwrap();
+    for path in [nested.clone(), nested.join("transfers/planted.json"), nested.join("transfers"), alias] {
+        let (code, events, stderr) = a.run(&["send", path.to_str().unwrap(), "--json"]);
+        assert_eq!(code, 6, "{path:?}: {events:?} {stderr}");
+        assert_eq!(events.len(), 1, "no ticket: {events:?}");
+        assert_eq!(events[0]["code"], "source_private", "{events:?}");
+    }
+}

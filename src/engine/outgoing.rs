@@ -43,12 +43,18 @@ pub(crate) enum Source {
 }
 
 impl Source {
-    /// Open the file or walk the folder at `path`.
-    pub(crate) fn open(path: &std::path::Path) -> Result<Source, TransferError> {
+    /// Open the file or walk the folder at `path`; nothing in the node's `home` is ever sent.
+    pub(crate) fn open(path: &std::path::Path, home: &std::path::Path) -> Result<Source, TransferError> {
         let unreadable = |reason: String| TransferError::SourceUnreadable { path: path.display().to_string(), reason };
         let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+        let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        if let (Some(p), Some(h)) = (canonical(path), canonical(home))
+            && p.starts_with(&h)
+        {
+            return Err(TransferError::SourcePrivate(path.display().to_string()));
+        }
         if meta.is_dir() {
-            return TreeSource::walk(path).map(Source::Tree);
+            return TreeSource::walk(path, home).map(Source::Tree);
         }
         if !meta.is_file() {
             return Err(unreadable("not a regular file or folder".into()));

@@ -36,7 +36,7 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
         |reason: String| TransferError::SourceUnreadable { path: options.path.display().to_string(), reason };
     let path = std::fs::canonicalize(&options.path).map_err(|e| unreadable(e.to_string()))?;
     // A folder is walked once here; its stream is the listing and then every file.
-    let source = open_source(&path).await?;
+    let source = open_source(node, &path).await?;
     let folder = matches!(source, Source::Tree(_));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "file".into());
     let manifest = Manifest { name, size: source.size()?, chunk_size: node.config.chunk_size, sha256: None };
@@ -88,9 +88,9 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
 }
 
 /// Open the file or walk the folder on a blocking thread (a large tree takes a while to walk).
-async fn open_source(path: &std::path::Path) -> Result<Source> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || Source::open(&path)).await.map_err(|_| TransferError::Cancelled)?
+async fn open_source(node: &Node, path: &std::path::Path) -> Result<Source> {
+    let (path, home) = (path.to_path_buf(), node.home.root().to_path_buf());
+    tokio::task::spawn_blocking(move || Source::open(&path, &home)).await.map_err(|_| TransferError::Cancelled)?
 }
 
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
@@ -112,7 +112,7 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
         chunk_size: record.chunk_size,
         sha256: record.sha256.clone(),
     };
-    let source = match open_source(&path).await {
+    let source = match open_source(node, &path).await {
         Ok(source) => source,
         Err(TransferError::SourceUnreadable { reason, .. }) => {
             return fail(node, &mut record, TransferError::SourceChanged(reason));

@@ -94,6 +94,7 @@ pub(crate) fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
         "integrity_mismatch" => format!("{resume}, or ask the sender for a fresh ticket"),
         "file_exists" => "call receive_file again with overwrite: true to replace it, or with another output_dir".into(),
         "source_unreadable" => "call send_file with a path that names a readable regular file or folder inside the allowed roots".into(),
+        "source_private" => "call send_file with a path outside agentferry's own home (it holds session keys); copy a file out of it first to share it".into(),
         "source_changed" => "call send_file again to start a new transfer of the current file".into(),
         "disk_full" => format!("free some space, then {resume}; the partial file is kept"),
         "permission_denied" => {

@@ -2,7 +2,8 @@
 //!
 //! The walk is depth-first with names in byte order, so the same tree always gives the same
 //! listing (a restarted sender re-walks and must find the same stream). Symbolic links, sockets,
-//! devices and names that are not UTF-8 are skipped, and the walk says which. Files are opened
+//! devices and names that are not UTF-8 are skipped, and the walk says which; so is the node's own
+//! home (its journal holds session keys) when the tree holds it, say for `send ~`. Files are opened
 //! when read (never through a link), one at a time, so memory holds the listing and one open file
 //! whatever the tree's size. A file whose size or modification time differs from the walk's
 //! makes the tree "changed", which a sender refuses to go on with, as for a single file.
@@ -52,10 +53,13 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 }
 
 impl TreeSource {
-    /// Walk the folder at `root`.
-    pub fn walk(root: &Path) -> Result<TreeSource, TransferError> {
+    /// Walk the folder at `root`, leaving out the folder `private` (the node's home) if the tree
+    /// holds it.
+    pub fn walk(root: &Path, private: &Path) -> Result<TreeSource, TransferError> {
         let meta = std::fs::metadata(root).map_err(|e| unreadable(root, e))?;
-        let mut walk = Walk { root, entries: Vec::new(), spans: Vec::new(), skipped: Vec::new(), listing_bytes: 0 };
+        let private = std::fs::metadata(private).ok().map(|m| (m.dev(), m.ino()));
+        let mut walk =
+            Walk { root, private, entries: Vec::new(), spans: Vec::new(), skipped: Vec::new(), listing_bytes: 0 };
         walk.dir(root, "")?;
         let Walk { entries, mut spans, skipped, .. } = walk;
         let listing = listing::encode(meta.mode(), &entries);
@@ -162,6 +166,8 @@ impl TreeSource {
 
 struct Walk<'a> {
     root: &'a Path,
+    /// Device and inode of the folder never sent.
+    private: Option<(u64, u64)>,
     entries: Vec<Entry>,
     spans: Vec<Span>,
     skipped: Vec<String>,
@@ -184,7 +190,10 @@ impl Walk<'_> {
             };
             let path = format!("{rel}{name}");
             let meta = std::fs::symlink_metadata(child.path()).map_err(|e| unreadable(&child.path(), e))?;
-            let kind = if meta.is_dir() {
+            let kind = if meta.is_dir() && self.private == Some((meta.dev(), meta.ino())) {
+                self.skipped.push(format!("{path} (agentferry's own home: it holds session keys)"));
+                continue;
+            } else if meta.is_dir() {
                 Kind::Dir
             } else if meta.is_file() {
                 Kind::File
