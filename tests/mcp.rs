@@ -289,10 +289,12 @@ async fn expired_grants_are_refused_on_both_sides() {
     let base = tempfile::tempdir().unwrap();
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
     let inbox = advertised_addrs(b.node.inbox_bind().unwrap());
-    let uri = b.node.trust().export("bob", 1, inbox, None).unwrap().to_string();
     b.ok("list_peers", json!({})).await; // binds bob's inbox
-    a.ok("add_peer", json!({ "uri": uri, "name": "bob-short" })).await;
-    a.ok("add_peer", json!({ "uri": uri, "name": "bob-long" })).await;
+    // A grant of 2 s, imported at once (in process: no round trip a loaded machine could stretch
+    // past its expiry).
+    let uri = b.node.trust().export("bob", 2, inbox, None).unwrap().to_string();
+    a.node.trust().add_peer(&uri, Some("bob-short"), None).unwrap();
+    a.node.trust().add_peer(&uri, Some("bob-long"), None).unwrap();
     a.node.trust().extend_peer("bob-long", 3600).unwrap(); // alice trusts longer than bob's grant allows
     // Wait for the grant's expiry to pass: the condition is the clock itself.
     while b.node.trust().grants().unwrap()[0].invalid_reason(agentferry::journal::unix_now()).is_none() {
