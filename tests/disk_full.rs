@@ -60,3 +60,30 @@ fn disk_full_is_reported_and_the_transfer_resumes_once_space_is_freed() {
     assert_same_file(&src, &b.out().join("big.bin"));
     assert_eq!(sender.finish().0, 0);
 }
+
+#[test]
+fn a_folder_that_leaves_no_room_to_build_its_tree_is_refused_before_anything_travels() {
+    let (a, b) = (Node::new(), Node::new());
+    // Room for the folder's stream (6 MiB), not for the stream and the tree built from it.
+    let Some(disk) = Tmpfs::mount(&b.out(), "10m") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let tree = a.dir.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    random_file(&tree, "one.bin", 3 * 1024 * 1024, 1);
+    random_file(&tree, "two.bin", 3 * 1024 * 1024, 2);
+    let (sender, ticket, id) = a.send(&tree, &[]);
+    let (code, events, stderr) = b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 6, "{events:?} {stderr}");
+    let last = events.last().unwrap();
+    assert_eq!(last["code"], "disk_full", "{last}");
+    assert!(events.iter().all(|e| e["event"] != "progress" || e["bytes_done"] == 0), "bytes travelled: {events:?}");
+    assert!(!b.out().join("tree").exists());
+
+    disk.resize("16m");
+    let (code, events, stderr) = b.run(&["resume", &id, "--json"]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    assert_same_file(&tree.join("two.bin"), &b.out().join("tree/two.bin"));
+    assert_eq!(sender.finish().0, 0);
+}

@@ -30,7 +30,8 @@ pub(super) fn free_bytes(dir: &Path) -> io::Result<u64> {
 }
 
 /// Fail with `disk_full` before writing anything if the file system holding `temp` cannot take
-/// the `size` bytes the sender declared (less what the temp file already holds or has reserved).
+/// `size` bytes (the sender's declared size, twice for a folder) less what the temp file already
+/// holds or has reserved.
 pub(super) fn check_space(temp: &Path, size: u64) -> Result<()> {
     let Some(dir) = temp.parent() else { return Ok(()) };
     let have = std::fs::symlink_metadata(temp)
@@ -41,7 +42,7 @@ pub(super) fn check_space(temp: &Path, size: u64) -> Result<()> {
     let free = free_bytes(dir).map_err(|e| TransferError::io(dir, e))?;
     if needed > free {
         return Err(TransferError::DiskFull(format!(
-            "{}: the file needs {needed} more bytes and {free} are free",
+            "{}: the transfer needs {needed} more bytes and {free} are free",
             dir.display()
         )));
     }

@@ -98,7 +98,10 @@ impl Worker {
         opener: Opener,
         durable: u64,
     ) -> Result<(Worker, u64), TransferError> {
-        super::disk::check_space(&path, manifest.size)?;
+        // A folder's tree is built beside its stream, which goes only once the tree is placed:
+        // room for both, or the whole stream travels only to fail at the end.
+        let room = if folder { manifest.size.saturating_mul(2) } else { manifest.size };
+        super::disk::check_space(&path, room)?;
         let (file, kept) = super::disk::open_temp(&path, durable > 0).map_err(|e| TransferError::io(&path, e))?;
         if let Err(e) = super::disk::reserve(&file, &path, manifest.size) {
             super::disk::remove_if_empty(&path, &file);
