@@ -3,13 +3,19 @@
 in the same run, with each server's peak RSS and CPU time.
 
     cargo build --release && python3 bench/nats.py --size 1024 --runs 1
+    python3 bench/nats.py --cluster 50 --size 16      # 50 transfers at once through 3 nodes
 
 The relay and NATS runs pin the channel (`AGENTFERRY_PREFER=relay`), so the direct path carries
 nothing there. Uses bench/loopback.py's runner, so the figures compare with its table. Needs
 nats-server (Debian: nats-server) and GNU time.
+
+`--cluster N` instead starts a 3-node NATS cluster (routes on loopback) and runs N transfers of
+`--size` MiB at once, each sender and receiver told of all three nodes (the client picks one at
+random), and prints the aggregate rate and each node's CPU and peak RSS.
 """
 
 import argparse
+import json
 import os
 import shutil
 import socket
@@ -34,13 +40,14 @@ def peak_rss_mib(pid):
 
 
 class Nats:
-    """A single nats-server on loopback."""
+    """A nats-server on loopback (one node of a cluster when given `cluster` arguments)."""
 
-    def __init__(self, work):
-        port = free_port()
+    def __init__(self, work, port=None, cluster=()):
+        port = port or free_port()
+        self.port = port
         self.dir = tempfile.mkdtemp(dir=work)
-        self.proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "--store_dir", self.dir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "--store_dir", self.dir,
+                                      *cluster], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"nats://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while True:
@@ -57,15 +64,87 @@ class Nats:
         self.proc.wait()
 
 
+def start_cluster(work, nodes=3):
+    routes = [free_port() for _ in range(nodes)]
+    route_list = ",".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+    servers = [Nats(work, cluster=["--cluster_name", "ferry", "--cluster", f"nats://127.0.0.1:{p}",
+                                   "--routes", route_list]) for p in routes]
+    # Routes are up once every node lists the others among its connect URLs (bounded wait).
+    deadline = time.monotonic() + 20
+    for server in servers:
+        while True:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=2) as c:
+                info = c.recv(8192).decode(errors="replace")
+            if info.count("127.0.0.1:") >= nodes:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit("the NATS cluster did not form")
+            time.sleep(0.1)
+    return servers
+
+
+def concurrent(ours, work, count, size_mib):
+    """`count` transfers at once through a 3-node cluster; returns the printed table's rows."""
+    servers = start_cluster(work)
+    url = "nats://" + ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    env = dict(os.environ, AGENTFERRY_BIND="127.0.0.1:0", AGENTFERRY_RELAY=url, AGENTFERRY_PREFER="relay")
+    files = []
+    for i in range(count):
+        path = os.path.join(work, f"file{i}.bin")
+        files.append((path, make_file(path, size_mib << 20)))
+    before = [cpu_seconds(s.proc.pid) for s in servers]
+    senders = []
+    for path, _ in files:
+        home = tempfile.mkdtemp(dir=work)
+        proc = subprocess.Popen([ours, "send", path, "--json"], env=dict(env, AGENTFERRY_HOME=home),
+                                stdout=subprocess.PIPE, text=True)
+        senders.append(proc)
+    tickets = [json.loads(p.stdout.readline())["ticket"] for p in senders]
+    start = time.monotonic()
+    receivers = []
+    for ticket in tickets:
+        home, out = tempfile.mkdtemp(dir=work), tempfile.mkdtemp(dir=work)
+        receivers.append(subprocess.Popen([ours, "receive", ticket, "-o", out, "--json"],
+                                          env=dict(env, AGENTFERRY_HOME=home), stdout=subprocess.PIPE, text=True))
+    failed = 0
+    for proc, (_, expected) in zip(receivers, files):
+        try:
+            last = json.loads(proc.communicate(timeout=600)[0].splitlines()[-1])
+        except (subprocess.TimeoutExpired, IndexError, ValueError):
+            proc.kill()
+            last = {}
+        failed += proc.returncode != 0 or last.get("sha256") != expected
+    wall = time.monotonic() - start
+    for proc in senders:
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    total = count * (size_mib << 20)
+    print(f"{count} transfers of {size_mib} MiB at once through a 3-node NATS cluster: {wall:.2f} s, "
+          f"{total / wall / 1e6:.0f} MB/s in all, {failed} failed")
+    print(f"{'node':<6} {'CPU s':>7} {'peak RSS MiB':>13}")
+    for i, (server, cpu0) in enumerate(zip(servers, before)):
+        print(f"{i:<6} {cpu_seconds(server.proc.pid) - cpu0:>7.2f} {peak_rss_mib(server.proc.pid):>13.1f}")
+    for server in servers:
+        server.stop()
+    if failed:
+        raise SystemExit(f"{failed} transfers failed")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=1024, help="MiB")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--binary", default=None)
+    ap.add_argument("--cluster", type=int, default=0, metavar="N",
+                    help="run N concurrent transfers through a 3-node cluster instead")
     args = ap.parse_args()
     ours = args.binary or binary()
     work = tempfile.mkdtemp(prefix="agentferry-nats-bench-")
     try:
+        if args.cluster:
+            return concurrent(ours, work, args.cluster, args.size)
         path = os.path.join(work, "file.bin")
         expected = make_file(path, args.size << 20)
         relay, nats = Relay(ours), Nats(work)
