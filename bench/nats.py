@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import statistics
+import threading
 import subprocess
 import tempfile
 import time
@@ -42,12 +43,13 @@ def peak_rss_mib(pid):
 class Nats:
     """A nats-server on loopback (one node of a cluster when given `cluster` arguments)."""
 
-    def __init__(self, work, port=None, cluster=()):
+    def __init__(self, work, port=None, cluster=(), env=None):
         port = port or free_port()
         self.port = port
         self.dir = tempfile.mkdtemp(dir=work)
         self.proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(port), "--store_dir", self.dir,
-                                      *cluster], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      *cluster], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ, **(env or {})))
         self.url = f"nats://127.0.0.1:{port}"
         deadline = time.monotonic() + 10
         while True:
@@ -62,6 +64,52 @@ class Nats:
     def stop(self):
         self.proc.terminate()
         self.proc.wait()
+
+
+def raw_nats(server, size, message=256 << 10):
+    """The server's own ceiling: `size` bytes from a bare publisher to a bare subscriber (the
+    NATS protocol over plain sockets, no agentferry), in messages of agentferry's chunk size.
+    Returns the wall time."""
+    def connect():
+        c = socket.create_connection(("127.0.0.1", server.port))
+        c.recv(4096)
+        c.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nPING\r\n')
+        seen = b""
+        while b"PONG" not in seen:
+            seen += c.recv(4096)
+        return c
+    count = size // message
+    sub = connect()
+    sub.sendall(b"SUB agentferry.raw 1\r\nPING\r\n")
+    seen = b""
+    while b"PONG" not in seen:
+        seen += sub.recv(4096)
+    header = f"MSG agentferry.raw 1 {message}\r\n"
+    expect = count * (len(header) + message + 2)
+    got = [0]
+
+    def read():
+        while got[0] < expect:
+            data = sub.recv(1 << 20)
+            if not data:
+                return
+            got[0] += len(data)
+    reader = threading.Thread(target=read)
+    reader.start()
+    pub = connect()
+    payload, pub_header = os.urandom(message), f"PUB agentferry.raw {message}\r\n".encode()
+    start = time.monotonic()
+    for _ in range(count):
+        pub.sendall(pub_header)
+        pub.sendall(payload)
+        pub.sendall(b"\r\n")
+    reader.join(timeout=120)
+    wall = time.monotonic() - start
+    pub.close()
+    sub.close()
+    if got[0] < expect:
+        raise SystemExit("the raw NATS reference lost messages")
+    return wall
 
 
 def start_cluster(work, nodes=3):
@@ -147,26 +195,31 @@ def main():
             return concurrent(ours, work, args.cluster, args.size)
         path = os.path.join(work, "file.bin")
         expected = make_file(path, args.size << 20)
-        relay, nats = Relay(ours), Nats(work)
-        servers = {"direct": None, "agentferry relay": relay, "nats-server": nats}
+        relay, nats, tuned, bare = Relay(ours), Nats(work), Nats(work, env={"GOGC": "400"}), Nats(work)
+        servers = {"direct": None, "agentferry relay": relay, "nats-server": nats, "nats-server GOGC=400": tuned,
+                   "raw pub->sub (ref)": bare}
         walls = {name: [] for name in servers}
         cpu = {name: 0.0 for name in servers}
         for _ in range(args.runs):
             for name, server in servers.items():
                 out_dir = tempfile.mkdtemp(dir=work)
                 before = cpu_seconds(server.proc.pid) if server else 0.0
-                walls[name].append(run_ferry(ours, path, work, out_dir, expected, server)[0])
+                if server is bare:
+                    walls[name].append(raw_nats(bare, args.size << 20))
+                else:
+                    walls[name].append(run_ferry(ours, path, work, out_dir, expected, server)[0])
                 cpu[name] += (cpu_seconds(server.proc.pid) - before) if server else 0.0
                 shutil.rmtree(out_dir)
-        print(f"{'path':<18} {'wall s':>8} {'MB/s':>8} {'server CPU s':>13} {'server peak RSS MiB':>20}")
+        print(f"{'path':<22} {'wall s':>8} {'MB/s':>8} {'server CPU s':>13} {'server peak RSS MiB':>20}")
         for name, server in servers.items():
             wall = statistics.median(walls[name])
             rss = f"{peak_rss_mib(server.proc.pid):.1f}" if server else "-"
             cpu_text = f"{cpu[name] / args.runs:.2f}" if server else "-"
-            print(f"{name:<18} {wall:>8.3f} {(args.size << 20) / wall / 1e6:>8.0f} {cpu_text:>13} {rss:>20}")
-        print(f"({args.size} MiB, median of {args.runs} runs; CPU per run)")
-        relay.stop()
-        nats.stop()
+            print(f"{name:<22} {wall:>8.3f} {(args.size << 20) / wall / 1e6:>8.0f} {cpu_text:>13} {rss:>20}")
+        print(f"({args.size} MiB, median of {args.runs} runs; CPU per run. The last row is no agentferry: a bare")
+        print(" publisher and subscriber moving the same bytes in 256 KiB messages, the server's own ceiling here)")
+        for server in (relay, nats, tuned, bare):
+            server.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

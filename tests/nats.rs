@@ -374,3 +374,42 @@ fn with_jetstream_an_offer_waits_for_a_peer_that_listens_later() {
     assert_eq!(kept_offers(http).0, 0, "a delivered offer is deleted");
     listener.kill9();
 }
+
+#[test]
+fn the_offer_store_keeps_offers_only_within_its_per_peer_bound_and_hands_them_over_once() {
+    use agentferry::relay::{Channel, Posted, nats_offers::PER_PEER, route};
+    let http = free_port();
+    let nats = NatsServer::start(&["-js", "-m", &http.to_string()]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let hint = nats.url().parse().unwrap();
+        let (sender, inbox) = (Channel::open(&hint).await.unwrap(), Channel::open(&hint).await.unwrap());
+        let (key, other) = ([7u8; 32], [8u8; 32]);
+        for i in 0..PER_PEER {
+            let posted = sender.post_offer(route(&key), format!("offer {i}").into_bytes().into()).await.unwrap();
+            assert_eq!(posted, Posted::Kept);
+        }
+        // A full mailbox refuses the next offer (the waiting ones are not pushed out), and the
+        // bound is per mailbox: another peer's offers still fit.
+        let full = sender.post_offer(route(&key), "one too many".into()).await.unwrap_err();
+        assert_eq!(full.code(), "offer_refused", "{full}");
+        assert_eq!(sender.post_offer(route(&other), "other peer".into()).await.unwrap(), Posted::Kept);
+        let too_big = sender.post_offer(route(&other), vec![0u8; 64 * 1024].into()).await.unwrap_err();
+        assert_eq!(too_big.code(), "size_limit_exceeded", "{too_big}");
+
+        // The inbox subscribes later and gets every kept offer, in order, then they are gone.
+        let mut arriving = inbox.subscribe_inbox(key).await;
+        for i in 0..PER_PEER {
+            let message = tokio::time::timeout(WAIT, arriving.recv()).await.unwrap().unwrap();
+            assert_eq!(&message[..], format!("offer {i}").as_bytes());
+        }
+        let deadline = Instant::now() + WAIT;
+        while kept_offers(http).0 != 1 {
+            assert!(Instant::now() < deadline, "delivered offers stay in the store: {:?}", kept_offers(http));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A plain subscription (the chunk relay's) never reads the store.
+        let mut plain = inbox.subscribe(other).await;
+        assert!(tokio::time::timeout(Duration::from_millis(500), plain.recv()).await.is_err());
+    });
+}
