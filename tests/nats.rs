@@ -262,63 +262,154 @@ fn wait_for_cluster(nodes: &[NatsServer]) {
     }
 }
 
-/// Subscriptions the server at monitoring port `http` holds (GET /varz).
-fn subscriptions(http: u16) -> u64 {
+/// GET `path` from the monitoring port `http` of a nats-server, as JSON.
+fn monitor(http: u16, path: &str) -> serde_json::Value {
     let mut stream = TcpStream::connect(("127.0.0.1", http)).unwrap();
-    stream.write_all(b"GET /varz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
     let mut text = String::new();
     stream.read_to_string(&mut text).unwrap();
-    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
-    serde_json::from_str::<serde_json::Value>(body).unwrap()["subscriptions"].as_u64().unwrap()
+    serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap()
 }
 
-#[test]
-fn offers_travel_through_nats_and_an_offline_peer_is_named() {
-    let http = free_port();
-    let nats = NatsServer::start(&["-m", &http.to_string(), "--user", "team", "--pass", "team-password"]);
-    // Bob gives the password in the URL (through the environment): the grant must not carry it.
-    let bob_url = format!("nats://team:team-password@127.0.0.1:{}", nats.port);
-    let creds = [("AGENTFERRY_NATS_USER", "team"), ("AGENTFERRY_NATS_PASSWORD", "team-password")];
+/// Messages and bytes the JetStream stream of waiting offers holds.
+fn kept_offers(http: u16) -> (u64, u64) {
+    let jsz = monitor(http, "/jsz?streams=true");
+    let streams =
+        jsz["account_details"].as_array().into_iter().flatten().flat_map(|a| a["stream_detail"].as_array()).flatten();
+    let offers = streams.into_iter().find(|s| s["name"] == "AGENTFERRY_OFFERS");
+    offers.map_or((0, 0), |s| (s["state"]["messages"].as_u64().unwrap(), s["state"]["bytes"].as_u64().unwrap()))
+}
+
+/// Bob exports a grant naming `nats`'s URL (with a password, which the grant must not carry)
+/// and Alice trusts it; returns both nodes.
+fn trusted_pair(nats: &NatsServer, password: &str) -> (Node, Node) {
+    let bob_url = format!("nats://team:{password}@127.0.0.1:{}", nats.port);
     let (a, b) = (Node::new(), Node::new());
     let out = with_channel(&b, &bob_url, &["export", "--name", "bob", "--json"]).output().unwrap();
     let exported: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let uri_text = exported["uri"].as_str().unwrap();
-    assert!(!uri_text.contains("team-password"), "the grant carries the password: {uri_text}");
+    assert!(!uri_text.contains(password), "the grant carries the password: {uri_text}");
     let uri: agentferry::peers::GrantUri = uri_text.parse().unwrap();
     assert_eq!(uri.channel.as_ref().map(|(c, _)| c.as_str()), Some(nats.url().as_str()));
     assert_eq!(a.run(&["peers", "add", uri_text, "--json"]).0, 0);
+    (a, b)
+}
 
-    // Bob is not listening: core NATS keeps nothing, so the push fails and says why.
-    let src = random_file(a.dir.path(), "pushed.bin", 3 * 1024 * 1024, 34);
-    let args = ["send", src.to_str().unwrap(), "--to", "bob", "--prefer", "relay", "--json"];
-    let mut cmd = with_channel(&a, &nats.url(), &args);
-    cmd.envs(creds);
-    let out = cmd.output().unwrap();
-    let last: serde_json::Value =
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
-    assert_eq!((out.status.code(), last["code"].as_str()), (Some(4), Some("peer_offline")), "{last}");
-
-    // Bob listens: the offer goes through NATS, and so does the file.
-    let before = subscriptions(http);
-    let downloads = b.dir.path().join("downloads");
-    let listen = ["listen", "--download-dir", downloads.to_str().unwrap(), "--json"];
-    let listener = Running::new_public(with_channel(&b, &bob_url, &listen).spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while subscriptions(http) <= before {
-        assert!(Instant::now() < deadline, "the listener never subscribed its inbox");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut cmd = with_channel(&a, &nats.url(), &args);
-    cmd.envs(creds);
+/// Alice pushes `file` to Bob through NATS only; the sender and its first (`offered`) event.
+fn push_to_bob(
+    a: &Node,
+    nats: &NatsServer,
+    creds: &[(&str, &str)],
+    file: &std::path::Path,
+    extra: &[&str],
+) -> (Running, serde_json::Value) {
+    let mut args = vec!["send", file.to_str().unwrap(), "--to", "bob", "--prefer", "relay", "--json"];
+    args.extend(extra);
+    let mut cmd = with_channel(a, &nats.url(), &args);
+    cmd.envs(creds.iter().copied());
     let mut sender = Running::new_public(cmd.spawn().unwrap());
     let offered = sender.next_event(WAIT).unwrap();
+    (sender, offered)
+}
+
+/// Bob's inbox, listening on `nats`.
+fn bob_listens(b: &Node, nats: &NatsServer, password: &str) -> (Running, std::path::PathBuf) {
+    let bob_url = format!("nats://team:{password}@127.0.0.1:{}", nats.port);
+    let downloads = b.dir.path().join("downloads");
+    let listen = ["listen", "--download-dir", downloads.to_str().unwrap(), "--json"];
+    (Running::new_public(with_channel(b, &bob_url, &listen).spawn().unwrap()), downloads)
+}
+
+#[test]
+fn without_jetstream_an_offer_is_posted_again_until_the_peer_listens_or_it_expires() {
+    let nats = NatsServer::start(&["--user", "team", "--pass", "team-password"]);
+    let creds = [("AGENTFERRY_NATS_USER", "team"), ("AGENTFERRY_NATS_PASSWORD", "team-password")];
+    let (a, b) = trusted_pair(&nats, "team-password");
+    let src = random_file(a.dir.path(), "pushed.bin", 3 * 1024 * 1024, 34);
+
+    // Bob never listens: core NATS keeps nothing, so the offer is posted again until it
+    // expires with the ticket, and the push fails saying why.
+    let (sender, offered) = push_to_bob(&a, &nats, &creds, &src, &["--expires-in", "4s"]);
+    assert_eq!(offered["state"], "queued", "{offered}");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["code"].as_str()), (4, Some("peer_offline")), "{last}");
+
+    // Bob starts listening after the offer was made: a re-post reaches him and he fetches.
+    let (sender, offered) = push_to_bob(&a, &nats, &creds, &src, &[]);
     assert_eq!(
-        (offered["event"].as_str(), offered["state"].as_str()),
-        (Some("offered"), Some("accepted")),
+        (offered["state"].as_str(), offered["reason"].as_str().map(|r| r.contains("offline"))),
+        (Some("queued"), Some(true)),
         "{offered}"
     );
+    let (listener, downloads) = bob_listens(&b, &nats, "team-password");
     let (code, last) = sender.finish();
     assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
     assert_same_file(&src, &downloads.join("pushed.bin"));
     listener.kill9();
+}
+
+#[test]
+fn with_jetstream_an_offer_waits_for_a_peer_that_listens_later() {
+    let http = free_port();
+    let nats = NatsServer::start(&["-js", "-m", &http.to_string(), "--user", "team", "--pass", "team-password"]);
+    let creds = [("AGENTFERRY_NATS_USER", "team"), ("AGENTFERRY_NATS_PASSWORD", "team-password")];
+    let (a, b) = trusted_pair(&nats, "team-password");
+    let src = random_file(a.dir.path(), "kept.bin", 3 * 1024 * 1024, 35);
+
+    let (sender, offered) = push_to_bob(&a, &nats, &creds, &src, &[]);
+    assert_eq!(
+        (offered["state"].as_str(), offered["reason"].as_str()),
+        (Some("queued"), Some("waiting in the channel for the peer")),
+        "{offered}"
+    );
+    // JetStream keeps the sealed offer, and nothing of the file.
+    let (messages, bytes) = kept_offers(http);
+    assert_eq!(messages, 1, "one offer waits");
+    assert!(bytes < 16 * 1024, "only the offer is stored ({bytes} bytes)");
+
+    let (listener, downloads) = bob_listens(&b, &nats, "team-password");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
+    assert_same_file(&src, &downloads.join("kept.bin"));
+    assert_eq!(kept_offers(http).0, 0, "a delivered offer is deleted");
+    listener.kill9();
+}
+
+#[test]
+fn the_offer_store_keeps_offers_only_within_its_per_peer_bound_and_hands_them_over_once() {
+    use agentferry::relay::{Channel, Posted, nats_offers::PER_PEER, route};
+    let http = free_port();
+    let nats = NatsServer::start(&["-js", "-m", &http.to_string()]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let hint = nats.url().parse().unwrap();
+        let (sender, inbox) = (Channel::open(&hint).await.unwrap(), Channel::open(&hint).await.unwrap());
+        let (key, other) = ([7u8; 32], [8u8; 32]);
+        for i in 0..PER_PEER {
+            let posted = sender.post_offer(route(&key), format!("offer {i}").into_bytes().into()).await.unwrap();
+            assert_eq!(posted, Posted::Kept);
+        }
+        // A full mailbox refuses the next offer (the waiting ones are not pushed out), and the
+        // bound is per mailbox: another peer's offers still fit.
+        let full = sender.post_offer(route(&key), "one too many".into()).await.unwrap_err();
+        assert_eq!(full.code(), "offer_refused", "{full}");
+        assert_eq!(sender.post_offer(route(&other), "other peer".into()).await.unwrap(), Posted::Kept);
+        let too_big = sender.post_offer(route(&other), vec![0u8; 64 * 1024].into()).await.unwrap_err();
+        assert_eq!(too_big.code(), "size_limit_exceeded", "{too_big}");
+
+        // The inbox subscribes later and gets every kept offer, in order, then they are gone.
+        let mut arriving = inbox.subscribe_inbox(key).await;
+        for i in 0..PER_PEER {
+            let message = tokio::time::timeout(WAIT, arriving.recv()).await.unwrap().unwrap();
+            assert_eq!(&message[..], format!("offer {i}").as_bytes());
+        }
+        let deadline = Instant::now() + WAIT;
+        while kept_offers(http).0 != 1 {
+            assert!(Instant::now() < deadline, "delivered offers stay in the store: {:?}", kept_offers(http));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // A plain subscription (the chunk relay's) never reads the store.
+        let mut plain = inbox.subscribe(other).await;
+        assert!(tokio::time::timeout(Duration::from_millis(500), plain.recv()).await.is_err());
+    });
 }

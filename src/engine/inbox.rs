@@ -177,7 +177,7 @@ impl Inbox {
             if subscribed.contains_key(&id) {
                 continue;
             }
-            let mut messages = channel.subscribe(key).await;
+            let mut messages = channel.subscribe_inbox(key).await;
             let (tx, grant_id) = (tx.clone(), id.clone());
             // Ends when the subscription is dropped (unsubscribe) or the inbox stops.
             tokio::spawn(async move {

@@ -12,6 +12,7 @@ mod events;
 mod inbox;
 mod outgoing;
 mod prefix;
+mod push;
 mod rate;
 mod receive;
 mod registry;
@@ -24,7 +25,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use events::{Event, FilesProgress, FolderSummary, PROGRESS_INTERVAL, SKIPPED_SHOWN};
-pub use send::PushAnswer;
+pub use push::PushAnswer;
 // For the fronts in this package (MCP server, CLI), not a stable API.
 #[doc(hidden)]
 pub use events::Events;
@@ -276,7 +277,7 @@ impl Node {
     /// Push a file to a trusted peer: start serving it, then post a sealed offer to the peer's
     /// inbox. Returns the transfer and the peer's answer (`accepted` or `pending`).
     pub async fn push(&self, options: SendOptions, peer: &str) -> Result<(Transfer, PushAnswer)> {
-        send::push(self, options, peer).await
+        push::push(self, options, peer).await
     }
 
     /// Hold a pushed offer as `pending` instead of fetching it.

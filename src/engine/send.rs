@@ -21,14 +21,9 @@ use crate::{
     id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
-    offer::Offer,
-    peers::Peer,
-    relay::{Channel, ChannelHint, Mailbox},
+    relay::{Channel, ChannelHint},
     ticket::Ticket,
-    transport::{
-        self, Prefer,
-        http::{self as http_path, HttpServer},
-    },
+    transport::{self, Prefer, http::HttpServer},
 };
 
 pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer> {
@@ -363,116 +358,11 @@ impl Drop for Unregister {
 }
 
 /// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(super) struct AbortOnDrop<T = ()>(pub(super) tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// What a peer's inbox said of an offer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PushAnswer {
-    /// `accepted` (it is fetching now), `pending` (held until someone there accepts it), or
-    /// `queued` (left in the peer's channel mailbox; it fetches when it next connects).
-    pub state: String,
-    /// Why it is held, when pending.
-    pub reason: Option<String>,
-}
-
-/// How long to try reaching a peer's inbox.
-const INBOX_BUDGET: Duration = Duration::from_secs(10);
-/// How long a listening peer takes at most to answer an offer through its channel; past it the
-/// offer is left queued there for a peer that connects later.
-const CHANNEL_ANSWER_BUDGET: Duration = Duration::from_secs(3);
-
-pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> Result<(Transfer, PushAnswer)> {
-    let peer = node.trust.usable_peer(peer_name)?;
-    let secret = peer.secret_bytes()?;
-    let options_prefer = options.prefer;
-    let mut transfer = start(node, options).await?;
-    // The ticket travels sealed inside the offer; it is not shown.
-    let first = transfer.events.recv().await;
-    debug_assert!(matches!(first, Some(Event::Ticket { .. })));
-    let id = transfer.transfer_id;
-    let mut record =
-        node.journal.load(&id, Role::Send)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;
-    record.peer = Some(peer.name.clone());
-    node.journal.save(&mut record)?;
-    let ticket: Ticket = record.ticket.parse()?;
-    let offer = serde_json::to_value(Offer::seal(&peer.grant_id, &secret, &node.config.name, &ticket))
-        .expect("offers serialise");
-    let refused = match deliver_offer(&peer, offer, options_prefer).await {
-        Ok(answer) => return Ok((transfer, answer)),
-        Err(e) => e,
-    };
-    // Nobody will fetch it: stop serving and record why.
-    transfer.cancel();
-    let _ = transfer.outcome().await;
-    if let Some(mut record) = node.journal.load(&id, Role::Send)? {
-        record.state = State::Failed;
-        record.error = Some(ErrorInfo::from(&refused));
-        node.journal.save(&mut record)?;
-    }
-    Err(refused)
-}
-
-/// Hand an offer to the peer: its inbox directly, else (or with `prefer = relay`) its channel.
-/// An inbox that answered decides; only an unreachable one makes us try the channel.
-async fn deliver_offer(peer: &Peer, offer: serde_json::Value, prefer: Prefer) -> Result<PushAnswer> {
-    let mut error = TransferError::OfferRefused(format!("{} has no inbox this node may use", peer.name));
-    if prefer != Prefer::Relay && !peer.inbox.is_empty() {
-        match http_path::deliver(&peer.inbox, INBOX_BUDGET, &offer).await {
-            Ok(answer) => return push_answer(peer, &offer, &answer),
-            // The refusal's body is the peer's; only a sanitized code of it is shown.
-            Err(TransferError::Protocol(code)) => {
-                return Err(TransferError::OfferRefused(crate::offer::sanitized_code(Some(&code))));
-            }
-            Err(e) => error = e,
-        }
-    }
-    if let (Some((hint, mailbox)), false) = (&peer.channel, prefer == Prefer::Http) {
-        let mailbox: Mailbox = data_encoding::HEXLOWER
-            .decode(mailbox.as_bytes())
-            .ok()
-            .and_then(|m| m.try_into().ok())
-            .ok_or_else(|| TransferError::PeerUriInvalid("the peer's inbox mailbox is damaged".into()))?;
-        let channel = Channel::open(&hint.parse()?).await?;
-        if channel.would_drop(mailbox).await {
-            return Err(TransferError::PeerOffline(format!("{} reads no inbox on {hint}", peer.name)));
-        }
-        let mut reply = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
-        let mut answers = channel.subscribe(reply).await;
-        let reply = data_encoding::HEXLOWER.encode(&crate::relay::route(&reply));
-        let message = serde_json::json!({ "offer": offer, "reply": reply });
-        channel.send_to(mailbox, serde_json::to_vec(&message).expect("json").into()).await?;
-        return match tokio::time::timeout(CHANNEL_ANSWER_BUDGET, answers.recv()).await {
-            Ok(Some(bytes)) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(answer) => push_answer(peer, &offer, &answer),
-                Err(e) => Err(TransferError::OfferRefused(format!("unreadable answer: {e}"))),
-            },
-            // The offer waits in the channel (for its TTL) until the peer connects.
-            _ => Ok(PushAnswer { state: "queued".into(), reason: Some("waiting in the channel for the peer".into()) }),
-        };
-    }
-    Err(error)
-}
-
-/// The peer's answer, believed only if authenticated under the grant (see
-/// [`crate::offer::answer_mac`]): anyone on the way could forge an unauthenticated one.
-fn push_answer(peer: &Peer, offer: &serde_json::Value, answer: &serde_json::Value) -> Result<PushAnswer> {
-    let offer_id = offer["offer_id"].as_str().unwrap_or_default();
-    let authentic = peer.secret_bytes().is_ok_and(|s| crate::offer::answer_is_authentic(&s, offer_id, answer));
-    match answer["state"].as_str() {
-        Some("accepted" | "pending") if !authentic => Err(TransferError::OfferRefused(
-            "the answer is not authenticated by the peer's grant (forged on the way, or an older agentferry)".into(),
-        )),
-        Some(state @ ("accepted" | "pending")) => {
-            Ok(PushAnswer { state: state.to_owned(), reason: answer["reason"].as_str().map(str::to_owned) })
-        }
-        _ => Err(TransferError::OfferRefused(crate::offer::sanitized_code(answer["code"].as_str()))),
     }
 }
 

@@ -20,6 +20,7 @@
 pub mod client;
 pub mod folder;
 pub mod nats;
+pub mod nats_offers;
 pub mod proto;
 pub mod server;
 pub mod stun;
@@ -132,12 +133,34 @@ impl Channel {
         }
     }
 
-    /// Whether a message to `mailbox` that nobody reads now would be lost: true on NATS when
-    /// nobody subscribes it (core NATS stores nothing); the relay and the folder keep messages.
-    pub async fn would_drop(&self, mailbox: Mailbox) -> bool {
+    /// Like [`Channel::subscribe`], for a node's inbox: also the offers the channel kept while
+    /// nobody read it (the relay and the folder keep every mailbox's messages; NATS keeps only
+    /// offers, in JetStream).
+    pub async fn subscribe_inbox(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
         match self {
-            Channel::Nats(c) => !c.has_reader(mailbox).await,
-            Channel::Relay(_) | Channel::Folder(_) => false,
+            Channel::Nats(c) => c.subscribe_inbox(key).await,
+            Channel::Relay(_) | Channel::Folder(_) => self.subscribe(key).await,
         }
     }
+
+    /// Post a sealed offer to the inbox `mailbox`, which may have no reader now.
+    pub async fn post_offer(&self, mailbox: Mailbox, payload: Bytes) -> Result<Posted, TransferError> {
+        match self {
+            Channel::Nats(c) => c.post_offer(mailbox, payload).await,
+            Channel::Relay(_) | Channel::Folder(_) => self.send_to(mailbox, payload).await.map(|()| Posted::Kept),
+        }
+    }
+}
+
+/// What became of an offer posted to an inbox ([`Channel::post_offer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posted {
+    /// The channel keeps it until the inbox reads it or it expires (the relay's and the
+    /// folder's mailbox queues, JetStream on NATS).
+    Kept,
+    /// Someone reads the inbox now, and it was sent (core NATS).
+    Delivered,
+    /// Nobody reads the inbox and the channel would keep nothing (core NATS without JetStream),
+    /// so it was not sent: post it again later.
+    Dropped,
 }

@@ -8,8 +8,9 @@
 //!
 //! Differences from the relay that the layers above rely on:
 //! - core NATS stores nothing: a message to a subject nobody subscribes is gone, so
-//!   [`NatsChannel::subscribe`] returns only once the server has the subscription, and offers to
-//!   an offline peer fail (`peer_offline`) rather than wait;
+//!   [`NatsChannel::subscribe`] returns only once the server has the subscription, and an offer
+//!   to an offline peer waits in JetStream when the server has it ([`super::nats_offers`]), or
+//!   is re-posted by the sender until the peer reads its inbox (see [`super::Posted`]);
 //! - a slow subscriber loses messages (bounded buffers here, slow-consumer cuts at the server):
 //!   the chunk relay's window and retransmission recover them;
 //! - a message must fit the server's `max_payload` (1 MiB by default): larger ones are refused
@@ -32,7 +33,11 @@ use data_encoding::HEXLOWER;
 use futures_util::StreamExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::proto::{Mailbox, route};
+use super::{
+    Posted,
+    nats_offers::OfferStore,
+    proto::{Mailbox, route},
+};
 use crate::error::TransferError;
 
 /// Every subject agentferry uses starts with this.
@@ -157,12 +162,16 @@ impl std::fmt::Display for NatsHint {
 pub struct NatsChannel {
     client: async_nats::Client,
     label: String,
-    subscriptions: Mutex<HashMap<Mailbox, JoinHandle<()>>>,
+    /// The tasks delivering each subscribed mailbox (its core subscription, and for an inbox
+    /// the offers kept for it).
+    subscriptions: Mutex<HashMap<Mailbox, Vec<JoinHandle<()>>>>,
+    /// The JetStream stream of waiting offers, looked up on first use; `None` without JetStream.
+    offers: tokio::sync::OnceCell<Option<OfferStore>>,
 }
 
 impl Drop for NatsChannel {
     fn drop(&mut self) {
-        for (_, task) in self.subscriptions.lock().expect("not poisoned").drain() {
+        for task in self.subscriptions.lock().expect("not poisoned").drain().flat_map(|(_, tasks)| tasks) {
             task.abort();
         }
     }
@@ -223,7 +232,7 @@ impl NatsChannel {
             .await
             .map_err(|_| TransferError::PeerUnreachable(format!("NATS {label}: no answer")))?
             .map_err(|e| connect_error(&label, e))?;
-        Ok(Arc::new(NatsChannel { client, label, subscriptions: Mutex::default() }))
+        Ok(Arc::new(NatsChannel { client, label, subscriptions: Mutex::default(), offers: Default::default() }))
     }
 
     pub fn label(&self) -> &str {
@@ -233,36 +242,81 @@ impl NatsChannel {
     /// Messages sent to mailbox [`route`]`(key)` from the moment this returns (the server has
     /// the subscription by then: core NATS keeps nothing for a subject nobody reads).
     pub async fn subscribe(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
-        let mailbox = route(&key);
         let (tx, rx) = mpsc::channel(DELIVER_DEPTH);
-        match self.client.subscribe(subject(&mailbox)).await {
-            Ok(mut subscriber) => {
-                if let Err(e) = self.client.flush().await {
-                    tracing::debug!(nats = %self.label, "subscription not confirmed: {e}");
-                }
-                let task = tokio::spawn(async move {
-                    while let Some(message) = subscriber.next().await {
-                        // Waiting here fills the client's buffer, which then drops: the sender's
-                        // window and retransmission make up for it.
-                        if tx.send(message.payload).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-                if let Some(old) = self.subscriptions.lock().expect("not poisoned").insert(mailbox, task) {
-                    old.abort();
-                }
-            }
-            // The receiver ends at once: the caller sees a closed mailbox.
-            Err(e) => tracing::warn!(nats = %self.label, "cannot subscribe: {e}"),
-        }
+        let mailbox = route(&key);
+        let tasks = self.subscribe_into(&mailbox, tx).await.into_iter().collect();
+        self.track(mailbox, tasks);
         rx
     }
 
-    pub fn unsubscribe(&self, key: [u8; 32]) {
-        if let Some(task) = self.subscriptions.lock().expect("not poisoned").remove(&route(&key)) {
-            task.abort(); // dropping the subscriber unsubscribes
+    /// Like [`NatsChannel::subscribe`], for an inbox: also the offers JetStream kept for it
+    /// while nobody read it (see [`super::nats_offers`]).
+    pub async fn subscribe_inbox(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
+        let (tx, rx) = mpsc::channel(DELIVER_DEPTH);
+        let mailbox = route(&key);
+        let mut tasks: Vec<JoinHandle<()>> = self.subscribe_into(&mailbox, tx.clone()).await.into_iter().collect();
+        if let Some(store) = self.offer_store().await {
+            tasks.extend(store.deliver(&self.client, &mailbox, tx).await);
         }
+        self.track(mailbox, tasks);
+        rx
+    }
+
+    /// Keep `tasks` as the delivery of `mailbox`, stopping whatever delivered it before.
+    fn track(&self, mailbox: Mailbox, tasks: Vec<JoinHandle<()>>) {
+        if let Some(old) = self.subscriptions.lock().expect("not poisoned").insert(mailbox, tasks) {
+            old.iter().for_each(JoinHandle::abort);
+        }
+    }
+
+    /// Subscribe the core subject of `mailbox`, delivering to `tx` from a task.
+    async fn subscribe_into(&self, mailbox: &Mailbox, tx: mpsc::Sender<Bytes>) -> Option<JoinHandle<()>> {
+        let mut subscriber = match self.client.subscribe(subject(mailbox)).await {
+            Ok(subscriber) => subscriber,
+            // The receiver ends at once: the caller sees a closed mailbox.
+            Err(e) => {
+                tracing::warn!(nats = %self.label, "cannot subscribe: {e}");
+                return None;
+            }
+        };
+        if let Err(e) = self.client.flush().await {
+            tracing::debug!(nats = %self.label, "subscription not confirmed: {e}");
+        }
+        Some(tokio::spawn(async move {
+            while let Some(message) = subscriber.next().await {
+                // Waiting here fills the client's buffer, which then drops: the sender's
+                // window and retransmission make up for it.
+                if tx.send(message.payload).await.is_err() {
+                    return;
+                }
+            }
+        }))
+    }
+
+    pub fn unsubscribe(&self, key: [u8; 32]) {
+        if let Some(tasks) = self.subscriptions.lock().expect("not poisoned").remove(&route(&key)) {
+            // Dropping a subscriber unsubscribes; an ordered consumer lapses on the server.
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+    }
+
+    async fn offer_store(&self) -> Option<&OfferStore> {
+        self.offers.get_or_init(|| OfferStore::open(&self.client, &self.label)).await.as_ref()
+    }
+
+    /// Post an offer to the inbox `mailbox`: kept by JetStream if the server has it, else
+    /// published if someone reads the inbox now, else not sent at all ([`Posted::Dropped`]:
+    /// core NATS would lose it; the caller posts again later).
+    pub async fn post_offer(&self, mailbox: Mailbox, payload: Bytes) -> Result<Posted, TransferError> {
+        if let Some(store) = self.offer_store().await {
+            store.keep(&mailbox, payload).await?;
+            return Ok(Posted::Kept);
+        }
+        if !self.has_reader(mailbox).await {
+            return Ok(Posted::Dropped);
+        }
+        self.send(mailbox, payload).await?;
+        Ok(Posted::Delivered)
     }
 
     /// Publish `payload` to `mailbox`; waits while the connection's queue is full.
@@ -287,7 +341,7 @@ impl NatsChannel {
     }
 
     /// Whether anyone reads `mailbox` now (core NATS answers "no responders" at once if not).
-    pub async fn has_reader(&self, mailbox: Mailbox) -> bool {
+    async fn has_reader(&self, mailbox: Mailbox) -> bool {
         let probe = self.client.request(subject(&mailbox), Bytes::new());
         match tokio::time::timeout(Duration::from_millis(500), probe).await {
             Ok(Err(e)) => e.kind() != async_nats::RequestErrorKind::NoResponders,
