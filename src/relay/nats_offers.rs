@@ -147,10 +147,10 @@ impl OfferStore {
                 if tx.send(message.message.payload.clone()).await.is_err() {
                     return;
                 }
-                if let Some(sequence) = sequence {
-                    if let Err(e) = stream.delete_message(sequence).await {
-                        tracing::debug!("cannot delete a delivered offer: {e}");
-                    }
+                if let Some(sequence) = sequence
+                    && let Err(e) = stream.delete_message(sequence).await
+                {
+                    tracing::debug!("cannot delete a delivered offer: {e}");
                 }
             }
         }))
