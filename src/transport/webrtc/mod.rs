@@ -26,7 +26,7 @@ pub mod signal;
 
 pub use ice::IceServer;
 pub use link::{WebrtcLink, connect};
-pub use serve::serve;
+pub use serve::{GOODBYE_BUDGET, serve};
 pub use signal::Signalling;
 
 /// Data-channel message size for frames: 64 KiB, the size every WebRTC stack accepts (RFC 8841's
