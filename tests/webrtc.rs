@@ -31,6 +31,9 @@ fn a_file_crosses_a_pinned_webrtc_path_with_equal_hashes() {
     let (code, events, stderr) =
         b.run(&["receive", &ticket, "-o", b.out().to_str().unwrap(), "--prefer", "webrtc", "--json"]);
     assert_eq!(code, 0, "{events:?} {stderr}");
+    // The sender closes the data channel once it has taken the confirmation; without that the
+    // receiver waits out its confirmation budget (5 s) and says so.
+    assert!(!stderr.contains("did not take the confirmation"), "{stderr}");
     let tried = attempts(&events, "webrtc");
     assert_eq!(tried.len(), 1, "{events:?}");
     assert_eq!(tried[0]["ok"], true, "{events:?}");

@@ -203,7 +203,7 @@ async fn serve(
         .await;
     events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
     tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
-    let _channel = serve_channel(node, ticket, outgoing, prefer).await;
+    let mut channel_tasks = serve_channel(node, ticket, outgoing, prefer).await;
 
     let mut rate = Rate::default();
     let files = outgoing.tree().map(|tree| tree.file_index());
@@ -297,6 +297,7 @@ async fn serve(
                     elapsed_ms: rate.elapsed(Instant::now()).as_millis() as u64,
                 })
                 .await;
+            channel_tasks.finish().await;
             Ok(Completion { sha256, bytes: record.size, saved_to: None })
         }
         Err(e) => {
@@ -308,9 +309,23 @@ async fn serve(
     }
 }
 
-/// Serve on the ticket's message channel too, if it names one: the relay path (unless WebRTC is
-/// pinned) and WebRTC signalling (declining offers when the relay is pinned). The tasks stop
-/// when dropped.
+/// The tasks serving a transfer on its message channel; they stop when dropped.
+#[derive(Default)]
+struct ChannelTasks {
+    webrtc: Option<AbortOnDrop>,
+    _relay: Option<AbortOnDrop>,
+}
+
+impl ChannelTasks {
+    /// Once the receiver confirmed: let the WebRTC answerer close its data channel, which is how
+    /// a receiver on that path learns its confirmation arrived, before the tasks are dropped.
+    async fn finish(&mut self) {
+        if let Some(AbortOnDrop(task)) = &mut self.webrtc {
+            let _ = tokio::time::timeout(transport::webrtc::GOODBYE_BUDGET, task).await;
+        }
+    }
+}
+
 /// Keep a folder's per-file SHA-256 list beside its record, once this process computed it.
 fn keep_sums(node: &Node, outgoing: &Outgoing) -> Result<()> {
     if let Some(text) = outgoing.take_sums() {
@@ -319,12 +334,20 @@ fn keep_sums(node: &Node, outgoing: &Outgoing) -> Result<()> {
     Ok(())
 }
 
-async fn serve_channel(node: &Node, ticket: &Ticket, outgoing: &Arc<Outgoing>, prefer: Prefer) -> Vec<AbortOnDrop> {
-    let Some(hint) = ticket.channel.as_deref().and_then(|c| c.parse::<ChannelHint>().ok()) else { return Vec::new() };
+/// Serve on the ticket's message channel too, if it names one: the relay path (unless WebRTC is
+/// pinned) and WebRTC signalling (declining offers when the relay is pinned).
+async fn serve_channel(node: &Node, ticket: &Ticket, outgoing: &Arc<Outgoing>, prefer: Prefer) -> ChannelTasks {
+    let Some(hint) = ticket.channel.as_deref().and_then(|c| c.parse::<ChannelHint>().ok()) else {
+        return ChannelTasks::default();
+    };
     match Channel::open(&hint).await {
         Ok(channel) => {
             let serve = Arc::new(ServeOutgoing(Arc::clone(outgoing)));
             let (key, id) = (&ticket.session_key, &ticket.transfer_id);
+            let mut outcome = outgoing.outcome();
+            let confirmed = async move {
+                let _ = outcome.wait_for(|o| matches!(o, Some(SendOutcome::Completed { .. }))).await;
+            };
             let webrtc = transport::webrtc::serve(
                 channel.clone(),
                 hint,
@@ -332,18 +355,16 @@ async fn serve_channel(node: &Node, ticket: &Ticket, outgoing: &Arc<Outgoing>, p
                 signalling(key, id),
                 node.config.ice.clone(),
                 prefer != Prefer::Relay,
+                confirmed,
             );
-            let mut tasks = vec![AbortOnDrop(tokio::spawn(webrtc))];
-            if prefer != Prefer::Webrtc {
-                let relay = transport::channel::serve(channel, serve, mailboxes(key, id));
-                tasks.push(AbortOnDrop(tokio::spawn(relay)));
-            }
-            tasks
+            let relay = (prefer != Prefer::Webrtc)
+                .then(|| AbortOnDrop(tokio::spawn(transport::channel::serve(channel, serve, mailboxes(key, id)))));
+            ChannelTasks { webrtc: Some(AbortOnDrop(tokio::spawn(webrtc))), _relay: relay }
         }
         Err(e) => {
             // The receiver may still come over HTTP, or the channel may come back later.
             tracing::warn!(transfer = %ticket.transfer_id, "cannot serve on {hint}: {e}");
-            Vec::new()
+            ChannelTasks::default()
         }
     }
 }

@@ -7,7 +7,10 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use webrtc::{
     data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit},
     peer_connection::{RTCPeerConnectionState, RTCSessionDescription},
@@ -38,6 +41,8 @@ pub struct WebrtcLink {
     hint: String,
     route: Option<Route>,
     reader: JoinHandle<()>,
+    /// Set by the reader when the sender closes the data channel.
+    closed: watch::Receiver<bool>,
     // Last: dropping it closes the connection after the reader has stopped.
     _peer: Peer,
 }
@@ -70,11 +75,13 @@ impl Link for WebrtcLink {
     fn send_last(&mut self, control: Bytes) -> BoxFuture<'_, Result<(), TransferError>> {
         Box::pin(async move {
             self.channel.send(BytesMut::from(&control[..])).await.map_err(|e| webrtc_error("data channel", e))?;
-            // Acknowledged by the peer's SCTP once nothing is outstanding; the caller bounds the wait.
-            while self.channel.outstanding_bytes().await.map_err(|e| webrtc_error("data channel", e))? > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
+            // The sender closes the channel once it has taken the confirmation (see `serve`); its
+            // SCTP acknowledgement would come too late, after it exited. The caller bounds the wait.
+            let mut closed = self.closed.clone();
+            match closed.wait_for(|closed| *closed).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(webrtc_error("connection", "lost before the sender closed the channel")),
             }
-            Ok(())
         })
     }
 }
@@ -194,17 +201,20 @@ async fn attempt(
         ));
     }
     let (incoming_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
-    let reader = tokio::spawn(read(Arc::clone(&data), peer.state.clone(), reassembly, incoming_tx, route));
-    let link = WebrtcLink { channel: data, hint: hint.to_owned(), route, reader, _peer: peer };
+    let (closed_tx, closed) = watch::channel(false);
+    let reader = tokio::spawn(read(Arc::clone(&data), peer.state.clone(), reassembly, incoming_tx, closed_tx, route));
+    let link = WebrtcLink { channel: data, hint: hint.to_owned(), route, reader, closed, _peer: peer };
     Ok(Connected { link: Box::new(link), incoming, manifest })
 }
 
-/// Whole frames from the data channel into `incoming`, until the channel or the connection ends.
+/// Whole frames from the data channel into `incoming`, until the channel or the connection ends;
+/// `closed` is set when the sender closes the channel.
 async fn read(
     data: Arc<dyn DataChannel>,
-    state: tokio::sync::watch::Receiver<RTCPeerConnectionState>,
+    state: watch::Receiver<RTCPeerConnectionState>,
     mut reassembly: Reassembly,
     incoming: mpsc::Sender<Incoming>,
+    closed: watch::Sender<bool>,
     route: Option<Route>,
 ) {
     let failed = super::peer::failed(state);
@@ -234,7 +244,11 @@ async fn read(
                         break TransferError::Protocol(format!("bad frame header on the data channel: {e}"));
                     }
                 },
-                Some(DataChannelEvent::OnClose) | None => break webrtc_error("data channel", "closed"),
+                Some(DataChannelEvent::OnClose) => {
+                    closed.send_replace(true);
+                    break webrtc_error("data channel", "closed by the sender");
+                }
+                None => break webrtc_error("data channel", "closed"),
                 _ => {}
             },
             failed = &mut failed => break failed,

@@ -5,10 +5,17 @@
 //! replaces the connection of the previous one. An offer that fails authentication is answered
 //! with a sealed `tampered`, so the receiver fails at once with `integrity_mismatch` instead of
 //! waiting out its budget.
+//!
+//! Once the receiver's confirmation has been taken, the answerer closes its data channel before
+//! the sender stops: that close is how the receiver learns its confirmation arrived. SCTP alone
+//! cannot tell it: a lone message is acknowledged only after the 200 ms delayed-ack timer, by
+//! which time a sender that is done has exited, and webrtc-rs puts nothing on the wire when a
+//! peer connection closes.
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use bytes::BytesMut;
+use tokio::sync::watch;
 use webrtc::{
     data_channel::{DataChannel, DataChannelEvent},
     peer_connection::RTCSessionDescription,
@@ -31,6 +38,9 @@ use crate::{
 const OPEN_BUDGET: Duration = Duration::from_secs(15);
 /// Attempt ids remembered, so a replayed offer is not answered twice.
 const SEEN: usize = 64;
+/// How long closing the data channel after the confirmation may take: a local step (the close
+/// goes out in the connection's next write pass), bounded in case the connection is wedged.
+pub const GOODBYE_BUDGET: Duration = Duration::from_secs(1);
 
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -41,8 +51,10 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Answer WebRTC offers for `serve` on `channel` until the returned future is dropped. With
-/// `accept` false (the sender pinned another path) every offer gets a sealed `declined`.
+/// Answer WebRTC offers for `serve` on `channel` until `confirmed` resolves (the receiver's
+/// confirmation was taken, on any path) or the returned future is dropped; on `confirmed` the
+/// data channel in use is closed first. With `accept` false (the sender pinned another path)
+/// every offer gets a sealed `declined`.
 pub async fn serve(
     channel: Channel,
     hint: ChannelHint,
@@ -50,6 +62,7 @@ pub async fn serve(
     signalling: Signalling,
     ice: IceConfig,
     accept: bool,
+    confirmed: impl Future<Output = ()>,
 ) {
     let id = serve.transfer_id();
     let ice = ice.with_default_stun(IceServer::of_channel(&hint));
@@ -57,7 +70,22 @@ pub async fn serve(
     let mut offers = channel.subscribe(signalling.offers).await;
     let mut seen = VecDeque::new();
     let mut current: Option<AbortOnDrop> = None;
-    while let Some(message) = offers.recv().await {
+    let (goodbye, goodbye_rx) = watch::channel(false);
+    tokio::pin!(confirmed);
+    loop {
+        let message = tokio::select! {
+            message = offers.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            () = &mut confirmed => {
+                goodbye.send_replace(true);
+                if let Some(AbortOnDrop(task)) = &mut current {
+                    let _ = tokio::time::timeout(GOODBYE_BUDGET, task).await;
+                }
+                break;
+            }
+        };
         let reply = |attempt: String, body: Body| {
             let sealed = signalling.seal(Direction::ToReceiver, &Signal { attempt, body });
             let (channel, answers) = (channel.clone(), signalling.answers);
@@ -88,10 +116,10 @@ pub async fn serve(
             continue;
         }
         drop(current.take()); // the previous connection closes with its task
-        let (channel, signalling, serve, ice) =
-            (channel.clone(), Arc::clone(&signalling), Arc::clone(&serve), ice.clone());
+        let (channel, signalling, serve, ice, goodbye) =
+            (channel.clone(), Arc::clone(&signalling), Arc::clone(&serve), ice.clone(), goodbye_rx.clone());
         current = Some(AbortOnDrop(tokio::spawn(async move {
-            if let Err(e) = answer(channel, &signalling, serve, &ice, signal.attempt, sdp).await {
+            if let Err(e) = answer(channel, &signalling, serve, &ice, signal.attempt, sdp, goodbye).await {
                 tracing::debug!(transfer = %id, code = e.code(), "webrtc answer ended: {e}");
             }
         })));
@@ -106,6 +134,7 @@ async fn answer(
     ice: &IceConfig,
     attempt: String,
     offer: String,
+    mut goodbye: watch::Receiver<bool>,
 ) -> Result<(), TransferError> {
     let mut peer = Peer::new(ice).await?;
     let offer = RTCSessionDescription::offer(offer).map_err(|e| TransferError::Protocol(format!("offer: {e}")))?;
@@ -140,10 +169,26 @@ async fn answer(
             _ => std::future::pending().await,
         }
     };
+    let goodbye = async move {
+        let _ = goodbye.wait_for(|bye| *bye).await;
+    };
     tokio::select! {
-        () = bridge(data, session, max) => Ok(()),
+        () = bridge(Arc::clone(&data), session, max) => Ok(()),
         failed = peer.failed() => Err(failed),
         () = flush => Err(webrtc_error("data channel", "closed")),
+        () = goodbye => close(&data).await,
+    }
+}
+
+/// Close `data` and wait until the close has gone out: webrtc-rs reports the channel closed in
+/// the same pass of its driver that wrote the stream reset, after writing it.
+async fn close(data: &Arc<dyn DataChannel>) -> Result<(), TransferError> {
+    data.close().await.map_err(|e| webrtc_error("data channel", e))?;
+    loop {
+        match data.poll().await {
+            Some(DataChannelEvent::OnClose) | None => return Ok(()),
+            _ => {}
+        }
     }
 }
 
