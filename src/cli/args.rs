@@ -197,6 +197,15 @@ fn ice_config(given: &[String], policy: IcePolicy, home: &Home) -> Result<IceCon
     Ok(IceConfig { servers, relay_only: policy == IcePolicy::Relay, refuse_turn: false })
 }
 
+/// `--json`, on every command that reports: the same events as JSON Lines instead of a bar and
+/// sentences.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JsonArg {
+    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
+    #[arg(long = "json")]
+    pub on: bool,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct WaitArg {
     /// Seconds to wait for a silent sender before giving up (the transfer stays resumable).

@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use agentferry::{
     Event, Node, ReceiveOptions, SendOptions, Ticket, Transfer, TransferError, id::TransferId, journal::Role,
 };
-use args::{BindArg, HomeArg, NameArg, NodeArgs, PreferArg, RelayArg, WaitArg};
+use args::{BindArg, HomeArg, JsonArg, NameArg, NodeArgs, PreferArg, RelayArg, WaitArg};
 use output::Reporter;
 
 /// Move files between machines: direct, encrypted, resumable.
@@ -85,10 +85,8 @@ struct SendArgs {
     relay: RelayArg,
     #[command(flatten)]
     prefer: PreferArg,
-    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
-    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -112,9 +110,8 @@ struct ReceiveArgs {
     prefer: PreferArg,
     #[command(flatten)]
     wait: WaitArg,
-    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,9 +120,8 @@ struct StatusArgs {
     id: Option<String>,
     #[command(flatten)]
     home: HomeArg,
-    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,9 +139,8 @@ struct ResumeArgs {
     prefer: PreferArg,
     #[command(flatten)]
     wait: WaitArg,
-    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -172,15 +167,15 @@ pub fn main() -> ExitCode {
     init_logs();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let json = match &cli.command {
-        Command::Send(a) => a.json,
-        Command::Receive(a) => a.json,
-        Command::Status(a) => a.json,
-        Command::Resume(a) => a.json,
-        Command::Listen(a) => a.json,
-        Command::Export(a) => a.json,
+        Command::Send(a) => a.json.on,
+        Command::Receive(a) => a.json.on,
+        Command::Status(a) => a.json.on,
+        Command::Resume(a) => a.json.on,
+        Command::Listen(a) => a.json.on,
+        Command::Export(a) => a.json.on,
         Command::Peers(a) => a.command.json(),
         Command::Grants(a) => a.command.json(),
-        Command::Relay(a) => a.json,
+        Command::Relay(a) => a.json.on,
         Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) => false,
     };
     let mut reporter = Reporter::new(json);
@@ -317,7 +312,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Status(args) => {
             let id = args.id.as_deref().map(|id| node.resolve_id(id)).transpose()?;
             let statuses = node.status(id)?;
-            if !args.json {
+            if !args.json.on {
                 output::status_header(statuses.is_empty());
             }
             for status in statuses {

@@ -10,7 +10,10 @@ use agentferry::{
 };
 use rmcp::ServiceExt;
 
-use super::{args::AllNodeArgs, output::Reporter};
+use super::{
+    args::{AllNodeArgs, JsonArg},
+    output::Reporter,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
@@ -57,9 +60,8 @@ pub struct ListenArgs {
     download_dir: Option<PathBuf>,
     #[command(flatten)]
     pub node: AllNodeArgs,
-    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 #[derive(Debug, clap::Args)]
@@ -67,9 +69,8 @@ pub struct RelayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:47020")]
     listen: std::net::SocketAddr,
-    /// Print JSON Lines events on stdout, one object a line (schemas/events.schema.json).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
 }
 
 /// Run a relay until Ctrl-C, then close every connection gracefully.

@@ -11,7 +11,7 @@ use clap::Subcommand;
 use data_encoding::HEXLOWER;
 
 use super::{
-    args::{HomeArg, InboxArg, RelayArg},
+    args::{HomeArg, InboxArg, JsonArg, RelayArg},
     output::Reporter,
     parse_duration,
 };
@@ -24,9 +24,8 @@ pub struct ExportArgs {
     /// How long the grant is valid: e.g. 12h, 7d.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]
     ttl: Duration,
-    /// Print JSON Lines events on stdout, one object a line.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub json: JsonArg,
     #[command(flatten)]
     pub home: HomeArg,
     #[command(flatten)]
@@ -55,9 +54,8 @@ pub struct GrantsArgs {
 pub enum PeersCommand {
     /// List the peers this node can push to.
     List {
-        /// Print JSON Lines events on stdout, one object a line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Trust a peer from the grant URI it exported.
     Add {
@@ -71,17 +69,15 @@ pub enum PeersCommand {
         /// Trust it for at most this long (never longer than its grant).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
-        /// Print JSON Lines events on stdout, one object a line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Forget a peer.
     Remove {
         /// The peer's name (see `peers list`).
         name: String,
-        /// Print JSON Lines events on stdout, one object a line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Trust a peer for longer (its own node still refuses an expired grant).
     Extend {
@@ -90,17 +86,16 @@ pub enum PeersCommand {
         /// The new trust period from now: e.g. 12h, 7d.
         #[arg(long, value_parser = parse_duration)]
         ttl: Duration,
-        /// Print JSON Lines events on stdout, one object a line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
 impl PeersCommand {
     pub fn json(&self) -> bool {
         match self {
-            PeersCommand::List { json } | PeersCommand::Remove { json, .. } => *json,
-            PeersCommand::Add { json, .. } | PeersCommand::Extend { json, .. } => *json,
+            PeersCommand::List { json } | PeersCommand::Remove { json, .. } => json.on,
+            PeersCommand::Add { json, .. } | PeersCommand::Extend { json, .. } => json.on,
         }
     }
 }
@@ -109,24 +104,22 @@ impl PeersCommand {
 pub enum GrantsCommand {
     /// List the grants this node exported.
     List {
-        /// Print JSON Lines events on stdout, one object a line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
     /// Revoke a grant: pushes under it are no longer auto-accepted.
     Revoke {
         /// The grant id (see `grants list`).
         id: String,
-        /// Print JSON Lines events on stdout, one object a line.
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        json: JsonArg,
     },
 }
 
 impl GrantsCommand {
     pub fn json(&self) -> bool {
         match self {
-            GrantsCommand::List { json } | GrantsCommand::Revoke { json, .. } => *json,
+            GrantsCommand::List { json } | GrantsCommand::Revoke { json, .. } => json.on,
         }
     }
 }
