@@ -127,11 +127,7 @@ pub fn decode(bytes: &[u8], stream_size: u64) -> Result<Listing, TransferError> 
     if !raw_entries.rest.is_empty() {
         return Err(refused("bytes are left over after the last entry"));
     }
-    if total != stream_size {
-        return Err(refused(format!(
-            "the listing and its files add up to {total} bytes; the stream has {stream_size}"
-        )));
-    }
+    check_total(total, stream_size)?;
     Ok(Listing { root_mode, entries, len })
 }
 
@@ -149,12 +145,18 @@ pub fn file_sizes(bytes: &[u8], stream_size: u64) -> Result<Vec<u64>, TransferEr
             sizes.push(entry.size);
         }
     }
+    check_total(total, stream_size)?;
+    Ok(sizes)
+}
+
+/// The listing and its files must fill the stream exactly.
+fn check_total(total: u64, stream_size: u64) -> Result<(), TransferError> {
     if total != stream_size {
         return Err(refused(format!(
             "the listing and its files add up to {total} bytes; the stream has {stream_size}"
         )));
     }
-    Ok(sizes)
+    Ok(())
 }
 
 /// The listing's length and its entries, once all its bytes are in `bytes`.
