@@ -137,3 +137,5 @@ pub mod relay;
 pub mod schemas;
 #[doc(hidden)]
 pub mod store;
+#[doc(hidden)]
+pub mod task;

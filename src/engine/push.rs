@@ -11,13 +11,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{Node, SendOptions, Transfer, send::AbortOnDrop};
+use super::{Node, SendOptions, Transfer};
 use crate::{
     error::{Result, TransferError},
     journal::{ErrorInfo, Role, State, unix_now},
     offer::{MAX_SKEW_SECS, Offer},
     peers::Peer,
     relay::{Channel, Mailbox, Posted},
+    task::AbortOnDrop,
     ticket::Ticket,
     transport::{Prefer, http as http_path},
 };

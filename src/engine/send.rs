@@ -22,6 +22,7 @@ use crate::{
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
     relay::{Channel, ChannelHint},
+    task::AbortOnDrop,
     ticket::Ticket,
     transport::{self, Prefer, http::HttpServer},
 };
@@ -375,15 +376,6 @@ struct Unregister(Arc<HttpServer>, TransferId);
 impl Drop for Unregister {
     fn drop(&mut self) {
         self.0.unregister(&self.1);
-    }
-}
-
-/// Aborts a background task when dropped.
-pub(super) struct AbortOnDrop<T = ()>(pub(super) tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

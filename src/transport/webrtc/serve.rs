@@ -31,6 +31,7 @@ use super::{
 use crate::{
     error::TransferError,
     relay::{Channel, ChannelHint},
+    task::AbortOnDrop,
     transport::{PathKind, Serve, Session},
 };
 
@@ -41,15 +42,6 @@ const SEEN: usize = 64;
 /// How long closing the data channel after the confirmation may take: a local step (the close
 /// goes out in the connection's next write pass), bounded in case the connection is wedged.
 pub const GOODBYE_BUDGET: Duration = Duration::from_secs(1);
-
-/// Aborts a task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// Answer WebRTC offers for `serve` on `channel` until `confirmed` resolves (the receiver's
 /// confirmation was taken, on any path) or the returned future is dropped; on `confirmed` the
