@@ -196,6 +196,8 @@ def main():
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--routes", default="local,holepunch,turn")
     ap.add_argument("--bin", default=None)
+    ap.add_argument("--tools", default="webrtc,relay,http,ndc",
+                    help="which to run (http only runs on the local route)")
     args = ap.parse_args()
     bin_path = args.bin or binary()
     work = tempfile.mkdtemp(prefix="afbench-", dir="/tmp")
@@ -215,14 +217,14 @@ def main():
         for name in args.routes.split(","):
             route = Route(name)
             try:
-                tools = ["webrtc", "relay"] + (["http"] if name == "local" else [])
+                tools = [t for t in args.tools.split(",") if t != "ndc" and (t != "http" or name == "local")]
                 for prefer in tools:
                     r = ferry(route, bin_path, path, expected, work, prefer)
                     if r:
                         wall, setup, s_rss, r_rss, via = r
                         print(f"{name:<10} {'agentferry ' + prefer:<18} {size / wall / 1e6:7.1f} {wall:7.1f} "
                               f"{setup:9} {s_rss:8.1f}M {r_rss:8.1f}M  {via}", flush=True)
-                r = ndc(route, size, work)
+                r = ndc(route, size, work) if "ndc" in args.tools.split(",") else None
                 if r:
                     wall, setup, pair = r
                     print(f"{name:<10} {'ndc <-> ndc':<18} {size / wall / 1e6:7.1f} {wall:7.1f} {setup:9} "
