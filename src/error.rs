@@ -129,6 +129,10 @@ pub enum TransferError {
     /// The message channel (a NATS server) refused this node's credentials.
     #[error("the channel refused the credentials: {0}")]
     ChannelAuth(String),
+    /// The TLS handshake with the message channel (a NATS server) failed: its certificate is
+    /// not trusted here, or it wants a client certificate this node did not offer.
+    #[error("the channel's TLS handshake failed: {0}")]
+    ChannelTls(String),
     /// The peer reads no mailbox on a channel that keeps nothing for absent readers (NATS).
     #[error("the peer is offline: {0}")]
     PeerOffline(String),
@@ -180,6 +184,7 @@ impl TransferError {
             Home(_) => "home_unusable",
             ListingRefused(_) => "listing_refused",
             ChannelAuth(_) => "channel_auth_failed",
+            ChannelTls(_) => "channel_tls_failed",
             PeerOffline(_) => "peer_offline",
             Cancelled => "cancelled",
         }
@@ -254,6 +259,9 @@ impl TransferError {
             ChannelAuth(_) => {
                 "check AGENTFERRY_NATS_USER/AGENTFERRY_NATS_PASSWORD, AGENTFERRY_NATS_TOKEN, AGENTFERRY_NATS_CREDS or AGENTFERRY_NATS_NKEY, and that the account may use agentferry.>"
             }
+            ChannelTls(_) => {
+                "set AGENTFERRY_NATS_CA to the PEM file of the CA that signed the server's certificate, and AGENTFERRY_NATS_CERT and AGENTFERRY_NATS_KEY if the server asks for a client certificate"
+            }
             PeerOffline(_) => {
                 "push again once the peer runs `agentferry listen` (or its MCP server), or hand over the ticket"
             }
@@ -272,7 +280,7 @@ impl TransferError {
             | TicketUnsupportedVersion(_)
             | TicketExpired { .. } => 3,
             PeerUnreachable(_) | NotServing(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_)
-            | ChannelAuth(_) | PeerOffline(_) => 4,
+            | ChannelAuth(_) | ChannelTls(_) | PeerOffline(_) => 4,
             PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
             PathNotAllowed(_) => 6,
             IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
@@ -335,6 +343,7 @@ impl TransferError {
             Home(m) => Home(m.clone()),
             ListingRefused(m) => ListingRefused(m.clone()),
             ChannelAuth(m) => ChannelAuth(m.clone()),
+            ChannelTls(m) => ChannelTls(m.clone()),
             PeerOffline(m) => PeerOffline(m.clone()),
             Cancelled => Cancelled,
         }

@@ -95,7 +95,8 @@ fn a_transfer_goes_through_nats_when_the_direct_path_is_unreachable() {
     let nats = NatsServer::start(&[]);
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "via-nats.bin", 5 * 1024 * 1024 + 7, 31);
-    let (sender, ticket) = send_blocked(&a, &nats.url(), &src, &[]);
+    // Pinned to the chunk relay: WebRTC, signalled through NATS too, would otherwise open first.
+    let (sender, ticket) = send_blocked(&a, &nats.url(), &src, &[("AGENTFERRY_PREFER", "relay")]);
     assert_eq!(ticket.channel.as_deref(), Some(nats.url().as_str()), "the ticket carries the NATS hint");
     let (code, events) = receive(&b, &ticket, &nats.url(), &[]);
     assert_eq!(code, 0, "{events:?}");
@@ -105,9 +106,8 @@ fn a_transfer_goes_through_nats_when_the_direct_path_is_unreachable() {
         attempts.iter().any(|a| a["path"] == "relay" && a["addr"] == nats.url() && a["ok"] == true),
         "{attempts:?}"
     );
-    // The chunk relay over NATS carries it, unless WebRTC, signalled through NATS too, opens
-    // first and takes over.
-    assert!(matches!(events.last().unwrap()["path"].as_str(), Some("relay" | "webrtc")), "{events:?}");
+    let completed = events.last().unwrap();
+    assert_eq!((completed["event"].as_str(), completed["path"].as_str()), (Some("completed"), Some("relay")));
     assert_same_file(&src, &b.out().join("via-nats.bin"));
     let (code, last) = sender.finish();
     assert_eq!((code, last["event"].as_str()), (0, Some("completed")));
@@ -152,7 +152,10 @@ fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
     let creds = [("AGENTFERRY_NATS_USER", "ferry"), ("AGENTFERRY_NATS_PASSWORD", "right-password")];
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "secret-plans-name.bin", 2 * 1024 * 1024, 32);
-    let (sender, ticket) = send_blocked(&a, &channel, &src, &creds);
+    // Pinned to the chunk relay, so that the file itself crosses NATS (and WebRTC's sealed
+    // signalling too: the sender declines it there).
+    let pinned = [creds[0], creds[1], ("AGENTFERRY_PREFER", "relay")];
+    let (sender, ticket) = send_blocked(&a, &channel, &src, &pinned);
 
     // Wrong credentials: a clear code on the relay attempt, nothing received.
     let wrong =
@@ -199,6 +202,84 @@ fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
     ] {
         assert!(!contains(&seen, &needle), "NATS saw the {what}");
     }
+}
+
+/// Run openssl in `dir`; panics with its output when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl is installed (.ci/run)");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA, and certificates it signed for the server (127.0.0.1) and a client, in `dir`:
+/// `ca.pem`, `server.pem` + `server.key`, `client.pem` + `client.key`.
+fn tls_files(dir: &std::path::Path) {
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    openssl(dir, &[&["req", "-x509", "-days", "1", "-subj", "/CN=agentferry test CA", "-keyout", "ca.key", "-out", "ca.pem"][..], &ec].concat());
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        let (key, csr, pem, ext) =
+            (format!("{who}.key"), format!("{who}.csr"), format!("{who}.pem"), format!("{who}.ext"));
+        openssl(dir, &[&["req", "-subj", &format!("/CN={who}"), "-keyout", &key, "-out", &csr][..], &ec].concat());
+        openssl(
+            dir,
+            &[
+                "x509", "-req", "-days", "1", "-in", &csr, "-CA", "ca.pem", "-CAkey", "ca.key", "-out", &pem,
+                "-extfile", &ext,
+            ],
+        );
+    }
+}
+
+#[test]
+fn tls_servers_are_trusted_through_the_teams_ca_and_get_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    tls_files(dir.path());
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let nats = NatsServer::start(&[
+        "--tls",
+        "--tlscert",
+        &file("server.pem"),
+        "--tlskey",
+        &file("server.key"),
+        "--tlsverify",
+        "--tlscacert",
+        &file("ca.pem"),
+    ]);
+    let channel = format!("tls://127.0.0.1:{}", nats.port);
+    let (ca, cert, key) = (file("ca.pem"), file("client.pem"), file("client.key"));
+    let trusted = [
+        ("AGENTFERRY_NATS_CA", ca.as_str()),
+        ("AGENTFERRY_NATS_CERT", cert.as_str()),
+        ("AGENTFERRY_NATS_KEY", key.as_str()),
+    ];
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "over-tls.bin", 3 * 1024 * 1024 + 5, 33);
+    let (sender, ticket) = send_blocked(&a, &channel, &src, &trusted);
+    assert_eq!(ticket.channel.as_deref(), Some(channel.as_str()));
+
+    let refused = |env: &[(&str, &str)], code: &str| {
+        let env = [env, &[("AGENTFERRY_PEER_TIMEOUT", "2")]].concat();
+        let (exit, events) = receive(&b, &ticket, &channel, &env);
+        assert_eq!(exit, 4, "{events:?}");
+        let relay = events.iter().find(|e| e["event"] == "attempt" && e["path"] == "relay").expect("relay tried");
+        assert_eq!(relay["error_code"], code, "{events:?}");
+        assert!(!b.out().join("over-tls.bin").exists());
+    };
+    // The server's certificate is signed by a CA this node was not told to trust.
+    refused(&trusted[1..], "channel_tls_failed");
+    // The server asks for a client certificate and gets none.
+    refused(&trusted[..1], "channel_tls_failed");
+
+    // Trusted both ways: the channel carries the transfer (the chunk relay, or WebRTC signalled
+    // through it).
+    let (code, events) = receive(&b, &ticket, &channel, &trusted);
+    assert_eq!(code, 0, "{events:?}");
+    let through_nats =
+        |e: &&serde_json::Value| e["event"] == "attempt" && e["addr"] == channel.as_str() && e["ok"] == true;
+    assert!(events.iter().any(|e| through_nats(&e)), "{events:?}");
+    assert_same_file(&src, &b.out().join("over-tls.bin"));
+    assert_eq!(sender.finish().0, 0);
 }
 
 #[test]

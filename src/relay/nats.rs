@@ -20,6 +20,11 @@
 //! into a ticket or grant: [`NatsHint`]'s `Display` leaves them out) or from the environment:
 //! `AGENTFERRY_NATS_TOKEN`, `AGENTFERRY_NATS_USER` + `AGENTFERRY_NATS_PASSWORD`,
 //! `AGENTFERRY_NATS_CREDS` (a creds file) or `AGENTFERRY_NATS_NKEY` (an NKey seed file).
+//!
+//! With `tls://` the server's certificate is checked against the system's roots and the PEM file
+//! named by `AGENTFERRY_NATS_CA` (a team's own CA), on every NATS connection. A client
+//! certificate (`AGENTFERRY_NATS_CERT` and `AGENTFERRY_NATS_KEY`, PEM) goes, like the
+//! credentials, only to this node's configured servers.
 
 use std::{
     collections::HashMap,
@@ -193,6 +198,9 @@ impl NatsChannel {
             .require_tls(hint.tls)
             .max_reconnects(None)
             .name("agentferry");
+        if let Some(ca) = env("AGENTFERRY_NATS_CA") {
+            options = options.add_root_certificates(PathBuf::from(readable(&ca)?));
+        }
         let Some(credentials) = hint.credentials() else {
             tracing::info!(nats = %label, "not this node's configured NATS servers: connecting without credentials");
             return Self::finish(hint, options).await;
@@ -216,6 +224,17 @@ impl NatsChannel {
             let seed = std::fs::read_to_string(&path).map_err(|e| TransferError::io(std::path::Path::new(&path), e))?;
             options = options.nkey(seed.trim().to_owned());
         }
+        match (env("AGENTFERRY_NATS_CERT"), env("AGENTFERRY_NATS_KEY")) {
+            (Some(cert), Some(key)) => {
+                options = options.add_client_certificate(readable(&cert)?.into(), readable(&key)?.into());
+            }
+            (None, None) => {}
+            _ => {
+                return Err(TransferError::InvalidArgument(
+                    "AGENTFERRY_NATS_CERT and AGENTFERRY_NATS_KEY go together: set both or neither".into(),
+                ));
+            }
+        }
         Self::finish(hint, options).await
     }
 
@@ -231,7 +250,7 @@ impl NatsChannel {
         let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(addrs))
             .await
             .map_err(|_| TransferError::PeerUnreachable(format!("NATS {label}: no answer")))?
-            .map_err(|e| connect_error(&label, e))?;
+            .map_err(|e| connect_error(&label, hint.tls, e))?;
         Ok(Arc::new(NatsChannel { client, label, subscriptions: Mutex::default(), offers: Default::default() }))
     }
 
@@ -351,13 +370,28 @@ impl NatsChannel {
     }
 }
 
-fn connect_error(label: &str, e: async_nats::ConnectError) -> TransferError {
+/// `path`, once it is known to be a readable file: the client reads it only while connecting,
+/// where a missing file would surface as a TLS failure naming no file.
+fn readable(path: &str) -> Result<&str, TransferError> {
+    std::fs::File::open(path).map_err(|e| TransferError::io(std::path::Path::new(path), e))?;
+    Ok(path)
+}
+
+fn io_kind(e: &async_nats::ConnectError) -> Option<std::io::ErrorKind> {
+    std::error::Error::source(e)?.downcast_ref::<std::io::Error>().map(std::io::Error::kind)
+}
+
+fn connect_error(label: &str, tls: bool, e: async_nats::ConnectError) -> TransferError {
     use async_nats::ConnectErrorKind as Kind;
     match e.kind() {
         Kind::AuthorizationViolation | Kind::Authentication => {
             TransferError::ChannelAuth(format!("NATS {label} refused this node's credentials"))
         }
-        Kind::Tls => TransferError::PeerUnreachable(format!("NATS {label}: TLS failed: {e}")),
+        Kind::Tls => TransferError::ChannelTls(format!("NATS {label}: {e}")),
+        // rustls reports a certificate it refuses as invalid data on the stream.
+        Kind::Io if tls && io_kind(&e) == Some(std::io::ErrorKind::InvalidData) => {
+            TransferError::ChannelTls(format!("NATS {label}: {e}"))
+        }
         _ => TransferError::PeerUnreachable(format!("NATS {label}: {e}")),
     }
 }
