@@ -11,11 +11,12 @@ use bytes::{Bytes, BytesMut};
 
 use crate::frame::{self, FrameError, HEADER_LEN, MAX_META_LEN, TAG_LEN};
 
-/// The messages carrying `frame`, at most `max` bytes each (slices of it, no copy).
-pub fn pieces(frame: Bytes, max: usize) -> impl Iterator<Item = Bytes> {
+/// The messages carrying `frame`, at most `max` bytes each: split off the frame's own buffer
+/// when nothing else holds it (the usual case, no copy), else copied once.
+pub fn pieces(frame: Bytes, max: usize) -> impl Iterator<Item = BytesMut> {
     let max = max.max(1);
-    let count = frame.len().div_ceil(max);
-    (0..count).map(move |i| frame.slice(i * max..((i + 1) * max).min(frame.len())))
+    let mut rest = frame.try_into_mut().unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    std::iter::from_fn(move || (!rest.is_empty()).then(|| rest.split_to(max.min(rest.len()))))
 }
 
 /// Whole frames out of a stream of messages.
@@ -79,11 +80,11 @@ mod tests {
             let mut r = Reassembly::new(262_144);
             let mut out = Vec::new();
             for f in &frames {
-                let parts: Vec<Bytes> = pieces(f.clone(), max).collect();
+                let parts: Vec<BytesMut> = pieces(f.clone(), max).collect();
                 assert!(parts.iter().all(|p| p.len() <= max && !p.is_empty()));
                 assert_eq!(parts.len(), f.len().div_ceil(max));
                 for p in parts {
-                    out.extend(r.push(BytesMut::from(&p[..])).unwrap());
+                    out.extend(r.push(p).unwrap());
                 }
             }
             assert_eq!(out.len(), frames.len(), "max {max}");

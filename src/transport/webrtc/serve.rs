@@ -14,7 +14,6 @@
 
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use bytes::BytesMut;
 use tokio::sync::watch;
 use webrtc::{
     data_channel::{DataChannel, DataChannelEvent},
@@ -204,7 +203,7 @@ async fn bridge(data: Arc<dyn DataChannel>, session: Session, max: usize) {
         while let Some(frame) = frames.recv().await {
             for piece in pieces(frame, max) {
                 // Waits while the send buffer is full: the bound on what this side holds.
-                if data.send(BytesMut::from(&piece[..])).await.is_err() {
+                if data.send(piece).await.is_err() {
                     return;
                 }
             }
