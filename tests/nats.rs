@@ -270,6 +270,13 @@ fn tls_servers_are_trusted_through_the_teams_ca_and_get_a_client_certificate() {
     refused(&trusted[1..], "channel_tls_failed");
     // The server asks for a client certificate and gets none.
     refused(&trusted[..1], "channel_tls_failed");
+    // Half a client certificate is a mistake to name, not a certificate to leave out.
+    let (exit, events) = receive(&b, &ticket, &channel, &[trusted[0], trusted[1], ("AGENTFERRY_PEER_TIMEOUT", "2")]);
+    assert_ne!(exit, 0, "{events:?}");
+    assert!(
+        events.iter().any(|e| e["error_code"] == "invalid_argument" || e["code"] == "invalid_argument"),
+        "{events:?}"
+    );
 
     // Trusted both ways: the channel carries the transfer (the chunk relay, or WebRTC signalled
     // through it).
