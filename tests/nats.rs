@@ -157,13 +157,19 @@ fn nats_sees_no_key_ticket_name_or_plaintext_and_wrong_credentials_are_named() {
     let pinned = [creds[0], creds[1], ("AGENTFERRY_PREFER", "relay")];
     let (sender, ticket) = send_blocked(&a, &channel, &src, &pinned);
 
-    // Wrong credentials: a clear code on the relay attempt, nothing received.
+    // Wrong credentials: a clear code on the relay attempt and as the outcome, nothing received,
+    // and no retrying until the peer timeout: the channel will not start accepting them.
     let wrong =
-        [("AGENTFERRY_NATS_USER", "ferry"), ("AGENTFERRY_NATS_PASSWORD", "wrong"), ("AGENTFERRY_PEER_TIMEOUT", "2")];
+        [("AGENTFERRY_NATS_USER", "ferry"), ("AGENTFERRY_NATS_PASSWORD", "wrong"), ("AGENTFERRY_PEER_TIMEOUT", "120")];
+    let started = Instant::now();
     let (code, events) = receive(&b, &ticket, &channel, &wrong);
-    assert_ne!(code, 0, "{events:?}");
+    assert_eq!(code, 4, "{events:?}");
     let relay = events.iter().find(|e| e["event"] == "attempt" && e["path"] == "relay").expect("relay tried");
     assert_eq!(relay["error_code"], "channel_auth_failed", "{events:?}");
+    let attempts = events.iter().filter(|e| e["event"] == "attempt" && e["path"] == "relay").count();
+    assert_eq!(attempts, 1, "a refused channel is not tried again: {events:?}");
+    assert_eq!(events.last().unwrap()["code"], "channel_auth_failed", "{events:?}");
+    assert!(started.elapsed() < Duration::from_secs(60), "gave up long before the 120 s peer timeout");
     assert!(!events.iter().any(|e| e.to_string().contains("wrong")), "the password is not shown: {events:?}");
 
     let (code, events) = receive(&b, &ticket, &channel, &creds);

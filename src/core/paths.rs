@@ -11,8 +11,9 @@
 //!   path for the first chunk still missing;
 //! - **upgrades**: while on a worse path it probes the better ones every `upgrade_interval` and
 //!   moves to one that authenticates (relay → direct), as iroh does;
-//! - **bans** a path whose endpoint fails to authenticate (wrong manifest or token) or that
-//!   delivered a streak of forged frames, for the rest of the run;
+//! - **bans** a path whose endpoint fails to authenticate (wrong manifest or token), that
+//!   delivered a streak of forged frames, or that refuses this node's own settings (a channel's
+//!   credentials or certificates), for the rest of the run;
 //! - gives up when the sender says it completed the transfer, when every candidate is banned,
 //!   or when no path ever connected and every one has said for `not_serving_grace` that nobody
 //!   serves the transfer there (connection refused, no sender on the channel): a ticket whose
@@ -74,6 +75,9 @@ pub enum Failure {
     NotServing,
     /// The endpoint does not hold the session key (wrong manifest, token refused): banned.
     Unauthentic,
+    /// This node's own settings for the path were refused or are unusable (the channel's
+    /// credentials or certificates): banned, since trying again cannot change them.
+    Misconfigured,
     /// The path delivered a streak of frames that failed authentication: banned.
     Tampered { streak: u32 },
     /// The sender says it completed the transfer already: the run ends.
@@ -89,6 +93,7 @@ impl Failure {
             Failure::Unreachable => "peer_unreachable",
             Failure::NotServing => "not_serving",
             Failure::Unauthentic => "unauthorized",
+            Failure::Misconfigured => "misconfigured",
             Failure::Tampered { .. } => "integrity_mismatch",
             Failure::Completed => "already_completed",
             Failure::Stalled => "stalled",
@@ -252,7 +257,9 @@ impl PathSelector {
         let on_worse_path = self.active.is_some_and(|active| active > kind);
         let Some(c) = self.candidate(kind) else { return };
         match why {
-            Failure::Unauthentic | Failure::Tampered { .. } | Failure::Completed => c.banned = Some(why),
+            Failure::Unauthentic | Failure::Misconfigured | Failure::Tampered { .. } | Failure::Completed => {
+                c.banned = Some(why)
+            }
             Failure::Unreachable | Failure::NotServing | Failure::Stalled => {
                 c.failures += 1;
                 let backoff = min.saturating_mul(1 << (c.failures - 1).min(16)).min(max);

@@ -202,12 +202,25 @@ fn failure(e: &TransferError) -> Failure {
         TransferError::SenderCompleted(_) => Failure::Completed,
         // The sender declined this path (it pinned another): no use trying it again this run.
         TransferError::PathUnavailable(_) => Failure::Unauthentic,
+        // The channel refused this node's credentials or certificates, or they are unusable.
+        TransferError::ChannelAuth(_) | TransferError::ChannelTls(_) | TransferError::InvalidArgument(_) => {
+            Failure::Misconfigured
+        }
         _ => Failure::Unreachable,
+    }
+}
+
+/// Keep `e` as the error to report should the run give up, unless one that names this node's
+/// own settings is kept already: that is what the user has to fix, whatever failed after it.
+fn keep(kept: &mut Option<TransferError>, e: TransferError) {
+    if !kept.as_ref().is_some_and(|k| failure(k) == Failure::Misconfigured) {
+        *kept = Some(e);
     }
 }
 
 fn give_up_error(id: TransferId, why: GiveUp, last: Option<TransferError>) -> TransferError {
     match (why, last) {
+        (GiveUp::NotServing, Some(last)) if failure(&last) == Failure::Misconfigured => last,
         (GiveUp::PeerVanished { .. } | GiveUp::Refused, Some(last)) => last,
         (GiveUp::PeerVanished { idle }, None) => {
             TransferError::PeerUnreachable(format!("no data from the sender for {} s", idle.as_secs()))
@@ -377,7 +390,7 @@ impl Driver {
                         // A lost message on a live path is recovered by the core's request timeout.
                         tracing::debug!(transfer = %id, "{} send failed: {e}", path.kind);
                         paths.handle_lost(now, failure(&e));
-                        last_error = Some(e);
+                        keep(&mut last_error, e);
                     }
                 }
                 if !acted {
@@ -452,7 +465,7 @@ impl Driver {
                         Incoming::Lost(e) => {
                             tracing::debug!(transfer = %id, "{kind} lost: {e}");
                             paths.handle_lost(now, failure(&e));
-                            last_error = Some(e);
+                            keep(&mut last_error, e);
                         }
                     }
                 }
@@ -473,7 +486,7 @@ impl Driver {
                         }
                         Err(e) => {
                             paths.handle_connect_failed(now, kind, failure(&e));
-                            last_error = Some(e);
+                            keep(&mut last_error, e);
                         }
                     }
                 }
