@@ -35,8 +35,9 @@ const RECEIVE_WINDOW: u32 = 4 * 1024 * 1024;
 /// and that timer is this tick: at the default 200 ms (checks) and 2 s (consent, capped at
 /// 200 ms) a connection took 610 ms to carry its first frame on loopback; at 20 ms, 50-70 ms
 /// (10 ms gave 30-40 ms for twice the checks). The price is a consent check (~100 bytes) every
-/// 20 ms each way while the connection lives. Reported upstream; raise it again once a release
-/// flushes after state changes.
+/// 20 ms each way while the connection lives. Written up for webrtc-rs in
+/// `docs/upstream/webrtc-rs-0.21.1-driver-flush.md`; raise it again once a release flushes after
+/// state changes.
 const ICE_TICK: Duration = Duration::from_millis(20);
 /// How long the controlling side (the receiver) waits, from the start of the checks, before
 /// it settles for a working pair through a NAT's mapping or through TURN. A pair of host
@@ -191,8 +192,9 @@ const RELAYED_FLUSH: Duration = Duration::from_millis(2);
 /// other event wakes it. On a host or server-reflexive pair the next datagram does; through TURN
 /// a sender waiting for those SACKs sends nothing, so the transfer stalls until an SCTP
 /// retransmission timer fires (seconds). Any data-channel call that wakes the driver flushes
-/// the queue; setting the low threshold we never use (0, its default) is the cheapest. Reported
-/// upstream with a reproduction; drop this once a release flushes after relayed reads.
+/// the queue; setting the low threshold we never use (0, its default) is the cheapest. Written
+/// up for webrtc-rs in `docs/upstream/webrtc-rs-0.21.1-driver-flush.md`; drop this once a release
+/// flushes after relayed reads.
 pub(super) async fn flush_relayed(data: Arc<dyn DataChannel>) {
     let mut tick = tokio::time::interval(RELAYED_FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
