@@ -72,7 +72,8 @@ pub enum Event {
         route: Option<&'static str>,
     },
     /// The receiver moved onto a path (`state`: `using`) or off it (`left`, with the reason:
-    /// `peer_unreachable`, `stalled`, `unauthorized`, `integrity_mismatch`).
+    /// `peer_unreachable`, `stalled`, `unauthorized`, `integrity_mismatch`, `misconfigured`: the
+    /// channel refused this node's credentials or certificates).
     Path {
         transfer_id: TransferId,
         path: &'static str,
