@@ -17,7 +17,12 @@ use common::*;
 /// A nats-server on 127.0.0.1, killed when dropped.
 struct NatsServer {
     child: Child,
+    /// Client port.
     port: u16,
+    /// Route port, when started with `--cluster`.
+    route: Option<u16>,
+    /// Monitoring port, when started with `-m -1`.
+    http: Option<u16>,
     _dir: tempfile::TempDir,
 }
 
@@ -28,30 +33,38 @@ impl Drop for NatsServer {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// The port at the end of a nats-server log line that starts listening: `... on 127.0.0.1:PORT`.
+fn listening_port(line: &str, what: &str) -> Option<u16> {
+    let rest = &line[line.find(what)? + what.len()..];
+    rest.trim().rsplit(':').next()?.parse().ok()
 }
 
 impl NatsServer {
-    /// Start `nats-server` with `extra` arguments on a free client port; waits until it listens.
+    /// Start `nats-server` with `extra` arguments, every port it opens chosen by the kernel
+    /// (`-1`: no race with other tests for a port picked in advance); waits until it listens.
     fn start(extra: &[&str]) -> NatsServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "--store_dir"])
+            .args(["-a", "127.0.0.1", "-p", "-1", "--store_dir"])
             .arg(dir.path())
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("nats-server is installed (Debian package nats-server, see .ci/run)");
+        let clustered = extra.contains(&"--cluster");
+        let (mut port, mut route, mut http, mut ready) = (None, None, None, false);
         let mut log = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         while log.read_line(&mut line).unwrap() > 0 {
-            if line.contains("Server is ready") {
+            port = port.or(listening_port(&line, "Listening for client connections on"));
+            route = route.or(listening_port(&line, "Listening for route connections on"));
+            http = http.or(listening_port(&line, "Starting http monitor on"));
+            ready |= line.contains("Server is ready");
+            if let (true, Some(port)) = (ready && (route.is_some() || !clustered), port) {
                 // Keep draining its log so that it never blocks on a full pipe.
                 std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
-                return NatsServer { child, port, _dir: dir };
+                return NatsServer { child, port, route, http, _dir: dir };
             }
             line.clear();
         }
@@ -297,21 +310,12 @@ fn tls_servers_are_trusted_through_the_teams_ca_and_get_a_client_certificate() {
 
 #[test]
 fn a_three_node_cluster_carries_a_transfer_while_one_node_is_killed() {
-    let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let route_list = routes.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect::<Vec<_>>().join(",");
-    let nodes: Vec<NatsServer> = routes
-        .iter()
-        .map(|p| {
-            NatsServer::start(&[
-                "--cluster_name",
-                "ferry",
-                "--cluster",
-                &format!("nats://127.0.0.1:{p}"),
-                "--routes",
-                &route_list,
-            ])
-        })
-        .collect();
+    // Node 0 first; the others solicit a route to it, and learn of each other from it.
+    let cluster = ["--cluster_name", "ferry", "--cluster", "nats://127.0.0.1:-1"];
+    let seed = NatsServer::start(&cluster);
+    let route = format!("nats-route://127.0.0.1:{}", seed.route.expect("a route port"));
+    let mut nodes = vec![seed];
+    nodes.extend((1..3).map(|_| NatsServer::start(&[&cluster[..], &["--routes", &route]].concat())));
     // Sender on node 0, receiver on node 1; each is told of its own node and the survivor.
     let sender_url = format!("nats://127.0.0.1:{},127.0.0.1:{}", nodes[0].port, nodes[2].port);
     let receiver_url = format!("nats://127.0.0.1:{},127.0.0.1:{}", nodes[1].port, nodes[2].port);
@@ -326,7 +330,6 @@ fn a_three_node_cluster_carries_a_transfer_while_one_node_is_killed() {
     let mut receiver = Running::new_public(cmd.spawn().unwrap());
     let early =
         receiver.wait_for("progress", |e| e["event"] == "progress" && e["bytes_done"].as_u64().unwrap_or(0) > 0);
-    let mut nodes = nodes;
     drop(nodes.remove(0)); // the sender's node dies mid-transfer (SIGKILL)
     assert!(early["bytes_done"].as_u64() < early["bytes_total"].as_u64().map(|t| t / 2), "not mid-transfer: {early}");
     let (code, last) = receiver.finish();
@@ -444,8 +447,8 @@ fn without_jetstream_an_offer_is_posted_again_until_the_peer_listens_or_it_expir
 
 #[test]
 fn with_jetstream_an_offer_waits_for_a_peer_that_listens_later() {
-    let http = free_port();
-    let nats = NatsServer::start(&["-js", "-m", &http.to_string(), "--user", "team", "--pass", "team-password"]);
+    let nats = NatsServer::start(&["-js", "-m", "-1", "--user", "team", "--pass", "team-password"]);
+    let http = nats.http.expect("a monitoring port");
     let creds = [("AGENTFERRY_NATS_USER", "team"), ("AGENTFERRY_NATS_PASSWORD", "team-password")];
     let (a, b) = trusted_pair(&nats, "team-password");
     let src = random_file(a.dir.path(), "kept.bin", 3 * 1024 * 1024, 35);
@@ -472,8 +475,8 @@ fn with_jetstream_an_offer_waits_for_a_peer_that_listens_later() {
 #[test]
 fn the_offer_store_keeps_offers_only_within_its_per_peer_bound_and_hands_them_over_once() {
     use agentferry::relay::{Channel, Posted, nats_offers::PER_PEER, route};
-    let http = free_port();
-    let nats = NatsServer::start(&["-js", "-m", &http.to_string()]);
+    let nats = NatsServer::start(&["-js", "-m", "-1"]);
+    let http = nats.http.expect("a monitoring port");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let hint = nats.url().parse().unwrap();
