@@ -1,6 +1,6 @@
 //! A private network namespace for one test: its own loopback, traffic shaping and firewall
 //! rules (nftables), torn down when dropped. Needs root (or CAP_NET_ADMIN) and `ip`, `tc`, `nft`;
-//! [`Netns::new`] says why when it cannot build one, and the test skips with that reason.
+//! [`Netns::new`] says why when it cannot build one, and the test fails with that reason.
 
 use std::process::Command;
 
