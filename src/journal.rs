@@ -129,7 +129,8 @@ pub struct Record {
     /// The peer a push went to (sender) or came from (receiver).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// Why a pushed offer is held instead of auto-accepted.
+    /// Receiver: why a pushed offer is held instead of auto-accepted. Sender: why a push waits
+    /// for its peer (it is not listening yet), until the peer takes the offer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_because: Option<String>,
     /// The path that carried the last chunk, once completed.
@@ -217,7 +218,9 @@ pub struct TransferStatus {
     /// The peer this was pushed to, or came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
-    /// Why a pushed offer is pending instead of auto-accepted (`grant_expired`, `grant_revoked`).
+    /// Receiver: why a pushed offer is pending instead of auto-accepted (`grant_expired`,
+    /// `grant_revoked`). Sender: why a push is queued (its peer is not listening yet; the offer
+    /// is tried again until it expires).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_because: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -336,6 +336,11 @@ impl Trust {
         self.grants.load()
     }
 
+    /// Changes whenever a grant is minted, revoked or deleted (see [`Store::stamp`]).
+    pub fn grants_stamp(&self) -> Option<(Option<std::time::SystemTime>, u64)> {
+        self.grants.stamp()
+    }
+
     pub fn grant(&self, id: &str) -> Result<Option<Grant>> {
         Ok(self.grants.load()?.into_iter().find(|g| g.id == id))
     }

@@ -42,6 +42,12 @@ impl<T: Serialize + DeserializeOwned> Store<T> {
         }
     }
 
+    /// Changes whenever the file is written (or appears, or goes): lets a watcher poll one
+    /// `stat` instead of reading and parsing the file.
+    pub fn stamp(&self) -> Option<(Option<std::time::SystemTime>, u64)> {
+        std::fs::metadata(&self.path).ok().map(|m| (m.modified().ok(), m.len()))
+    }
+
     /// A consistent snapshot.
     pub fn load(&self) -> Result<Vec<T>> {
         let _lock = self.lock()?;

@@ -185,3 +185,36 @@ async fn a_request_that_does_not_ask_for_a_task_gets_the_status_at_once() {
         other => panic!("expected the status, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_push_to_a_peer_that_is_not_listening_waits_as_a_task_until_cancelled() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    // A grant that names an inbox address nobody listens on (bob's server never binds it:
+    // the grant is minted behind its back, and it is not asked for anything).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let inbox = vec![closed.local_addr().unwrap()];
+    drop(closed);
+    let uri = b.node.trust().export("bob", 3600, inbox, None).unwrap();
+    a.now("add_peer", json!({ "uri": uri.to_string() })).await;
+    a.file("waits.bin", 1000);
+
+    let task = a.task("send_file", json!({ "path": "waits.bin", "to": "bob" })).await;
+    // Working, and the transfer says why: the peer is not listening yet.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let id = loop {
+        let listed = a.now("check_session", json!({})).await;
+        let queued = listed["transfers"].as_array().unwrap().iter().find(|t| t["held_because"].is_string()).cloned();
+        if let Some(t) = queued {
+            assert!(t["held_because"].as_str().unwrap().contains("bob is not listening yet"), "{t}");
+            assert_eq!(t["state"], "active", "{t}");
+            break t["transfer_id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "no queued push: {listed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    a.client.peer().cancel_task(CancelTaskParams::new(task.clone())).await.unwrap();
+    assert!(matches!(a.settle(&task).await.0, TaskPayload::Cancelled));
+    let report = a.now("check_session", json!({ "transfer_id": id, "wait": true, "timeout_seconds": 30 })).await;
+    assert_eq!(report["transfers"][0]["state"], "interrupted", "{report}");
+}

@@ -146,3 +146,70 @@ fn forged_replayed_and_stranger_offers_are_refused_by_the_inbox() {
     assert_eq!((status, answer["code"].as_str()), (409, Some("offer_replayed")));
     listener.kill9();
 }
+
+/// A peer that exported a grant but does not listen yet.
+fn peer_not_listening() -> (Node, Node, std::path::PathBuf) {
+    let (a, b) = (Node::new(), Node::new());
+    let (_, exported, _) = b.run(&["export", "--name", "bob", "--json"]);
+    assert_eq!(a.run(&["peers", "add", exported[0]["uri"].as_str().unwrap(), "--json"]).0, 0);
+    let src = random_file(a.dir.path(), "waits.bin", 1_500_000, 21);
+    (a, b, src)
+}
+
+#[test]
+fn a_push_waits_for_a_peer_that_starts_listening_later() {
+    let (a, b, src) = peer_not_listening();
+    let mut sender = a.spawn(&["send", src.to_str().unwrap(), "--to", "bob", "--json"]);
+    let offered = sender.next_event(WAIT).unwrap();
+    assert_eq!((offered["event"].as_str(), offered["state"].as_str()), (Some("offered"), Some("queued")), "{offered}");
+    let reason = offered["reason"].as_str().unwrap();
+    assert!(reason.contains("bob is not listening yet") && reason.contains("inbox"), "names the peer: {reason}");
+    let id = offered["transfer_id"].as_str().unwrap();
+    let (_, status, _) = a.run(&["status", id, "--json"]);
+    assert_eq!(status[0]["state"], "active", "{status:?}");
+    assert!(status[0]["held_because"].as_str().is_some_and(|h| h.contains("not listening")), "{status:?}");
+
+    // The peer comes up only now; the sender, still trying, hands the offer over.
+    let downloads = b.dir.path().join("downloads");
+    let mut listener = b.spawn(&["listen", "--download-dir", downloads.to_str().unwrap(), "--json"]);
+    assert_eq!(listener.next_event(WAIT).unwrap()["event"], "inbox");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
+    assert_same_file(&src, &downloads.join("waits.bin"));
+    let (_, status, _) = a.run(&["status", id, "--json"]);
+    assert_eq!(status[0]["state"], "completed");
+    assert!(status[0].get("held_because").is_none(), "no longer waiting: {status:?}");
+    listener.kill9();
+}
+
+#[test]
+fn a_push_to_a_peer_that_never_listens_ends_peer_offline_when_the_offer_expires() {
+    let (a, _b, src) = peer_not_listening();
+    let mut sender = a.spawn(&["send", src.to_str().unwrap(), "--to", "bob", "--expires-in", "5s", "--json"]);
+    assert_eq!(sender.next_event(WAIT).unwrap()["state"], "queued");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["code"].as_str()), (4, Some("peer_offline")), "{last}");
+    let message = last["message"].as_str().unwrap();
+    assert!(message.contains("bob") && !message.contains("sender"), "speaks of the peer: {message}");
+    let hint = last["hint"].as_str().unwrap();
+    assert!(hint.contains("agentferry listen") && hint.contains("grant"), "{hint}");
+    let id = last["transfer_id"].as_str().unwrap();
+    let (_, status, _) = a.run(&["status", id, "--json"]);
+    assert_eq!(
+        (status[0]["state"].as_str(), status[0]["error"]["code"].as_str()),
+        (Some("failed"), Some("peer_offline"))
+    );
+}
+
+#[test]
+fn a_queued_push_stops_on_ctrl_c() {
+    let (a, _b, src) = peer_not_listening();
+    let mut sender = a.spawn(&["send", src.to_str().unwrap(), "--to", "bob", "--json"]);
+    let offered = sender.next_event(WAIT).unwrap();
+    assert_eq!(offered["state"], "queued");
+    sender.interrupt();
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["code"].as_str()), (130, Some("cancelled")), "{last}");
+    let (_, status, _) = a.run(&["status", offered["transfer_id"].as_str().unwrap(), "--json"]);
+    assert_eq!(status[0]["state"], "interrupted", "{status:?}");
+}

@@ -2,9 +2,11 @@
 //!
 //! The offer goes to the peer's inbox directly over HTTP, else (or when the relay is preferred)
 //! through its message channel. A channel that keeps messages (the relay, a shared folder, NATS
-//! with JetStream) holds the offer for a peer that is offline; on core NATS, which keeps
-//! nothing, the sender posts it again every [`REPOST_EVERY`] until the peer reads its inbox, and
-//! the transfer fails with `peer_offline` if it never does before the offer expires.
+//! with JetStream) holds the offer for a peer that is offline. A peer that is not listening yet
+//! (its inbox refuses connections or does not answer, and no channel keeps the offer for it)
+//! does not fail the push: it is `queued`, the sender keeps serving, and the offer is tried
+//! again with backoff ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]) until the peer takes it or
+//! the offer expires; then the transfer fails with `peer_offline`.
 
 use std::time::Duration;
 
@@ -27,22 +29,33 @@ use crate::{
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PushAnswer {
     /// `accepted` (it is fetching now), `pending` (held until someone there accepts it), or
-    /// `queued` (left in the peer's channel mailbox, or posted again until the peer reads it;
-    /// it fetches when it next connects).
+    /// `queued` (the peer is not listening yet: the offer waits in its channel mailbox, or is
+    /// posted again until the peer answers; it fetches once it does).
     pub state: String,
     /// Why it is held, when pending or queued.
     pub reason: Option<String>,
 }
 
-/// How long to try reaching a peer's inbox.
+impl PushAnswer {
+    fn queued(reason: String) -> PushAnswer {
+        PushAnswer { state: "queued".into(), reason: Some(reason) }
+    }
+}
+
+/// How long the first try waits for the peer's inbox: a push returns at once with `queued`
+/// when the peer is not listening, and the later tries go on in the background.
+const FIRST_TRY_BUDGET: Duration = Duration::from_secs(2);
+/// How long each later try waits for the inbox to answer.
 const INBOX_BUDGET: Duration = Duration::from_secs(10);
 /// How long a listening peer takes at most to answer an offer through its channel; past it the
 /// offer is left queued there for a peer that connects later.
 const CHANNEL_ANSWER_BUDGET: Duration = Duration::from_secs(3);
-/// How often an offer the channel cannot keep is posted again while the peer is offline.
-const REPOST_EVERY: Duration = Duration::from_secs(1);
-/// Re-posting stops this long before the ticket expires: a peer reached later could not fetch.
-const REPOST_MARGIN: Duration = Duration::from_secs(2);
+/// Pauses between tries while the peer is not listening: the first is short (a peer that has
+/// just been paired starts listening within moments), then they double up to the last.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+/// Trying stops this long before the ticket expires: a peer reached later could not fetch.
+const RETRY_MARGIN: Duration = Duration::from_secs(2);
 
 pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> Result<(Transfer, PushAnswer)> {
     let peer = node.trust.usable_peer(peer_name)?;
@@ -62,11 +75,23 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
     // The offer is good until the ticket expires or the inbox finds it stale, whichever is first.
     let good_for = ticket.expires_at.min(sealed.issued_at + MAX_SKEW_SECS).saturating_sub(unix_now());
     let offer = serde_json::to_value(sealed).expect("offers serialise");
-    let until = Instant::now() + Duration::from_secs(good_for).saturating_sub(REPOST_MARGIN);
-    let refused = match deliver_offer(&peer, offer, options_prefer, until).await {
-        Ok((answer, None)) => return Ok((transfer, answer)),
-        Ok((answer, Some(repost))) => return Ok((repost.guard(node, transfer), answer)),
-        Err(e) => e,
+    let until = Instant::now() + Duration::from_secs(good_for).saturating_sub(RETRY_MARGIN);
+    let mut delivery = Delivery::new(peer, offer, options_prefer, until)?;
+    let refused = match delivery.try_once(FIRST_TRY_BUDGET).await {
+        Tried::Answered(answer) => return Ok((transfer, answer)),
+        Tried::Kept => {
+            let answer = PushAnswer::queued("waiting in the channel for the peer".into());
+            return Ok((transfer, answer));
+        }
+        Tried::NotYet(why) => {
+            let reason = format!(
+                "{} is not listening yet ({why}); the offer is tried again until it expires",
+                delivery.peer.name
+            );
+            set_waiting(node, &id, Some(&reason))?;
+            return Ok((delivery.guard(node, transfer), PushAnswer::queued(reason)));
+        }
+        Tried::Refused(e) => e,
     };
     // Nobody will fetch it: stop serving and record why.
     transfer.cancel();
@@ -79,111 +104,158 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
 fn record_failure(node: &Node, id: &crate::id::TransferId, error: &TransferError) -> Result<()> {
     if let Some(mut record) = node.journal.load(id, Role::Send)? {
         record.state = State::Failed;
+        record.held_because = None;
         record.error = Some(ErrorInfo::from(error));
         node.journal.save(&mut record)?;
     }
     Ok(())
 }
 
-/// Hand an offer to the peer: its inbox directly, else (or with `prefer = relay`) its channel.
-/// An inbox that answered decides; only an unreachable one makes us try the channel. When the
-/// channel can neither deliver nor keep the offer, it comes back as a [`Repost`].
-async fn deliver_offer(
-    peer: &Peer,
+/// Record why the push of transfer `id` waits for its peer (`None` once the peer answered).
+fn set_waiting(node: &Node, id: &crate::id::TransferId, why: Option<&str>) -> Result<()> {
+    if let Some(mut record) = node.journal.load(id, Role::Send)?
+        && !record.state.is_terminal()
+    {
+        record.held_because = why.map(str::to_owned);
+        node.journal.save(&mut record)?;
+    }
+    Ok(())
+}
+
+/// What one try at handing the offer over came to.
+enum Tried {
+    /// The peer answered, authentically, and took the offer (`accepted` or `pending`).
+    Answered(PushAnswer),
+    /// The peer's channel keeps the offer for it (the relay's mailbox, a folder, JetStream).
+    Kept,
+    /// Nobody took it: the peer is not listening (the reason, naming where it was tried).
+    NotYet(String),
+    /// The peer refused it, or answered something this node must not believe.
+    Refused(TransferError),
+}
+
+/// An offer on its way to a peer: its inbox directly over HTTP, else (or with `prefer =
+/// relay`) its channel. An inbox that answered decides; only an unreachable one makes us try
+/// the channel. Tried again, with backoff, while the peer is not listening.
+struct Delivery {
+    peer: Peer,
     offer: serde_json::Value,
     prefer: Prefer,
     until: Instant,
-) -> Result<(PushAnswer, Option<Repost>)> {
-    let mut error = TransferError::OfferRefused(format!("{} has no inbox this node may use", peer.name));
-    if prefer != Prefer::Relay && !peer.inbox.is_empty() {
-        match http_path::deliver(&peer.inbox, INBOX_BUDGET, &offer).await {
-            Ok(answer) => return push_answer(peer, &offer, &answer).map(|a| (a, None)),
-            // The refusal's body is the peer's; only a sanitized code of it is shown.
-            Err(TransferError::Protocol(code)) => {
-                return Err(TransferError::OfferRefused(crate::offer::sanitized_code(Some(&code))));
-            }
-            Err(e) => error = e,
-        }
-    }
-    let Some((hint, mailbox)) = peer.channel.as_ref().filter(|_| prefer != Prefer::Http) else { return Err(error) };
-    let mailbox: Mailbox = data_encoding::HEXLOWER
-        .decode(mailbox.as_bytes())
-        .ok()
-        .and_then(|m| m.try_into().ok())
-        .ok_or_else(|| TransferError::PeerUriInvalid("the peer's inbox mailbox is damaged".into()))?;
-    let channel = Channel::open(&hint.parse()?).await?;
-    let mut reply = [0u8; 32];
-    rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
-    let answers = channel.subscribe(reply).await;
-    let reply = data_encoding::HEXLOWER.encode(&crate::relay::route(&reply));
-    let message = serde_json::json!({ "offer": offer, "reply": reply });
-    let message = Bytes::from(serde_json::to_vec(&message).expect("json"));
-    let mut repost =
-        Repost { channel, hint: hint.clone(), mailbox, message, answers, peer: peer.clone(), offer, until };
-    if repost.channel.post_offer(mailbox, repost.message.clone()).await? == Posted::Dropped {
-        let reason = format!("{} is offline: the offer is posted again until it reads its inbox", peer.name);
-        return Ok((PushAnswer { state: "queued".into(), reason: Some(reason) }, Some(repost)));
-    }
-    match repost.answer().await {
-        Some(answer) => answer.map(|a| (a, None)),
-        // The offer waits in the channel (for its TTL) until the peer connects.
-        None => Ok((
-            PushAnswer { state: "queued".into(), reason: Some("waiting in the channel for the peer".into()) },
-            None,
-        )),
-    }
+    /// The peer's channel mailbox, when it has one this push may use.
+    channel: Option<ChannelRoute>,
+    /// Some try may have reached the inbox without its answer reaching us (it timed out), so a
+    /// later `offer_replayed` means the peer has the offer.
+    maybe_arrived: bool,
 }
 
-/// An offer the channel could not keep (core NATS, the peer offline), posted again until the
-/// peer reads its inbox or the offer expires.
-struct Repost {
-    channel: Channel,
+/// The peer's inbox on its channel; connected on first use, and again after a failure.
+struct ChannelRoute {
     hint: String,
     mailbox: Mailbox,
-    /// `{"offer": …, "reply": …}`, as first posted.
-    message: Bytes,
-    /// The reply mailbox, subscribed for as long as the offer travels.
-    answers: mpsc::Receiver<Bytes>,
-    peer: Peer,
-    offer: serde_json::Value,
-    until: Instant,
+    connected: Option<(Channel, mpsc::Receiver<Bytes>, Bytes)>,
 }
 
-impl Repost {
-    /// The peer's answer within [`CHANNEL_ANSWER_BUDGET`], if it gives one.
-    async fn answer(&mut self) -> Option<Result<PushAnswer>> {
-        let bytes = tokio::time::timeout(CHANNEL_ANSWER_BUDGET, self.answers.recv()).await.ok().flatten()?;
-        Some(match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(answer) => push_answer(&self.peer, &self.offer, &answer),
-            Err(e) => Err(TransferError::OfferRefused(format!("unreadable answer: {e}"))),
-        })
+impl Delivery {
+    fn new(peer: Peer, offer: serde_json::Value, prefer: Prefer, until: Instant) -> Result<Delivery> {
+        let channel = match peer.channel.as_ref().filter(|_| prefer != Prefer::Http) {
+            None => None,
+            Some((hint, mailbox)) => {
+                let mailbox: Mailbox = data_encoding::HEXLOWER
+                    .decode(mailbox.as_bytes())
+                    .ok()
+                    .and_then(|m| m.try_into().ok())
+                    .ok_or_else(|| TransferError::PeerUriInvalid("the peer's inbox mailbox is damaged".into()))?;
+                Some(ChannelRoute { hint: hint.clone(), mailbox, connected: None })
+            }
+        };
+        let direct = prefer != Prefer::Relay && !peer.inbox.is_empty();
+        if !direct && channel.is_none() {
+            return Err(TransferError::OfferRefused(format!("{} has no inbox this node may use", peer.name)));
+        }
+        Ok(Delivery { peer, offer, prefer, until, channel, maybe_arrived: false })
     }
 
-    /// Post until someone reads the inbox: `Ok` once it did (and did not refuse the offer),
-    /// `peer_offline` past the deadline.
-    async fn run(mut self) -> Result<()> {
-        loop {
-            if Instant::now() >= self.until {
-                let name = &self.peer.name;
-                return Err(TransferError::PeerOffline(format!(
-                    "{name} read no inbox on {} while the offer was good",
-                    self.hint
-                )));
+    /// One try at the inbox, then at the channel.
+    async fn try_once(&mut self, budget: Duration) -> Tried {
+        let mut not_yet = Vec::new();
+        if self.prefer != Prefer::Relay && !self.peer.inbox.is_empty() {
+            match http_path::deliver(&self.peer.inbox, budget, &self.offer).await {
+                Ok(answer) => return self.judge(&answer),
+                // The refusal's body is the peer's; only a sanitized code of it is shown.
+                Err(TransferError::Protocol(code)) if code == "offer_replayed" && self.maybe_arrived => {
+                    return Tried::Kept;
+                }
+                Err(TransferError::Protocol(code)) => {
+                    return Tried::Refused(TransferError::OfferRefused(crate::offer::sanitized_code(Some(&code))));
+                }
+                Err(e) => {
+                    self.maybe_arrived |= !matches!(e, TransferError::NotServing(_));
+                    not_yet.push(format!("its inbox: {}", inbox_failure(&e)));
+                }
             }
-            match self.channel.post_offer(self.mailbox, self.message.clone()).await {
-                // A refusal fails the transfer; no answer in time means the inbox has the
-                // offer and is slow to say so.
+        }
+        if let Some(route) = self.channel.as_mut() {
+            match route.post(&self.offer).await {
+                Ok(Posted::Dropped) => not_yet.push(format!("offline on {}: it reads no inbox there", route.hint)),
                 Ok(Posted::Kept | Posted::Delivered) => {
-                    return match self.answer().await {
-                        Some(Err(refused)) => Err(refused),
-                        _ => Ok(()),
+                    let (_, answers, _) = route.connected.as_mut().expect("posted, so connected");
+                    let answer = tokio::time::timeout(CHANNEL_ANSWER_BUDGET, answers.recv()).await.ok().flatten();
+                    return match answer.map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes)) {
+                        Some(Ok(answer)) => self.judge(&answer),
+                        Some(Err(e)) => Tried::Refused(TransferError::OfferRefused(format!("unreadable answer: {e}"))),
+                        // The offer waits in the channel (for its TTL) until the peer connects.
+                        None => Tried::Kept,
                     };
                 }
-                Ok(Posted::Dropped) => {}
-                // The channel is reconnecting: try again while the offer is good.
-                Err(e) => tracing::debug!("posting the offer again failed: {e}"),
+                // A channel that refuses this node's credentials will not let it in later.
+                Err(e @ (TransferError::ChannelAuth(_) | TransferError::ChannelTls(_))) => return Tried::Refused(e),
+                Err(e) => {
+                    route.connected = None;
+                    not_yet.push(format!("the channel {}: {e}", route.hint));
+                }
             }
-            tokio::time::sleep_until((Instant::now() + REPOST_EVERY).min(self.until)).await;
+        }
+        Tried::NotYet(not_yet.join("; "))
+    }
+
+    /// The peer's answer, believed only if authenticated under the grant.
+    fn judge(&self, answer: &serde_json::Value) -> Tried {
+        match push_answer(&self.peer, &self.offer, answer) {
+            Ok(answer) => Tried::Answered(answer),
+            Err(TransferError::OfferRefused(code)) if code == "offer_replayed" && self.maybe_arrived => Tried::Kept,
+            Err(e) => Tried::Refused(e),
+        }
+    }
+
+    /// Try until the peer takes the offer: `Ok` once it did, `peer_offline` past the deadline.
+    async fn run(mut self, node: &Node, id: &crate::id::TransferId) -> Result<()> {
+        let mut pause = RETRY_FIRST;
+        let mut last = String::new();
+        loop {
+            let now = Instant::now();
+            if now >= self.until {
+                return Err(TransferError::PeerOffline(format!(
+                    "{} did not take the offer while it was good ({last})",
+                    self.peer.name
+                )));
+            }
+            tokio::time::sleep_until((now + pause).min(self.until)).await;
+            pause = (pause * 2).min(RETRY_MAX);
+            let budget = INBOX_BUDGET.min(self.until.saturating_duration_since(Instant::now())).max(RETRY_FIRST);
+            match self.try_once(budget).await {
+                Tried::Answered(answer) => {
+                    tracing::info!(peer = %self.peer.name, state = %answer.state, "the peer took the offer");
+                    let _ = set_waiting(node, id, None);
+                    return Ok(());
+                }
+                Tried::Kept => {
+                    let _ = set_waiting(node, id, None);
+                    return Ok(());
+                }
+                Tried::NotYet(why) => last = why,
+                Tried::Refused(e) => return Err(e),
+            }
         }
     }
 
@@ -197,7 +269,7 @@ impl Repost {
             let mut serving = AbortOnDrop(task);
             tokio::select! {
                 outcome = &mut serving.0 => outcome.unwrap_or(Err(TransferError::Cancelled)),
-                reached = self.run() => match reached {
+                reached = self.run(&node, &transfer_id) => match reached {
                     Ok(()) => (&mut serving.0).await.unwrap_or(Err(TransferError::Cancelled)),
                     Err(e) => {
                         serving.0.abort();
@@ -209,6 +281,32 @@ impl Repost {
             }
         });
         Transfer { transfer_id, role, events, task }
+    }
+}
+
+impl ChannelRoute {
+    /// Post the offer to the peer's inbox mailbox, connecting first if need be.
+    async fn post(&mut self, offer: &serde_json::Value) -> Result<Posted> {
+        if self.connected.is_none() {
+            let channel = Channel::open(&self.hint.parse()?).await?;
+            let mut reply = [0u8; 32];
+            rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
+            let answers = channel.subscribe(reply).await;
+            let reply = data_encoding::HEXLOWER.encode(&crate::relay::route(&reply));
+            let message = serde_json::json!({ "offer": offer, "reply": reply });
+            self.connected = Some((channel, answers, Bytes::from(serde_json::to_vec(&message).expect("json"))));
+        }
+        let (channel, _, message) = self.connected.as_ref().expect("connected above");
+        channel.post_offer(self.mailbox, message.clone()).await
+    }
+}
+
+/// Why the peer's inbox did not take an offer, in words about the peer (the transport's own
+/// errors speak of a sender, since receivers dial senders).
+fn inbox_failure(error: &TransferError) -> String {
+    match error {
+        TransferError::NotServing(why) | TransferError::PeerUnreachable(why) => why.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -16,7 +16,7 @@ use super::{Event, Node, Transfer};
 use crate::{
     error::{Result, TransferError},
     id::TransferId,
-    journal::{AttemptInfo, ErrorInfo, State, TransferStatus, unix_now},
+    journal::{AttemptInfo, ErrorInfo, Role, State, TransferStatus, unix_now},
 };
 
 /// Attempts kept per transfer; older ones are dropped.
@@ -107,6 +107,10 @@ fn apply(s: &mut TransferStatus, event: Event) {
         Event::Progress { bytes_done, rate, .. } => {
             s.bytes_done = s.bytes_done.max(bytes_done);
             s.rate = rate;
+            // A push waiting for its peer is no longer waiting once the peer fetches.
+            if s.role == Role::Send && bytes_done > 0 {
+                s.held_because = None;
+            }
         }
         Event::Path { path, state: "using", .. } => s.path = Some(path.to_owned()),
         Event::Attempt { path, addr, ok, elapsed_ms, error_code, .. } => {

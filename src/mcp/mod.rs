@@ -109,9 +109,10 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(60);
 const MAX_WAIT: Duration = Duration::from_secs(600);
 /// How often a wait re-reads the journal for a transfer run by another process.
 const JOURNAL_POLL: Duration = Duration::from_millis(250);
-/// How often an idle server looks for a first exported grant (a file in the node home), so that
-/// `agentferry export` run beside it takes effect without a restart.
-const GRANT_POLL: Duration = Duration::from_secs(1);
+/// How often an idle server looks for a first exported grant (one `stat` of the grant file in
+/// the node home, read only when it changed), so that `agentferry export` run beside it takes
+/// effect without a restart: a peer may push the moment the export is handed over.
+const GRANT_POLL: Duration = Duration::from_millis(25);
 
 impl FerryServer {
     /// A server for `node`. It binds nothing and creates no folder now: the inbox is bound as
@@ -138,9 +139,14 @@ impl FerryServer {
         if server.inbox.get().is_none() {
             let watcher = server.clone();
             tokio::spawn(async move {
+                let mut seen = watcher.node.trust().grants_stamp();
                 while watcher.inbox.get().is_none() {
                     tokio::time::sleep(GRANT_POLL).await;
-                    watcher.node().await;
+                    let stamp = watcher.node.trust().grants_stamp();
+                    if stamp != seen {
+                        seen = stamp;
+                        watcher.node().await;
+                    }
                 }
             });
         }
@@ -270,6 +276,11 @@ impl FerryServer {
         let next = match &answer {
             Some(a) if a.state == "accepted" => format!(
                 "{} is fetching the file; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
+                record.peer.as_deref().unwrap_or("the peer")
+            ),
+            Some(a) if a.state == "queued" => format!(
+                "{} is not listening yet: the offer is tried again until it expires, then the transfer fails with \
+peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
                 record.peer.as_deref().unwrap_or("the peer")
             ),
             Some(_) => "the peer holds the offer until someone there accepts it; check_session shows the state".into(),

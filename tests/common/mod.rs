@@ -152,6 +152,12 @@ impl Running {
         (status.code().unwrap_or(-1), self.seen.last().cloned().unwrap_or(Value::Null))
     }
 
+    /// Ctrl-C: SIGINT to the process.
+    pub fn interrupt(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0, "SIGINT to {pid}");
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().unwrap(); // SIGKILL on Unix
         self.child.wait().unwrap();

@@ -456,3 +456,43 @@ async def test_the_hosts_roots_apply_when_no_root_flag_is_given(tmp_path):
         await ok(sa, "send_file", path="here.txt")
         is_error, refused = await call(sa, "send_file", path=str(other / "there.txt"))
         assert is_error and refused["code"] == "path_not_allowed", refused
+
+
+@pytest.mark.anyio
+async def test_a_push_right_after_export_beside_a_running_server_is_taken(tmp_path):
+    """B's MCP server runs; `agentferry export` mints a grant beside it; A adds it and pushes at
+    once. The server listens within moments of the export, and a push that came sooner waits."""
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    src = a.make_file("at-once.bin", 1024 * 1024 + 5)
+    async with AsyncExitStack() as stack:
+        sb, sa = await b.connect(stack), await a.connect(stack)
+        exported = b.cli("export", "--name", "bob", "--json")[0]
+        await ok(sa, "add_peer", uri=exported["uri"])
+        sent = await ok(sa, "send_file", path="at-once.bin", to="bob")
+        assert sent["peer_answer"] in ("accepted", "queued"), sent
+        done = (await wait(sa, sent["transfer_id"]))["transfers"][0]
+        assert done["state"] == "completed" and done["sha256"] == sha256(src), done
+        received = (await wait(sb, sent["transfer_id"]))["transfers"][0]
+        assert sha256(Path(received["saved_to"])) == sha256(src), received
+
+
+@pytest.mark.anyio
+async def test_a_push_to_a_peer_that_starts_later_waits_queued_then_arrives(tmp_path):
+    a, b = Node(tmp_path, "alice"), Node(tmp_path, "bob")
+    src = a.make_file("later.bin", 1024 * 1024 + 7)
+    exported = b.cli("export", "--name", "bob", "--json")[0]  # B's server is not running yet
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack)
+        await ok(sa, "add_peer", uri=exported["uri"])
+        sent = await ok(sa, "send_file", path="later.bin", to="bob")
+        assert sent["peer_answer"] == "queued" and "not listening yet" in sent["next"], sent
+        status = (await ok(sa, "check_session", transfer_id=sent["transfer_id"]))["transfers"][0]
+        assert status["state"] == "active" and "bob is not listening yet" in status["held_because"], status
+
+        await anyio.sleep(5)  # the scenario itself: the peer starts five seconds later
+        sb = await b.connect(stack)
+        done = (await wait(sa, sent["transfer_id"]))["transfers"][0]
+        assert done["state"] == "completed" and "held_because" not in done, done
+        received = (await wait(sb, sent["transfer_id"]))["transfers"][0]
+        assert sha256(Path(received["saved_to"])) == sha256(src), received
+
