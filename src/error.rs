@@ -34,6 +34,10 @@ pub enum TransferError {
     /// No address in the ticket answered, or the sender went away for too long.
     #[error("the sender could not be reached: {0}")]
     PeerUnreachable(String),
+    /// The message channel (a relay, a NATS server) could not be reached or closed: neither
+    /// side is at fault, the channel between them is.
+    #[error("the channel could not be reached: {0}")]
+    ChannelUnreachable(String),
     /// Nobody serves the transfer: the sender's addresses refuse connections and no sender
     /// answers on its channel.
     #[error("the sender is not serving this transfer: {0}")]
@@ -133,7 +137,8 @@ pub enum TransferError {
     /// not trusted here, or it wants a client certificate this node did not offer.
     #[error("the channel's TLS handshake failed: {0}")]
     ChannelTls(String),
-    /// The peer reads no mailbox on a channel that keeps nothing for absent readers (NATS).
+    /// A pushed offer expired before the peer took it: its inbox did not answer, and no
+    /// channel kept the offer for it.
     #[error("the peer is offline: {0}")]
     PeerOffline(String),
     /// The operation was interrupted (Ctrl-C, cancellation).
@@ -153,6 +158,7 @@ impl TransferError {
             TicketUnsupportedVersion(_) => "ticket_unsupported_version",
             TicketExpired { .. } => "ticket_expired",
             PeerUnreachable(_) => "peer_unreachable",
+            ChannelUnreachable(_) => "channel_unreachable",
             NotServing(_) => "not_serving",
             SenderCompleted(_) => "already_completed",
             Unauthorized => "unauthorized",
@@ -203,6 +209,9 @@ impl TransferError {
             TicketExpired { .. } => "ask the sender to run `agentferry send` again for a fresh ticket",
             PeerUnreachable(_) => {
                 "check that the sender is still running (or resume it with `agentferry resume ID`), then run `agentferry resume ID` here"
+            }
+            ChannelUnreachable(_) => {
+                "check that the relay (or NATS server) named in the message runs and is reachable from here (--relay, AGENTFERRY_RELAY), then run `agentferry resume ID`"
             }
             NotServing(_) => {
                 "the sender stopped serving this ticket (it may have completed): ask for a fresh ticket, or have the sender run `agentferry resume ID` and run it here too"
@@ -263,7 +272,7 @@ impl TransferError {
                 "set AGENTFERRY_NATS_CA to the PEM file of the CA that signed the server's certificate, and AGENTFERRY_NATS_CERT and AGENTFERRY_NATS_KEY if the server asks for a client certificate"
             }
             PeerOffline(_) => {
-                "push again once the peer runs `agentferry listen` (or its MCP server), or hand over the ticket"
+                "check that the peer runs `agentferry listen` (or its MCP server) and has not revoked the grant it gave you (then ask it for a fresh `agentferry export`); push again, or send without --to and hand over the ticket"
             }
             Cancelled => "run `agentferry resume ID` to continue",
         }
@@ -279,8 +288,16 @@ impl TransferError {
             | TicketWrongKind { .. }
             | TicketUnsupportedVersion(_)
             | TicketExpired { .. } => 3,
-            PeerUnreachable(_) | NotServing(_) | Unauthorized | Protocol(_) | AddressInUse(_) | OfferRefused(_)
-            | ChannelAuth(_) | ChannelTls(_) | PeerOffline(_) => 4,
+            PeerUnreachable(_)
+            | ChannelUnreachable(_)
+            | NotServing(_)
+            | Unauthorized
+            | Protocol(_)
+            | AddressInUse(_)
+            | OfferRefused(_)
+            | ChannelAuth(_)
+            | ChannelTls(_)
+            | PeerOffline(_) => 4,
             PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
             PathNotAllowed(_) => 6,
             IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
@@ -312,6 +329,7 @@ impl TransferError {
             TicketUnsupportedVersion(v) => TicketUnsupportedVersion(*v),
             TicketExpired { ago_secs } => TicketExpired { ago_secs: *ago_secs },
             PeerUnreachable(m) => PeerUnreachable(m.clone()),
+            ChannelUnreachable(m) => ChannelUnreachable(m.clone()),
             NotServing(m) => NotServing(m.clone()),
             SenderCompleted(m) => SenderCompleted(m.clone()),
             Unauthorized => Unauthorized,

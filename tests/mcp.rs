@@ -363,3 +363,23 @@ async fn send_file_sends_a_folder_whole_and_never_follows_links_out_of_the_roots
     assert!(saved.join("sub/empty").is_dir());
     assert!(std::fs::symlink_metadata(saved.join("sub/escape")).is_err(), "the link is skipped, not followed");
 }
+
+/// A ticket whose sending process is gone: the agent hears that the sender stopped serving it,
+/// and what to call, in tools and arguments rather than CLI commands.
+#[tokio::test]
+async fn a_ticket_whose_sender_is_gone_says_so_with_a_hint_in_tools() {
+    let base = tempfile::tempdir().unwrap();
+    let b = Side::start(base.path(), "bob").await;
+    let sender = common::Node::new();
+    let src = common::random_file(sender.dir.path(), "gone.bin", 10_000, 5);
+    let (running, ticket, id) = sender.send(&src, &[]);
+    running.kill9();
+    b.ok("receive_file", json!({ "ticket": ticket })).await;
+    let done = b.wait(&id).await;
+    let error = &done["error"];
+    assert_eq!((done["state"].as_str(), error["code"].as_str()), (Some("failed"), Some("not_serving")), "{done}");
+    assert!(error["message"].as_str().unwrap().contains("the sender"), "{error}");
+    let hint = error["hint"].as_str().unwrap();
+    assert!(hint.contains("resume_transfer") && hint.contains(&id) && hint.contains("send_file"), "{hint}");
+    assert!(!hint.contains("agentferry "), "no CLI commands for an agent: {hint}");
+}

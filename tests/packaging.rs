@@ -58,6 +58,22 @@ impl Server {
     }
 }
 
+/// The section names of a little-endian ELF64 file, from its section header table.
+fn elf_section_names(elf: &[u8]) -> Vec<String> {
+    let u16_at = |at: usize| u16::from_le_bytes(elf[at..at + 2].try_into().unwrap()) as usize;
+    let u32_at = |at: usize| u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) as usize;
+    let u64_at = |at: usize| u64::from_le_bytes(elf[at..at + 8].try_into().unwrap()) as usize;
+    assert_eq!(&elf[..5], b"\x7fELF\x02", "an ELF64 file");
+    let (table, entry, count, names) = (u64_at(0x28), u16_at(0x3a), u16_at(0x3c), u16_at(0x3e));
+    let strings = u64_at(table + names * entry + 0x18);
+    (0..count)
+        .map(|i| {
+            let name = &elf[strings + u32_at(table + i * entry)..];
+            String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap()]).into_owned()
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn npx_and_the_python_wheel_run_servers_that_move_a_file() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -90,7 +106,15 @@ async fn npx_and_the_python_wheel_run_servers_that_move_a_file() {
             .args(&tarballs)
             .current_dir(&project),
     );
-    assert!(project.join("node_modules/@agentferry/linux-x64/bin/agentferry").exists());
+    let installed = project.join("node_modules/@agentferry/linux-x64/bin/agentferry");
+    assert!(installed.exists());
+    // What users install carries no debuginfo and no symbol table (the `profiling` profile
+    // keeps them for perf): a CLI-sized download.
+    let elf = std::fs::read(&installed).unwrap();
+    let sections = elf_section_names(&elf);
+    assert!(sections.iter().any(|s| s == ".text"), "read the section table: {sections:?}");
+    assert!(!sections.iter().any(|s| s.starts_with(".debug") || s == ".symtab"), "{sections:?}");
+    assert!(elf.len() < 32 << 20, "the installed binary is {} bytes", elf.len());
     let version = run(
         "npx agentferry --version",
         Command::new("npx").args(["--no-install", "agentferry", "--version"]).current_dir(&project),

@@ -242,3 +242,30 @@ fn offers_travel_through_the_relay_and_wait_for_a_peer_that_connects_later() {
     assert_same_file(&src, &downloads.join("later.bin"));
     listener.kill9();
 }
+
+/// Who is at fault, in code, message and hint: a relay that is down is not a sender that
+/// stopped serving.
+#[test]
+fn a_relay_that_is_down_is_named_as_the_channel_not_the_sender() {
+    let (relay, url) = start_relay("127.0.0.1:0");
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "stuck.bin", 100_000, 23);
+    let mut sender = Running::new_public(
+        with_relay(&a, &url, &["send", src.to_str().unwrap(), "--prefer", "relay", "--json"]).spawn().unwrap(),
+    );
+    let mut ticket: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
+    ticket.addrs = vec!["127.0.0.1:1".parse().unwrap()]; // no direct path either
+    relay.kill9();
+
+    let mut cmd = b.command(&["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
+    cmd.env("AGENTFERRY_PEER_TIMEOUT", "2");
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((out.status.code(), last["code"].as_str()), (Some(4), Some("channel_unreachable")), "{stdout}");
+    let message = last["message"].as_str().unwrap();
+    assert!(message.contains(&url) && !message.contains("sender"), "names the relay: {message}");
+    assert!(last["hint"].as_str().unwrap().contains("relay"), "{last}");
+    assert!(!b.out().join("stuck.bin").exists());
+    sender.kill9();
+}

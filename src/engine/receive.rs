@@ -210,17 +210,30 @@ fn failure(e: &TransferError) -> Failure {
     }
 }
 
-/// Keep `e` as the error to report should the run give up, unless one that names this node's
-/// own settings is kept already: that is what the user has to fix, whatever failed after it.
+/// Keep `e` as the error to report should the run give up, unless a weightier one is kept
+/// already: one that names this node's own settings, then a channel that cannot be reached.
+/// That is what the user has to fix, whatever failed after it.
 fn keep(kept: &mut Option<TransferError>, e: TransferError) {
-    if !kept.as_ref().is_some_and(|k| failure(k) == Failure::Misconfigured) {
+    if kept.as_ref().is_none_or(|k| weight(k) <= weight(&e)) {
         *kept = Some(e);
+    }
+}
+
+/// How much an error says about what to fix: a channel that is down (the relay, the NATS
+/// server) says more than the sender's silence, and this node's own settings most.
+fn weight(e: &TransferError) -> u8 {
+    match (failure(e), e) {
+        (Failure::Misconfigured, _) => 2,
+        (_, TransferError::ChannelUnreachable(_)) => 1,
+        _ => 0,
     }
 }
 
 fn give_up_error(id: TransferId, why: GiveUp, last: Option<TransferError>) -> TransferError {
     match (why, last) {
-        (GiveUp::NotServing, Some(last)) if failure(&last) == Failure::Misconfigured => last,
+        // Nobody answered, and the channel is down or refuses this node: say that, not that
+        // the sender stopped.
+        (GiveUp::NotServing, Some(last)) if weight(&last) > 0 => last,
         (GiveUp::PeerVanished { .. } | GiveUp::Refused, Some(last)) => last,
         (GiveUp::PeerVanished { idle }, None) => {
             TransferError::PeerUnreachable(format!("no data from the sender for {} s", idle.as_secs()))

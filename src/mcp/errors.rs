@@ -88,7 +88,16 @@ pub(crate) fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
         "ticket_wrong_kind" => "call receive_file with the ticket that send_file returned on the other machine (it starts with `ferry`); grant URIs go to add_peer".into(),
         "ticket_unsupported_version" => "upgrade agentferry on this machine, then call receive_file again".into(),
         "ticket_expired" => "ask the sender to call send_file again and pass the fresh ticket to receive_file".into(),
-        "peer_unreachable" => format!("check that the other side is still running, then {resume}"),
+        "peer_unreachable" => {
+            format!("check that the sender is still running (its MCP server, or resume_transfer on its side), then {resume}")
+        }
+        "channel_unreachable" => format!(
+            "check that the relay (or NATS server) named in the message runs and is reachable from here (the server's --relay or AGENTFERRY_RELAY), then {resume}"
+        ),
+        "not_serving" => format!(
+            "the sender no longer serves this ticket (it completed, or its server stopped: a ticket lives as long as the sending server); ask the sending agent to call resume_transfer on its side and then {resume}, or ask it for a fresh ticket from send_file"
+        ),
+        "peer_offline" => "the peer never took the offer: check that its agentferry MCP server (or `agentferry listen`) runs and that it has not revoked the invite (else ask it for a fresh create_invite and call add_peer with replace: true); then call send_file with `to` again, or without `to` and hand over the ticket".into(),
         "unauthorized" => "ask the sender for a fresh ticket (send_file) and call receive_file with it".into(),
         "protocol_error" => format!("make sure both sides run a compatible agentferry, then {resume}"),
         "integrity_mismatch" => format!("{resume}, or ask the sender for a fresh ticket"),
@@ -155,6 +164,22 @@ mod tests {
         let e = ToolError::bad_arguments("send_file", "missing field `path`");
         assert_eq!(e.code, "invalid_argument");
         assert!(e.hint.contains("send_file") && e.hint.contains("path"));
+    }
+
+    #[test]
+    fn hints_about_the_other_side_name_who_and_which_tool() {
+        let id = "00112233445566778899aabbccddeeff";
+        let cases = [
+            (TransferError::PeerUnreachable("gone".into()), "sender", "resume_transfer"),
+            (TransferError::NotServing("refused".into()), "sender", "resume_transfer"),
+            (TransferError::ChannelUnreachable("relay ws://x: no answer".into()), "relay", "resume_transfer"),
+            (TransferError::PeerOffline("bob".into()), "peer", "send_file"),
+        ];
+        for (error, who, tool) in cases {
+            let e = ToolError::new(&error, Some(id));
+            assert!(e.hint.contains(who) && e.hint.contains(tool), "{}: {}", e.code, e.hint);
+            assert!(!e.hint.contains("agentferry resume"), "{}: {}", e.code, e.hint);
+        }
     }
 
     #[test]

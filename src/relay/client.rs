@@ -67,8 +67,8 @@ impl RelayClient {
     pub async fn connect(url: &str) -> Result<Arc<Self>, TransferError> {
         let (ws, _) = tokio::time::timeout(Duration::from_secs(5), dial(url))
             .await
-            .map_err(|_| TransferError::PeerUnreachable(format!("relay {url}: no answer")))?
-            .map_err(|e| TransferError::PeerUnreachable(format!("relay {url}: {e}")))?;
+            .map_err(|_| TransferError::ChannelUnreachable(format!("relay {url}: no answer")))?
+            .map_err(|e| TransferError::ChannelUnreachable(format!("relay {url}: {e}")))?;
         let (outbox, outbox_rx) = mpsc::channel(SEND_DEPTH);
         let subscribers = Subscribers::default();
         let task = tokio::spawn(run(url.to_owned(), Some(ws), outbox_rx, Arc::clone(&subscribers)));
@@ -97,7 +97,7 @@ impl RelayClient {
         self.outbox
             .send((Envelope::Send(mailbox, payload).encode(), None))
             .await
-            .map_err(|_| TransferError::PeerUnreachable(format!("relay {}: connection closed", self.url)))
+            .map_err(|_| TransferError::ChannelUnreachable(format!("relay {}: connection closed", self.url)))
     }
 
     /// Send, and return only once the relay has taken the message (for a last message before
@@ -107,7 +107,7 @@ impl RelayClient {
     /// routing) everything before the ping, is the receipt.
     pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
         let (done, written) = tokio::sync::oneshot::channel();
-        let closed = || TransferError::PeerUnreachable(format!("relay {}: connection closed", self.url));
+        let closed = || TransferError::ChannelUnreachable(format!("relay {}: connection closed", self.url));
         self.outbox.send((Envelope::Send(mailbox, payload).encode(), Some(done))).await.map_err(|_| closed())?;
         written.await.map_err(|_| closed())
     }

@@ -249,7 +249,7 @@ impl NatsChannel {
             .map_err(|e| TransferError::InvalidArgument(format!("{label}: {e}")))?;
         let client = tokio::time::timeout(CONNECT_TIMEOUT * 2, options.connect(addrs))
             .await
-            .map_err(|_| TransferError::PeerUnreachable(format!("NATS {label}: no answer")))?
+            .map_err(|_| TransferError::ChannelUnreachable(format!("NATS {label}: no answer")))?
             .map_err(|e| connect_error(&label, hint.tls, e))?;
         Ok(Arc::new(NatsChannel { client, label, subscriptions: Mutex::default(), offers: Default::default() }))
     }
@@ -350,13 +350,13 @@ impl NatsChannel {
         self.client
             .publish(subject(&mailbox), payload)
             .await
-            .map_err(|e| TransferError::PeerUnreachable(format!("NATS {}: {e}", self.label)))
+            .map_err(|e| TransferError::ChannelUnreachable(format!("NATS {}: {e}", self.label)))
     }
 
     /// Publish, and return once the server has it (for a last message before exiting).
     pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
         self.send(mailbox, payload).await?;
-        self.client.flush().await.map_err(|e| TransferError::PeerUnreachable(format!("NATS {}: {e}", self.label)))
+        self.client.flush().await.map_err(|e| TransferError::ChannelUnreachable(format!("NATS {}: {e}", self.label)))
     }
 
     /// Whether anyone reads `mailbox` now (core NATS answers "no responders" at once if not).
@@ -392,7 +392,7 @@ fn connect_error(label: &str, tls: bool, e: async_nats::ConnectError) -> Transfe
         Kind::Io if tls && io_kind(&e) == Some(std::io::ErrorKind::InvalidData) => {
             TransferError::ChannelTls(format!("NATS {label}: {e}"))
         }
-        _ => TransferError::PeerUnreachable(format!("NATS {label}: {e}")),
+        _ => TransferError::ChannelUnreachable(format!("NATS {label}: {e}")),
     }
 }
 

@@ -118,6 +118,7 @@ pub async fn connect(
             // The channel works; nobody serves the transfer on it.
             .ok_or_else(|| TransferError::NotServing(format!("no sender answers on {hint}")))?;
         let (incoming_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
+        let closed = format!("{hint} closed");
         let forward = tokio::spawn(async move {
             while let Some(message) = arriving.recv().await {
                 // Usually the only view of its buffer: no copy.
@@ -126,7 +127,7 @@ pub async fn connect(
                     return;
                 }
             }
-            let lost = TransferError::PeerUnreachable("the channel closed".into());
+            let lost = TransferError::ChannelUnreachable(closed);
             let _ = incoming_tx.send(Incoming::Lost(lost)).await;
         });
         let link = ChannelLink { channel, hint: hint.to_owned(), mailboxes, forward };
