@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use agentferry::{
     Ticket, codec,
-    core::{Output, ReceiveConfig, ReceiveCore},
+    core::{Control, Output, ReceiveConfig, ReceiveCore, Request, SendCore, Transmit},
     crypto::SessionKey,
     frame::{self, FrameKind, Opener, Sealer},
     id::TransferId,
@@ -36,6 +36,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("manifest", manifest),
     ("receive_core", receive_core),
     ("names", names),
+    ("send_core", send_core),
 ];
 
 /// Ticket strings: a ticket that parses prints back to one that parses to the same ticket,
@@ -201,4 +202,42 @@ pub fn names(data: &[u8]) {
     assert!(!safe.contains(['/', '\\', '\0']) && !safe.starts_with('.'), "{safe:?}");
     assert!(safe != "." && safe != "..");
     assert!(!safe.chars().any(|c| c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')));
+}
+
+/// The sender session's control handling: control frames (JSON, as a receiver seals them) in
+/// any order and with any numbers, fed to the send core as the session does (a fresh epoch per
+/// `want`). Nothing is transmitted before the first `want`, and under one epoch indices only
+/// increase and stay within the file (the trailer, at `chunk_count`, last): what the sealer
+/// would otherwise refuse by panicking.
+pub fn send_core(data: &[u8]) {
+    let Some((&count_sel, rest)) = data.split_first() else { return };
+    let count = count_sel as u64 % 40;
+    let mut core = SendCore::new(count);
+    // The last index sent under the current epoch; `None` before the first want.
+    let mut epoch: Option<Option<u64>> = None;
+    for line in rest.split(|b| *b == b'\n') {
+        let Ok(control) = serde_json::from_slice::<Control>(line) else { continue };
+        match control {
+            Control::Want { from, to } => {
+                core.handle_request(Request { from, to });
+                epoch = Some(None);
+            }
+            Control::Credit { to } => {
+                assert_eq!(core.handle_credit(to).is_ok(), epoch.is_some(), "a credit is taken only after a want");
+            }
+            Control::Hello | Control::Complete { .. } => {}
+        }
+        while let Some(transmit) = core.poll_transmit() {
+            let index = match transmit {
+                Transmit::Chunk { index, last } => {
+                    assert!(index < count && last == (index + 1 == count), "{transmit:?} of {count}");
+                    index
+                }
+                Transmit::Trailer => count,
+            };
+            let last = epoch.as_mut().expect("nothing is transmitted before a want");
+            assert!(last.is_none_or(|l| index > l), "index {index} after {last:?} under one epoch");
+            *last = Some(index);
+        }
+    }
 }

@@ -12,7 +12,7 @@ set -eu
 cd "$(dirname "$0")"
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"ticket grant_uri codec frame envelope offer manifest receive_core names"}
+targets=${*:-"ticket grant_uri codec frame envelope offer manifest receive_core names send_core"}
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME}/.cache/agentferry/target-fuzz}"
 for t in $targets; do
     mkdir -p "corpus/$t" "artifacts/$t"

@@ -7,6 +7,9 @@
 //!   cap, a new connection is accepted and closed at once, so the backlog never fills with
 //!   connections waiting behind idle ones, and an honest client's retry gets in as soon as one
 //!   closes. The cap is also kept below a quarter of the process's file descriptors.
+//! - **A share per source.** One [`source`] (an IPv4 address, or an IPv6 /64, which one
+//!   subscriber usually holds whole) may hold only a share of the *effective* cap, so a flood
+//!   from one machine leaves the rest of the listener to everyone else.
 //! - **Back-off on accept errors.** Running out of file descriptors makes `accept` fail at once,
 //!   forever; retrying in a tight loop burns a core and, with a log line per failure, fills the
 //!   disk. The acceptor sleeps (10 ms doubling to 1 s) and logs at most once per interval.
@@ -17,8 +20,9 @@
 //! process's own caps, not an arbitrary default of 1024, decide.
 
 use std::{
-    net::SocketAddr,
-    sync::Arc,
+    collections::HashMap,
+    net::{IpAddr, Ipv6Addr, SocketAddr},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -87,22 +91,59 @@ impl Throttled {
     }
 }
 
-/// One accepted connection and its place under the listener's cap.
+/// Who a connection is from, for shares: its IPv4 address, or its IPv6 /64 (an IPv4 address
+/// mapped into IPv6 counts as itself).
+pub fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
+
+/// Connections open now, per source.
+type BySource = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// One accepted connection and its place under the listener's caps.
 #[derive(Debug)]
 pub struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
     /// Hold this for as long as the connection (or what it was upgraded to) lives.
-    pub permit: OwnedSemaphorePermit,
+    pub permit: Slot,
 }
 
-/// A listener with a connection cap and back-off on errors.
+/// A connection's place under the listener's cap and its source's share; dropping it frees both.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    source: IpAddr,
+    by_source: BySource,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by_source = self.by_source.lock().expect("not poisoned");
+        if let Some(n) = by_source.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                by_source.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// A listener with a connection cap, a share per source and back-off on errors.
 #[derive(Debug)]
 pub struct Acceptor {
     listener: TcpListener,
     local: SocketAddr,
     permits: Arc<Semaphore>,
     cap: usize,
+    source_cap: usize,
+    by_source: BySource,
     backoff: Duration,
     errors: Throttled,
     over_cap: Throttled,
@@ -110,8 +151,9 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Accept on `listener`, at most `max_connections` at once (fewer if file descriptors are
-    /// scarce: a quarter of the soft limit, at least 16).
-    pub fn new(listener: TcpListener, max_connections: usize) -> Self {
+    /// scarce: a quarter of the soft limit, at least 16), and from one [`source`] at most a
+    /// `1 / source_share` of that effective cap.
+    pub fn new(listener: TcpListener, max_connections: usize, source_share: usize) -> Self {
         let fd_share = fd_limit().map_or(usize::MAX, |n| (n / 4).max(16) as usize);
         let cap = max_connections.min(fd_share).max(1);
         let local = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -120,10 +162,29 @@ impl Acceptor {
             local,
             permits: Arc::new(Semaphore::new(cap)),
             cap,
+            source_cap: (cap / source_share.max(1)).max(1),
+            by_source: BySource::default(),
             backoff: BACKOFF_MIN,
             errors: Throttled::default(),
             over_cap: Throttled::default(),
         }
+    }
+
+    /// A slot for a connection from `peer`, if the listener and the peer's source have room.
+    fn slot(&self, peer: SocketAddr) -> Option<Slot> {
+        let source = source(peer.ip());
+        let mut by_source = self.by_source.lock().expect("not poisoned");
+        if by_source.get(&source).is_some_and(|held| *held >= self.source_cap) {
+            return None;
+        }
+        let permit = Arc::clone(&self.permits).try_acquire_owned().ok()?;
+        *by_source.entry(source).or_default() += 1;
+        Some(Slot { _permit: permit, source, by_source: Arc::clone(&self.by_source) })
+    }
+
+    /// Connections one source may hold at once.
+    pub fn source_cap(&self) -> usize {
+        self.source_cap
     }
 
     /// The effective cap on concurrent connections.
@@ -136,19 +197,19 @@ impl Acceptor {
         self.cap - self.permits.available_permits()
     }
 
-    /// The next connection under the cap. Connections over the cap are closed as they come;
+    /// The next connection under the caps. Connections over them are closed as they come;
     /// accept errors are waited out.
     pub async fn accept(&mut self) -> Accepted {
         loop {
             match self.listener.accept().await {
                 Ok((stream, peer)) => {
                     self.backoff = BACKOFF_MIN;
-                    match Arc::clone(&self.permits).try_acquire_owned() {
-                        Ok(permit) => return Accepted { stream, peer, permit },
-                        Err(_) => {
+                    match self.slot(peer) {
+                        Some(permit) => return Accepted { stream, peer, permit },
+                        None => {
                             drop(stream);
-                            let cap = self.cap;
-                            self.over_cap.warn("connection limit reached; closing new connections", self.local, &cap);
+                            let caps = format!("{} in all, {} per source", self.cap, self.source_cap);
+                            self.over_cap.warn("connection limit reached; closing new connections", self.local, &caps);
                         }
                     }
                 }
@@ -159,5 +220,19 @@ impl Acceptor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_slash_64s() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd")), ip("2001:db8:1:2::"));
+        assert_ne!(source(ip("2001:db8:1:3::1")), source(ip("2001:db8:1:2::1")));
     }
 }

@@ -69,13 +69,22 @@ pub struct RelayArgs {
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0:47020")]
     listen: std::net::SocketAddr,
+    /// Drop a client that sends nothing, not even the pong to the relay's pings, for this many
+    /// seconds.
+    #[arg(long, value_name = "SECS", env = "AGENTFERRY_RELAY_IDLE_TIMEOUT", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(3..))]
+    idle_timeout: u64,
     #[command(flatten)]
     pub json: JsonArg,
 }
 
 /// Run a relay until Ctrl-C, then close every connection gracefully.
 pub async fn relay(args: RelayArgs, reporter: &mut Reporter) -> Result<(), TransferError> {
-    let server = agentferry::relay::server::RelayServer::bind(args.listen, Default::default()).await?;
+    let config = agentferry::relay::server::RelayConfig {
+        idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        ..Default::default()
+    };
+    let server = agentferry::relay::server::RelayServer::bind(args.listen, config).await?;
     reporter.event(&Event::Relay { addr: server.local_addr(), url: server.url() });
     tokio::signal::ctrl_c().await.map_err(|e| TransferError::io("signal", e))?;
     server.shutdown().await;

@@ -20,7 +20,7 @@ mod tests;
 
 pub use paths::{Failure, PathConfig, PathOutput, PathSelector};
 pub use receive::{GiveUp, Output, ReceiveConfig, ReceiveCore, Verdict};
-pub use send::{SendCore, Transmit};
+pub use send::{CreditWithoutRequest, SendCore, Transmit};
 
 /// What a receiver says to a sender, on every path the same: sealed as a control frame (JSON
 /// payload) and carried as an HTTP request body or a channel message.

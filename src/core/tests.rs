@@ -146,7 +146,8 @@ impl Pair {
     }
 
     fn sender_credit(&mut self, to: u64) {
-        self.sender.handle_credit(to);
+        // A restarted sender refuses a credit before its first request, as a real one does.
+        let _ = self.sender.handle_credit(to);
         self.sender_transmit();
     }
 
@@ -398,4 +399,15 @@ fn without_a_path_nothing_is_asked_and_the_idle_timeout_still_runs() {
     let outcome = pair.run(Duration::from_secs(120));
     assert!(matches!(outcome, Output::Failed(GiveUp::PeerVanished { .. })), "{outcome:?}");
     assert!(pair.requests.is_empty());
+}
+
+#[test]
+fn a_credit_before_any_request_is_refused_and_transmits_nothing() {
+    let mut core = SendCore::new(10);
+    assert_eq!(core.handle_credit(5), Err(crate::core::CreditWithoutRequest));
+    assert_eq!(core.poll_transmit(), None);
+    core.handle_request(Request { from: 0, to: 2 });
+    assert_eq!(core.handle_credit(3), Ok(()));
+    let sent: Vec<_> = std::iter::from_fn(|| core.poll_transmit()).collect();
+    assert_eq!(sent.len(), 3);
 }

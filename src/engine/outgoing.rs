@@ -25,6 +25,7 @@ use crate::{
     crypto::{SessionKey, ct_eq, random_epoch},
     error::TransferError,
     frame::{FrameKind, Sealer},
+    home::HomeInodes,
     id::TransferId,
     journal::unix_now,
     manifest::Manifest,
@@ -47,14 +48,13 @@ impl Source {
     pub(crate) fn open(path: &std::path::Path, home: &std::path::Path) -> Result<Source, TransferError> {
         let unreadable = |reason: String| TransferError::SourceUnreadable { path: path.display().to_string(), reason };
         let meta = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
-        let canonical = |p: &std::path::Path| std::fs::canonicalize(p).ok();
-        if let (Some(p), Some(h)) = (canonical(path), canonical(home))
-            && p.starts_with(&h)
-        {
+        // By inode: a hard link to `grants.json` elsewhere is still the home's file.
+        let private = HomeInodes::of(home);
+        if private.holds_path(path) {
             return Err(TransferError::SourcePrivate(path.display().to_string()));
         }
         if meta.is_dir() {
-            return TreeSource::walk(path, home).map(Source::Tree);
+            return TreeSource::walk(path, &private).map(Source::Tree);
         }
         if !meta.is_file() {
             return Err(unreadable("not a regular file or folder".into()));

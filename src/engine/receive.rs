@@ -31,6 +31,7 @@ use crate::{
     },
     error::{Result, TransferError},
     frame::Opener,
+    home::HomeInodes,
     id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{Manifest, check_declared},
@@ -54,7 +55,7 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
         // Receiving the same ticket twice continues the first attempt.
         return resume(node, existing, options.prefer).await;
     }
-    let mut record = new_record(ticket, &options)?;
+    let mut record = new_record(node, ticket, &options)?;
     let lock = node.journal.try_lock(&id, Role::Receive)?.expect("a new transfer has no owner");
     node.journal.save(&mut record)?;
     let ticket = record.ticket.parse()?;
@@ -63,7 +64,7 @@ pub(super) async fn start(node: &Node, ticket: Ticket, options: ReceiveOptions) 
 
 /// Keep a pushed offer as `pending` until someone accepts it with [`accept`].
 pub(super) fn hold(node: &Node, ticket: Ticket, options: &ReceiveOptions, because: &str) -> Result<Record> {
-    let mut record = new_record(ticket, options)?;
+    let mut record = new_record(node, ticket, options)?;
     record.state = State::Pending;
     record.held_because = Some(because.to_owned());
     node.journal.save(&mut record)?;
@@ -75,17 +76,25 @@ pub(super) async fn accept(node: &Node, mut record: Record, options: Option<Rece
     if let (State::Pending, Some(options)) = (record.state, options) {
         let ticket: Ticket = record.ticket.parse()?;
         let (peer, created_at) = (record.peer.take(), record.created_at);
-        record = Record { peer, created_at, ..new_record(ticket, &options)? };
+        record = Record { peer, created_at, ..new_record(node, ticket, &options)? };
     }
     record.held_because = None;
     resume(node, record, None).await
 }
 
 /// Check a ticket and the output folder, and describe the transfer for the journal.
-fn new_record(ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
+fn new_record(node: &Node, ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
     ticket.check_expiry(unix_now())?;
     check_declared(ticket.size, ticket.chunk_size)?;
     let id = ticket.transfer_id;
+    // Never into the node home, on any front: a received `grants.json` would be a grant the
+    // sender holds. Checked before anything is created there.
+    if HomeInodes::of(node.home().root()).holds_target(&options.output_dir) {
+        return Err(TransferError::PathNotAllowed(format!(
+            "refused to write into {}: it is agentferry's own home or inside it, which holds session keys and grants",
+            options.output_dir.display()
+        )));
+    }
     // The output folder is the user's: ordinary permissions, unlike the node home.
     std::fs::create_dir_all(&options.output_dir).map_err(|e| TransferError::io(&options.output_dir, e))?;
     let output_dir =

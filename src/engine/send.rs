@@ -7,6 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use tokio::sync::watch;
+
 use super::{
     Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer,
     connect::{mailboxes, signalling},
@@ -204,7 +206,7 @@ async fn serve(
         .await;
     events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
     tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
-    let mut channel_tasks = serve_channel(node, ticket, outgoing, prefer).await;
+    let mut channel_tasks = serve_channel(node, ticket, outgoing, prefer);
 
     let mut rate = Rate::default();
     let files = outgoing.tree().map(|tree| tree.file_index());
@@ -310,19 +312,22 @@ async fn serve(
     }
 }
 
-/// The tasks serving a transfer on its message channel; they stop when dropped.
+/// The task serving a transfer on its message channel; it stops when dropped.
 #[derive(Default)]
 struct ChannelTasks {
-    webrtc: Option<AbortOnDrop>,
-    _relay: Option<AbortOnDrop>,
+    _task: Option<AbortOnDrop>,
+    /// Whether the WebRTC answerer runs (it starts once the channel is open).
+    webrtc_running: Option<watch::Receiver<bool>>,
 }
 
 impl ChannelTasks {
     /// Once the receiver confirmed: let the WebRTC answerer close its data channel, which is how
     /// a receiver on that path learns its confirmation arrived, before the tasks are dropped.
     async fn finish(&mut self) {
-        if let Some(AbortOnDrop(task)) = &mut self.webrtc {
-            let _ = tokio::time::timeout(transport::webrtc::GOODBYE_BUDGET, task).await;
+        if let Some(running) = &mut self.webrtc_running
+            && *running.borrow()
+        {
+            let _ = tokio::time::timeout(transport::webrtc::GOODBYE_BUDGET, running.wait_for(|r| !*r)).await;
         }
     }
 }
@@ -336,36 +341,65 @@ fn keep_sums(node: &Node, outgoing: &Outgoing) -> Result<()> {
 }
 
 /// Serve on the ticket's message channel too, if it names one: the relay path (unless WebRTC is
-/// pinned) and WebRTC signalling (declining offers when the relay is pinned).
-async fn serve_channel(node: &Node, ticket: &Ticket, outgoing: &Arc<Outgoing>, prefer: Prefer) -> ChannelTasks {
+/// pinned) and WebRTC signalling (declining offers when the relay is pinned). The channel is
+/// opened in the background and, while it cannot be (a relay that is down, or full for a
+/// moment), tried again with the path selector's backoff: a receiver may come over it later.
+fn serve_channel(node: &Node, ticket: &Ticket, outgoing: &Arc<Outgoing>, prefer: Prefer) -> ChannelTasks {
     let Some(hint) = ticket.channel.as_deref().and_then(|c| c.parse::<ChannelHint>().ok()) else {
         return ChannelTasks::default();
     };
-    match Channel::open(&hint).await {
-        Ok(channel) => {
-            let serve = Arc::new(ServeOutgoing(Arc::clone(outgoing)));
-            let (key, id) = (&ticket.session_key, &ticket.transfer_id);
-            let mut outcome = outgoing.outcome();
-            let confirmed = async move {
-                let _ = outcome.wait_for(|o| matches!(o, Some(SendOutcome::Completed { .. }))).await;
-            };
-            let webrtc = transport::webrtc::serve(
-                channel.clone(),
-                hint,
-                serve.clone(),
-                signalling(key, id),
-                node.config.ice.clone(),
-                prefer != Prefer::Relay,
-                confirmed,
-            );
-            let relay = (prefer != Prefer::Webrtc)
-                .then(|| AbortOnDrop(tokio::spawn(transport::channel::serve(channel, serve, mailboxes(key, id)))));
-            ChannelTasks { webrtc: Some(AbortOnDrop(tokio::spawn(webrtc))), _relay: relay }
-        }
-        Err(e) => {
-            // The receiver may still come over HTTP, or the channel may come back later.
-            tracing::warn!(transfer = %ticket.transfer_id, "cannot serve on {hint}: {e}");
-            ChannelTasks::default()
+    let serve = Arc::new(ServeOutgoing(Arc::clone(outgoing)));
+    let (key, id) = (ticket.session_key.clone(), ticket.transfer_id);
+    let mut outcome = outgoing.outcome();
+    let ice = node.config.ice.clone();
+    let (running_tx, running) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let Some(channel) = open_with_backoff(&hint, &id).await else { return };
+        let relay = (prefer != Prefer::Webrtc).then(|| {
+            AbortOnDrop(tokio::spawn(transport::channel::serve(channel.clone(), serve.clone(), mailboxes(&key, &id))))
+        });
+        let confirmed = async move {
+            let _ = outcome.wait_for(|o| matches!(o, Some(SendOutcome::Completed { .. }))).await;
+        };
+        running_tx.send_replace(true);
+        transport::webrtc::serve(channel, hint, serve, signalling(&key, &id), ice, prefer != Prefer::Relay, confirmed)
+            .await;
+        running_tx.send_replace(false);
+        // The relay path serves until the transfer's tasks are dropped.
+        let _relay = relay;
+        std::future::pending::<()>().await
+    });
+    ChannelTasks { _task: Some(AbortOnDrop(task)), webrtc_running: Some(running) }
+}
+
+/// Open the channel, trying again with the path selector's backoff while it fails for a reason
+/// that may pass; `None` once it refuses this node's own settings (credentials, certificates),
+/// which no retry changes.
+async fn open_with_backoff(hint: &ChannelHint, id: &TransferId) -> Option<Channel> {
+    let cfg = crate::core::PathConfig::default();
+    let mut backoff = cfg.retry_min;
+    let mut warned = false;
+    loop {
+        match Channel::open(hint).await {
+            Ok(channel) => {
+                if warned {
+                    tracing::info!(transfer = %id, "serving on {hint} now");
+                }
+                return Some(channel);
+            }
+            Err(e @ (TransferError::ChannelAuth(_) | TransferError::ChannelTls(_))) => {
+                tracing::warn!(transfer = %id, code = e.code(), "cannot serve on {hint}: {e}");
+                return None;
+            }
+            Err(e) => {
+                // The receiver may still come over HTTP, or the channel come back.
+                if !warned {
+                    tracing::warn!(transfer = %id, code = e.code(), "cannot serve on {hint} yet, trying again: {e}");
+                    warned = true;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(cfg.retry_max);
+            }
         }
     }
 }

@@ -146,7 +146,14 @@ impl Driver {
                 self.sealer = Some(Sealer::new(self.outgoing.session_key(), self.outgoing.transfer_id, random_epoch()));
                 self.core.handle_request(Request { from, to });
             }
-            Control::Credit { to } => self.core.handle_credit(to),
+            Control::Credit { to } => {
+                // Only a ticket holder can seal a control, but it may still send them in any
+                // order: a credit before a want is dropped with a code, the session goes on.
+                if let Err(e) = self.core.handle_credit(to) {
+                    let e = TransferError::Protocol(e.to_string());
+                    tracing::warn!(transfer = %self.outgoing.transfer_id, code = e.code(), "control dropped: {e}");
+                }
+            }
             Control::Complete { sha256 } => {
                 // A sender restarted after its last frames went out may not know the hash yet.
                 if self.outgoing.sha256().is_none() {
@@ -185,7 +192,9 @@ impl Driver {
     fn seal(&mut self, transmit: Transmit) -> Result<Bytes, TransferError> {
         let outgoing = Arc::clone(&self.outgoing);
         let m = outgoing.manifest();
-        const NO_WANT: &str = "the core transmits only after a want";
+        // The core transmits only after a want; should that ever break, end the session
+        // with a code rather than the process's thread.
+        let no_want = || TransferError::Protocol("a frame to send before any want".into());
         Ok(match transmit {
             Transmit::Chunk { index, last } => {
                 let len = m.chunk_len(index);
@@ -197,7 +206,7 @@ impl Driver {
                     // A copy: sealing encrypts the plaintext in place while it is hashed.
                     prefix.feed(index, || Bytes::copy_from_slice(&buf[start..]));
                 }
-                let sealer = self.sealer.as_mut().expect(NO_WANT);
+                let sealer = self.sealer.as_mut().ok_or_else(no_want)?;
                 sealer.seal(FrameKind::Chunk, if last { FLAG_LAST } else { 0 }, index, &mut buf);
                 outgoing.record_served(self.path, index, len as u64);
                 buf.freeze()
@@ -206,7 +215,7 @@ impl Driver {
                 let digest = self.whole_hash()?;
                 outgoing.check_unchanged()?;
                 let raw = data_encoding::HEXLOWER.decode(digest.as_bytes()).expect("hex");
-                let sealer = self.sealer.as_mut().expect(NO_WANT);
+                let sealer = self.sealer.as_mut().ok_or_else(no_want)?;
                 sealer.seal_bytes(FrameKind::Trailer, m.chunk_count(), &raw).freeze()
             }
         })

@@ -657,5 +657,5 @@ impl ServerHandler for FerryServer {
 
 /// Where received files go when nothing says otherwise.
 pub fn default_download_dir(node_home: &std::path::Path) -> PathBuf {
-    dirs::download_dir().map(|d| d.join("agentferry")).unwrap_or_else(|| node_home.join("downloads"))
+    dirs::download_dir().map(|d| d.join("agentferry")).unwrap_or_else(|| node_home.join(crate::home::DOWNLOADS))
 }

@@ -8,10 +8,15 @@
 //! mailboxes, subscriptions per connection, connections, and a per-connection rate (a client
 //! over its rate is slowed down, not served ahead of others).
 //!
-//! Fairness: no client can take the shared limits for itself. A connection may hold an
-//! eighth of the queued bytes and `max_mailboxes_per_connection` mailboxes; a source address
-//! a quarter of the bytes, mailboxes and connections (a loose ceiling: a team's agents often
-//! share one NAT address); what is left keeps room for new clients. A slow reader only fills
+//! Fairness: no client can take the shared limits for itself, however many addresses it has. A
+//! connection may hold an eighth of the queued bytes and `max_mailboxes_per_connection`
+//! mailboxes; a source (an IPv4 address or an IPv6 /64, see [`accept::source`]) a quarter of
+//! the bytes, mailboxes and of the listener's *effective* connection cap (a loose ceiling: a
+//! team's agents often share one NAT address). The last eighth of the mailboxes and of the
+//! queue is a reserve that only sources holding little may take. And when a limit is reached
+//! all the same, a source that holds less than the biggest holder does not get refused: the
+//! biggest holder's oldest idle mailbox (no subscriber, and what is queued in it) is evicted
+//! to make room. So newcomers always find room, at the cost of whoever holds the most. A slow reader only fills
 //! its own queues: its writer holds at most `max_outbound_bytes`, counted against the queue cap
 //! with everything else, the rest waits in its mailboxes (senders get `queue_full` and
 //! retransmit), and a socket that takes nothing for `write_timeout` is dropped.
@@ -22,7 +27,7 @@
 //! to read it: a second subscriber replaces the first only if it holds the same key.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
+    collections::{BTreeSet, HashMap, HashSet, VecDeque},
     convert::Infallible,
     net::{IpAddr, SocketAddr},
     sync::{
@@ -40,7 +45,7 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::{
     net::TcpListener,
-    sync::{OwnedSemaphorePermit, mpsc, watch},
+    sync::{mpsc, watch},
     task::JoinSet,
 };
 use tokio_tungstenite::{
@@ -85,6 +90,9 @@ pub struct RelayConfig {
     pub max_mailboxes_per_connection: usize,
     /// A connection whose socket takes no bytes for this long is dropped.
     pub write_timeout: Duration,
+    /// A WebSocket that sends nothing for this long (not even the pong to the relay's pings,
+    /// sent every third of it) is dropped.
+    pub idle_timeout: Duration,
 }
 
 impl Default for RelayConfig {
@@ -103,6 +111,7 @@ impl Default for RelayConfig {
             max_outbound_bytes: 4 << 20,
             max_mailboxes_per_connection: 1024,
             write_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -121,6 +130,8 @@ struct Counters {
     rejected_connections: AtomicU64,
     /// TCP connections open now, upgraded to WebSocket or not yet.
     tcp_connections: AtomicUsize,
+    evicted: AtomicU64,
+    idle_dropped: AtomicU64,
 }
 
 /// A snapshot of the relay's counters.
@@ -145,6 +156,12 @@ pub struct Stats {
     /// WebSockets); both are under `max_connections`.
     #[serde(default)]
     pub tcp_connections: usize,
+    /// Idle mailboxes evicted (with what they queued) to make room for smaller holders.
+    #[serde(default)]
+    pub evicted: u64,
+    /// WebSockets dropped for sending nothing, not even a pong, for `idle_timeout`.
+    #[serde(default)]
+    pub idle_dropped: u64,
 }
 
 /// One connection as the routing sees it.
@@ -188,9 +205,35 @@ struct State {
     boxes: HashMap<Mailbox, MailboxState>,
     by_conn: HashMap<u64, Usage>,
     by_ip: HashMap<IpAddr, Usage>,
+    /// Mailboxes without a subscriber, per owner, oldest use first: what may be evicted.
+    idle: HashMap<IpAddr, BTreeSet<(Instant, Mailbox)>>,
 }
 
 impl State {
+    fn set_idle(&mut self, mailbox: Mailbox, owner: IpAddr, since: Instant) {
+        self.idle.entry(owner).or_default().insert((since, mailbox));
+    }
+
+    fn clear_idle(&mut self, mailbox: &Mailbox, owner: IpAddr, since: Instant) {
+        if let Some(set) = self.idle.get_mut(&owner) {
+            set.remove(&(since, *mailbox));
+            if set.is_empty() {
+                self.idle.remove(&owner);
+            }
+        }
+    }
+
+    /// The source with idle mailboxes that holds the most of `what`, if it holds more than
+    /// `than`.
+    fn biggest_idle_owner(&self, what: impl Fn(&Usage) -> usize, than: usize) -> Option<IpAddr> {
+        self.idle
+            .keys()
+            .map(|ip| (self.by_ip.get(ip).map_or(0, &what), *ip))
+            .filter(|(held, _)| *held > than)
+            .max()
+            .map(|(_, ip)| ip)
+    }
+
     /// Apply `f` to the usage of connection `conn` (if still connected) and of address `ip`.
     fn charge(&mut self, (conn, ip): (u64, IpAddr), f: impl Fn(&mut Usage)) {
         if let Some(u) = self.by_conn.get_mut(&conn) {
@@ -224,6 +267,61 @@ impl Relay {
 
     fn ip_share(&self, total: usize) -> usize {
         (total / 4).max(1)
+    }
+
+    /// The last eighth of a limit, kept for sources that hold less than [`Self::small`].
+    fn reserve(&self, total: usize) -> usize {
+        total / 8
+    }
+
+    fn small(&self, total: usize) -> usize {
+        (total / 32).max(1)
+    }
+
+    /// May a source that holds `held` of a limit of `total` take one more, with `used` taken
+    /// in all? Past `total - reserve` only small holders may.
+    fn fits(&self, used: usize, more: usize, held: usize, total: usize) -> bool {
+        used + more <= total - self.reserve(total) || (used + more <= total && held < self.small(total))
+    }
+
+    /// Evict `owner`'s least recently used idle mailbox other than `keep`, with what is queued
+    /// in it. Returns whether there was one.
+    fn evict_oldest(&self, state: &mut State, owner: IpAddr, keep: &Mailbox) -> bool {
+        let Some(set) = state.idle.get(&owner) else { return false };
+        let Some(&(since, mailbox)) = set.iter().find(|(_, m)| m != keep) else { return false };
+        state.clear_idle(&mailbox, owner, since);
+        let Some(b) = state.boxes.remove(&mailbox) else { return true };
+        let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
+        for q in &b.queue {
+            self.unqueue(&mut by, q);
+        }
+        (state.by_conn, state.by_ip) = by;
+        state.charge(b.owner, |u| u.mailboxes = u.mailboxes.saturating_sub(1));
+        self.counters.evicted.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Make room for `len` more queued bytes from `client`, evicting the biggest holder's idle
+    /// mailboxes if the queue is full and `client` holds less than it.
+    fn room_for_bytes(&self, state: &mut State, client: &Client, keep: &Mailbox, len: usize) -> Result<(), Refusal> {
+        let max = self.cfg.max_queued_bytes;
+        let conn = state.by_conn.get(&client.id).map_or(0, |u| u.queued_bytes);
+        let held = state.by_ip.get(&client.ip).map_or(0, |u| u.queued_bytes);
+        if conn + len > self.conn_share(max) || held + len > self.ip_share(max) {
+            return Err(Refusal::OverCapacity);
+        }
+        loop {
+            let used = self.queued_bytes.load(Relaxed) + self.outbound_bytes.load(Relaxed);
+            if self.fits(used, len, held, max) {
+                return Ok(());
+            }
+            let Some(biggest) = state.biggest_idle_owner(|u| u.queued_bytes, held) else {
+                return Err(Refusal::OverCapacity);
+            };
+            if !self.evict_oldest(state, biggest, keep) {
+                return Err(Refusal::OverCapacity);
+            }
+        }
     }
 
     /// Move queued messages to the subscriber while its writer has room, oldest first.
@@ -261,7 +359,8 @@ impl Relay {
         }
     }
 
-    /// The mailbox, created on first use within the mailbox limits (global, the client's share).
+    /// The mailbox, created on first use within the mailbox limits (global, the client's share;
+    /// evicting the biggest holder's idle mailboxes when the table is full).
     fn mailbox<'a>(
         &self,
         state: &'a mut State,
@@ -270,22 +369,30 @@ impl Relay {
         now: Instant,
     ) -> Result<&'a mut MailboxState, Refusal> {
         if !state.boxes.contains_key(&mailbox) {
+            let max = self.cfg.max_mailboxes;
             let conn = state.by_conn.get(&client.id).map_or(0, |u| u.mailboxes);
-            let ip = state.by_ip.get(&client.ip).map_or(0, |u| u.mailboxes);
-            if state.boxes.len() >= self.cfg.max_mailboxes
-                || conn >= self.cfg.max_mailboxes_per_connection
-                || ip >= self.ip_share(self.cfg.max_mailboxes)
-            {
+            let held = state.by_ip.get(&client.ip).map_or(0, |u| u.mailboxes);
+            if conn >= self.cfg.max_mailboxes_per_connection || held >= self.ip_share(max) {
                 return Err(Refusal::TooManyMailboxes);
             }
+            while !self.fits(state.boxes.len(), 1, held, max) {
+                let biggest = state.biggest_idle_owner(|u| u.mailboxes, held);
+                if !biggest.is_some_and(|owner| self.evict_oldest(state, owner, &mailbox)) {
+                    return Err(Refusal::TooManyMailboxes);
+                }
+            }
             state.charge((client.id, client.ip), |u| u.mailboxes += 1);
+            let owner = (client.id, client.ip);
+            state.boxes.insert(mailbox, MailboxState { queue: VecDeque::new(), subscriber: None, last_used: now, owner });
+            state.set_idle(mailbox, client.ip, now);
         }
-        let b = state.boxes.entry(mailbox).or_insert_with(|| MailboxState {
-            queue: VecDeque::new(),
-            subscriber: None,
-            last_used: now,
-            owner: (client.id, client.ip),
-        });
+        let b = state.boxes.get(&mailbox).expect("made above");
+        if b.subscriber.is_none() {
+            let (owner, since) = (b.owner.1, b.last_used);
+            state.clear_idle(&mailbox, owner, since);
+            state.set_idle(mailbox, owner, now);
+        }
+        let b = state.boxes.get_mut(&mailbox).expect("made above");
         b.last_used = now;
         Ok(b)
     }
@@ -297,41 +404,34 @@ impl Relay {
         let state = &mut *guard;
         self.mailbox(state, mailbox, client, now)?;
         let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
-        let result = (|| {
-            let b = state.boxes.get_mut(&mailbox).expect("just made");
-            if b.queue.len() >= self.cfg.mailbox_capacity {
-                self.drain(&mut by, b, now);
-                if b.queue.len() >= self.cfg.mailbox_capacity {
-                    return Err(Refusal::QueueFull);
-                }
-            }
-            let len = msg.len();
-            let total = self.queued_bytes.load(Relaxed) + self.outbound_bytes.load(Relaxed);
-            let conn = by.0.get(&client.id).map_or(0, |u| u.queued_bytes);
-            let ip = by.1.get(&client.ip).map_or(0, |u| u.queued_bytes);
-            if total + len > self.cfg.max_queued_bytes
-                || conn + len > self.conn_share(self.cfg.max_queued_bytes)
-                || ip + len > self.ip_share(self.cfg.max_queued_bytes)
-            {
-                return Err(Refusal::OverCapacity);
-            }
-            self.queued_bytes.fetch_add(len, Relaxed);
-            for u in [by.0.get_mut(&client.id), by.1.get_mut(&client.ip)].into_iter().flatten() {
-                u.queued_bytes += len;
-            }
-            b.queue.push_back(Queued { at: now, msg, from: (client.id, client.ip) });
+        let b = state.boxes.get_mut(&mailbox).expect("just made");
+        if b.queue.len() >= self.cfg.mailbox_capacity {
             self.drain(&mut by, b, now);
-            Ok(())
-        })();
+        }
+        let full = b.queue.len() >= self.cfg.mailbox_capacity;
         (state.by_conn, state.by_ip) = by;
-        result
+        if full {
+            return Err(Refusal::QueueFull);
+        }
+        let len = msg.len();
+        self.room_for_bytes(state, client, &mailbox, len)?;
+        self.queued_bytes.fetch_add(len, Relaxed);
+        state.charge((client.id, client.ip), |u| u.queued_bytes += len);
+        let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
+        let b = state.boxes.get_mut(&mailbox).expect("kept by the eviction");
+        b.queue.push_back(Queued { at: now, msg, from: (client.id, client.ip) });
+        self.drain(&mut by, b, now);
+        (state.by_conn, state.by_ip) = by;
+        Ok(())
     }
 
     fn subscribe(&self, client: &Client, mailbox: Mailbox) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
-        self.mailbox(state, mailbox, client, now)?;
+        let b = self.mailbox(state, mailbox, client, now)?;
+        let (owner, since) = (b.owner.1, b.last_used);
+        state.clear_idle(&mailbox, owner, since);
         let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
         let b = state.boxes.get_mut(&mailbox).expect("just made");
         b.subscriber = Some(client.clone());
@@ -345,8 +445,11 @@ impl Relay {
         if let Some(b) = state.boxes.get_mut(mailbox)
             && b.subscriber.as_ref().is_some_and(|c| c.id == conn)
         {
+            let now = Instant::now();
             b.subscriber = None;
-            b.last_used = Instant::now();
+            b.last_used = now;
+            let owner = b.owner.1;
+            state.set_idle(*mailbox, owner, now);
         }
     }
 
@@ -364,12 +467,10 @@ impl Relay {
         (state.by_conn, state.by_ip) = by;
     }
 
-    /// A connection from `ip` may be upgraded: under the global cap and its address's share.
-    fn admit(&self, ip: IpAddr) -> bool {
-        let state = self.state.lock().expect("not poisoned");
-        let from_ip = state.by_ip.get(&ip).map_or(0, |u| u.connections);
+    /// A connection may be upgraded: under the global cap (each source's share of the
+    /// listener's effective cap is kept by the [`Acceptor`], upgraded or not).
+    fn admit(&self) -> bool {
         self.counters.connections.load(Relaxed) < self.cfg.max_connections
-            && from_ip < self.ip_share(self.cfg.max_connections)
     }
 
     fn connect(&self, conn: u64, ip: IpAddr) {
@@ -394,7 +495,8 @@ impl Relay {
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
         let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
-        state.boxes.retain(|_, b| {
+        let mut forgotten = Vec::new();
+        state.boxes.retain(|mailbox, b| {
             while b.queue.front().is_some_and(|q| now.duration_since(q.at) > self.cfg.ttl) {
                 let q = b.queue.pop_front().expect("front exists");
                 self.unqueue(&mut by, &q);
@@ -405,9 +507,13 @@ impl Relay {
                 for u in [by.0.get_mut(&b.owner.0), by.1.get_mut(&b.owner.1)].into_iter().flatten() {
                     u.mailboxes = u.mailboxes.saturating_sub(1);
                 }
+                forgotten.push((*mailbox, b.owner.1, b.last_used));
             }
             keep
         });
+        for (mailbox, owner, since) in forgotten {
+            state.clear_idle(&mailbox, owner, since);
+        }
         by.1.retain(|_, u| u.connections > 0 || u.mailboxes > 0 || u.queued_bytes > 0);
         (state.by_conn, state.by_ip) = by;
     }
@@ -431,6 +537,8 @@ impl Relay {
             throttled: c.throttled.load(Relaxed),
             rejected_connections: c.rejected_connections.load(Relaxed),
             tcp_connections: c.tcp_connections.load(Relaxed),
+            evicted: c.evicted.load(Relaxed),
+            idle_dropped: c.idle_dropped.load(Relaxed),
         }
     }
 }
@@ -523,7 +631,7 @@ fn plain(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
 async fn accept_loop(listener: TcpListener, relay: Arc<Relay>) {
     let mut sweeper = tokio::time::interval(Duration::from_secs(1));
     // Every TCP connection counts, upgraded or not; the WebSocket keeps the permit.
-    let mut acceptor = Acceptor::new(listener, relay.cfg.max_connections);
+    let mut acceptor = Acceptor::new(listener, relay.cfg.max_connections, 4);
     loop {
         let Accepted { stream, peer, permit } = tokio::select! {
             accepted = acceptor.accept() => accepted,
@@ -553,12 +661,12 @@ async fn accept_loop(listener: TcpListener, relay: Arc<Relay>) {
 type Permit = Arc<ConnSlot>;
 
 struct ConnSlot {
-    _permit: OwnedSemaphorePermit,
+    _permit: accept::Slot,
     relay: Arc<Relay>,
 }
 
 impl ConnSlot {
-    fn new(permit: OwnedSemaphorePermit, relay: Arc<Relay>) -> Permit {
+    fn new(permit: accept::Slot, relay: Arc<Relay>) -> Permit {
         relay.counters.tcp_connections.fetch_add(1, Relaxed);
         Arc::new(ConnSlot { _permit: permit, relay })
     }
@@ -588,7 +696,7 @@ fn upgrade(mut req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr, perm
     let Some(accept) = key.filter(|_| is_ws) else {
         return plain(StatusCode::BAD_REQUEST, "a WebSocket upgrade is expected here");
     };
-    if !relay.admit(peer.ip()) {
+    if !relay.admit() {
         relay.counters.rejected_connections.fetch_add(1, Relaxed);
         return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     }
@@ -643,25 +751,34 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let conn = relay.next_conn.fetch_add(1, Relaxed);
+    let source = accept::source(peer.ip());
     relay.counters.connections.fetch_add(1, Relaxed);
     relay.counters.connections_total.fetch_add(1, Relaxed);
-    relay.connect(conn, peer.ip());
+    relay.connect(conn, source);
     tracing::debug!(conn, %peer, "client connected");
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<(Bytes, bool)>(relay.cfg.outbound_depth);
-    let client = Client { id: conn, ip: peer.ip(), out: out_tx, outbound: Arc::default() };
+    let client = Client { id: conn, ip: source, out: out_tx, outbound: Arc::default() };
     let subs = Arc::new(Mutex::new(HashSet::<Mailbox>::new()));
 
     let mut tasks = JoinSet::new();
     // Writer: sends what is routed here; each send makes room, so the mailboxes move on. A
-    // reader that takes nothing for `write_timeout` is dropped.
+    // reader that takes nothing for `write_timeout` is dropped. Pings, a third of the idle
+    // timeout apart, make every live client answer something.
     let (writer_relay, writer_subs, mut shutdown) = (Arc::clone(&relay), Arc::clone(&subs), relay.shutdown.clone());
     let (outbound, writer_outbound) = (Arc::clone(&client.outbound), Arc::clone(&client.outbound));
     tasks.spawn(async move {
         let outbound = writer_outbound;
         let timeout = writer_relay.cfg.write_timeout;
+        let every = writer_relay.cfg.idle_timeout / 3;
+        let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
+                _ = pings.tick() => {
+                    if !matches!(tokio::time::timeout(timeout, sink.send(Message::Ping(Bytes::new()))).await, Ok(Ok(()))) {
+                        break;
+                    }
+                }
                 msg = out_rx.recv() => {
                     let Some((msg, counted)) = msg else { break };
                     let len = if counted { msg.len() } else { 0 };
@@ -692,7 +809,13 @@ where
         let cfg = &reader_relay.cfg;
         let mut rate = Rate { bytes: cfg.rate_bytes as f64, messages: cfg.rate_messages as f64, at: Instant::now() };
         let mut malformed = 0u32;
-        while let Some(msg) = stream.next().await {
+        loop {
+            let Ok(next) = tokio::time::timeout(cfg.idle_timeout, stream.next()).await else {
+                reader_relay.counters.idle_dropped.fetch_add(1, Relaxed);
+                tracing::info!(conn, %peer, "disconnecting a client that sent nothing, not even a pong");
+                break;
+            };
+            let Some(msg) = next else { break };
             let data = match msg {
                 Ok(Message::Binary(data)) => data,
                 Ok(Message::Close(_)) => break,
@@ -762,7 +885,7 @@ where
     }
     // Nothing routes here any more: what is still buffered will never be written.
     relay.outbound_bytes.fetch_sub(outbound.swap(0, Relaxed), Relaxed);
-    relay.disconnect(conn, peer.ip());
+    relay.disconnect(conn, source);
     relay.counters.connections.fetch_sub(1, Relaxed);
     tracing::debug!(conn, %peer, "client disconnected");
 }

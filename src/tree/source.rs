@@ -3,7 +3,8 @@
 //! The walk is depth-first with names in byte order, so the same tree always gives the same
 //! listing (a restarted sender re-walks and must find the same stream). Symbolic links, sockets,
 //! devices and names that are not UTF-8 are skipped, and the walk says which; so is the node's own
-//! home (its journal holds session keys) when the tree holds it, say for `send ~`. Files are opened
+//! home (its journal holds session keys) when the tree holds it, say for `send ~`, and any file
+//! that is one of the home's under another name (a hard link). Files are opened
 //! when read (never through a link), one at a time, so memory holds the listing and one open file
 //! whatever the tree's size. A file whose size or modification time differs from the walk's
 //! makes the tree "changed", which a sender refuses to go on with, as for a single file.
@@ -18,7 +19,7 @@ use std::{
 use sha2::{Digest, Sha256};
 
 use super::{Entry, Kind, MAX_ENTRIES, MAX_LISTING_BYTES, MAX_PATH_BYTES, listing};
-use crate::error::TransferError;
+use crate::{error::TransferError, home::HomeInodes};
 
 /// A file of the tree and where its bytes sit in the stream.
 #[derive(Debug)]
@@ -53,11 +54,10 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 }
 
 impl TreeSource {
-    /// Walk the folder at `root`, leaving out the folder `private` (the node's home) if the tree
-    /// holds it.
-    pub fn walk(root: &Path, private: &Path) -> Result<TreeSource, TransferError> {
+    /// Walk the folder at `root`, leaving out whatever of the node's home (`private`) the tree
+    /// holds.
+    pub fn walk(root: &Path, private: &HomeInodes) -> Result<TreeSource, TransferError> {
         let meta = std::fs::metadata(root).map_err(|e| unreadable(root, e))?;
-        let private = std::fs::metadata(private).ok().map(|m| (m.dev(), m.ino()));
         let mut walk =
             Walk { root, private, entries: Vec::new(), spans: Vec::new(), skipped: Vec::new(), listing_bytes: 0 };
         walk.dir(root, "")?;
@@ -166,8 +166,8 @@ impl TreeSource {
 
 struct Walk<'a> {
     root: &'a Path,
-    /// Device and inode of the folder never sent.
-    private: Option<(u64, u64)>,
+    /// What is never sent.
+    private: &'a HomeInodes,
     entries: Vec<Entry>,
     spans: Vec<Span>,
     skipped: Vec<String>,
@@ -190,7 +190,7 @@ impl Walk<'_> {
             };
             let path = format!("{rel}{name}");
             let meta = std::fs::symlink_metadata(child.path()).map_err(|e| unreadable(&child.path(), e))?;
-            let kind = if meta.is_dir() && self.private == Some((meta.dev(), meta.ino())) {
+            let kind = if self.private.holds(&meta) {
                 self.skipped.push(format!("{path} (agentferry's own home: it holds session keys)"));
                 continue;
             } else if meta.is_dir() {

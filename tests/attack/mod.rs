@@ -130,3 +130,75 @@ pub fn post_offer(addr: SocketAddr, body: &str) -> (u16, serde_json::Value) {
     let json = answer.split_once("\r\n\r\n").and_then(|(_, b)| serde_json::from_str(b).ok()).unwrap_or_default();
     (status, json)
 }
+
+/// A TCP connection to `addr` from the loopback address `from` (any of 127.0.0.0/8), so that a
+/// flood comes from another source than the honest clients on 127.0.0.1.
+pub fn connect_from(from: [u8; 4], addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build()?;
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((from, 0)))?;
+        let stream = tokio::time::timeout(Duration::from_secs(2), socket.connect(addr))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        stream.into_std()
+    })
+    .and_then(|s| {
+        s.set_nonblocking(false)?;
+        Ok(s)
+    })
+}
+
+/// The real binary's MCP server over stdio, for attacks through its tools.
+pub struct McpBinary {
+    stdin: std::process::ChildStdin,
+    server: crate::common::Running,
+    next_id: u64,
+}
+
+impl McpBinary {
+    /// `agentferry mcp --root ROOT` for `node`, initialised.
+    pub fn start(node: &Node, root: &Path) -> McpBinary {
+        let mut cmd = command(node, &["mcp", "--root", root.to_str().unwrap()]);
+        cmd.env("AGENTFERRY_INBOX_BIND", "127.0.0.1:0").env("AGENTFERRY_PEER_TIMEOUT", "30");
+        let mut child = cmd.stdin(Stdio::piped()).spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut mcp = McpBinary { stdin, server: crate::common::Running::new_public(child), next_id: 1 };
+        mcp.request(
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}),
+        );
+        mcp.say(&serde_json::json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        mcp
+    }
+
+    fn say(&mut self, v: &serde_json::Value) {
+        let mut line = serde_json::to_vec(v).unwrap();
+        line.push(b'\n');
+        self.stdin.write_all(&line).unwrap();
+    }
+
+    fn request(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.say(&serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        self.server.wait_for("the answer", |v| v["id"] == id)
+    }
+
+    /// Call `tool`: (is it an error, the structured result or the error's JSON).
+    pub fn call(&mut self, tool: &str, args: serde_json::Value) -> (bool, serde_json::Value) {
+        let answer = self.request("tools/call", serde_json::json!({"name": tool, "arguments": args}));
+        let result = &answer["result"];
+        if result["isError"] == true {
+            (true, serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap())
+        } else {
+            (false, result["structuredContent"].clone())
+        }
+    }
+
+    /// End input and wait for a clean exit.
+    pub fn finish(self) -> i32 {
+        drop(self.stdin);
+        self.server.finish().0
+    }
+}

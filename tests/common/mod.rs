@@ -110,14 +110,16 @@ impl Running {
                 }
             }
         });
-        // Drain stderr so a chatty child never blocks on a full pipe.
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            let mut sink = std::io::sink();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = writeln!(sink, "{line}");
-            }
-        });
+        // Drain stderr so a chatty child never blocks on a full pipe (unless the caller sent
+        // it somewhere to read it).
+        if let Some(stderr) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let mut sink = std::io::sink();
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = writeln!(sink, "{line}");
+                }
+            });
+        }
         Running { child, events, seen: Vec::new() }
     }
 

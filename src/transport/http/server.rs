@@ -2,14 +2,20 @@
 //!
 //! It checks the bearer token, hands the request's control frame to the transfer's [`Serve`]
 //! and streams back what the session answers; it knows nothing else of transfers. Connections
-//! come through an [`Acceptor`] (a cap, back-off on accept errors) and are served with a header
-//! read timeout, so idle or half-sent requests cannot exhaust the sender.
+//! come through an [`Acceptor`] (a cap, a share per source, back-off on accept errors) and are
+//! served with a header read timeout, so idle or half-sent requests cannot exhaust the sender.
+//!
+//! The inbox (`POST /v1/inbox`) shares the listener with the transfers an MCP node serves, and
+//! its bodies come before any authentication (the offer's MAC is in the body). So a body is
+//! read only within [`INBOX_BODY_TIMEOUT`] and [`MAX_INBOX_BODY`], and only [`MAX_INBOX_READS`]
+//! of them at once, [`MAX_INBOX_READS_PER_SOURCE`] per source; over that the inbox answers
+//! `503 inbox_busy` without reading, and the transfers go on.
 
 use std::{
     collections::{HashMap, VecDeque},
     convert::Infallible,
     future::Future,
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     pin::Pin,
     sync::{Arc, Mutex},
 };
@@ -59,6 +65,11 @@ pub type InboxHandler = Arc<dyn Fn(Bytes) -> InboxFuture + Send + Sync>;
 
 /// Largest inbox message accepted.
 const MAX_INBOX_BODY: usize = 64 * 1024;
+/// An inbox body not all there by then is dropped (`408`): an offer is a few kilobytes.
+const INBOX_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Inbox bodies read at once, in all and per source.
+const MAX_INBOX_READS: usize = 32;
+const MAX_INBOX_READS_PER_SOURCE: usize = 4;
 
 /// Tells whether a bearer token is the one of a transfer that has ended.
 pub type TokenCheck = Box<dyn Fn(&str) -> bool + Send + Sync>;
@@ -72,9 +83,33 @@ struct Routes {
     /// Completed transfers, oldest first.
     retired: Mutex<VecDeque<(TransferId, TokenCheck)>>,
     inbox: Mutex<Option<InboxHandler>>,
+    /// Inbox bodies being read, per source.
+    inbox_reads: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One inbox body being read, counted against the caps until dropped.
+struct InboxRead<'a> {
+    routes: &'a Routes,
+    source: IpAddr,
 }
 
 impl Routes {
+    /// Room to read one more inbox body from `peer`, if the caps allow.
+    fn inbox_read(&self, peer: SocketAddr) -> Option<InboxRead<'_>> {
+        let source = accept::source(peer.ip());
+        let mut reads = self.inbox_reads.lock().expect("not poisoned");
+        let total: usize = reads.values().sum();
+        let mine = reads.entry(source).or_default();
+        if total >= MAX_INBOX_READS || *mine >= MAX_INBOX_READS_PER_SOURCE {
+            if *mine == 0 {
+                reads.remove(&source);
+            }
+            return None;
+        }
+        *mine += 1;
+        Some(InboxRead { routes: self, source })
+    }
+
     fn retired(&self, id: &TransferId, token: &str) -> bool {
         self.retired.lock().expect("not poisoned").iter().any(|(retired, check)| retired == id && check(token))
     }
@@ -143,12 +178,26 @@ impl Drop for HttpServer {
     }
 }
 
+impl Drop for InboxRead<'_> {
+    fn drop(&mut self) {
+        let mut reads = self.routes.inbox_reads.lock().expect("not poisoned");
+        if let Some(n) = reads.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                reads.remove(&self.source);
+            }
+        }
+    }
+}
+
 /// Connections one HTTP listener serves at once: many transfers and the inbox share it, and
 /// each receiver holds one or two.
 const MAX_CONNECTIONS: usize = 512;
+/// One source may hold an eighth of them.
+const SOURCE_SHARE: usize = 8;
 
 async fn accept_loop(listener: TcpListener, routes: Arc<Routes>) {
-    let mut acceptor = Acceptor::new(listener, MAX_CONNECTIONS);
+    let mut acceptor = Acceptor::new(listener, MAX_CONNECTIONS, SOURCE_SHARE);
     loop {
         let Accepted { stream, peer, permit } = acceptor.accept().await;
         let _ = stream.set_nodelay(true);
@@ -157,7 +206,7 @@ async fn accept_loop(listener: TcpListener, routes: Arc<Routes>) {
             let _permit = permit;
             let service = service_fn(move |req| {
                 let routes = Arc::clone(&routes);
-                async move { Ok::<_, Infallible>(route(req, &routes).await) }
+                async move { Ok::<_, Infallible>(route(req, &routes, peer).await) }
             });
             if let Err(e) = accept::http1().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, "connection ended: {e}");
@@ -184,24 +233,32 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
-async fn inbox(req: Request<Incoming>, routes: &Routes) -> Response<Body> {
+async fn inbox(req: Request<Incoming>, routes: &Routes, peer: SocketAddr) -> Response<Body> {
     let handler = routes.inbox.lock().expect("not poisoned").clone();
     let Some(handler) = handler else { return empty(StatusCode::NOT_FOUND) };
     if req.method() != Method::POST {
         return empty(StatusCode::METHOD_NOT_ALLOWED);
     }
-    match http_body_util::Limited::new(req.into_body(), MAX_INBOX_BODY).collect().await {
-        Ok(body) => {
+    let code = |status, code: &str| json(status, &serde_json::json!({ "code": code }));
+    let Some(reading) = routes.inbox_read(peer) else {
+        return code(StatusCode::SERVICE_UNAVAILABLE, "inbox_busy");
+    };
+    let body = http_body_util::Limited::new(req.into_body(), MAX_INBOX_BODY).collect();
+    let body = tokio::time::timeout(INBOX_BODY_TIMEOUT, body).await;
+    drop(reading);
+    match body {
+        Ok(Ok(body)) => {
             let (status, answer) = handler(body.to_bytes()).await;
             json(status, &answer)
         }
-        Err(_) => json(StatusCode::PAYLOAD_TOO_LARGE, &serde_json::json!({ "code": "offer_malformed" })),
+        Ok(Err(_)) => code(StatusCode::PAYLOAD_TOO_LARGE, "offer_malformed"),
+        Err(_) => code(StatusCode::REQUEST_TIMEOUT, "inbox_timeout"),
     }
 }
 
-async fn route(req: Request<Incoming>, routes: &Routes) -> Response<Body> {
+async fn route(req: Request<Incoming>, routes: &Routes, peer: SocketAddr) -> Response<Body> {
     if req.uri().path() == INBOX_PATH {
-        return inbox(req, routes).await;
+        return inbox(req, routes, peer).await;
     }
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
