@@ -278,7 +278,7 @@ impl TransferError {
         }
     }
 
-    /// The process exit code for this error; documented in the README.
+    /// The process exit code for this error; documented in docs/exit-codes.md.
     pub fn exit_code(&self) -> u8 {
         use TransferError::*;
         match self {

@@ -290,12 +290,28 @@ fn the_node_home_is_private() {
 }
 
 #[test]
-fn the_demo_moves_a_file_directly_and_through_its_embedded_relay() {
+fn the_demo_moves_a_file_over_all_three_paths_with_agreeing_hashes() {
     let a = Node::new();
     let out = a.command(&["demo", "--size-mib", "3"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("path     http (127.0.0.1:"), "{text}");
-    assert!(text.contains("path     relay (ws://127.0.0.1:"), "{text}");
-    assert_eq!(text.matches("verified sender and receiver agree").count(), 2, "{text}");
+    // One block per path, in the order run, each naming the path the bytes actually took.
+    let blocks: Vec<&str> = text.split("\n\n").filter(|b| !b.trim().is_empty()).collect();
+    assert_eq!(blocks.len(), 3, "{text}");
+    let field = |block: &str, name: &str| -> String {
+        let line = block.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name}: {block}"));
+        line[name.len()..].trim().to_owned()
+    };
+    assert!(field(blocks[0], "path").starts_with("http (127.0.0.1:"), "{text}");
+    assert!(field(blocks[1], "path").starts_with("webrtc (ws://127.0.0.1:"), "{text}");
+    assert!(field(blocks[1], "path").ends_with(", direct)"), "host candidates on loopback: {text}");
+    assert!(field(blocks[2], "path").starts_with("relay (ws://127.0.0.1:"), "{text}");
+    let hash = field(blocks[0], "sha256");
+    assert_eq!(hash.len(), 64, "{text}");
+    for block in &blocks {
+        assert_eq!(field(block, "size"), format!("{} bytes", 3 << 20), "{text}");
+        assert_eq!(field(block, "sha256"), hash, "one file, one hash on every path: {text}");
+        assert_eq!(field(block, "verified"), "sender and receiver agree", "{text}");
+        assert!(field(block, "time").ends_with(" s") && field(block, "speed").ends_with(" MB/s"), "{text}");
+    }
 }

@@ -196,7 +196,7 @@ fn full_cone_nats_on_both_sides_hole_punch_with_the_relays_stun_and_never_use_ht
 }
 
 /// Symmetric NATs: no hole punching. `auto` takes the chunk relay rather than TURN (webrtc-rs
-/// receives through TURN far slower, see the README); pinned to WebRTC, the bytes go through TURN.
+/// receives through TURN far slower, see docs/webrtc.md); pinned to WebRTC, the bytes go through TURN.
 #[test]
 fn symmetric_nats_take_the_relay_with_auto_and_turn_when_webrtc_is_pinned() {
     let mut lab = Lab::new("sy", "symmetric", "symmetric");

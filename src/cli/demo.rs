@@ -1,5 +1,7 @@
-//! `agentferry demo`: two nodes in one process, one generated file, sent twice over loopback:
-//! directly, then through an embedded relay.
+//! `agentferry demo`: two nodes in one process, one generated file, sent three times over
+//! loopback, once pinned to each path: directly over HTTP, over a WebRTC data channel, then
+//! through an embedded relay. The relay is also the channel WebRTC is signalled through and the
+//! STUN server it asks, so the demo needs nothing configured.
 //!
 //! It exercises exactly what a real transfer does (ticket, path choice, sealing, journal, hash
 //! check, final rename) with temporary homes, and prints what a user wants to know first:
@@ -47,9 +49,12 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
     let sender = Node::new(Home::open(scratch.join("sender-home"))?, config.clone());
     let receiver = Node::new(Home::open(scratch.join("receiver-home"))?, config);
 
-    eprintln!("agentferry demo: {} MiB between two nodes over loopback, direct and through a relay", args.size_mib);
+    eprintln!(
+        "agentferry demo: {} MiB between two nodes over loopback, direct, over WebRTC and through a relay",
+        args.size_mib
+    );
     let mut out = std::io::stdout().lock();
-    for (round, prefer) in [Prefer::Http, Prefer::Relay].into_iter().enumerate() {
+    for (round, prefer) in [Prefer::Http, Prefer::Webrtc, Prefer::Relay].into_iter().enumerate() {
         let options = SendOptions { path: source.clone(), expires_in: Duration::from_secs(600), prefer };
         let mut sending = sender.send(options).await?;
         let Some(Event::Ticket { ticket, .. }) = sending.events.recv().await else {
@@ -61,8 +66,12 @@ pub async fn run(args: DemoArgs) -> Result<(), TransferError> {
         let mut receiving = receiver.receive(ticket.parse()?, options).await?;
         let mut via = None;
         while let Some(event) = receiving.events.recv().await {
-            if let Event::Attempt { ok: true, addr, path, .. } = event {
-                via = Some(format!("{path} ({addr})"));
+            if let Event::Attempt { ok: true, addr, path, route, .. } = event {
+                // WebRTC names its route too: `direct` (host or hole-punched) or `turn`.
+                via = Some(match route {
+                    Some(route) => format!("{path} ({addr}, {route})"),
+                    None => format!("{path} ({addr})"),
+                });
             }
         }
         let received = receiving.outcome().await?;

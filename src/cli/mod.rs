@@ -2,7 +2,7 @@
 //!
 //! This front holds no transfer logic. Each subcommand maps to one call on [`agentferry::Node`];
 //! output goes through [`output::Reporter`]; the exit code comes from the error's code
-//! (documented in the README).
+//! (documented in docs/exit-codes.md).
 
 mod args;
 mod demo;

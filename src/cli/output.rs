@@ -1,7 +1,7 @@
 //! How the CLI shows events: JSON Lines on stdout, or a progress bar and plain lines on stderr.
 //!
 //! With `--json` every event becomes one line, `{"event": <name>, ...}` (the envelope is
-//! documented in the README); the engine already publishes progress at most ten times a second.
+//! documented in docs/cli-json.md); the engine already publishes progress at most ten times a second.
 //! Without it, the ticket goes to stdout (so `agentferry send f | …` captures it) and everything
 //! else goes to stderr for the person watching.
 

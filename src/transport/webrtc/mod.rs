@@ -53,7 +53,7 @@ pub struct IceConfig {
 impl IceConfig {
     /// These settings for a run that has the chunk relay to fall back on: no TURN server, and a
     /// connection that only the other side's TURN server reaches is refused. webrtc-rs receives
-    /// through TURN far slower than our chunk relay carries the same bytes (see the README), so
+    /// through TURN far slower than our chunk relay carries the same bytes (see docs/webrtc.md), so
     /// `auto` hole-punches or takes the relay; TURN is used when WebRTC is pinned.
     pub fn without_turn(&self) -> IceConfig {
         let servers = self.servers.iter().filter(|s| !s.is_turn()).cloned().collect();
