@@ -274,6 +274,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         };
     };
     let (home, config) = node_args.resolve()?;
+    let mut first = None;
     let node = Node::new(home, config);
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
@@ -288,7 +289,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 Some(peer) => {
                     let (transfer, answer) = node.push(options, &peer).await?;
                     let (transfer_id, state, reason) = (transfer.transfer_id, answer.state, answer.reason);
-                    reporter.event(&Event::Offered { transfer_id, peer, state, reason });
+                    first = Some(Event::Offered { transfer_id, peer, state, reason });
                     transfer
                 }
             }
@@ -322,7 +323,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Demo(_) | Command::Schemas(_) | Command::Relay(_) => unreachable!("handled above"),
     };
-    follow(transfer, reporter).await
+    follow(transfer, first, reporter).await
 }
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {
@@ -352,8 +353,23 @@ pub fn secret_arg(value: &str) -> Result<String, TransferError> {
     Ok(line.to_owned())
 }
 
-/// Print a transfer's events until it ends; Ctrl-C stops it (the journal keeps it resumable).
-pub async fn follow(mut transfer: Transfer, reporter: &mut Reporter) -> Result<(), Failure> {
+/// Print `first` (if any), then a transfer's events until it ends; Ctrl-C stops it (the journal
+/// keeps it resumable). Ctrl-C is caught from before `first` is printed, so that someone who
+/// reads it and interrupts at once stops the transfer instead of killing the process.
+pub async fn follow(mut transfer: Transfer, first: Option<Event>, reporter: &mut Reporter) -> Result<(), Failure> {
+    use futures_util::FutureExt;
+    let cancelled = |transfer: &Transfer| {
+        transfer.cancel();
+        Err(Failure { error: TransferError::Cancelled, reported: false, transfer_id: Some(transfer.transfer_id) })
+    };
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    // The handler is installed on the first poll, before anything is printed.
+    if (&mut interrupted).now_or_never().is_some() {
+        return cancelled(&transfer);
+    }
+    if let Some(first) = &first {
+        reporter.event(first);
+    }
     let mut reported = false;
     loop {
         tokio::select! {
@@ -364,11 +380,7 @@ pub async fn follow(mut transfer: Transfer, reporter: &mut Reporter) -> Result<(
                 }
                 None => break,
             },
-            _ = tokio::signal::ctrl_c() => {
-                transfer.cancel();
-                let transfer_id = Some(transfer.transfer_id);
-                return Err(Failure { error: TransferError::Cancelled, reported: false, transfer_id });
-            }
+            _ = &mut interrupted => return cancelled(&transfer),
         }
     }
     let transfer_id = Some(transfer.transfer_id);

@@ -127,6 +127,7 @@ fn apply(s: &mut TransferStatus, event: Event) {
         }
         Event::Completed { sha256, bytes, saved_to, sums, path, bytes_by_path, .. } => {
             s.state = State::Completed;
+            s.held_because = s.held_because.take().filter(|_| s.role == Role::Receive);
             s.bytes_by_path = bytes_by_path;
             s.sha256 = Some(sha256);
             s.bytes_done = bytes;
