@@ -27,7 +27,9 @@ fn the_cli_refuses_to_receive_into_the_home_however_it_is_named() {
     let link = b.dir.path().join("looks-harmless");
     std::os::unix::fs::symlink(&home, &link).unwrap();
     let before = listing(&home);
-    for target in [home.clone(), home.join("transfers"), home.join("new-folder"), link.clone(), home.join("..").join("home")] {
+    for target in
+        [home.clone(), home.join("transfers"), home.join("new-folder"), link.clone(), home.join("..").join("home")]
+    {
         let (code, events, stderr) = run(&b, &["receive", &ticket, "-o", target.to_str().unwrap(), "--json"]);
         assert_eq!(code, 6, "{} was taken: {events:?} {stderr}", target.display());
         let last = events.last().unwrap();

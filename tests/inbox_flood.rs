@@ -19,7 +19,8 @@ use attack::*;
 use common::*;
 
 const FLOOD: usize = 600;
-const HEAD: &[u8] = b"POST /v1/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{";
+const HEAD: &[u8] =
+    b"POST /v1/inbox HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{";
 
 /// Connections from 127.0.0.2 that send an inbox request head and never the body it promises.
 fn slowloris(addr: SocketAddr) -> Vec<TcpStream> {
@@ -61,7 +62,8 @@ fn a_push_gets_through_an_inbox_flooded_with_bodies_that_never_come() {
     let mut export = command(&b, &["export", "--name", "bob", "--json"]);
     inbox_env(&mut export);
     let out = export.output().unwrap();
-    let exported: serde_json::Value = serde_json::from_slice(out.stdout.split(|c| *c == b'\n').next().unwrap()).unwrap();
+    let exported: serde_json::Value =
+        serde_json::from_slice(out.stdout.split(|c| *c == b'\n').next().unwrap()).unwrap();
     assert_eq!(run(&a, &["peers", "add", exported["uri"].as_str().unwrap(), "--json"]).0, 0);
     let mut listen = command(&b, &["listen", "--json"]);
     inbox_env(&mut listen);

@@ -383,7 +383,9 @@ impl Relay {
             }
             state.charge((client.id, client.ip), |u| u.mailboxes += 1);
             let owner = (client.id, client.ip);
-            state.boxes.insert(mailbox, MailboxState { queue: VecDeque::new(), subscriber: None, last_used: now, owner });
+            state
+                .boxes
+                .insert(mailbox, MailboxState { queue: VecDeque::new(), subscriber: None, last_used: now, owner });
             state.set_idle(mailbox, client.ip, now);
         }
         let b = state.boxes.get(&mailbox).expect("made above");
