@@ -54,9 +54,19 @@ struct Held {
 /// How often the channel subscriptions are brought in line with the grant store.
 const RECONCILE: Duration = Duration::from_secs(2);
 
+/// Offer ids remembered at once, per grant and in all. Each is kept only while its offer could
+/// still be accepted (some 20 minutes), so these bound what a grant holder's flood of authentic
+/// offers (a revoked one's, say) can make the inbox remember; past them new offers get
+/// `429 inbox_busy` until old ids age out, and are not taken, so no replay gets through.
+const MAX_SEEN_PER_GRANT: usize = 256;
+const MAX_SEEN: usize = 4096;
+
 #[derive(Debug, Serialize, Deserialize)]
 struct SeenOffer {
     id: String,
+    /// The grant it came under; older files lack it.
+    #[serde(default)]
+    grant: String,
     at: u64,
     /// Remembered until then (see [`crate::offer::remember_until`]); older files lack it.
     #[serde(default)]
@@ -231,16 +241,21 @@ impl Inbox {
     async fn admit(&self, offer: &Offer, grant: &Grant, ticket: Ticket, now: u64) -> (StatusCode, Value) {
         let first_time = self.seen.update(|seen| {
             seen.retain(|s| s.until.max(s.at + 2 * MAX_SKEW_SECS) >= now);
-            let fresh = !seen.iter().any(|s| s.id == offer.offer_id);
-            if fresh {
-                let until = remember_until(offer.issued_at);
-                seen.push(SeenOffer { id: offer.offer_id.clone(), at: now, until });
+            if seen.iter().any(|s| s.id == offer.offer_id) {
+                return Ok(Some(false));
             }
-            Ok(fresh)
+            let of_grant = seen.iter().filter(|s| s.grant == grant.id).count();
+            if of_grant >= MAX_SEEN_PER_GRANT || seen.len() >= MAX_SEEN {
+                return Ok(None);
+            }
+            let until = remember_until(offer.issued_at);
+            seen.push(SeenOffer { id: offer.offer_id.clone(), grant: grant.id.clone(), at: now, until });
+            Ok(Some(true))
         });
         match first_time {
-            Ok(true) => {}
-            Ok(false) => return answer(StatusCode::CONFLICT, "offer_replayed"),
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => return answer(StatusCode::CONFLICT, "offer_replayed"),
+            Ok(None) => return answer(StatusCode::TOO_MANY_REQUESTS, "inbox_busy"),
             Err(e) => return answer(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         }
         let options = ReceiveOptions {

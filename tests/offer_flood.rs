@@ -1,0 +1,43 @@
+//! Issue 26, item 7: a revoked grant's holder can still seal authentic offers; each one's id
+//! used to be remembered in `offers_seen.json` without a cap. The inbox now remembers at most
+//! 256 per grant (and 4096 in all) at once and answers `inbox_busy` past that.
+
+mod attack;
+mod common;
+
+use std::net::SocketAddr;
+
+use agentferry::{Ticket, crypto::SessionKey, id::TransferId, offer::Offer, peers::GrantUri};
+use attack::*;
+use common::*;
+
+#[test]
+fn a_revoked_holders_offer_flood_is_remembered_within_a_cap() {
+    let b = Node::new();
+    let (_, exported, _) = run(&b, &["export", "--name", "bob", "--json"]);
+    let uri: GrantUri = exported[0]["uri"].as_str().unwrap().parse().unwrap();
+    let grant_id = exported[0]["grant_id"].as_str().unwrap().to_owned();
+    assert_eq!(run(&b, &["grants", "revoke", &grant_id, "--json"]).0, 0);
+
+    let mut listen = command(&b, &["listen", "--json"]);
+    listen.env("AGENTFERRY_INBOX_BIND", "127.0.0.1:0").env("AGENTFERRY_DOWNLOAD_DIR", b.out());
+    let mut listener = Running::new_public(listen.spawn().unwrap());
+    let inbox = listener.wait_for("the inbox", |e| e["event"] == "inbox");
+    let addr: SocketAddr = inbox["addrs"][0].as_str().unwrap().parse().unwrap();
+    let hostile = HostileSender::start("pending.bin", 10, 1 << 20);
+
+    let mut busy = 0;
+    for _ in 0..300 {
+        let ticket = Ticket { transfer_id: TransferId::random(), session_key: SessionKey::generate(), ..hostile.ticket.clone() };
+        let offer = Offer::seal(&grant_id, &uri.secret, "mallory", &ticket);
+        let (status, answer) = post_offer(addr, &serde_json::to_string(&offer).unwrap());
+        if answer["code"] == "inbox_busy" {
+            assert_eq!(status, 429, "{answer}");
+            busy += 1;
+        }
+    }
+    let seen: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(b.home().join("offers_seen.json")).unwrap()).unwrap();
+    assert!(seen.len() <= 256, "the inbox remembers {} offers of one grant", seen.len());
+    assert_eq!(busy, 300 - 256, "offers past the cap were not refused as inbox_busy");
+}
