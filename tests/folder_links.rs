@@ -27,7 +27,8 @@ fn a_mailbox_folder_swapped_for_a_link_is_not_followed() {
     let mut sender = Running::new_public(send.spawn().unwrap());
     let ticket_text = sender.wait_for("the ticket", |e| e["event"] == "ticket")["ticket"].as_str().unwrap().to_owned();
     let ticket: Ticket = ticket_text.parse().unwrap();
-    let mailbox = shared.join(data_encoding::HEXLOWER.encode(&route(&ticket.session_key.mailbox(&ticket.transfer_id, b"sender"))));
+    let mailbox = shared
+        .join(data_encoding::HEXLOWER.encode(&route(&ticket.session_key.mailbox(&ticket.transfer_id, b"sender"))));
     let deadline = Instant::now() + WAIT;
     while !mailbox.is_dir() {
         assert!(Instant::now() < deadline, "the sender never made its mailbox");

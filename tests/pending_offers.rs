@@ -4,25 +4,15 @@
 mod attack;
 mod common;
 
-use std::net::SocketAddr;
-
-use agentferry::{Ticket, crypto::SessionKey, id::TransferId, offer::Offer, peers::GrantUri};
+use agentferry::{Ticket, crypto::SessionKey, id::TransferId, offer::Offer};
 use attack::*;
 use common::*;
 
 #[test]
 fn offers_under_a_revoked_grant_are_held_only_up_to_a_cap() {
     let b = Node::new();
-    let (_, exported, _) = run(&b, &["export", "--name", "bob", "--json"]);
-    let uri: GrantUri = exported[0]["uri"].as_str().unwrap().parse().unwrap();
-    let grant_id = exported[0]["grant_id"].as_str().unwrap().to_owned();
-    assert_eq!(run(&b, &["grants", "revoke", &grant_id, "--json"]).0, 0);
-
-    let mut listen = command(&b, &["listen", "--json"]);
-    listen.env("AGENTFERRY_INBOX_BIND", "127.0.0.1:0").env("AGENTFERRY_DOWNLOAD_DIR", b.out());
-    let mut listener = Running::new_public(listen.spawn().unwrap());
-    let inbox = listener.wait_for("the inbox", |e| e["event"] == "inbox");
-    let addr: SocketAddr = inbox["addrs"][0].as_str().unwrap().parse().unwrap();
+    let (uri, _listener, addr) = listening_under_a_revoked_grant(&b);
+    let grant_id = data_encoding::HEXLOWER.encode(&uri.grant_id);
 
     let mut answers = Vec::new();
     for i in 0..20u8 {

@@ -202,3 +202,19 @@ impl McpBinary {
         self.server.finish().0
     }
 }
+
+/// `b` exports a grant and revokes it, then listens: an inbox whose offers under that grant are
+/// authentic but may only be held. Returns the grant, the listener and the inbox address.
+pub fn listening_under_a_revoked_grant(b: &Node) -> (agentferry::peers::GrantUri, crate::common::Running, SocketAddr) {
+    let (_, exported, _) = run(b, &["export", "--name", "bob", "--json"]);
+    let uri = exported[0]["uri"].as_str().unwrap().parse().unwrap();
+    let grant_id = exported[0]["grant_id"].as_str().unwrap().to_owned();
+    assert_eq!(run(b, &["grants", "revoke", &grant_id, "--json"]).0, 0);
+
+    let mut listen = command(b, &["listen", "--json"]);
+    listen.env("AGENTFERRY_INBOX_BIND", "127.0.0.1:0").env("AGENTFERRY_DOWNLOAD_DIR", b.out());
+    let mut listener = crate::common::Running::new_public(listen.spawn().unwrap());
+    let inbox = listener.wait_for("the inbox", |e| e["event"] == "inbox");
+    let addr = inbox["addrs"][0].as_str().unwrap().parse().unwrap();
+    (uri, listener, addr)
+}
