@@ -22,13 +22,14 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::{
+    core::PathKind,
     crypto::{SessionKey, ct_eq, random_epoch},
     error::TransferError,
     frame::{FrameKind, Sealer},
     id::TransferId,
     journal::unix_now,
     manifest::Manifest,
-    transport::{PathKind, http::TokenCheck},
+    transport::http::TokenCheck,
     tree::{
         digest::{Digests, sha256sums},
         source::TreeSource,

@@ -13,14 +13,15 @@ use tokio::{sync::mpsc, time::Instant};
 
 use super::{Node, SendOptions, Transfer};
 use crate::{
+    channel::{Channel, MailboxId, MailboxKey, Posted},
+    core::Prefer,
     error::{Result, TransferError},
     journal::{ErrorInfo, Role, State, unix_now},
     offer::{MAX_SKEW_SECS, Offer},
     peers::Peer,
-    relay::{Channel, Mailbox, Posted},
     task::AbortOnDrop,
     ticket::Ticket,
-    transport::{Prefer, http as http_path},
+    transport::http as http_path,
 };
 
 /// What a peer's inbox said of an offer.
@@ -106,16 +107,14 @@ async fn deliver_offer(
         }
     }
     let Some((hint, mailbox)) = peer.channel.as_ref().filter(|_| prefer != Prefer::Http) else { return Err(error) };
-    let mailbox: Mailbox = data_encoding::HEXLOWER
-        .decode(mailbox.as_bytes())
-        .ok()
-        .and_then(|m| m.try_into().ok())
+    let mailbox = MailboxId::from_hex(mailbox)
         .ok_or_else(|| TransferError::PeerUriInvalid("the peer's inbox mailbox is damaged".into()))?;
     let channel = Channel::open(&hint.parse()?).await?;
     let mut reply = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
+    let reply = MailboxKey::from_bytes(reply);
     let answers = channel.subscribe(reply).await;
-    let reply = data_encoding::HEXLOWER.encode(&crate::relay::route(&reply));
+    let reply = reply.id().to_string();
     let message = serde_json::json!({ "offer": offer, "reply": reply });
     let message = Bytes::from(serde_json::to_vec(&message).expect("json"));
     let mut repost =
@@ -139,7 +138,7 @@ async fn deliver_offer(
 struct Repost {
     channel: Channel,
     hint: String,
-    mailbox: Mailbox,
+    mailbox: MailboxId,
     /// `{"offer": …, "reply": …}`, as first posted.
     message: Bytes,
     /// The reply mailbox, subscribed for as long as the offer travels.

@@ -52,7 +52,8 @@ use tokio_tungstenite::{
     },
 };
 
-use super::proto::{Envelope, Mailbox, Refusal};
+use super::proto::{Envelope, Refusal};
+use crate::mailbox::MailboxId;
 use crate::{
     accept::{self, Accepted, Acceptor},
     error::TransferError,
@@ -185,7 +186,7 @@ struct Usage {
 /// Everything behind the routing lock.
 #[derive(Default)]
 struct State {
-    boxes: HashMap<Mailbox, MailboxState>,
+    boxes: HashMap<MailboxId, MailboxState>,
     by_conn: HashMap<u64, Usage>,
     by_ip: HashMap<IpAddr, Usage>,
 }
@@ -265,7 +266,7 @@ impl Relay {
     fn mailbox<'a>(
         &self,
         state: &'a mut State,
-        mailbox: Mailbox,
+        mailbox: MailboxId,
         client: &Client,
         now: Instant,
     ) -> Result<&'a mut MailboxState, Refusal> {
@@ -291,7 +292,7 @@ impl Relay {
     }
 
     /// Route `msg`, a DELIVER envelope for `mailbox`, from `client`.
-    fn send(&self, client: &Client, mailbox: Mailbox, msg: Bytes) -> Result<(), Refusal> {
+    fn send(&self, client: &Client, mailbox: MailboxId, msg: Bytes) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
@@ -327,7 +328,7 @@ impl Relay {
         result
     }
 
-    fn subscribe(&self, client: &Client, mailbox: Mailbox) -> Result<(), Refusal> {
+    fn subscribe(&self, client: &Client, mailbox: MailboxId) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
@@ -340,7 +341,7 @@ impl Relay {
         Ok(())
     }
 
-    fn unsubscribe(&self, conn: u64, mailbox: &Mailbox) {
+    fn unsubscribe(&self, conn: u64, mailbox: &MailboxId) {
         let mut state = self.state.lock().expect("not poisoned");
         if let Some(b) = state.boxes.get_mut(mailbox)
             && b.subscriber.as_ref().is_some_and(|c| c.id == conn)
@@ -351,7 +352,7 @@ impl Relay {
     }
 
     /// The connection's writer made room: let its mailboxes move on.
-    fn refill(&self, subs: &HashSet<Mailbox>) {
+    fn refill(&self, subs: &HashSet<MailboxId>) {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
@@ -650,7 +651,7 @@ where
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<(Bytes, bool)>(relay.cfg.outbound_depth);
     let client = Client { id: conn, ip: peer.ip(), out: out_tx, outbound: Arc::default() };
-    let subs = Arc::new(Mutex::new(HashSet::<Mailbox>::new()));
+    let subs = Arc::new(Mutex::new(HashSet::<MailboxId>::new()));
 
     let mut tasks = JoinSet::new();
     // Writer: sends what is routed here; each send makes room, so the mailboxes move on. A
@@ -719,7 +720,7 @@ where
                 Err(other) => match Envelope::decode(other) {
                     Ok(Envelope::SubscribeUnproven(mailbox)) => Some((mailbox, Refusal::Unproven)),
                     Ok(Envelope::Subscribe(key)) => {
-                        let mailbox = super::proto::route(&key);
+                        let mailbox = key.id();
                         let mut subs = reader_subs.lock().expect("not poisoned");
                         if subs.len() >= cfg.max_subscriptions && !subs.contains(&mailbox) {
                             Some((mailbox, Refusal::TooManyMailboxes))
