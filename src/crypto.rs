@@ -28,7 +28,7 @@ use ring::aead::{AES_256_GCM, LessSafeKey, UnboundKey};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::id::TransferId;
+use crate::{id::TransferId, mailbox::MailboxKey};
 
 /// Domain-separation salt for every derivation in protocol version 1.
 const SALT: &[u8] = b"agentferry v1";
@@ -71,10 +71,10 @@ impl SessionKey {
 
     /// The message-channel mailbox of one side of a transfer (`b"sender"` or `b"receiver"`).
     /// Unguessable without the session key, so a relay learns nothing from it.
-    pub fn mailbox(&self, id: &TransferId, side: &[u8]) -> [u8; 32] {
+    pub fn mailbox(&self, id: &TransferId, side: &[u8]) -> MailboxKey {
         let mut mailbox = [0u8; 32];
         self.derive(b"relay-mailbox", id, side, &mut mailbox);
-        mailbox
+        MailboxKey::from_bytes(mailbox)
     }
 
     /// The AEAD key that seals a transfer's WebRTC signalling (offers and answers).

@@ -7,10 +7,16 @@
 //! contain a secret (session key, token, grant secret); tickets are only ever shown by the front
 //! that minted them.
 
-use std::io;
+pub mod cli_hint;
+mod code;
+
+use std::{io, sync::Arc};
+
+pub use code::Code;
 
 /// A failure of a transfer operation, with a stable code and a hint.
-#[derive(Debug, thiserror::Error)]
+/// `Clone` so that one failure can be both recorded (in an attempt, the journal) and returned.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransferError {
     /// The ticket is not valid base32 or its fields do not decode.
@@ -74,7 +80,7 @@ pub enum TransferError {
     PermissionDenied(String),
     /// Any other local I/O failure.
     #[error("I/O error on {path}: {source}")]
-    Io { path: String, source: io::Error },
+    Io { path: String, source: Arc<io::Error> },
     /// The sender received more bytes than announced, or more than the receiver allows.
     #[error("size limit exceeded: {0}")]
     SizeLimit(String),
@@ -147,224 +153,68 @@ pub enum TransferError {
 }
 
 impl TransferError {
-    /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    /// What went wrong, for the table and for each front's hints.
+    pub fn kind(&self) -> Code {
         use TransferError::*;
         match self {
-            TicketMalformed(_) => "ticket_malformed",
-            TicketTruncated => "ticket_truncated",
-            TicketTampered => "ticket_tampered",
-            TicketWrongKind { .. } => "ticket_wrong_kind",
-            TicketUnsupportedVersion(_) => "ticket_unsupported_version",
-            TicketExpired { .. } => "ticket_expired",
-            PeerUnreachable(_) => "peer_unreachable",
-            ChannelUnreachable(_) => "channel_unreachable",
-            NotServing(_) => "not_serving",
-            SenderCompleted(_) => "already_completed",
-            Unauthorized => "unauthorized",
-            Protocol(_) => "protocol_error",
-            IntegrityMismatch(_) => "integrity_mismatch",
-            FileExists(_) => "file_exists",
-            SourceUnreadable { .. } => "source_unreadable",
-            SourcePrivate(_) => "source_private",
-            SourceChanged(_) => "source_changed",
-            DiskFull(_) => "disk_full",
-            PermissionDenied(_) => "permission_denied",
-            Io { .. } => "io_error",
-            SizeLimit(_) => "size_limit_exceeded",
-            AddressInUse(_) => "address_in_use",
-            TransferNotFound(_) => "transfer_not_found",
-            AlreadyCompleted(_) => "already_completed",
-            PeerUriInvalid(_) => "peer_uri_invalid",
-            PeerNotFound(_) => "peer_not_found",
-            PeerExists(_) => "peer_exists",
-            PeerExpired(_) => "peer_expired",
-            GrantNotFound(_) => "grant_not_found",
-            TooManyGrants(_) => "too_many_invites",
-            OfferRefused(_) => "offer_refused",
-            PathNotAllowed(_) => "path_not_allowed",
-            PathUnavailable(_) => "path_unavailable",
-            InvalidArgument(_) => "invalid_argument",
-            Busy(_) => "transfer_busy",
-            AmbiguousTransfer(_) => "ambiguous_transfer",
-            Home(_) => "home_unusable",
-            ListingRefused(_) => "listing_refused",
-            ChannelAuth(_) => "channel_auth_failed",
-            ChannelTls(_) => "channel_tls_failed",
-            PeerOffline(_) => "peer_offline",
-            Cancelled => "cancelled",
+            TicketMalformed(_) => Code::TicketMalformed,
+            TicketTruncated => Code::TicketTruncated,
+            TicketTampered => Code::TicketTampered,
+            TicketWrongKind { .. } => Code::TicketWrongKind,
+            TicketUnsupportedVersion(_) => Code::TicketUnsupportedVersion,
+            TicketExpired { .. } => Code::TicketExpired,
+            PeerUnreachable(_) => Code::PeerUnreachable,
+            ChannelUnreachable(_) => Code::ChannelUnreachable,
+            NotServing(_) => Code::NotServing,
+            SenderCompleted(_) => Code::SenderCompleted,
+            Unauthorized => Code::Unauthorized,
+            Protocol(_) => Code::Protocol,
+            IntegrityMismatch(_) => Code::IntegrityMismatch,
+            FileExists(_) => Code::FileExists,
+            SourceUnreadable { .. } => Code::SourceUnreadable,
+            SourcePrivate(_) => Code::SourcePrivate,
+            SourceChanged(_) => Code::SourceChanged,
+            DiskFull(_) => Code::DiskFull,
+            PermissionDenied(_) => Code::PermissionDenied,
+            Io { .. } => Code::Io,
+            SizeLimit(_) => Code::SizeLimit,
+            AddressInUse(_) => Code::AddressInUse,
+            TransferNotFound(_) => Code::TransferNotFound,
+            AlreadyCompleted(_) => Code::AlreadyCompleted,
+            PeerUriInvalid(_) => Code::PeerUriInvalid,
+            PeerNotFound(_) => Code::PeerNotFound,
+            PeerExists(_) => Code::PeerExists,
+            PeerExpired(_) => Code::PeerExpired,
+            GrantNotFound(_) => Code::GrantNotFound,
+            TooManyGrants(_) => Code::TooManyGrants,
+            OfferRefused(_) => Code::OfferRefused,
+            PathNotAllowed(_) => Code::PathNotAllowed,
+            PathUnavailable(_) => Code::PathUnavailable,
+            InvalidArgument(_) => Code::InvalidArgument,
+            Busy(_) => Code::Busy,
+            AmbiguousTransfer(_) => Code::AmbiguousTransfer,
+            Home(_) => Code::Home,
+            ListingRefused(_) => Code::ListingRefused,
+            ChannelAuth(_) => Code::ChannelAuth,
+            ChannelTls(_) => Code::ChannelTls,
+            PeerOffline(_) => Code::PeerOffline,
+            Cancelled => Code::Cancelled,
         }
     }
 
-    /// What the user should do next, in the CLI's words. `ID` stands for the transfer id;
-    /// [`Event::error`](crate::engine::Event::error) fills in the real one when it knows it.
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// What the user should do next, in the CLI's words ([`cli_hint`]).
     pub fn hint(&self) -> &'static str {
-        use TransferError::*;
-        match self {
-            TicketMalformed(_) | TicketTruncated | TicketTampered => {
-                "copy the whole ticket again, exactly as the sender printed it"
-            }
-            TicketWrongKind { .. } => "pass the ticket printed by `agentferry send`",
-            TicketUnsupportedVersion(_) => "upgrade agentferry on this machine",
-            TicketExpired { .. } => "ask the sender to run `agentferry send` again for a fresh ticket",
-            PeerUnreachable(_) => {
-                "check that the sender is still running (or resume it with `agentferry resume ID`), then run `agentferry resume ID` here"
-            }
-            ChannelUnreachable(_) => {
-                "check that the relay (or NATS server) named in the message runs and is reachable from here (--relay, AGENTFERRY_RELAY), then run `agentferry resume ID`"
-            }
-            NotServing(_) => {
-                "the sender stopped serving this ticket (it may have completed): ask for a fresh ticket, or have the sender run `agentferry resume ID` and run it here too"
-            }
-            SenderCompleted(_) => {
-                "the sender finished this transfer already; if this machine does not have the file, ask for a fresh ticket"
-            }
-            Unauthorized => "ask the sender for a fresh ticket",
-            Protocol(_) => "make sure both sides run a compatible agentferry, then run `agentferry resume ID`",
-            IntegrityMismatch(_) => {
-                "the data was altered on the way or the file changed; run `agentferry resume ID`, or ask for a fresh ticket"
-            }
-            FileExists(_) => "pass --overwrite, or choose another output folder with -o",
-            SourceUnreadable { .. } => "check the path and that it names a readable regular file or folder",
-            SourcePrivate(_) => {
-                "send something else; to share a file kept there, copy it out first (a folder that holds the home is sent without it)"
-            }
-            SourceChanged(_) => "send the file again to start a new transfer",
-            DiskFull(_) => "free some space, then run `agentferry resume ID`; the partial file is kept",
-            PermissionDenied(_) => {
-                "choose a folder you can write to with -o (or fix its permissions), then run `agentferry resume ID`"
-            }
-            Io { .. } => "fix the problem named in the message, then run `agentferry resume ID`",
-            SizeLimit(_) => "ask the sender for a fresh ticket; do not trust this peer",
-            AddressInUse(_) => "stop whatever holds the port, then run `agentferry resume ID`",
-            TransferNotFound(_) => "run `agentferry status` to list the transfers this node knows",
-            AlreadyCompleted(_) => "nothing to do; `agentferry status ID` shows where the file is",
-            PeerUriInvalid(_) => "copy the whole URI printed by `agentferry export` on the other machine",
-            PeerNotFound(_) => {
-                "run `agentferry peers list` to see trusted peers, or `agentferry peers add URI` to add one"
-            }
-            PeerExists(_) => {
-                "remove the stored peer first (`agentferry peers remove NAME`), or add this one under another name"
-            }
-            PeerExpired(_) => {
-                "ask the peer for a fresh `agentferry export` and `agentferry peers add` it, or send without --to and hand over the ticket"
-            }
-            GrantNotFound(_) => "run `agentferry grants list` to see the grants this node exported",
-            TooManyGrants(_) => {
-                "revoke a grant no longer needed (`agentferry grants revoke ID`), or wait for one to expire"
-            }
-            OfferRefused(_) => "send without --to and hand the ticket over instead, or ask the peer for a fresh grant",
-            PathNotAllowed(_) => "use a path inside the allowed roots (or the download folder for received files)",
-            PathUnavailable(_) => "pass --prefer auto or --prefer http",
-            InvalidArgument(_) => "run the command with --help and fix the arguments",
-            Busy(_) => {
-                "wait for that process to finish (`agentferry status ID`), or stop it, then run `agentferry resume ID`"
-            }
-            AmbiguousTransfer(_) => "run `agentferry resume ID --role send` or `--role receive`",
-            Home(_) => "check AGENTFERRY_HOME and the permissions of the node home",
-            ListingRefused(_) => {
-                "nothing was written; ask the sender to rename the offending entries or send a smaller folder"
-            }
-            ChannelAuth(_) => {
-                "check AGENTFERRY_NATS_USER/AGENTFERRY_NATS_PASSWORD, AGENTFERRY_NATS_TOKEN, AGENTFERRY_NATS_CREDS or AGENTFERRY_NATS_NKEY, and that the account may use agentferry.>"
-            }
-            ChannelTls(_) => {
-                "set AGENTFERRY_NATS_CA to the PEM file of the CA that signed the server's certificate, and AGENTFERRY_NATS_CERT and AGENTFERRY_NATS_KEY if the server asks for a client certificate"
-            }
-            PeerOffline(_) => {
-                "check that the peer runs `agentferry listen` (or its MCP server) and has not revoked the grant it gave you (then ask it for a fresh `agentferry export`); push again, or send without --to and hand over the ticket"
-            }
-            Cancelled => "run `agentferry resume ID` to continue",
-        }
+        cli_hint::hint(self.kind())
     }
 
     /// The process exit code for this error; documented in docs/exit-codes.md.
     pub fn exit_code(&self) -> u8 {
-        use TransferError::*;
-        match self {
-            TicketMalformed(_)
-            | TicketTruncated
-            | TicketTampered
-            | TicketWrongKind { .. }
-            | TicketUnsupportedVersion(_)
-            | TicketExpired { .. } => 3,
-            PeerUnreachable(_)
-            | ChannelUnreachable(_)
-            | NotServing(_)
-            | Unauthorized
-            | Protocol(_)
-            | AddressInUse(_)
-            | OfferRefused(_)
-            | ChannelAuth(_)
-            | ChannelTls(_)
-            | PeerOffline(_) => 4,
-            PeerUriInvalid(_) | PeerExpired(_) | PeerExists(_) | PathUnavailable(_) => 3,
-            PathNotAllowed(_) => 6,
-            IntegrityMismatch(_) | SizeLimit(_) | ListingRefused(_) => 5,
-            FileExists(_)
-            | SourceUnreadable { .. }
-            | SourcePrivate(_)
-            | DiskFull(_)
-            | PermissionDenied(_)
-            | Io { .. }
-            | Home(_) => 6,
-            SourceChanged(_) => 7,
-            TransferNotFound(_) | AlreadyCompleted(_) | SenderCompleted(_) | Busy(_) | AmbiguousTransfer(_)
-            | PeerNotFound(_) | GrantNotFound(_) => 8,
-            TooManyGrants(_) => 4,
-            InvalidArgument(_) => 2,
-            Cancelled => 130,
-        }
-    }
-
-    /// An equal error (same variant, code and message); `io::Error` is not `Clone`, so an I/O
-    /// source is rebuilt from its kind and text.
-    pub fn duplicate(&self) -> TransferError {
-        use TransferError::*;
-        match self {
-            TicketMalformed(m) => TicketMalformed(m),
-            TicketTruncated => TicketTruncated,
-            TicketTampered => TicketTampered,
-            TicketWrongKind { expected } => TicketWrongKind { expected },
-            TicketUnsupportedVersion(v) => TicketUnsupportedVersion(*v),
-            TicketExpired { ago_secs } => TicketExpired { ago_secs: *ago_secs },
-            PeerUnreachable(m) => PeerUnreachable(m.clone()),
-            ChannelUnreachable(m) => ChannelUnreachable(m.clone()),
-            NotServing(m) => NotServing(m.clone()),
-            SenderCompleted(m) => SenderCompleted(m.clone()),
-            Unauthorized => Unauthorized,
-            Protocol(m) => Protocol(m.clone()),
-            IntegrityMismatch(m) => IntegrityMismatch(m.clone()),
-            FileExists(m) => FileExists(m.clone()),
-            SourceUnreadable { path, reason } => SourceUnreadable { path: path.clone(), reason: reason.clone() },
-            SourcePrivate(m) => SourcePrivate(m.clone()),
-            SourceChanged(m) => SourceChanged(m.clone()),
-            DiskFull(m) => DiskFull(m.clone()),
-            PermissionDenied(m) => PermissionDenied(m.clone()),
-            Io { path, source } => Io { path: path.clone(), source: io::Error::new(source.kind(), source.to_string()) },
-            SizeLimit(m) => SizeLimit(m.clone()),
-            AddressInUse(m) => AddressInUse(m.clone()),
-            TransferNotFound(m) => TransferNotFound(m.clone()),
-            AlreadyCompleted(m) => AlreadyCompleted(m.clone()),
-            PeerUriInvalid(m) => PeerUriInvalid(m.clone()),
-            PeerNotFound(m) => PeerNotFound(m.clone()),
-            PeerExists(m) => PeerExists(m.clone()),
-            PeerExpired(m) => PeerExpired(m.clone()),
-            GrantNotFound(m) => GrantNotFound(m.clone()),
-            TooManyGrants(n) => TooManyGrants(*n),
-            OfferRefused(m) => OfferRefused(m.clone()),
-            PathNotAllowed(m) => PathNotAllowed(m.clone()),
-            PathUnavailable(m) => PathUnavailable(m.clone()),
-            InvalidArgument(m) => InvalidArgument(m.clone()),
-            Busy(m) => Busy(m.clone()),
-            AmbiguousTransfer(m) => AmbiguousTransfer(m.clone()),
-            Home(m) => Home(m.clone()),
-            ListingRefused(m) => ListingRefused(m.clone()),
-            ChannelAuth(m) => ChannelAuth(m.clone()),
-            ChannelTls(m) => ChannelTls(m.clone()),
-            PeerOffline(m) => PeerOffline(m.clone()),
-            Cancelled => Cancelled,
-        }
+        self.kind().exit_code()
     }
 
     /// Classify an I/O error on `path` into the variant a user can act on.
@@ -374,7 +224,7 @@ impl TransferError {
             io::ErrorKind::StorageFull => TransferError::DiskFull(path),
             io::ErrorKind::PermissionDenied => TransferError::PermissionDenied(path),
             _ if source.raw_os_error() == Some(28) => TransferError::DiskFull(path),
-            _ => TransferError::Io { path, source },
+            _ => TransferError::Io { path, source: Arc::new(source) },
         }
     }
 }

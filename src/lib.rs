@@ -94,12 +94,12 @@ pub mod ticket;
 pub mod transport;
 pub mod tree;
 
+pub use core::{PathKind, Prefer};
 pub use engine::{Canceller, Completion, Event, Node, NodeConfig, PushAnswer, ReceiveOptions, SendOptions, Transfer};
 pub use error::TransferError;
 pub use id::TransferId;
 pub use journal::{Role, State, TransferStatus};
 pub use ticket::Ticket;
-pub use transport::{PathKind, Prefer};
 
 // Internals: public only so that the binary (CLI, MCP server, relay), the integration tests and
 // the fuzz targets can reach them. Not a stable API, and hidden from the docs.
@@ -107,6 +107,8 @@ pub use transport::{PathKind, Prefer};
 pub mod accept;
 #[doc(hidden)]
 pub mod alloc;
+#[doc(hidden)]
+pub mod channel;
 #[doc(hidden)]
 pub mod codec;
 #[doc(hidden)]
@@ -121,6 +123,8 @@ pub mod home;
 pub mod id;
 #[doc(hidden)]
 pub mod journal;
+#[doc(hidden)]
+pub mod mailbox;
 #[doc(hidden)]
 pub mod manifest;
 #[doc(hidden)]

@@ -18,6 +18,7 @@ use crate::{
     error::{Result, TransferError},
     home::Home,
     journal::unix_now,
+    mailbox::{MailboxId, MailboxKey},
     store::Store,
 };
 
@@ -35,7 +36,7 @@ pub struct GrantUri {
     /// Where the exporting node's inbox listens.
     pub inbox: Vec<SocketAddr>,
     /// The message channel the exporting node listens on, and its inbox mailbox there.
-    pub channel: Option<(String, [u8; 32])>,
+    pub channel: Option<(String, MailboxId)>,
 }
 
 /// Extension tags of grant URIs.
@@ -47,7 +48,7 @@ impl fmt::Display for GrantUri {
         let mut w = Writer::default();
         w.bytes(&self.grant_id).bytes(&self.secret).u64(self.expires_at).str(&self.name, 64).addrs(&self.inbox);
         if let Some((channel, mailbox)) = &self.channel {
-            w.extension(EXT_CHANNEL, channel.as_bytes()).extension(EXT_MAILBOX, mailbox);
+            w.extension(EXT_CHANNEL, channel.as_bytes()).extension(EXT_MAILBOX, mailbox.as_bytes());
         }
         f.write_str(&codec::encode(GRANT_PREFIX, &w.0))
     }
@@ -96,7 +97,7 @@ impl FromStr for GrantUri {
         for (tag, value) in r.extensions().map_err(invalid)? {
             match tag {
                 EXT_CHANNEL => channel = std::str::from_utf8(value).ok().map(str::to_owned),
-                EXT_MAILBOX => mailbox = <[u8; 32]>::try_from(value).ok(),
+                EXT_MAILBOX => mailbox = <[u8; 32]>::try_from(value).ok().map(MailboxId::from_bytes),
                 _ => {}
             }
         }
@@ -108,12 +109,12 @@ impl FromStr for GrantUri {
 /// The key of grant `grant_id`'s inbox mailbox on the channel: HMAC-SHA256 of the grant id
 /// under this node's inbox secret. Only this node can subscribe to it; the grant's holder knows
 /// only its id, which lets it send there and nothing more.
-pub fn grant_inbox_key(inbox_secret: &[u8; 32], grant_id: &str) -> [u8; 32] {
+pub fn grant_inbox_key(inbox_secret: &[u8; 32], grant_id: &str) -> MailboxKey {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(inbox_secret).expect("any key length");
     mac.update(b"agentferry grant inbox v1\0");
     mac.update(grant_id.as_bytes());
-    mac.finalize().into_bytes().into()
+    MailboxKey::from_bytes(mac.finalize().into_bytes().into())
 }
 
 /// A grant this node exported.
@@ -304,9 +305,8 @@ impl Trust {
         rand::rng().fill_bytes(&mut uri.grant_id);
         rand::rng().fill_bytes(&mut uri.secret);
         // The grant's own inbox mailbox: revoking the grant closes it and no one else's.
-        uri.channel = channel.map(|(hint, inbox_secret)| {
-            (hint, crate::relay::route(&grant_inbox_key(&inbox_secret, &HEXLOWER.encode(&uri.grant_id))))
-        });
+        uri.channel = channel
+            .map(|(hint, inbox_secret)| (hint, grant_inbox_key(&inbox_secret, &HEXLOWER.encode(&uri.grant_id)).id()));
         let grant = Grant {
             id: HEXLOWER.encode(&uri.grant_id),
             secret: HEXLOWER.encode(&uri.secret),
@@ -393,7 +393,7 @@ impl Trust {
             secret: HEXLOWER.encode(&uri.secret),
             expires_at,
             inbox: uri.inbox,
-            channel: uri.channel.map(|(c, m)| (c, HEXLOWER.encode(&m))),
+            channel: uri.channel.map(|(c, m)| (c, m.to_string())),
             added_at: now,
         };
         self.peers.update(|peers| {
@@ -450,7 +450,7 @@ mod tests {
             expires_at: 1234,
             name: "alice".into(),
             inbox: vec!["127.0.0.1:5000".parse().unwrap()],
-            channel: Some(("ws://127.0.0.1:6000".into(), [3; 32])),
+            channel: Some(("ws://127.0.0.1:6000".into(), MailboxId::from_bytes([3; 32]))),
         };
         let text = uri.to_string();
         assert!(text.starts_with("grant"));

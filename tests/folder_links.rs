@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use agentferry::{Ticket, relay::route};
+use agentferry::Ticket;
 use attack::*;
 use common::*;
 
@@ -27,8 +27,7 @@ fn a_mailbox_folder_swapped_for_a_link_is_not_followed() {
     let mut sender = Running::new_public(send.spawn().unwrap());
     let ticket_text = sender.wait_for("the ticket", |e| e["event"] == "ticket")["ticket"].as_str().unwrap().to_owned();
     let ticket: Ticket = ticket_text.parse().unwrap();
-    let mailbox = shared
-        .join(data_encoding::HEXLOWER.encode(&route(&ticket.session_key.mailbox(&ticket.transfer_id, b"sender"))));
+    let mailbox = shared.join(ticket.session_key.mailbox(&ticket.transfer_id, b"sender").id().to_string());
     let deadline = Instant::now() + WAIT;
     while !mailbox.is_dir() {
         assert!(Instant::now() < deadline, "the sender never made its mailbox");

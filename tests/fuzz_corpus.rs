@@ -48,6 +48,7 @@ fn write_seeds() {
         crypto::SessionKey,
         frame::{FrameKind, Sealer},
         id::TransferId,
+        mailbox::{MailboxId, MailboxKey},
         offer::Offer,
         peers::GrantUri,
         relay::proto::Envelope,
@@ -78,7 +79,7 @@ fn write_seeds() {
         expires_at: 4_000_000_000,
         name: "bob".into(),
         inbox: vec!["10.0.0.2:47000".parse().unwrap()],
-        channel: Some(("ws://relay:47020".into(), [5; 32])),
+        channel: Some(("ws://relay:47020".into(), agentferry::mailbox::MailboxId::from_bytes([5; 32]))),
     };
     write("grant_uri", "valid", uri.to_string().as_bytes());
     let text = ticket.to_string();
@@ -97,10 +98,10 @@ fn write_seeds() {
     ));
     write("frame", "manifest", &manifest_frame);
     for (name, e) in [
-        ("subscribe", Envelope::Subscribe([1; 32])),
-        ("send", Envelope::Send([2; 32], bytes::Bytes::from_static(b"payload"))),
-        ("refused", Envelope::Refused([3; 32], 4)),
-        ("unsubscribe", Envelope::Unsubscribe([4; 32])),
+        ("subscribe", Envelope::Subscribe(MailboxKey::from_bytes([1; 32]))),
+        ("send", Envelope::Send(MailboxId::from_bytes([2; 32]), bytes::Bytes::from_static(b"payload"))),
+        ("refused", Envelope::Refused(MailboxId::from_bytes([3; 32]), 4)),
+        ("unsubscribe", Envelope::Unsubscribe(MailboxId::from_bytes([4; 32]))),
     ] {
         write("envelope", name, &e.encode());
     }

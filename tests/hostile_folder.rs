@@ -8,13 +8,13 @@ mod common;
 use std::{path::Path, sync::Arc};
 
 use agentferry::{
-    Ticket,
+    PathKind, Ticket,
     core::Control,
     crypto::SessionKey,
     frame::{FLAG_LAST, FrameKind, Opened, Opener, Sealer},
     id::TransferId,
     manifest::Manifest,
-    transport::{PathKind, Serve, Session, http::HttpServer},
+    transport::{Serve, Session, http::HttpServer},
     tree::{Entry, Kind, listing},
 };
 use bytes::{Bytes, BytesMut};

@@ -78,7 +78,7 @@ fn a_revoked_grant_cannot_hijack_the_inbox_or_forge_an_acceptance() {
     let (mut ws, _) = connect(format!("{url}/v1/relay")).unwrap();
     for tag in [0x01u8, 0x04] {
         let mut subscribe = vec![tag];
-        subscribe.extend_from_slice(&mailbox);
+        subscribe.extend_from_slice(mailbox.as_bytes());
         ws.send(Message::Binary(subscribe.into())).unwrap();
     }
     // Whatever reaches mallory is answered with a forged acceptance.

@@ -474,24 +474,24 @@ fn with_jetstream_an_offer_waits_for_a_peer_that_listens_later() {
 
 #[test]
 fn the_offer_store_keeps_offers_only_within_its_per_peer_bound_and_hands_them_over_once() {
-    use agentferry::relay::{Channel, Posted, nats_offers::PER_PEER, route};
+    use agentferry::channel::{Channel, MailboxKey, Posted, nats::offers::PER_PEER};
     let nats = NatsServer::start(&["-js", "-m", "-1"]);
     let http = nats.http.expect("a monitoring port");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let hint = nats.url().parse().unwrap();
         let (sender, inbox) = (Channel::open(&hint).await.unwrap(), Channel::open(&hint).await.unwrap());
-        let (key, other) = ([7u8; 32], [8u8; 32]);
+        let (key, other) = (MailboxKey::from_bytes([7u8; 32]), MailboxKey::from_bytes([8u8; 32]));
         for i in 0..PER_PEER {
-            let posted = sender.post_offer(route(&key), format!("offer {i}").into_bytes().into()).await.unwrap();
+            let posted = sender.post_offer(key.id(), format!("offer {i}").into_bytes().into()).await.unwrap();
             assert_eq!(posted, Posted::Kept);
         }
         // A full mailbox refuses the next offer (the waiting ones are not pushed out), and the
         // bound is per mailbox: another peer's offers still fit.
-        let full = sender.post_offer(route(&key), "one too many".into()).await.unwrap_err();
+        let full = sender.post_offer(key.id(), "one too many".into()).await.unwrap_err();
         assert_eq!(full.code(), "offer_refused", "{full}");
-        assert_eq!(sender.post_offer(route(&other), "other peer".into()).await.unwrap(), Posted::Kept);
-        let too_big = sender.post_offer(route(&other), vec![0u8; 64 * 1024].into()).await.unwrap_err();
+        assert_eq!(sender.post_offer(other.id(), "other peer".into()).await.unwrap(), Posted::Kept);
+        let too_big = sender.post_offer(other.id(), vec![0u8; 64 * 1024].into()).await.unwrap_err();
         assert_eq!(too_big.code(), "size_limit_exceeded", "{too_big}");
 
         // The inbox subscribes later and gets every kept offer, in order, then they are gone.

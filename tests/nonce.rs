@@ -12,11 +12,11 @@ use std::{
 };
 
 use agentferry::{
-    Ticket,
+    PathKind, Ticket,
     core::Control,
     crypto::random_epoch,
     frame::{FrameKind, HEADER_LEN, Opener, Sealer},
-    transport::{self, Connected, Incoming, PathKind, channel::Mailboxes},
+    transport::{self, Connected, Incoming, channel::Mailboxes},
 };
 use bytes::{Bytes, BytesMut};
 use common::*;

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use agentferry::mailbox::MailboxKey;
 use attack::*;
 use common::*;
 use serde_json::Value;
@@ -186,11 +187,11 @@ fn readers_that_never_read_stay_within_the_accounting() {
     let mut readers = Vec::new();
     let mut pushers = Vec::new();
     for r in 0..READERS {
-        let key = [0x40 + r; 32];
-        let mailbox = agentferry::relay::route(&key);
+        let key = MailboxKey::from_bytes([0x40 + r; 32]);
+        let mailbox = key.id();
         let mut reader = relay.client();
         // Subscribe with the key, and the unproven way older relays took (one is refused).
-        for (tag, id) in [(0x04u8, key), (0x01, mailbox)] {
+        for (tag, id) in [(0x04u8, *key.as_bytes()), (0x01, *mailbox.as_bytes())] {
             let mut subscribe = vec![tag];
             subscribe.extend_from_slice(&id);
             reader.send(Message::Binary(subscribe.into())).unwrap();
@@ -199,7 +200,7 @@ fn readers_that_never_read_stay_within_the_accounting() {
         let mut pusher = relay.client();
         let payload = vec![r; (1 << 20) - 64];
         for _ in 0..40 {
-            pusher.write(send_envelope(&mailbox, &payload)).unwrap();
+            pusher.write(send_envelope(mailbox.as_bytes(), &payload)).unwrap();
         }
         pusher.flush().unwrap();
         pushers.push(pusher);

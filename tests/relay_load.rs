@@ -4,17 +4,16 @@
 use std::{path::Path, sync::Arc, time::Duration};
 
 use agentferry::{
-    Node, NodeConfig, ReceiveOptions, SendOptions, Ticket,
+    Node, NodeConfig, Prefer, ReceiveOptions, SendOptions, Ticket,
+    channel::{ChannelHint, websocket::RelayClient},
     crypto::random_epoch,
     frame::{FLAG_LAST, FrameKind, Sealer},
     home::Home,
+    mailbox::{MailboxId, MailboxKey},
     relay::{
-        ChannelHint,
-        client::RelayClient,
         proto::Envelope,
         server::{RelayConfig, RelayServer},
     },
-    transport::Prefer,
 };
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -80,7 +79,7 @@ async fn hostile_clients_neither_crash_nor_starve_the_relay() {
 
     // Oversized: disconnected.
     let (mut big, _) = connect_async(&endpoint).await.unwrap();
-    let huge = Envelope::Send([1; 32], Bytes::from(vec![0u8; 2 << 20])).encode();
+    let huge = Envelope::Send(MailboxId::from_bytes([1; 32]), Bytes::from(vec![0u8; 2 << 20])).encode();
     let _ = big.send(Message::Binary(huge)).await;
     // Garbage: disconnected after a few.
     let (mut junk, _) = connect_async(&endpoint).await.unwrap();
@@ -94,7 +93,12 @@ async fn hostile_clients_neither_crash_nor_starve_the_relay() {
         for i in 0..20_000u32 {
             let mut mailbox = [9u8; 32];
             mailbox[..4].copy_from_slice(&(i % 500).to_be_bytes());
-            if ws.send(Message::Binary(Envelope::Send(mailbox, Bytes::from_static(&[0; 1024])).encode())).await.is_err()
+            if ws
+                .send(Message::Binary(
+                    Envelope::Send(MailboxId::from_bytes(mailbox), Bytes::from_static(&[0; 1024])).encode(),
+                ))
+                .await
+                .is_err()
             {
                 break;
             }
@@ -102,10 +106,10 @@ async fn hostile_clients_neither_crash_nor_starve_the_relay() {
     });
     // Slow reader: subscribes and never reads.
     let (mut slow, _) = connect_async(&endpoint).await.unwrap();
-    slow.send(Message::Binary(Envelope::Subscribe([7; 32]).encode())).await.unwrap();
+    slow.send(Message::Binary(Envelope::Subscribe(MailboxKey::from_bytes([7; 32])).encode())).await.unwrap();
     let pusher = RelayClient::connect(&relay.url()).await.unwrap();
     for _ in 0..400 {
-        pusher.send(agentferry::relay::route(&[7; 32]), Bytes::from(vec![1u8; 64 * 1024])).await.unwrap();
+        pusher.send(MailboxKey::from_bytes([7; 32]).id(), Bytes::from(vec![1u8; 64 * 1024])).await.unwrap();
     }
 
     // Meanwhile an honest transfer goes through, in reasonable time.
@@ -142,7 +146,7 @@ async fn garbage_forgeries_replays_and_reordering_on_the_channel_are_harmless() 
     let ticket: Ticket = ticket.parse().unwrap();
 
     // Whoever runs the relay sees the mailbox ids; it can inject anything there.
-    let to_receiver = agentferry::relay::route(&ticket.session_key.mailbox(&ticket.transfer_id, b"receiver"));
+    let to_receiver = ticket.session_key.mailbox(&ticket.transfer_id, b"receiver").id();
     let attacker = Arc::new(RelayClient::connect(&url).await.unwrap());
     let chunk = ticket.chunk_size as usize;
     let count = data.len().div_ceil(chunk) as u64;

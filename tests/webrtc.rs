@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use agentferry::{Ticket, relay::route};
+use agentferry::{Ticket, mailbox::MailboxId};
 use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -133,7 +133,7 @@ fn a_transfer_begun_over_http_resumes_over_webrtc_and_one_begun_over_webrtc_resu
 /// A relay in the middle that flips one bit in every message posted to `target` (the channel
 /// tampering with WebRTC signalling) and holds each large message (a chunk frame) it hands
 /// back for `delay` (a slow relay that still signals promptly).
-async fn proxy(upstream: String, target: Arc<Mutex<Option<[u8; 32]>>>, delay: Duration) -> String {
+async fn proxy(upstream: String, target: Arc<Mutex<Option<MailboxId>>>, delay: Duration) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("ws://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -150,7 +150,9 @@ async fn proxy(upstream: String, target: Arc<Mutex<Option<[u8; 32]>>>, delay: Du
                             // SEND: tag 0x02, the mailbox id, the payload.
                             Message::Binary(data) if data.len() > 40 && data[0] == 0x02 => {
                                 let mut data = data.to_vec();
-                                if *target.lock().unwrap() == Some(data[1..33].try_into().unwrap()) {
+                                if *target.lock().unwrap()
+                                    == Some(MailboxId::from_bytes(data[1..33].try_into().unwrap()))
+                                {
                                     let last = data.len() - 20;
                                     data[last] ^= 0x01;
                                 }
@@ -192,7 +194,7 @@ fn a_channel_that_alters_the_offer_is_caught_and_auto_moves_on_to_the_relay() {
     let mut sender = Running::new_public(send.spawn().unwrap());
     let ticket: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
     let offers = ticket.session_key.mailbox(&ticket.transfer_id, b"webrtc-offer");
-    *target.lock().unwrap() = Some(route(&offers));
+    *target.lock().unwrap() = Some(offers.id());
 
     let (code, events, stderr) =
         b.run(&["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--prefer", "webrtc", "--json"]);
@@ -217,7 +219,7 @@ fn a_channel_that_alters_the_offer_is_caught_and_auto_moves_on_to_the_relay() {
     let mut sender = Running::new_public(send.spawn().unwrap());
     let mut ticket: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
     ticket.addrs = vec!["127.0.0.1:1".parse().unwrap()];
-    *target.lock().unwrap() = Some(route(&ticket.session_key.mailbox(&ticket.transfer_id, b"webrtc-offer")));
+    *target.lock().unwrap() = Some(ticket.session_key.mailbox(&ticket.transfer_id, b"webrtc-offer").id());
     let (code, events, stderr) = b.run(&["receive", &ticket.to_string(), "-o", b.out().to_str().unwrap(), "--json"]);
     assert_eq!(code, 0, "{events:?} {stderr}");
     // The relay answers at once and may finish these 2 MiB before the WebRTC attempt ends (the

@@ -5,12 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use agentferry::{
     NodeConfig, TransferError,
+    channel::{ChannelHint, nats::NatsHint},
+    core::Prefer,
     home::Home,
-    relay::{ChannelHint, nats::NatsHint},
-    transport::{
-        Prefer,
-        webrtc::{IceConfig, IceServer},
-    },
+    transport::webrtc::{IceConfig, IceServer},
 };
 
 /// One option group: it sets its part of the node's configuration.
@@ -154,7 +152,7 @@ impl NodeOption for RelayArg {
 #[derive(Debug, clap::Args)]
 pub struct PreferArg {
     /// Which path to use: auto (direct, then WebRTC, then relay), http, webrtc, or relay.
-    #[arg(long, env = "AGENTFERRY_PREFER", value_enum, default_value_t = Prefer::Auto)]
+    #[arg(long, env = "AGENTFERRY_PREFER", value_parser = prefer_names(), default_value = Prefer::Auto.as_str())]
     prefer: Prefer,
     /// A STUN or TURN server for WebRTC: stun:HOST:PORT or turn:USER:PASS@HOST:PORT; repeat it,
     /// or give a comma-separated list in AGENTFERRY_ICE. Default: `ice` in <home>/config.json,
@@ -166,6 +164,13 @@ pub struct PreferArg {
     /// other's address).
     #[arg(long, env = "AGENTFERRY_ICE_POLICY", value_enum, default_value_t = IcePolicy::All)]
     ice_policy: IcePolicy,
+}
+
+/// `--prefer` takes the names [`Prefer`] has everywhere (the core does not know clap).
+fn prefer_names() -> impl clap::builder::TypedValueParser<Value = Prefer> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(Prefer::ALL.map(Prefer::as_str))
+        .map(|name| Prefer::from_name(&name).expect("clap takes only the possible values"))
 }
 
 impl NodeOption for PreferArg {

@@ -17,13 +17,11 @@ use rand::RngCore;
 
 use agentferry::{
     Node, NodeConfig, ReceiveOptions, SendOptions, TransferError,
+    channel::ChannelHint,
+    core::Prefer,
     engine::Event,
     home::Home,
-    relay::{
-        ChannelHint,
-        server::{RelayConfig, RelayServer},
-    },
-    transport::Prefer,
+    relay::server::{RelayConfig, RelayServer},
 };
 
 #[derive(Debug, clap::Args)]

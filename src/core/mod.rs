@@ -12,12 +12,14 @@
 //! supersedes the previous one, which makes retransmission, resume and a change of path the same
 //! thing: ask again from the first chunk that is missing.
 
+mod path;
 mod paths;
 mod receive;
 mod send;
 #[cfg(test)]
 mod tests;
 
+pub use path::{PathKind, Prefer};
 pub use paths::{Failure, PathConfig, PathOutput, PathSelector};
 pub use receive::{GiveUp, Output, ReceiveConfig, ReceiveCore, Verdict};
 pub use send::{CreditWithoutRequest, SendCore, Transmit};

@@ -31,8 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::GiveUp;
-use crate::transport::PathKind;
+use super::{GiveUp, PathKind};
 
 /// Timing of path choice.
 #[derive(Clone, Debug)]

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use super::{Event, Events};
 use crate::{
     core::Control,
+    core::PathKind,
     crypto::{SessionKey, random_epoch},
     error::{Result, TransferError},
     frame::{FrameKind, Opened, Opener, Sealer},
@@ -18,7 +19,7 @@ use crate::{
     manifest::Manifest,
     ticket::Ticket,
     transport::{
-        self, AttemptReport, Connected, PathKind,
+        self, AttemptReport, Connected,
         channel::Mailboxes,
         webrtc::{IceConfig, Signalling},
     },

@@ -26,11 +26,11 @@ use tokio::sync::mpsc;
 
 use super::{Node, ReceiveOptions, Registry};
 use crate::{
+    channel::{Channel, MailboxId, MailboxKey},
     error::TransferError,
     journal::unix_now,
     offer::{MAX_SKEW_SECS, Offer, answer_mac, remember_until},
     peers::{Grant, grant_inbox_key},
-    relay::Channel,
     store::Store,
     ticket::Ticket,
     transport::http::InboxHandler,
@@ -134,7 +134,7 @@ impl Inbox {
             reply: String,
         }
         let (tx, mut deliveries) = mpsc::channel::<(String, Bytes)>(16);
-        let mut subscribed: HashMap<String, [u8; 32]> = HashMap::new();
+        let mut subscribed: HashMap<String, MailboxKey> = HashMap::new();
         let mut reconcile = tokio::time::interval(RECONCILE);
         loop {
             let (grant_id, message) = tokio::select! {
@@ -148,16 +148,10 @@ impl Inbox {
                 },
             };
             let Ok(delivery) = serde_json::from_slice::<Delivery>(&message) else { continue };
-            let Some(reply) = data_encoding::HEXLOWER
-                .decode(delivery.reply.as_bytes())
-                .ok()
-                .and_then(|r| <[u8; 32]>::try_from(r).ok())
-            else {
-                continue;
-            };
+            let Some(reply) = MailboxId::from_hex(&delivery.reply) else { continue };
             let body = Bytes::from(serde_json::to_vec(&delivery.offer).expect("json"));
             let (_, answer) = self.handle_for(body, Some(&grant_id)).await;
-            let _ = channel.send_to(reply, Bytes::from(serde_json::to_vec(&answer).expect("json"))).await;
+            let _ = channel.send(reply, Bytes::from(serde_json::to_vec(&answer).expect("json"))).await;
         }
     }
 
@@ -167,12 +161,12 @@ impl Inbox {
         &self,
         channel: &Channel,
         inbox_secret: &[u8; 32],
-        subscribed: &mut HashMap<String, [u8; 32]>,
+        subscribed: &mut HashMap<String, MailboxKey>,
         tx: &mpsc::Sender<(String, Bytes)>,
     ) {
         let now = unix_now();
         let Ok(grants) = self.node.trust().grants() else { return };
-        let usable: HashMap<String, [u8; 32]> = grants
+        let usable: HashMap<String, MailboxKey> = grants
             .iter()
             .filter(|g| g.invalid_reason(now).is_none())
             .map(|g| (g.id.clone(), grant_inbox_key(inbox_secret, &g.id)))

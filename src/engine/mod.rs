@@ -39,15 +39,15 @@ pub use registry::Registry;
 pub use send::advertised_addrs;
 
 use crate::{
+    channel::ChannelHint,
+    core::Prefer,
     error::{Result, TransferError},
     home::Home,
     id::TransferId,
     journal::{Journal, Record, Role, TransferStatus},
     manifest::DEFAULT_CHUNK_SIZE,
     peers::Trust,
-    relay::ChannelHint,
     ticket::Ticket,
-    transport::Prefer,
     transport::http::HttpServer,
     transport::webrtc::IceConfig,
 };

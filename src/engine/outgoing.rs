@@ -22,6 +22,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use crate::{
+    core::PathKind,
     crypto::{SessionKey, ct_eq, random_epoch},
     error::TransferError,
     frame::{FrameKind, Sealer},
@@ -29,7 +30,7 @@ use crate::{
     id::TransferId,
     journal::unix_now,
     manifest::Manifest,
-    transport::{PathKind, http::TokenCheck},
+    transport::http::TokenCheck,
     tree::{
         digest::{Digests, sha256sums},
         source::TreeSource,

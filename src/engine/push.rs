@@ -15,14 +15,15 @@ use tokio::{sync::mpsc, time::Instant};
 
 use super::{Node, SendOptions, Transfer};
 use crate::{
+    channel::{Channel, MailboxId, MailboxKey, Posted},
+    core::Prefer,
     error::{Result, TransferError},
     journal::{ErrorInfo, Role, State, unix_now},
     offer::{MAX_SKEW_SECS, Offer},
     peers::Peer,
-    relay::{Channel, Mailbox, Posted},
     task::AbortOnDrop,
     ticket::Ticket,
-    transport::{Prefer, http as http_path},
+    transport::http as http_path,
 };
 
 /// What a peer's inbox said of an offer.
@@ -152,7 +153,7 @@ struct Delivery {
 /// The peer's inbox on its channel; connected on first use, and again after a failure.
 struct ChannelRoute {
     hint: String,
-    mailbox: Mailbox,
+    mailbox: MailboxId,
     connected: Option<(Channel, mpsc::Receiver<Bytes>, Bytes)>,
 }
 
@@ -161,10 +162,7 @@ impl Delivery {
         let channel = match peer.channel.as_ref().filter(|_| prefer != Prefer::Http) {
             None => None,
             Some((hint, mailbox)) => {
-                let mailbox: Mailbox = data_encoding::HEXLOWER
-                    .decode(mailbox.as_bytes())
-                    .ok()
-                    .and_then(|m| m.try_into().ok())
+                let mailbox = MailboxId::from_hex(mailbox)
                     .ok_or_else(|| TransferError::PeerUriInvalid("the peer's inbox mailbox is damaged".into()))?;
                 Some(ChannelRoute { hint: hint.clone(), mailbox, connected: None })
             }
@@ -291,8 +289,9 @@ impl ChannelRoute {
             let channel = Channel::open(&self.hint.parse()?).await?;
             let mut reply = [0u8; 32];
             rand::RngCore::fill_bytes(&mut rand::rng(), &mut reply);
+            let reply = MailboxKey::from_bytes(reply);
             let answers = channel.subscribe(reply).await;
-            let reply = data_encoding::HEXLOWER.encode(&crate::relay::route(&reply));
+            let reply = reply.id().to_string();
             let message = serde_json::json!({ "offer": offer, "reply": reply });
             self.connected = Some((channel, answers, Bytes::from(serde_json::to_vec(&message).expect("json"))));
         }

@@ -26,8 +26,10 @@ use super::{
     worker::{Worker, WorkerIn, WorkerOut},
 };
 use crate::{
+    channel::ChannelHint,
     core::{
-        Control, Failure, GiveUp, Output, PathConfig, PathOutput, PathSelector, ReceiveConfig, ReceiveCore, Verdict,
+        Control, Failure, GiveUp, Output, PathConfig, PathKind, PathOutput, PathSelector, Prefer, ReceiveConfig,
+        ReceiveCore, Verdict,
     },
     error::{Result, TransferError},
     frame::Opener,
@@ -36,9 +38,8 @@ use crate::{
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{Manifest, check_declared},
     names::safe_file_name,
-    relay::ChannelHint,
     ticket::Ticket,
-    transport::{Connected, Incoming, Link, PathKind, Prefer},
+    transport::{Connected, Incoming, Link},
     tree::{
         FileIndex,
         build::{Placement, read_listing},

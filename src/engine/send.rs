@@ -18,15 +18,16 @@ use super::{
     session::ServeOutgoing,
 };
 use crate::{
+    channel::{Channel, ChannelHint},
+    core::Prefer,
     crypto::SessionKey,
     error::{Result, TransferError},
     id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
-    relay::{Channel, ChannelHint},
     task::AbortOnDrop,
     ticket::Ticket,
-    transport::{self, Prefer, http::HttpServer},
+    transport::{self, http::HttpServer},
 };
 
 pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer> {
@@ -225,7 +226,7 @@ async fn serve(
                 if changed.is_err() { break Err(TransferError::Cancelled) }
                 match outcome.borrow_and_update().clone() {
                     Some(SendOutcome::Completed { sha256 }) => break Ok(sha256),
-                    Some(SendOutcome::Failed(e)) => break Err(e.duplicate()),
+                    Some(SendOutcome::Failed(e)) => break Err((*e).clone()),
                     None => {}
                 }
             }

@@ -24,12 +24,12 @@ use super::{
     prefix::{PrefixHash, ReadChunk},
 };
 use crate::{
-    core::{Control, Request, SendCore, Transmit},
+    core::{Control, PathKind, Request, SendCore, Transmit},
     crypto::random_epoch,
     error::TransferError,
     frame::{FLAG_LAST, FrameKind, Opened, Opener, Sealer},
     id::TransferId,
-    transport::{PathKind, Serve, Session},
+    transport::{Serve, Session},
 };
 
 /// Sealed frames in flight between the disk thread and the path, per session.

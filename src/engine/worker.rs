@@ -21,10 +21,10 @@ use super::{
     prefix::{PrefixHash, ReadChunk},
 };
 use crate::{
+    core::PathKind,
     error::TransferError,
     frame::{FrameKind, Opened, Opener},
     manifest::Manifest,
-    transport::PathKind,
     tree::digest::Digests,
 };
 

@@ -5,13 +5,14 @@
 //! validate structured content against the tool's `outputSchema` (the TypeScript SDK, the
 //! Inspector) would otherwise reject the error before the agent saw it. `code` is the stable
 //! code of [`TransferError`]; `hint` names the tool and the arguments to call next (the engine's
-//! own hints speak CLI), with the real `transfer_id` when one is known.
+//! own hints speak CLI), with the real `transfer_id` when one is known: [`hint_for`] matches
+//! every [`Code`], so no code reaches an agent with a CLI instruction.
 
 use rmcp::model::{CallToolResult, ContentBlock, IntoContents};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::error::TransferError;
+use crate::error::{Code, TransferError};
 
 /// A failed call: `code` is stable, `hint` says what to call next.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
@@ -74,77 +75,80 @@ fn usage(tool: &str) -> &'static str {
     }
 }
 
-/// The next step for an agent after an error with `code`, naming tools and arguments.
-/// `None` for codes an agent cannot meet through these tools.
-pub(crate) fn hint_for_code(code: &str, id: Option<&str>) -> Option<String> {
+/// The next step for an agent after an error of `code`, naming tools and arguments, with the
+/// real transfer id when known. Exhaustive: a new [`Code`] without an agent's hint does not
+/// compile.
+pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
     let resume = match id {
         Some(id) => format!("call resume_transfer with transfer_id \"{id}\""),
         None => "call resume_transfer with the transfer's transfer_id (check_session lists them)".into(),
     };
-    let hint = match code {
-        "ticket_malformed" | "ticket_truncated" | "ticket_tampered" => {
+    use Code::*;
+    match code {
+        TicketMalformed | TicketTruncated | TicketTampered => {
             "call receive_file again with the whole ticket, exactly as send_file returned it on the other machine".into()
         }
-        "ticket_wrong_kind" => "call receive_file with the ticket that send_file returned on the other machine (it starts with `ferry`); grant URIs go to add_peer".into(),
-        "ticket_unsupported_version" => "upgrade agentferry on this machine, then call receive_file again".into(),
-        "ticket_expired" => "ask the sender to call send_file again and pass the fresh ticket to receive_file".into(),
-        "peer_unreachable" => {
+        TicketWrongKind => "call receive_file with the ticket that send_file returned on the other machine (it starts with `ferry`); grant URIs go to add_peer".into(),
+        TicketUnsupportedVersion => "upgrade agentferry on this machine, then call receive_file again".into(),
+        TicketExpired => "ask the sender to call send_file again and pass the fresh ticket to receive_file".into(),
+        PeerUnreachable => {
             format!("check that the sender is still running (its MCP server, or resume_transfer on its side), then {resume}")
         }
-        "channel_unreachable" => format!(
+        ChannelUnreachable => format!(
             "check that the relay (or NATS server) named in the message runs and is reachable from here (the server's --relay or AGENTFERRY_RELAY), then {resume}"
         ),
-        "not_serving" => format!(
+        NotServing => format!(
             "the sender no longer serves this ticket (it completed, or its server stopped: a ticket lives as long as the sending server); ask the sending agent to call resume_transfer on its side and then {resume}, or ask it for a fresh ticket from send_file"
         ),
-        "peer_offline" => "the peer never took the offer: check that its agentferry MCP server (or `agentferry listen`) runs and that it has not revoked the invite (else ask it for a fresh create_invite and call add_peer with replace: true); then call send_file with `to` again, or without `to` and hand over the ticket".into(),
-        "unauthorized" => "ask the sender for a fresh ticket (send_file) and call receive_file with it".into(),
-        "protocol_error" => format!("make sure both sides run a compatible agentferry, then {resume}"),
-        "integrity_mismatch" => format!("{resume}, or ask the sender for a fresh ticket"),
-        "file_exists" => "call receive_file again with overwrite: true to replace it, or with another output_dir".into(),
-        "source_unreadable" => "call send_file with a path that names a readable regular file or folder inside the allowed roots".into(),
-        "source_private" => "call send_file with a path outside agentferry's own home (it holds session keys); copy a file out of it first to share it".into(),
-        "source_changed" => "call send_file again to start a new transfer of the current file".into(),
-        "disk_full" => format!("free some space, then {resume}; the partial file is kept"),
-        "permission_denied" => {
+        Unauthorized => "ask the sender for a fresh ticket (send_file) and call receive_file with it".into(),
+        Protocol => format!("make sure both sides run a compatible agentferry, then {resume}"),
+        IntegrityMismatch => format!("{resume}, or ask the sender for a fresh ticket"),
+        FileExists => "call receive_file again with overwrite: true to replace it, or with another output_dir".into(),
+        SourceUnreadable => "call send_file with a path that names a readable regular file or folder inside the allowed roots".into(),
+        SourcePrivate => "call send_file with a path outside agentferry's own home (it holds session keys); copy a file out of it first to share it".into(),
+        SourceChanged => "call send_file again to start a new transfer of the current file".into(),
+        DiskFull => format!("free some space, then {resume}; the partial file is kept"),
+        PermissionDenied => {
             format!("pass receive_file an output_dir the server may write to (or fix the permissions), then {resume}")
         }
-        "io_error" => format!("fix the problem named in the message, then {resume}"),
-        "size_limit_exceeded" => "ask the sender for a fresh ticket; do not trust this peer".into(),
-        "address_in_use" => format!("stop whatever holds the port, then {resume}"),
-        "transfer_not_found" => "call check_session without transfer_id to list the transfers this node knows".into(),
-        "already_completed" => match id {
+        Io => format!("fix the problem named in the message, then {resume}"),
+        SizeLimit => "ask the sender for a fresh ticket; do not trust this peer".into(),
+        AddressInUse => format!("stop whatever holds the port, then {resume}"),
+        TransferNotFound => "call check_session without transfer_id to list the transfers this node knows".into(),
+        AlreadyCompleted | SenderCompleted => match id {
             Some(id) => format!("nothing to do; check_session with transfer_id \"{id}\" shows where the file is"),
             None => "nothing to do; check_session shows where the file is".into(),
         },
-        "peer_uri_invalid" => "call add_peer with the whole URI that `agentferry export` printed on the other machine (it starts with `grant`)".into(),
-        "peer_not_found" => "call list_peers to see the trusted peers, or add_peer to add one".into(),
-        "peer_exists" => "call add_peer again with replace: true to replace the stored peer, or with another name".into(),
-        "peer_expired" => "ask the peer for a fresh `agentferry export` and call add_peer with it (replace: true), or call send_file without `to` and hand over the ticket".into(),
-        "offer_refused" => "call send_file without `to` and hand the ticket over instead, or ask the peer for a fresh grant".into(),
-        "path_not_allowed" => "pass a path inside the allowed roots (send_file), or an output_dir inside the download folder or a root (receive_file)".into(),
-        "path_unavailable" => "call again with prefer: \"auto\" or prefer: \"http\"".into(),
-        "invalid_argument" => "read the tool's description and input schema, and call it again with fixed arguments".into(),
-        "transfer_busy" => match id {
+        PeerUriInvalid => "call add_peer with the whole URI that `agentferry export` printed on the other machine (it starts with `grant`)".into(),
+        PeerNotFound => "call list_peers to see the trusted peers, or add_peer to add one".into(),
+        PeerExists => "call add_peer again with replace: true to replace the stored peer, or with another name".into(),
+        PeerExpired => "ask the peer for a fresh `agentferry export` and call add_peer with it (replace: true), or call send_file without `to` and hand over the ticket".into(),
+        OfferRefused => "call send_file without `to` and hand the ticket over instead, or ask the peer for a fresh grant".into(),
+        PathNotAllowed => "pass a path inside the allowed roots (send_file), or an output_dir inside the download folder or a root (receive_file)".into(),
+        PathUnavailable => "call again with prefer: \"auto\" or prefer: \"http\"".into(),
+        InvalidArgument => "read the tool's description and input schema, and call it again with fixed arguments".into(),
+        Busy => match id {
             Some(id) => format!("another process drives it: call check_session with transfer_id \"{id}\" and wait: true, or stop that process and then {resume}"),
             None => format!("another process drives it: wait for it with check_session, or stop that process and then {resume}"),
         },
-        "ambiguous_transfer" => format!(
+        AmbiguousTransfer => format!(
             "this node both sends and receives it; resume one side from a shell with `agentferry resume {} --role send` (or `--role receive`)",
             id.unwrap_or("ID")
         ),
-        "too_many_invites" => "call list_invites and revoke_invite one that is no longer needed, or wait for one to expire".into(),
-        "grant_not_found" => "call list_invites to see this node's invites and their grant_id".into(),
-        "home_unusable" => "check AGENTFERRY_HOME in the server's configuration and the permissions of the node home".into(),
-        "cancelled" => format!("{resume} to continue from the last chunk on disk"),
-        _ => return None,
-    };
-    Some(hint)
+        TooManyGrants => "call list_invites and revoke_invite one that is no longer needed, or wait for one to expire".into(),
+        GrantNotFound => "call list_invites to see this node's invites and their grant_id".into(),
+        Home => "check AGENTFERRY_HOME in the server's configuration and the permissions of the node home".into(),
+        ListingRefused => "nothing was written; ask the sender to rename the offending entries or send a smaller folder, then call receive_file with the fresh ticket".into(),
+        ChannelAuth => "fix the channel credentials in the server's configuration (AGENTFERRY_NATS_USER and AGENTFERRY_NATS_PASSWORD, AGENTFERRY_NATS_TOKEN, AGENTFERRY_NATS_CREDS or AGENTFERRY_NATS_NKEY; the account must be allowed agentferry.>), restart the server, then call the tool again".into(),
+        ChannelTls => "set AGENTFERRY_NATS_CA (and AGENTFERRY_NATS_CERT and AGENTFERRY_NATS_KEY if the server wants a client certificate) in the server's configuration, restart it, then call the tool again".into(),
+        PeerOffline => "the peer never took the offer: check that its agentferry MCP server (or `agentferry listen`) runs and that it has not revoked the invite (else ask it for a fresh create_invite and call add_peer with replace: true); then call send_file with `to` again, or without `to` and hand over the ticket".into(),
+        Cancelled => format!("{resume} to continue from the last chunk on disk"),
+    }
 }
 
-/// The hint for `e`: [`hint_for_code`], else the engine's own.
+/// The hint for `e` in the words of these tools.
 fn hint(e: &TransferError, id: Option<&str>) -> String {
-    hint_for_code(e.code(), id).unwrap_or_else(|| e.hint().to_owned())
+    hint_for(e.kind(), id)
 }
 
 #[cfg(test)]
@@ -161,6 +165,8 @@ mod tests {
         assert!(!e.hint.contains("agentferry resume"), "{}", e.hint);
         let e = ToolError::new(&TransferError::PeerExists("bob".into()), None);
         assert!(e.hint.contains("replace: true"), "{}", e.hint);
+        let e = ToolError::new(&TransferError::NotServing("gone".into()), Some(id));
+        assert!(e.hint.contains("receive_file") && e.hint.contains(&format!("transfer_id \"{id}\"")), "{}", e.hint);
         let e = ToolError::bad_arguments("send_file", "missing field `path`");
         assert_eq!(e.code, "invalid_argument");
         assert!(e.hint.contains("send_file") && e.hint.contains("path"));
@@ -178,8 +184,26 @@ mod tests {
         for (error, who, tool) in cases {
             let e = ToolError::new(&error, Some(id));
             assert!(e.hint.contains(who) && e.hint.contains(tool), "{}: {}", e.code, e.hint);
-            assert!(!e.hint.contains("agentferry resume"), "{}: {}", e.code, e.hint);
         }
+    }
+
+    #[test]
+    fn no_code_tells_an_agent_to_run_a_command_it_cannot() {
+        // `agentferry export` and `agentferry listen` name what the other side runs; an agent's
+        // own next step is always a tool of this server.
+        for code in Code::ALL {
+            let hint = hint_for(code, Some("00ff"));
+            let own = hint.replace("`agentferry export`", "").replace("`agentferry listen`", "");
+            let shell_only = code == Code::AmbiguousTransfer;
+            assert_eq!(own.contains("`agentferry "), shell_only, "{code}: {hint}");
+        }
+        // The codes that used to fall back to the CLI's words.
+        use Code::*;
+        for code in [NotServing, ListingRefused, ChannelAuth, ChannelTls, PeerOffline] {
+            assert_ne!(hint_for(code, None), crate::error::cli_hint::hint(code), "{code}");
+        }
+        assert!(hint_for(Code::PeerOffline, None).contains("send_file"));
+        assert!(hint_for(Code::ChannelAuth, None).contains("AGENTFERRY_NATS_"));
     }
 
     #[test]

@@ -49,7 +49,7 @@ use types::*;
 
 use crate::{
     engine::{Canceller, Inbox, Node, ReceiveOptions, Registry, SendOptions, Transfer},
-    error::TransferError,
+    error::{Code, TransferError},
     id::TransferId,
     journal::{State, TransferStatus},
     peers::{GrantInfo, GrantUri, PeerInfo},
@@ -64,9 +64,9 @@ fn parse_id(id: &str) -> Result<TransferId, TransferError> {
 /// `status` with its error's hint in the words of these tools.
 fn for_agent(mut status: TransferStatus) -> TransferStatus {
     if let Some(error) = &mut status.error
-        && let Some(hint) = errors::hint_for_code(&error.code, Some(&status.transfer_id))
+        && let Some(code) = Code::from_name(&error.code)
     {
-        error.hint = hint;
+        error.hint = errors::hint_for(code, Some(&status.transfer_id));
     }
     status
 }

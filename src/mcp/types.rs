@@ -7,9 +7,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use super::ToolError;
 
 use crate::{
+    core::Prefer,
     journal::{State, TransferStatus},
     peers::PeerInfo,
-    transport::Prefer,
 };
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,14 +1,14 @@
 //! The relay's wire format: one binary WebSocket message per envelope.
 //!
 //! ```text
-//! client → relay   0x04 SUBSCRIBE    key[32]       subscribes mailbox route(key)
+//! client → relay   0x04 SUBSCRIBE    key[32]       subscribes mailbox key.id()
 //!                  0x02 SEND         mailbox[32] payload
 //!                  0x03 UNSUBSCRIBE  mailbox[32]
 //! relay → client   0x81 DELIVER      mailbox[32] payload
 //!                  0x82 REFUSED      mailbox[32] code u8     (the SEND to mailbox was dropped)
 //! ```
 //!
-//! Subscribing proves the right to read: a mailbox id is [`route`]`(key)`, a hash of a key only
+//! Subscribing proves the right to read: a mailbox id is [`MailboxKey::id`], a hash of a key only
 //! its owner holds, and SUBSCRIBE carries the key. Whoever knows only the id (every sender, and
 //! everyone who ever saw a grant URI naming it) can send there but cannot subscribe, so nobody
 //! can silently take a mailbox over. The key is no other secret: it is derived for this use only,
@@ -21,8 +21,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// A mailbox id: 32 bytes, derived from a secret the relay never sees.
-pub type Mailbox = [u8; 32];
+use crate::mailbox::{MailboxId, MailboxKey};
 
 /// The unproven subscription of earlier versions: refused.
 pub const SUBSCRIBE_UNPROVEN: u8 = 0x01;
@@ -67,34 +66,28 @@ impl Refusal {
 /// One envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Envelope {
-    /// Subscribe to `route(key)`, proving the right with the key.
-    Subscribe([u8; 32]),
+    /// Subscribe to `key.id()`, proving the right with the key.
+    Subscribe(MailboxKey),
     /// The unproven subscription of earlier versions (decoded only to be refused).
-    SubscribeUnproven(Mailbox),
-    Send(Mailbox, Bytes),
-    Unsubscribe(Mailbox),
-    Deliver(Mailbox, Bytes),
-    Refused(Mailbox, u8),
+    SubscribeUnproven(MailboxId),
+    Send(MailboxId, Bytes),
+    Unsubscribe(MailboxId),
+    Deliver(MailboxId, Bytes),
+    Refused(MailboxId, u8),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("malformed relay envelope")]
 pub struct Malformed;
 
-/// The mailbox whose subscribers must hold `key`.
-pub fn route(key: &[u8; 32]) -> Mailbox {
-    use sha2::{Digest, Sha256};
-    Sha256::new().chain_update(b"agentferry relay mailbox v1\0").chain_update(key).finalize().into()
-}
-
 /// Turn a SEND envelope into the DELIVER envelope for the same mailbox and payload, reusing
 /// its buffer when nothing else shares it (the two differ only in the tag byte). Anything that
 /// is not a routable SEND is handed back untouched.
-pub fn send_to_deliver(msg: Bytes) -> Result<(Mailbox, Bytes), Bytes> {
+pub fn send_to_deliver(msg: Bytes) -> Result<(MailboxId, Bytes), Bytes> {
     if msg.len() < 33 || msg[0] != SEND {
         return Err(msg);
     }
-    let mailbox: Mailbox = msg[1..33].try_into().expect("32 bytes");
+    let mailbox = MailboxId::from_bytes(msg[1..33].try_into().expect("32 bytes"));
     let deliver = match msg.try_into_mut() {
         Ok(mut owned) => {
             owned[0] = DELIVER;
@@ -111,13 +104,13 @@ pub fn send_to_deliver(msg: Bytes) -> Result<(Mailbox, Bytes), Bytes> {
 
 impl Envelope {
     pub fn encode(&self) -> Bytes {
-        let (tag, mailbox, tail): (u8, &Mailbox, &[u8]) = match self {
-            Envelope::Subscribe(key) => (SUBSCRIBE, key, &[]),
-            Envelope::SubscribeUnproven(m) => (SUBSCRIBE_UNPROVEN, m, &[]),
-            Envelope::Send(m, p) => (SEND, m, p),
-            Envelope::Unsubscribe(m) => (UNSUBSCRIBE, m, &[]),
-            Envelope::Deliver(m, p) => (DELIVER, m, p),
-            Envelope::Refused(m, code) => (REFUSED, m, std::slice::from_ref(code)),
+        let (tag, mailbox, tail): (u8, &[u8; 32], &[u8]) = match self {
+            Envelope::Subscribe(key) => (SUBSCRIBE, key.as_bytes(), &[]),
+            Envelope::SubscribeUnproven(m) => (SUBSCRIBE_UNPROVEN, m.as_bytes(), &[]),
+            Envelope::Send(m, p) => (SEND, m.as_bytes(), p),
+            Envelope::Unsubscribe(m) => (UNSUBSCRIBE, m.as_bytes(), &[]),
+            Envelope::Deliver(m, p) => (DELIVER, m.as_bytes(), p),
+            Envelope::Refused(m, code) => (REFUSED, m.as_bytes(), std::slice::from_ref(code)),
         };
         let mut buf = BytesMut::with_capacity(33 + tail.len());
         buf.put_u8(tag);
@@ -131,13 +124,14 @@ impl Envelope {
             return Err(Malformed);
         }
         let tag = msg[0];
-        let mailbox: Mailbox = msg[1..33].try_into().expect("32 bytes");
+        let name: [u8; 32] = msg[1..33].try_into().expect("32 bytes");
+        let mailbox = MailboxId::from_bytes(name);
         // Advance rather than split, so the payload stays the only view of its buffer and can
         // become mutable again without a copy.
         bytes::Buf::advance(&mut msg, 33);
         let tail = msg;
         Ok(match (tag, tail.len()) {
-            (SUBSCRIBE, 0) => Envelope::Subscribe(mailbox),
+            (SUBSCRIBE, 0) => Envelope::Subscribe(MailboxKey::from_bytes(name)),
             (SUBSCRIBE_UNPROVEN, 0) => Envelope::SubscribeUnproven(mailbox),
             (UNSUBSCRIBE, 0) => Envelope::Unsubscribe(mailbox),
             (SEND, _) => Envelope::Send(mailbox, tail),
@@ -154,9 +148,10 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip_and_garbage_is_malformed() {
-        let m = [7u8; 32];
+        let key = MailboxKey::from_bytes([7u8; 32]);
+        let m = key.id();
         for e in [
-            Envelope::Subscribe(m),
+            Envelope::Subscribe(key),
             Envelope::SubscribeUnproven(m),
             Envelope::Send(m, Bytes::from_static(b"abc")),
             Envelope::Unsubscribe(m),
@@ -166,12 +161,11 @@ mod tests {
             assert_eq!(Envelope::decode(e.encode()), Ok(e));
         }
         assert_eq!(Envelope::decode(Bytes::from_static(b"\x01short")), Err(Malformed));
-        let mut bad = Envelope::Subscribe(m).encode().to_vec();
+        let mut bad = Envelope::Subscribe(key).encode().to_vec();
         bad.push(0);
         assert_eq!(Envelope::decode(Bytes::from(bad)), Err(Malformed));
-        let mut unknown = Envelope::Subscribe(m).encode().to_vec();
+        let mut unknown = Envelope::Subscribe(key).encode().to_vec();
         unknown[0] = 0x42;
-        assert_ne!(route(&m), m);
         assert_eq!(Envelope::decode(Bytes::from(unknown)), Err(Malformed));
         let (mailbox, deliver) = send_to_deliver(Envelope::Send(m, Bytes::from_static(b"xyz")).encode()).unwrap();
         assert_eq!(

@@ -57,7 +57,8 @@ use tokio_tungstenite::{
     },
 };
 
-use super::proto::{Envelope, Mailbox, Refusal};
+use super::proto::{Envelope, Refusal};
+use crate::mailbox::MailboxId;
 use crate::{
     accept::{self, Accepted, Acceptor},
     error::TransferError,
@@ -202,19 +203,19 @@ struct Usage {
 /// Everything behind the routing lock.
 #[derive(Default)]
 struct State {
-    boxes: HashMap<Mailbox, MailboxState>,
+    boxes: HashMap<MailboxId, MailboxState>,
     by_conn: HashMap<u64, Usage>,
     by_ip: HashMap<IpAddr, Usage>,
     /// Mailboxes without a subscriber, per owner, oldest use first: what may be evicted.
-    idle: HashMap<IpAddr, BTreeSet<(Instant, Mailbox)>>,
+    idle: HashMap<IpAddr, BTreeSet<(Instant, MailboxId)>>,
 }
 
 impl State {
-    fn set_idle(&mut self, mailbox: Mailbox, owner: IpAddr, since: Instant) {
+    fn set_idle(&mut self, mailbox: MailboxId, owner: IpAddr, since: Instant) {
         self.idle.entry(owner).or_default().insert((since, mailbox));
     }
 
-    fn clear_idle(&mut self, mailbox: &Mailbox, owner: IpAddr, since: Instant) {
+    fn clear_idle(&mut self, mailbox: &MailboxId, owner: IpAddr, since: Instant) {
         if let Some(set) = self.idle.get_mut(&owner) {
             set.remove(&(since, *mailbox));
             if set.is_empty() {
@@ -286,7 +287,7 @@ impl Relay {
 
     /// Evict `owner`'s least recently used idle mailbox other than `keep`, with what is queued
     /// in it. Returns whether there was one.
-    fn evict_oldest(&self, state: &mut State, owner: IpAddr, keep: &Mailbox) -> bool {
+    fn evict_oldest(&self, state: &mut State, owner: IpAddr, keep: &MailboxId) -> bool {
         let Some(set) = state.idle.get(&owner) else { return false };
         let Some(&(since, mailbox)) = set.iter().find(|(_, m)| m != keep) else { return false };
         state.clear_idle(&mailbox, owner, since);
@@ -303,7 +304,7 @@ impl Relay {
 
     /// Make room for `len` more queued bytes from `client`, evicting the biggest holder's idle
     /// mailboxes if the queue is full and `client` holds less than it.
-    fn room_for_bytes(&self, state: &mut State, client: &Client, keep: &Mailbox, len: usize) -> Result<(), Refusal> {
+    fn room_for_bytes(&self, state: &mut State, client: &Client, keep: &MailboxId, len: usize) -> Result<(), Refusal> {
         let max = self.cfg.max_queued_bytes;
         let conn = state.by_conn.get(&client.id).map_or(0, |u| u.queued_bytes);
         let held = state.by_ip.get(&client.ip).map_or(0, |u| u.queued_bytes);
@@ -364,7 +365,7 @@ impl Relay {
     fn mailbox<'a>(
         &self,
         state: &'a mut State,
-        mailbox: Mailbox,
+        mailbox: MailboxId,
         client: &Client,
         now: Instant,
     ) -> Result<&'a mut MailboxState, Refusal> {
@@ -400,7 +401,7 @@ impl Relay {
     }
 
     /// Route `msg`, a DELIVER envelope for `mailbox`, from `client`.
-    fn send(&self, client: &Client, mailbox: Mailbox, msg: Bytes) -> Result<(), Refusal> {
+    fn send(&self, client: &Client, mailbox: MailboxId, msg: Bytes) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
@@ -427,7 +428,7 @@ impl Relay {
         Ok(())
     }
 
-    fn subscribe(&self, client: &Client, mailbox: Mailbox) -> Result<(), Refusal> {
+    fn subscribe(&self, client: &Client, mailbox: MailboxId) -> Result<(), Refusal> {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
@@ -442,7 +443,7 @@ impl Relay {
         Ok(())
     }
 
-    fn unsubscribe(&self, conn: u64, mailbox: &Mailbox) {
+    fn unsubscribe(&self, conn: u64, mailbox: &MailboxId) {
         let mut state = self.state.lock().expect("not poisoned");
         if let Some(b) = state.boxes.get_mut(mailbox)
             && b.subscriber.as_ref().is_some_and(|c| c.id == conn)
@@ -456,7 +457,7 @@ impl Relay {
     }
 
     /// The connection's writer made room: let its mailboxes move on.
-    fn refill(&self, subs: &HashSet<Mailbox>) {
+    fn refill(&self, subs: &HashSet<MailboxId>) {
         let now = Instant::now();
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
@@ -761,7 +762,7 @@ where
     let (mut sink, mut stream) = ws.split();
     let (out_tx, mut out_rx) = mpsc::channel::<(Bytes, bool)>(relay.cfg.outbound_depth);
     let client = Client { id: conn, ip: source, out: out_tx, outbound: Arc::default() };
-    let subs = Arc::new(Mutex::new(HashSet::<Mailbox>::new()));
+    let subs = Arc::new(Mutex::new(HashSet::<MailboxId>::new()));
 
     let mut tasks = JoinSet::new();
     // Writer: sends what is routed here; each send makes room, so the mailboxes move on. A
@@ -844,7 +845,7 @@ where
                 Err(other) => match Envelope::decode(other) {
                     Ok(Envelope::SubscribeUnproven(mailbox)) => Some((mailbox, Refusal::Unproven)),
                     Ok(Envelope::Subscribe(key)) => {
-                        let mailbox = super::proto::route(&key);
+                        let mailbox = key.id();
                         let mut subs = reader_subs.lock().expect("not poisoned");
                         if subs.len() >= cfg.max_subscriptions && !subs.contains(&mailbox) {
                             Some((mailbox, Refusal::TooManyMailboxes))

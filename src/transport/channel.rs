@@ -1,4 +1,5 @@
-//! The message-channel path: a relay server or a shared folder ([`crate::relay`]).
+//! The message-channel path: chunks as messages through a relay, a shared folder or NATS
+//! ([`crate::channel`]).
 //!
 //! Both sides meet in two mailboxes derived from the session key (the engine derives them; this
 //! module only moves bytes): the sender reads one, the receiver the other. Every control frame
@@ -12,16 +13,18 @@ use futures_util::future::BoxFuture;
 use tokio::{sync::mpsc, task::JoinHandle};
 
 use crate::{
+    channel::{Channel, ChannelHint, MailboxKey},
+    core::PathKind,
     error::TransferError,
-    relay::{Channel, ChannelHint, Mailbox},
-    transport::{AttemptReport, Connected, Incoming, Link, PathKind, Serve},
+    transport::{AttemptReport, Connected, Incoming, Link, Serve},
 };
 
-/// The two mailboxes of one transfer on a channel.
+/// The two mailboxes of one transfer on a channel: each side holds both keys, reads its own
+/// and sends to the other's id.
 #[derive(Clone, Copy, Debug)]
 pub struct Mailboxes {
-    pub to_sender: Mailbox,
-    pub to_receiver: Mailbox,
+    pub to_sender: MailboxKey,
+    pub to_receiver: MailboxKey,
 }
 
 /// Serve a transfer on `channel` until the returned future is dropped: every message in the
@@ -42,7 +45,7 @@ pub async fn serve(channel: Channel, serve: std::sync::Arc<dyn Serve>, mailboxes
     };
     let outbound = async {
         while let Some(frame) = frames.recv().await {
-            if let Err(e) = channel.send(mailboxes.to_receiver, frame).await {
+            if let Err(e) = channel.send(mailboxes.to_receiver.id(), frame).await {
                 tracing::debug!("channel send failed: {e}");
             }
         }
@@ -76,11 +79,11 @@ impl Link for ChannelLink {
     }
 
     fn send(&mut self, control: Bytes) -> BoxFuture<'_, Result<(), TransferError>> {
-        Box::pin(self.channel.send(self.mailboxes.to_sender, control))
+        Box::pin(self.channel.send(self.mailboxes.to_sender.id(), control))
     }
 
     fn send_last(&mut self, control: Bytes) -> BoxFuture<'_, Result<(), TransferError>> {
-        Box::pin(self.channel.send_written(self.mailboxes.to_sender, control))
+        Box::pin(self.channel.send_written(self.mailboxes.to_sender.id(), control))
     }
 }
 
@@ -101,7 +104,7 @@ pub async fn connect(
         let parsed: ChannelHint = hint.parse()?;
         let channel = Channel::open(&parsed).await?;
         let mut arriving = channel.subscribe(mailboxes.to_receiver).await;
-        channel.send(mailboxes.to_sender, hello).await?;
+        channel.send(mailboxes.to_sender.id(), hello).await?;
         let answer = async {
             while let Some(message) = arriving.recv().await {
                 let mut frame = BytesMut::from(&message[..]);
@@ -138,7 +141,7 @@ pub async fn connect(
         kind: PathKind::Relay,
         peer: hint.to_owned(),
         elapsed: started.elapsed(),
-        error: result.as_ref().err().map(TransferError::duplicate),
+        error: result.as_ref().err().cloned(),
         route: None,
     };
     (result, report)

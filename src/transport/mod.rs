@@ -27,78 +27,11 @@ pub mod channel;
 pub mod http;
 pub mod webrtc;
 
-use std::fmt;
-
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::{error::TransferError, id::TransferId};
-
-/// How frames move between two nodes, best first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PathKind {
-    /// The receiver opens a TCP connection to the sender and streams frames over HTTP/1.1.
-    Http,
-    /// A WebRTC data channel (ICE: direct, hole-punched or through TURN), signalled over the
-    /// channel; frames travel as data-channel messages.
-    Webrtc,
-    /// Both sides reach a relay or shared folder from the inside; frames travel as messages.
-    Relay,
-}
-
-impl PathKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PathKind::Http => "http",
-            PathKind::Webrtc => "webrtc",
-            PathKind::Relay => "relay",
-        }
-    }
-}
-
-impl fmt::Display for PathKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which path a receiver should use. `auto` starts on the best path that answers, falls back
-/// when it stops delivering and moves up when a better one opens; the others pin one path.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema, clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Prefer {
-    #[default]
-    Auto,
-    Http,
-    Webrtc,
-    Relay,
-}
-
-impl Prefer {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Prefer::Auto => "auto",
-            Prefer::Http => "http",
-            Prefer::Webrtc => "webrtc",
-            Prefer::Relay => "relay",
-        }
-    }
-
-    /// The one path this preference pins, if any.
-    pub fn pinned(self) -> Option<PathKind> {
-        match self {
-            Prefer::Auto => None,
-            Prefer::Http => Some(PathKind::Http),
-            Prefer::Webrtc => Some(PathKind::Webrtc),
-            Prefer::Relay => Some(PathKind::Relay),
-        }
-    }
-}
+use crate::{core::PathKind, error::TransferError, id::TransferId};
 
 /// What a receiver's link hears from the sender.
 #[derive(Debug)]

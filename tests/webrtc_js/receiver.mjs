@@ -20,7 +20,7 @@ setTimeout(() => fail('timeout'), Number(process.env.TIMEOUT_MS ?? 60000));
 // Key derivation (src/crypto.rs): HKDF-SHA256, salt "agentferry v1", info label ‖ 0 ‖ id ‖ extra.
 const derive = (label, extra = Buffer.alloc(0)) => Buffer.from(crypto.hkdfSync(
   'sha256', key, Buffer.from('agentferry v1'), Buffer.concat([Buffer.from(label), Buffer.from([0]), id, extra]), 32));
-// Folder channel (src/relay/folder.rs): a mailbox is a folder named by hex(route(mailbox key)).
+// Folder channel (src/channel/folder.rs): a mailbox is a folder named by hex(route(mailbox key)).
 const route = (mailboxKey) => crypto.createHash('sha256')
   .update(Buffer.from('agentferry relay mailbox v1\0')).update(mailboxKey).digest('hex');
 const mailboxDir = (side) => path.join(folder, route(derive('relay-mailbox', Buffer.from(side))));

@@ -32,10 +32,11 @@ use tokio::{
 
 use super::{INBOX_PATH, transfer_path};
 use crate::{
+    core::PathKind,
     error::TransferError,
     frame::{self, HEADER_LEN, MAX_META_LEN, TAG_LEN},
     id::TransferId,
-    transport::{AttemptReport, Connected, Incoming, Link, PathKind},
+    transport::{AttemptReport, Connected, Incoming, Link},
 };
 
 /// Frames a link buffers between the socket and the receiver's driver (which hands them on to
@@ -298,7 +299,7 @@ pub async fn connect(
             }
             Err(e) => {
                 if best_error.as_ref().is_none_or(|best| telling(&e) >= telling(best)) {
-                    best_error = Some(e.duplicate());
+                    best_error = Some(e.clone());
                 }
                 reports.push(report(Some(e)));
             }

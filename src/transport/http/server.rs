@@ -35,10 +35,11 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use super::{INBOX_PATH, PREFIX};
 use crate::{
     accept::{self, Accepted, Acceptor},
+    core::PathKind,
     error::TransferError,
     frame::{HEADER_LEN, MAX_META_LEN, TAG_LEN},
     id::TransferId,
-    transport::{PathKind, Serve},
+    transport::Serve,
 };
 
 type Body = BoxBody<Bytes, std::io::Error>;

@@ -10,7 +10,7 @@ use std::{fmt, str::FromStr};
 
 use webrtc::peer_connection::RTCIceServer;
 
-use crate::{error::TransferError, relay::ChannelHint};
+use crate::{channel::ChannelHint, error::TransferError};
 
 /// The port STUN and TURN use when a URL names none (RFC 8489, RFC 8656).
 const DEFAULT_PORT: u16 = 3478;

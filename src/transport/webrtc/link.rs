@@ -23,9 +23,10 @@ use super::{
     signal::{Body, Direction, Signal, Signalling, new_attempt},
 };
 use crate::{
+    channel::{Channel, ChannelHint},
+    core::PathKind,
     error::TransferError,
-    relay::{Channel, ChannelHint},
-    transport::{AttemptReport, Connected, Incoming, Link, PathKind},
+    transport::{AttemptReport, Connected, Incoming, Link},
 };
 
 /// How long candidate gathering may take before the offer goes out with what it has.
@@ -108,7 +109,7 @@ pub async fn connect(
         kind: PathKind::Webrtc,
         peer: hint.to_owned(),
         elapsed: started.elapsed(),
-        error: result.as_ref().err().map(TransferError::duplicate),
+        error: result.as_ref().err().cloned(),
         route: result.as_ref().ok().and_then(|c| c.link.route()),
     };
     (result, report)
@@ -135,7 +136,7 @@ async fn attempt(
     let attempt = new_attempt();
     let answer_by = tokio::time::Instant::now() + ANSWER_BUDGET;
     let offer = Signal { attempt: attempt.clone(), body: Body::Offer { sdp } };
-    channel.send(signalling.offers, signalling.seal(Direction::ToSender, &offer)).await?;
+    channel.send(signalling.offers.id(), signalling.seal(Direction::ToSender, &offer)).await?;
     let answer = loop {
         // The sender answers once it has gathered (at most GATHER_BUDGET): no answer by
         // ANSWER_BUDGET means the channel works but nobody serves the transfer on it.

@@ -28,10 +28,11 @@ use super::{
     signal::{Body, Direction, Signal, Signalling},
 };
 use crate::{
+    channel::{Channel, ChannelHint},
+    core::PathKind,
     error::TransferError,
-    relay::{Channel, ChannelHint},
     task::AbortOnDrop,
-    transport::{PathKind, Serve, Session},
+    transport::{Serve, Session},
 };
 
 /// How long an answered offer may take to open its data channel.
@@ -79,7 +80,7 @@ pub async fn serve(
         };
         let reply = |attempt: String, body: Body| {
             let sealed = signalling.seal(Direction::ToReceiver, &Signal { attempt, body });
-            let (channel, answers) = (channel.clone(), signalling.answers);
+            let (channel, answers) = (channel.clone(), signalling.answers.id());
             async move {
                 if let Err(e) = channel.send(answers, sealed).await {
                     tracing::debug!("webrtc signalling reply failed: {e}");
@@ -134,7 +135,7 @@ async fn answer(
     peer.pc.set_local_description(answer).await.map_err(|e| webrtc_error("answer", e))?;
     let sdp = peer.gathered_sdp(GATHER_BUDGET).await?;
     let answer = signalling.seal(Direction::ToReceiver, &Signal { attempt, body: Body::Answer { sdp } });
-    channel.send(signalling.answers, answer).await?;
+    channel.send(signalling.answers.id(), answer).await?;
     drop(channel);
 
     let failed = peer.failed();

@@ -16,7 +16,7 @@ use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, NONCE_LEN, Nonce};
 use serde::{Deserialize, Serialize};
 
-use crate::{error::TransferError, relay::Mailbox};
+use crate::{channel::MailboxKey, error::TransferError};
 
 const VERSION: u8 = 1;
 /// Largest sealed signal accepted: an SDP with every candidate is a few KiB.
@@ -25,8 +25,8 @@ pub const MAX_SIGNAL: usize = 64 * 1024;
 /// The two mailboxes and the key of one transfer's signalling, derived from the session key by
 /// the engine.
 pub struct Signalling {
-    pub offers: Mailbox,
-    pub answers: Mailbox,
+    pub offers: MailboxKey,
+    pub answers: MailboxKey,
     pub cipher: LessSafeKey,
 }
 
@@ -117,7 +117,11 @@ mod tests {
 
     fn signalling(key: u8) -> Signalling {
         let (key, id) = (SessionKey::from_bytes([key; 32]), TransferId([3; 16]));
-        Signalling { offers: [0; 32], answers: [1; 32], cipher: key.signal_cipher(&id) }
+        Signalling {
+            offers: MailboxKey::from_bytes([0; 32]),
+            answers: MailboxKey::from_bytes([1; 32]),
+            cipher: key.signal_cipher(&id),
+        }
     }
 
     #[test]

@@ -25,12 +25,11 @@ use async_nats::jetstream::{
     stream::{Config, DiscardPolicy, RetentionPolicy, StorageType},
 };
 use bytes::Bytes;
-use data_encoding::HEXLOWER;
 use futures_util::StreamExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{nats::PREFIX, proto::Mailbox};
-use crate::{error::TransferError, offer::MAX_SKEW_SECS};
+use super::subject;
+use crate::{error::TransferError, mailbox::MailboxId};
 
 /// The stream's name.
 pub const STREAM: &str = "AGENTFERRY_OFFERS";
@@ -43,19 +42,18 @@ pub const MAX_BYTES: i64 = 64 * 1024 * 1024;
 /// How long the server has to confirm it stored an offer.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The subject where offers to `mailbox` wait.
-pub fn subject(mailbox: &Mailbox) -> String {
-    format!("{PREFIX}offers.{}", HEXLOWER.encode(mailbox))
-}
+/// How long an offer is kept: as long as an inbox accepts one (`offer::MAX_SKEW_SECS`, pinned
+/// by a test); the channel keeps bytes and does not read offers.
+pub const KEEP_SECS: u64 = 600;
 
 fn config() -> Config {
     Config {
         name: STREAM.into(),
         description: Some("agentferry: sealed offers waiting for an inbox that is offline".into()),
-        subjects: vec![format!("{PREFIX}offers.*")],
+        subjects: vec![subject::all_offers()],
         retention: RetentionPolicy::Limits,
         storage: StorageType::File,
-        max_age: Duration::from_secs(MAX_SKEW_SECS),
+        max_age: Duration::from_secs(KEEP_SECS),
         max_messages_per_subject: PER_PEER,
         max_message_size: MAX_OFFER,
         max_bytes: MAX_BYTES,
@@ -92,19 +90,19 @@ impl OfferStore {
     }
 
     /// Keep `payload` (a sealed offer) for `mailbox`; returns once the server stored it.
-    pub async fn keep(&self, mailbox: &Mailbox, payload: Bytes) -> Result<(), TransferError> {
+    pub async fn keep(&self, mailbox: &MailboxId, payload: Bytes) -> Result<(), TransferError> {
         if payload.len() > MAX_OFFER as usize {
             return Err(TransferError::SizeLimit(format!("an offer of {} bytes (at most {MAX_OFFER})", payload.len())));
         }
         let refused = |e: &dyn std::fmt::Display| {
             TransferError::OfferRefused(format!("the NATS server did not keep the offer for the offline peer: {e}"))
         };
-        let ack = self.jetstream.publish(subject(mailbox), payload).await.map_err(|e| refused(&e))?;
+        let ack = self.jetstream.publish(subject::offers(mailbox), payload).await.map_err(|e| refused(&e))?;
         match tokio::time::timeout(ACK_TIMEOUT, ack).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) if e.to_string().contains("maximum messages per subject") => Err(refused(&format!(
-                "{PER_PEER} offers already wait for this peer (they expire after {MAX_SKEW_SECS} s)"
-            ))),
+            Ok(Err(e)) if e.to_string().contains("maximum messages per subject") => {
+                Err(refused(&format!("{PER_PEER} offers already wait for this peer (they expire after {KEEP_SECS} s)")))
+            }
             Ok(Err(e)) => Err(refused(&e)),
             Err(_) => Err(refused(&"no answer")),
         }
@@ -115,12 +113,12 @@ impl OfferStore {
     pub async fn deliver(
         &self,
         client: &async_nats::Client,
-        mailbox: &Mailbox,
+        mailbox: &MailboxId,
         tx: mpsc::Sender<Bytes>,
     ) -> Option<JoinHandle<()>> {
         let consumer = OrderedConfig {
             deliver_subject: client.new_inbox(),
-            filter_subject: subject(mailbox),
+            filter_subject: subject::offers(mailbox),
             deliver_policy: DeliverPolicy::All,
             ..Default::default()
         };
@@ -154,5 +152,13 @@ impl OfferStore {
                 }
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn offers_are_kept_as_long_as_an_inbox_accepts_them() {
+        assert_eq!(super::KEEP_SECS, crate::offer::MAX_SKEW_SECS);
     }
 }

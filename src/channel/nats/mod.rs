@@ -1,6 +1,6 @@
 //! The NATS channel: mailboxes as subjects on a NATS server or cluster a team already runs.
 //!
-//! A mailbox is the subject `agentferry.<hex route(key)>`: NATS sees the same ids, sealed bytes
+//! A mailbox is the subject `agentferry.<hex id>` ([`subject`]): NATS sees the same ids, sealed bytes
 //! and sizes as `agentferry relay`, never a key, a ticket or a name. NATS cannot check the
 //! subscription proof the relay checks (whoever may subscribe to `agentferry.>` could read any
 //! mailbox), so the safety rests on the end-to-end sealing and on account permissions that
@@ -9,7 +9,7 @@
 //! Differences from the relay that the layers above rely on:
 //! - core NATS stores nothing: a message to a subject nobody subscribes is gone, so
 //!   [`NatsChannel::subscribe`] returns only once the server has the subscription, and an offer
-//!   to an offline peer waits in JetStream when the server has it ([`super::nats_offers`]), or
+//!   to an offline peer waits in JetStream when the server has it ([`offers`]), or
 //!   is re-posted by the sender until the peer reads its inbox (see [`super::Posted`]);
 //! - a slow subscriber loses messages (bounded buffers here, slow-consumer cuts at the server):
 //!   the chunk relay's window and retransmission recover them;
@@ -34,19 +34,19 @@ use std::{
 };
 
 use bytes::Bytes;
-use data_encoding::HEXLOWER;
 use futures_util::StreamExt;
 use tokio::{sync::mpsc, task::JoinHandle};
 
-use super::{
-    Posted,
-    nats_offers::OfferStore,
-    proto::{Mailbox, route},
-};
-use crate::error::TransferError;
+pub mod offers;
+pub mod subject;
 
-/// Every subject agentferry uses starts with this.
-pub const PREFIX: &str = "agentferry.";
+use offers::OfferStore;
+
+use super::Posted;
+use crate::{
+    error::TransferError,
+    mailbox::{MailboxId, MailboxKey},
+};
 /// Deliveries waiting for each subscriber, like the relay client's.
 const DELIVER_DEPTH: usize = 8;
 /// Messages the client buffers per subscription before it drops (a slow consumer).
@@ -54,11 +54,6 @@ const SUBSCRIPTION_CAPACITY: usize = 64;
 /// Commands queued toward the server before publishers wait (backpressure, not a flood).
 const CLIENT_CAPACITY: usize = 64;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The subject of the mailbox `mailbox`.
-pub fn subject(mailbox: &Mailbox) -> String {
-    format!("{PREFIX}{}", HEXLOWER.encode(mailbox))
-}
 
 /// How to prove who we are to the server.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,7 +164,7 @@ pub struct NatsChannel {
     label: String,
     /// The tasks delivering each subscribed mailbox (its core subscription, and for an inbox
     /// the offers kept for it).
-    subscriptions: Mutex<HashMap<Mailbox, Vec<JoinHandle<()>>>>,
+    subscriptions: Mutex<HashMap<MailboxId, Vec<JoinHandle<()>>>>,
     /// The JetStream stream of waiting offers, looked up on first use; `None` without JetStream.
     offers: tokio::sync::OnceCell<Option<OfferStore>>,
 }
@@ -258,21 +253,21 @@ impl NatsChannel {
         &self.label
     }
 
-    /// Messages sent to mailbox [`route`]`(key)` from the moment this returns (the server has
+    /// Messages sent to mailbox `key.id()` from the moment this returns (the server has
     /// the subscription by then: core NATS keeps nothing for a subject nobody reads).
-    pub async fn subscribe(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
+    pub async fn subscribe(&self, key: MailboxKey) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(DELIVER_DEPTH);
-        let mailbox = route(&key);
+        let mailbox = key.id();
         let tasks = self.subscribe_into(&mailbox, tx).await.into_iter().collect();
         self.track(mailbox, tasks);
         rx
     }
 
     /// Like [`NatsChannel::subscribe`], for an inbox: also the offers JetStream kept for it
-    /// while nobody read it (see [`super::nats_offers`]).
-    pub async fn subscribe_inbox(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
+    /// while nobody read it (see [`offers`]).
+    pub async fn subscribe_inbox(&self, key: MailboxKey) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(DELIVER_DEPTH);
-        let mailbox = route(&key);
+        let mailbox = key.id();
         let mut tasks: Vec<JoinHandle<()>> = self.subscribe_into(&mailbox, tx.clone()).await.into_iter().collect();
         if let Some(store) = self.offer_store().await {
             tasks.extend(store.deliver(&self.client, &mailbox, tx).await);
@@ -282,15 +277,15 @@ impl NatsChannel {
     }
 
     /// Keep `tasks` as the delivery of `mailbox`, stopping whatever delivered it before.
-    fn track(&self, mailbox: Mailbox, tasks: Vec<JoinHandle<()>>) {
+    fn track(&self, mailbox: MailboxId, tasks: Vec<JoinHandle<()>>) {
         if let Some(old) = self.subscriptions.lock().expect("not poisoned").insert(mailbox, tasks) {
             old.iter().for_each(JoinHandle::abort);
         }
     }
 
     /// Subscribe the core subject of `mailbox`, delivering to `tx` from a task.
-    async fn subscribe_into(&self, mailbox: &Mailbox, tx: mpsc::Sender<Bytes>) -> Option<JoinHandle<()>> {
-        let mut subscriber = match self.client.subscribe(subject(mailbox)).await {
+    async fn subscribe_into(&self, mailbox: &MailboxId, tx: mpsc::Sender<Bytes>) -> Option<JoinHandle<()>> {
+        let mut subscriber = match self.client.subscribe(subject::mailbox(mailbox)).await {
             Ok(subscriber) => subscriber,
             // The receiver ends at once: the caller sees a closed mailbox.
             Err(e) => {
@@ -312,8 +307,8 @@ impl NatsChannel {
         }))
     }
 
-    pub fn unsubscribe(&self, key: [u8; 32]) {
-        if let Some(tasks) = self.subscriptions.lock().expect("not poisoned").remove(&route(&key)) {
+    pub fn unsubscribe(&self, key: MailboxKey) {
+        if let Some(tasks) = self.subscriptions.lock().expect("not poisoned").remove(&key.id()) {
             // Dropping a subscriber unsubscribes; an ordered consumer lapses on the server.
             tasks.iter().for_each(JoinHandle::abort);
         }
@@ -326,7 +321,7 @@ impl NatsChannel {
     /// Post an offer to the inbox `mailbox`: kept by JetStream if the server has it, else
     /// published if someone reads the inbox now, else not sent at all ([`Posted::Dropped`]:
     /// core NATS would lose it; the caller posts again later).
-    pub async fn post_offer(&self, mailbox: Mailbox, payload: Bytes) -> Result<Posted, TransferError> {
+    pub async fn post_offer(&self, mailbox: MailboxId, payload: Bytes) -> Result<Posted, TransferError> {
         if let Some(store) = self.offer_store().await {
             store.keep(&mailbox, payload).await?;
             return Ok(Posted::Kept);
@@ -339,7 +334,7 @@ impl NatsChannel {
     }
 
     /// Publish `payload` to `mailbox`; waits while the connection's queue is full.
-    pub async fn send(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+    pub async fn send(&self, mailbox: MailboxId, payload: Bytes) -> Result<(), TransferError> {
         let limit = self.client.server_info().max_payload;
         if payload.len() > limit {
             return Err(TransferError::SizeLimit(format!(
@@ -348,20 +343,20 @@ impl NatsChannel {
             )));
         }
         self.client
-            .publish(subject(&mailbox), payload)
+            .publish(subject::mailbox(&mailbox), payload)
             .await
             .map_err(|e| TransferError::ChannelUnreachable(format!("NATS {}: {e}", self.label)))
     }
 
     /// Publish, and return once the server has it (for a last message before exiting).
-    pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+    pub async fn send_written(&self, mailbox: MailboxId, payload: Bytes) -> Result<(), TransferError> {
         self.send(mailbox, payload).await?;
         self.client.flush().await.map_err(|e| TransferError::ChannelUnreachable(format!("NATS {}: {e}", self.label)))
     }
 
     /// Whether anyone reads `mailbox` now (core NATS answers "no responders" at once if not).
-    async fn has_reader(&self, mailbox: Mailbox) -> bool {
-        let probe = self.client.request(subject(&mailbox), Bytes::new());
+    async fn has_reader(&self, mailbox: MailboxId) -> bool {
+        let probe = self.client.request(subject::mailbox(&mailbox), Bytes::new());
         match tokio::time::timeout(Duration::from_millis(500), probe).await {
             Ok(Err(e)) => e.kind() != async_nats::RequestErrorKind::NoResponders,
             // A reader that never answers a request (ours never do) times out: it is there.
@@ -421,6 +416,5 @@ mod tests {
         for wrong in ["nats://", "nats://host", "nats://host:port", "nats://:4222"] {
             assert_eq!(NatsHint::parse(wrong).unwrap().unwrap_err().code(), "invalid_argument", "{wrong}");
         }
-        assert_eq!(subject(&[0xab; 32]), format!("agentferry.{}", "ab".repeat(32)));
     }
 }

@@ -24,8 +24,7 @@ use data_encoding::HEXLOWER;
 use rand::RngCore;
 use tokio::sync::mpsc;
 
-use super::proto::Mailbox;
-use crate::error::TransferError;
+use crate::{error::TransferError, mailbox::MailboxId};
 
 const POLL: Duration = Duration::from_millis(20);
 const TTL: Duration = Duration::from_secs(600);
@@ -35,7 +34,7 @@ const CAPACITY: usize = 64;
 #[derive(Debug)]
 pub struct FolderChannel {
     root: PathBuf,
-    active: Arc<Mutex<HashSet<Mailbox>>>,
+    active: Arc<Mutex<HashSet<MailboxId>>>,
 }
 
 impl FolderChannel {
@@ -44,12 +43,12 @@ impl FolderChannel {
         Ok(Arc::new(FolderChannel { root: root.to_owned(), active: Arc::default() }))
     }
 
-    fn dir(&self, mailbox: &Mailbox) -> PathBuf {
-        self.root.join(HEXLOWER.encode(mailbox))
+    fn dir(&self, mailbox: &MailboxId) -> PathBuf {
+        self.root.join(mailbox.to_string())
     }
 
     /// Write one message; waits while the mailbox is full (its reader is away or slow).
-    pub fn send(&self, mailbox: Mailbox, payload: &[u8]) -> Result<(), TransferError> {
+    pub fn send(&self, mailbox: MailboxId, payload: &[u8]) -> Result<(), TransferError> {
         let dir = MailboxDir::open(&self.dir(&mailbox))?;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while count_messages(&dir.at("")) >= CAPACITY && std::time::Instant::now() < deadline {
@@ -64,7 +63,7 @@ impl FolderChannel {
         std::fs::rename(&tmp, dir.at(&name)).map_err(|e| TransferError::io(&dir.shown, e))
     }
 
-    pub fn subscribe(&self, mailbox: Mailbox) -> mpsc::Receiver<Bytes> {
+    pub fn subscribe(&self, mailbox: MailboxId) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(CAPACITY);
         self.active.lock().expect("not poisoned").insert(mailbox);
         let (dir, active) = (self.dir(&mailbox), Arc::clone(&self.active));
@@ -105,7 +104,7 @@ impl FolderChannel {
         rx
     }
 
-    pub fn unsubscribe(&self, mailbox: Mailbox) {
+    pub fn unsubscribe(&self, mailbox: MailboxId) {
         self.active.lock().expect("not poisoned").remove(&mailbox);
     }
 }

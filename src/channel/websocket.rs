@@ -1,4 +1,5 @@
-//! A node's connection to a relay: subscriptions and sends over one WebSocket, kept alive.
+//! A node's connection to a relay server ([`crate::relay`]): subscriptions and sends over one
+//! WebSocket, kept alive.
 //!
 //! The connection is re-established with backoff whenever it drops (a relay restart, a network
 //! change), and every subscription is renewed on the new connection. Messages sent while it is
@@ -16,8 +17,11 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::{connect_async_with_config, tungstenite::Message};
 
-use super::proto::{Envelope, Mailbox, Refusal, route};
-use crate::error::TransferError;
+use crate::{
+    error::TransferError,
+    mailbox::{MailboxId, MailboxKey},
+    relay::proto::{Envelope, Refusal},
+};
 
 /// Envelopes waiting to be written.
 const SEND_DEPTH: usize = 32;
@@ -25,7 +29,7 @@ const SEND_DEPTH: usize = 32;
 const DELIVER_DEPTH: usize = 8;
 
 /// By mailbox id: the key that proves the subscription, and where deliveries go.
-type Subscribers = Arc<Mutex<HashMap<Mailbox, ([u8; 32], mpsc::Sender<Bytes>)>>>;
+type Subscribers = Arc<Mutex<HashMap<MailboxId, (MailboxKey, mpsc::Sender<Bytes>)>>>;
 
 /// An envelope to write, and who to tell once the relay has taken it.
 type Outgoing = (Bytes, Option<tokio::sync::oneshot::Sender<()>>);
@@ -79,21 +83,21 @@ impl RelayClient {
         &self.url
     }
 
-    /// Messages sent to mailbox [`route`]`(key)`.
-    pub async fn subscribe(&self, key: [u8; 32]) -> mpsc::Receiver<Bytes> {
+    /// Messages sent to mailbox `key.id()`.
+    pub async fn subscribe(&self, key: MailboxKey) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(DELIVER_DEPTH);
-        self.subscribers.lock().expect("not poisoned").insert(route(&key), (key, tx));
+        self.subscribers.lock().expect("not poisoned").insert(key.id(), (key, tx));
         let _ = self.outbox.send((Envelope::Subscribe(key).encode(), None)).await;
         rx
     }
 
-    pub async fn unsubscribe(&self, key: [u8; 32]) {
-        let mailbox = route(&key);
+    pub async fn unsubscribe(&self, key: MailboxKey) {
+        let mailbox = key.id();
         self.subscribers.lock().expect("not poisoned").remove(&mailbox);
         let _ = self.outbox.send((Envelope::Unsubscribe(mailbox).encode(), None)).await;
     }
 
-    pub async fn send(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+    pub async fn send(&self, mailbox: MailboxId, payload: Bytes) -> Result<(), TransferError> {
         self.outbox
             .send((Envelope::Send(mailbox, payload).encode(), None))
             .await
@@ -105,7 +109,7 @@ impl RelayClient {
     /// socket resets the connection, and the relay may lose what it had not read yet. So a ping
     /// follows the message, and the relay's pong, which it sends only after reading (and
     /// routing) everything before the ping, is the receipt.
-    pub async fn send_written(&self, mailbox: Mailbox, payload: Bytes) -> Result<(), TransferError> {
+    pub async fn send_written(&self, mailbox: MailboxId, payload: Bytes) -> Result<(), TransferError> {
         let (done, written) = tokio::sync::oneshot::channel();
         let closed = || TransferError::ChannelUnreachable(format!("relay {}: connection closed", self.url));
         self.outbox.send((Envelope::Send(mailbox, payload).encode(), Some(done))).await.map_err(|_| closed())?;
@@ -140,7 +144,7 @@ async fn run(url: String, mut ws: Option<Ws>, mut outbox: mpsc::Receiver<Outgoin
         let mut receipts: HashMap<u64, tokio::sync::oneshot::Sender<()>> = HashMap::new();
         let mut next_receipt = 0u64;
         // Renew every subscription on this connection.
-        let keys: Vec<[u8; 32]> = subscribers.lock().expect("not poisoned").values().map(|(k, _)| *k).collect();
+        let keys: Vec<MailboxKey> = subscribers.lock().expect("not poisoned").values().map(|(k, _)| *k).collect();
         let mut ok = true;
         for key in keys {
             ok &= socket.send(Message::Binary(Envelope::Subscribe(key).encode())).await.is_ok();
