@@ -15,13 +15,15 @@
 mod path;
 mod paths;
 mod receive;
+mod receiver;
 mod send;
 #[cfg(test)]
 mod tests;
 
 pub use path::{PathKind, Prefer};
 pub use paths::{Failure, PathConfig, PathOutput, PathSelector};
-pub use receive::{GiveUp, Output, ReceiveConfig, ReceiveCore, Verdict};
+pub use receive::{GiveUp, OutOfRange, Output, ReceiveConfig, ReceiveCore, Verdict};
+pub use receiver::{Action, Receiver};
 pub use send::{CreditWithoutRequest, SendCore, Transmit};
 
 /// What a receiver says to a sender, on every path the same: sealed as a control frame (JSON

@@ -1,12 +1,11 @@
-//! Starting and resuming the receiver's side, and the one driver loop that runs it.
+//! Starting and resuming the receiver's side, and the IO shell that runs it.
 //!
-//! The driver owns the [`ReceiveCore`] (what to ask for, when to checkpoint), the
-//! [`PathSelector`] (which path to connect and use), the path in use (a [`Link`] of any kind, see
-//! [`crate::transport`]) and the disk [`Worker`]. Frames from the path go to the worker; the
-//! worker reports, in order, what each frame was; the driver hands that to the core and carries
-//! out what the core and the selector decide: a control frame on the path (want, credit), a
-//! checkpoint (sync, then record in the journal), a connection attempt, a change of path, the
-//! final verification.
+//! The decisions belong to the core's [`Receiver`]: what to ask for, when to checkpoint, which
+//! path to connect and use, when to give up and with which error. The driver here carries them
+//! out and reports back: it dials a path ([`connect`]), sends control frames on the path in use
+//! (a [`Link`] of any kind, see [`crate::transport`]), hands frames to the disk [`Worker`] and
+//! feeds what the worker found in each, in order, to the machine, records checkpoints in the
+//! journal, and on `Verify` places the file and tells the sender.
 
 use std::{
     collections::BTreeMap,
@@ -27,14 +26,10 @@ use super::{
 };
 use crate::{
     channel::ChannelHint,
-    core::{
-        Control, Failure, GiveUp, Output, PathConfig, PathKind, PathOutput, PathSelector, Prefer, ReceiveConfig,
-        ReceiveCore, Verdict,
-    },
+    core::{Action, Control, PathConfig, PathKind, Prefer, ReceiveConfig, Receiver, Verdict},
     error::{Result, TransferError},
     frame::Opener,
     home::HomeInodes,
-    id::TransferId,
     journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{Manifest, check_declared},
     names::safe_file_name,
@@ -152,28 +147,14 @@ struct Driver {
     prefer: Prefer,
 }
 
-/// How the receive core drives each path: a window and a request timeout.
-fn tuning(kind: PathKind) -> (u64, Duration) {
-    match kind {
-        // TCP has its own flow control: one request streams the whole rest of the file.
-        PathKind::Http => (u64::MAX, Duration::from_secs(15)),
-        // SCTP has flow control, but the data channel's receive queue is counted in messages,
-        // not bytes: a window of 8 MiB at the default chunk size bounds what the receiver holds
-        // and covers the round trip of a fast hole-punched or TURN route.
-        PathKind::Webrtc => (32, Duration::from_secs(5)),
-        // 16 MiB in flight at the default chunk size: enough to cover a relay's round trip on
-        // fast links while bounding what the relay and the receiver hold.
-        PathKind::Relay => (64, Duration::from_secs(3)),
-    }
-}
-
-/// The paths this run may use, as the ticket and the preference allow.
+/// The paths the ticket offers this node, best first; the receive machine keeps those the
+/// preference allows.
 ///
 /// A ticket's relay (`ws://`) is usable as it stands: fallback depends on it, and the relay sees
 /// only ciphertext. A shared folder (`folder:/…`) is usable only when it is the folder this node
 /// itself is configured with: a ticket must not make the receiver create folders or read files
 /// wherever its author likes.
-fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>) -> Result<Vec<PathKind>> {
+fn offered(ticket: &Ticket, own_channel: Option<&ChannelHint>) -> Vec<PathKind> {
     let channel_usable = match ticket.channel.as_deref().map(str::parse::<ChannelHint>) {
         None => false,
         Some(Ok(ChannelHint::Relay(_) | ChannelHint::Nats(_))) => true,
@@ -184,79 +165,14 @@ fn candidates(ticket: &Ticket, prefer: Prefer, own_channel: Option<&ChannelHint>
         tracing::warn!(transfer = %ticket.transfer_id, "ignoring the ticket's channel: not a relay, nor this node's shared folder");
     }
     // WebRTC is signalled through the ticket's channel, so it is offered wherever the channel is.
-    let offered: Vec<PathKind> = [
+    [
         (!ticket.addrs.is_empty()).then_some(PathKind::Http),
         channel_usable.then_some(PathKind::Webrtc),
         channel_usable.then_some(PathKind::Relay),
     ]
     .into_iter()
     .flatten()
-    .collect();
-    let allowed: Vec<PathKind> = offered.iter().copied().filter(|k| prefer.pinned().is_none_or(|p| p == *k)).collect();
-    if allowed.is_empty() {
-        let offers = offered.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" and ");
-        return Err(TransferError::PathUnavailable(format!(
-            "{} (the ticket offers {})",
-            prefer.as_str(),
-            if offers.is_empty() { "no path" } else { &offers }
-        )));
-    }
-    Ok(allowed)
-}
-
-/// How a path failure counts for path choice.
-fn failure(e: &TransferError) -> Failure {
-    match e {
-        TransferError::Unauthorized | TransferError::IntegrityMismatch(_) => Failure::Unauthentic,
-        TransferError::NotServing(_) => Failure::NotServing,
-        TransferError::SenderCompleted(_) => Failure::Completed,
-        // The sender declined this path (it pinned another): no use trying it again this run.
-        TransferError::PathUnavailable(_) => Failure::Unauthentic,
-        // The channel refused this node's credentials or certificates, or they are unusable.
-        TransferError::ChannelAuth(_) | TransferError::ChannelTls(_) | TransferError::InvalidArgument(_) => {
-            Failure::Misconfigured
-        }
-        _ => Failure::Unreachable,
-    }
-}
-
-/// Keep `e` as the error to report should the run give up, unless a weightier one is kept
-/// already: one that names this node's own settings, then a channel that cannot be reached.
-/// That is what the user has to fix, whatever failed after it.
-fn keep(kept: &mut Option<TransferError>, e: TransferError) {
-    if kept.as_ref().is_none_or(|k| weight(k) <= weight(&e)) {
-        *kept = Some(e);
-    }
-}
-
-/// How much an error says about what to fix: a channel that is down (the relay, the NATS
-/// server) says more than the sender's silence, and this node's own settings most.
-fn weight(e: &TransferError) -> u8 {
-    match (failure(e), e) {
-        (Failure::Misconfigured, _) => 2,
-        (_, TransferError::ChannelUnreachable(_)) => 1,
-        _ => 0,
-    }
-}
-
-fn give_up_error(id: TransferId, why: GiveUp, last: Option<TransferError>) -> TransferError {
-    match (why, last) {
-        // Nobody answered, and the channel is down or refuses this node: say that, not that
-        // the sender stopped.
-        (GiveUp::NotServing, Some(last)) if weight(&last) > 0 => last,
-        (GiveUp::PeerVanished { .. } | GiveUp::Refused, Some(last)) => last,
-        (GiveUp::PeerVanished { idle }, None) => {
-            TransferError::PeerUnreachable(format!("no data from the sender for {} s", idle.as_secs()))
-        }
-        (GiveUp::Refused, None) => TransferError::Unauthorized,
-        (GiveUp::Completed, _) => TransferError::SenderCompleted(id.to_string()),
-        (GiveUp::NotServing, _) => TransferError::NotServing(
-            "nobody answers for it at the addresses or on the channel the ticket names".into(),
-        ),
-        (GiveUp::Tampered { streak }, _) => {
-            TransferError::IntegrityMismatch(format!("{streak} frames in a row failed authentication on every path"))
-        }
-    }
+    .collect()
 }
 
 /// The connection attempts under way, at most one per path; dropping it cancels them.
@@ -326,7 +242,7 @@ impl Driver {
         let id = self.record.transfer_id;
         let key = self.ticket.session_key.clone();
         let max_chunk = manifest.chunk_size as usize;
-        let kinds = candidates(&self.ticket, self.prefer, self.node.config.channel.as_ref())?;
+        let offered = offered(&self.ticket, self.node.config.channel.as_ref());
 
         let (temp_path, durable, _) = self.receive_side();
         let (temp_path, claimed) = (temp_path.to_path_buf(), *durable);
@@ -352,94 +268,59 @@ impl Driver {
         let (worker_tx, mut from_worker) = mpsc::unbounded_channel();
         tokio::task::spawn_blocking(move || worker.run(worker_rx, worker_tx));
 
-        let now = Instant::now();
         let receive_cfg = ReceiveConfig { idle_timeout: self.node.config.peer_timeout, ..ReceiveConfig::default() };
-        let mut core = ReceiveCore::new(now, count, durable, receive_cfg);
-        core.handle_path_lost(now); // nothing to ask until a path answers
-        let mut paths = PathSelector::new(now, &kinds, PathConfig::default());
+        let configs = (receive_cfg, PathConfig::default());
+        let mut machine = Receiver::new(Instant::now(), id, (count, durable), &offered, self.prefer, configs)?;
         let mut controls = ControlSealer::new(&self.ticket);
         let mut active: Option<Active> = None;
         let mut connecting = Attempts::new();
-        let mut last_error: Option<TransferError> = None;
         let mut carried = Carried::default();
 
         loop {
-            // Carry out what path choice and the core decided, until neither has more to say.
-            loop {
-                let now = Instant::now();
-                let mut acted = false;
-                while let Some(output) = paths.poll_output() {
-                    acted = true;
-                    match output {
-                        PathOutput::Connect(kind) => {
-                            self.connect(&mut connecting, kind, controls.seal(&Control::Hello));
-                        }
-                        PathOutput::Use(kind) => {
-                            let path = kind.as_str();
-                            self.events.send(Event::Path { transfer_id: id, path, state: "using", reason: None }).await;
-                        }
-                        PathOutput::Abandon(kind, why) => {
-                            let (path, reason) = (kind.as_str(), Some(why.code()));
-                            self.events.send(Event::Path { transfer_id: id, path, state: "left", reason }).await;
-                            active = None;
-                            core.handle_path_lost(now);
-                        }
-                        PathOutput::Failed(why) => return Err(give_up_error(id, why, last_error)),
+            while let Some(action) = machine.poll_output() {
+                match action {
+                    Action::Connect(kind) => self.connect(&mut connecting, kind, controls.seal(&Control::Hello)),
+                    Action::Use(kind) => {
+                        let path = kind.as_str();
+                        self.events.send(Event::Path { transfer_id: id, path, state: "using", reason: None }).await;
                     }
-                }
-                while let Some(output) = core.poll_output() {
-                    acted = true;
-                    let control = match output {
-                        Output::Request(request) => Control::Want { from: request.from, to: request.to },
-                        Output::Credit { to } => Control::Credit { to },
-                        Output::Sync { upto } => {
-                            let _ = to_worker.send(WorkerIn::Sync { upto }).await;
-                            continue;
-                        }
-                        Output::Verify => {
-                            let _ = to_worker.send(WorkerIn::Finish).await;
-                            continue;
-                        }
-                        Output::Tampered { streak } => {
-                            tracing::warn!(transfer = %id, "{streak} frames in a row failed authentication");
-                            paths.handle_lost(now, Failure::Tampered { streak });
-                            continue;
-                        }
-                        Output::Failed(why) => return Err(give_up_error(id, why, last_error)),
-                    };
-                    if let Some(path) = &mut active
-                        && let Err(e) = path.link.send(controls.seal(&control)).await
-                    {
-                        // A lost message on a live path is recovered by the core's request timeout.
-                        tracing::debug!(transfer = %id, "{} send failed: {e}", path.kind);
-                        paths.handle_lost(now, failure(&e));
-                        keep(&mut last_error, e);
+                    Action::Leave(kind, why) => {
+                        let (path, reason) = (kind.as_str(), Some(why.code()));
+                        self.events.send(Event::Path { transfer_id: id, path, state: "left", reason }).await;
+                        active = None;
                     }
-                }
-                if !acted {
-                    break;
+                    Action::Send(control) => {
+                        if let Some(path) = &mut active
+                            && let Err(e) = path.link.send(controls.seal(&control)).await
+                        {
+                            tracing::debug!(transfer = %id, "{} send failed: {e}", path.kind);
+                            machine.handle_lost(Instant::now(), e);
+                        }
+                    }
+                    Action::Sync { upto } => {
+                        let _ = to_worker.send(WorkerIn::Sync { upto }).await;
+                    }
+                    Action::Verify => {
+                        let _ = to_worker.send(WorkerIn::Finish).await;
+                    }
+                    Action::Fail(e) => return Err(e),
                 }
             }
 
-            let mut deadline = core.poll_timeout();
-            if core.wants_data() {
-                deadline = [deadline, paths.poll_timeout()].into_iter().flatten().min();
-            }
             tokio::select! {
                 input = from_worker.recv() => {
                     let now = Instant::now();
                     match input.ok_or(TransferError::Cancelled)? {
                         WorkerOut::Chunk(index, kind) => {
-                            if core.handle_frame(now, index).map_err(|e| TransferError::Protocol(e.to_string()))?
+                            if machine.handle_chunk(now, index).map_err(|e| TransferError::Protocol(e.to_string()))?
                                 == Verdict::Write
                             {
-                                paths.handle_progress(now);
                                 *carried.bytes_by_path.entry(kind).or_default() += manifest.chunk_len(index) as u64;
                                 carried.last_chunk = Some(kind);
                                 carried.last_route =
                                     active.as_ref().filter(|a| a.kind == kind).and_then(|a| a.link.route());
                             }
-                            let done = manifest.bytes_in(core.first_missing());
+                            let done = manifest.bytes_in(machine.first_missing());
                             if !listing_checked {
                                 files = self.check_listing(done).await?;
                                 listing_checked = files.is_some();
@@ -456,17 +337,14 @@ impl Driver {
                         }
                         WorkerOut::Corrupt => {
                             tracing::debug!(transfer = %id, "a frame failed authentication; it will be fetched again");
-                            core.handle_corrupt(now);
+                            machine.handle_corrupt(now);
                         }
-                        WorkerOut::Trailer => {
-                            paths.handle_progress(now);
-                            core.handle_trailer(now);
-                        }
-                        WorkerOut::StreamEnd => core.handle_stream_end(now),
+                        WorkerOut::Trailer => machine.handle_trailer(now),
+                        WorkerOut::StreamEnd => machine.handle_stream_end(now),
                         WorkerOut::Synced(upto) => {
                             *self.receive_side().1 = upto;
                             self.node.journal.save(&mut self.record)?;
-                            core.handle_synced(now, upto);
+                            machine.handle_synced(now, upto);
                         }
                         WorkerOut::Verified(digests) => {
                             drop(connecting);
@@ -476,7 +354,6 @@ impl Driver {
                     }
                 }
                 item = next_incoming(&mut active) => {
-                    let now = Instant::now();
                     let kind = active.as_ref().map(|a| a.kind).expect("only an active path delivers");
                     match item {
                         Incoming::Frame(frame) => {
@@ -487,8 +364,7 @@ impl Driver {
                         }
                         Incoming::Lost(e) => {
                             tracing::debug!(transfer = %id, "{kind} lost: {e}");
-                            paths.handle_lost(now, failure(&e));
-                            keep(&mut last_error, e);
+                            machine.handle_lost(Instant::now(), e);
                         }
                     }
                 }
@@ -497,28 +373,19 @@ impl Driver {
                     let Ok((kind, result)) = joined else { continue };
                     match result {
                         Ok(opened) => {
-                            if paths.handle_connected(now, kind) {
+                            if machine.handle_connected(now, kind) {
                                 if let Some(hash) = opened.sha256 {
                                     let _ = to_worker.send(WorkerIn::Expected(hash)).await;
                                 }
                                 let Connected { link, incoming, .. } = opened.connected;
                                 active = Some(Active { kind, link, incoming });
-                                let (window, request_timeout) = tuning(kind);
-                                core.handle_path_change(now, window, request_timeout);
                             }
                         }
-                        Err(e) => {
-                            paths.handle_connect_failed(now, kind, failure(&e));
-                            keep(&mut last_error, e);
-                        }
+                        Err(e) => machine.handle_connect_failed(now, kind, e),
                     }
                 }
-                _ = sleep_until(deadline.map(tokio::time::Instant::from_std)) => {
-                    let now = Instant::now();
-                    core.handle_timeout(now);
-                    if core.wants_data() {
-                        paths.handle_timeout(now);
-                    }
+                _ = sleep_until(machine.poll_timeout().map(tokio::time::Instant::from_std)) => {
+                    machine.handle_timeout(Instant::now());
                 }
             }
         }

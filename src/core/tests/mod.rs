@@ -411,3 +411,5 @@ fn a_credit_before_any_request_is_refused_and_transmits_nothing() {
     let sent: Vec<_> = std::iter::from_fn(|| core.poll_transmit()).collect();
     assert_eq!(sent.len(), 3);
 }
+
+mod receiver;
