@@ -5,38 +5,45 @@
 //! `events` stream progress items ending in `Completed` or `Error`, and its `task` resolves to
 //! the outcome. The engine owns the journal, the transports and the blocking disk threads; the
 //! decisions (what to ask for, when to checkpoint, when to give up) come from [`crate::core`].
+//!
+//! | folder or file | job |
+//! |---|---|
+//! | `mod.rs` | [`Node`], its configuration, [`Transfer`] and the options of each operation |
+//! | `send/` | the sender's side: serve a file or folder on every path until it is confirmed |
+//! | `receive/` | the receiver's side: the IO shell of [`crate::core::Receiver`] and its disk threads |
+//! | `trust/` | pushes to trusted peers, and the inbox where theirs arrive |
+//! | `events.rs` | the [`Event`] stream every front consumes |
+//! | `registry.rs` | the live status of the transfers running in this process |
+//! | `keys.rs` | what both sides derive from the session key to meet on a channel |
+//! | `prefix.rs` | the running digest of a stream's leading chunks, for both sides |
+//! | `rate.rs` | transfer rates as people expect them |
 
-mod connect;
-mod disk;
 mod events;
-mod inbox;
-mod outgoing;
+mod keys;
 mod prefix;
-mod push;
 mod rate;
 mod receive;
 mod registry;
 mod send;
-mod session;
-mod worker;
+mod trust;
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use events::{Event, FilesProgress, FolderSummary, PROGRESS_INTERVAL, SKIPPED_SHOWN};
-pub use push::PushAnswer;
+pub use trust::PushAnswer;
 // For the fronts in this package (MCP server, CLI), not a stable API.
 #[doc(hidden)]
 pub use events::Events;
 #[doc(hidden)]
-pub use inbox::Inbox;
-#[doc(hidden)]
-pub use outgoing::SendOutcome;
-#[doc(hidden)]
 pub use registry::Registry;
 #[doc(hidden)]
 pub use send::advertised_addrs;
+#[doc(hidden)]
+pub use send::outgoing::SendOutcome;
+#[doc(hidden)]
+pub use trust::Inbox;
 
 use crate::{
     channel::ChannelHint,
@@ -277,7 +284,7 @@ impl Node {
     /// Push a file to a trusted peer: start serving it, then post a sealed offer to the peer's
     /// inbox. Returns the transfer and the peer's answer (`accepted` or `pending`).
     pub async fn push(&self, options: SendOptions, peer: &str) -> Result<(Transfer, PushAnswer)> {
-        push::push(self, options, peer).await
+        trust::push(self, options, peer).await
     }
 
     /// Hold a pushed offer as `pending` instead of fetching it.

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::{Node, ReceiveOptions, Registry};
+use crate::engine::{Node, ReceiveOptions, Registry};
 use crate::{
     channel::{Channel, MailboxId, MailboxKey},
     error::TransferError,

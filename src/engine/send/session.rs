@@ -19,10 +19,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::{
-    outgoing::Outgoing,
-    prefix::{PrefixHash, ReadChunk},
-};
+use super::outgoing::Outgoing;
+use crate::engine::prefix::{PrefixHash, ReadChunk};
 use crate::{
     core::{Control, PathKind, Request, SendCore, Transmit},
     crypto::random_epoch,

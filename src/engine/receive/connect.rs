@@ -1,4 +1,4 @@
-//! Connecting the paths a ticket names, for the receiver; and the keys both sides derive.
+//! Connecting the paths a ticket names, for the receiver.
 //!
 //! Every path is connected the same way: post a sealed `hello`, accept the first answer that is
 //! the sender's manifest sealed under the session key and agreeing with the ticket. Each try
@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::{Event, Events};
+use crate::engine::{
+    Event, Events,
+    keys::{mailboxes, signalling},
+};
 use crate::{
     core::Control,
     core::PathKind,
@@ -18,11 +21,7 @@ use crate::{
     id::TransferId,
     manifest::Manifest,
     ticket::Ticket,
-    transport::{
-        self, AttemptReport, Connected,
-        channel::Mailboxes,
-        webrtc::{IceConfig, Signalling},
-    },
+    transport::{self, AttemptReport, Connected, webrtc::IceConfig},
 };
 
 /// How long one connection attempt may take before it counts as failed.
@@ -30,20 +29,6 @@ pub(super) const CONNECT_BUDGET: Duration = Duration::from_secs(5);
 /// A WebRTC attempt does more: gather candidates, signal through the channel, ICE checks, DTLS,
 /// SCTP, then the hello.
 const WEBRTC_BUDGET: Duration = Duration::from_secs(10);
-
-/// The transfer's two mailboxes on a message channel, derived from the session key.
-pub(super) fn mailboxes(key: &SessionKey, id: &TransferId) -> Mailboxes {
-    Mailboxes { to_sender: key.mailbox(id, b"sender"), to_receiver: key.mailbox(id, b"receiver") }
-}
-
-/// The transfer's WebRTC signalling: two more mailboxes and a sealing key, from the session key.
-pub(super) fn signalling(key: &SessionKey, id: &TransferId) -> Signalling {
-    Signalling {
-        offers: key.mailbox(id, b"webrtc-offer"),
-        answers: key.mailbox(id, b"webrtc-answer"),
-        cipher: key.signal_cipher(id),
-    }
-}
 
 /// Seals the receiver's control frames for one run: one epoch, increasing sequence numbers.
 pub(super) struct ControlSealer {

@@ -1,4 +1,10 @@
-//! Starting, pushing and resuming the sender's side: bind, journal, serve until done or expired.
+//! The sender's side: bind, journal, serve until done or expired; and resume after a restart.
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | start and resume a send: bind the listener, advertise addresses, mint the ticket, serve on every path until the receiver confirms or the ticket expires |
+//! | `outgoing.rs` | the file or folder being served: its manifest, chunk reads, the whole-file hash, how the send ended |
+//! | `session.rs` | the one session driver: open each control frame, ask the [`SendCore`](crate::core::SendCore), seal and hand back frames, on any path |
 
 use std::{
     collections::BTreeMap,
@@ -9,13 +15,18 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::{
-    Completion, Event, Events, Node, SendOptions, SendOutcome, Transfer,
-    connect::{mailboxes, signalling},
-    events::{FilesProgress, FolderSummary, SKIPPED_SHOWN},
-    outgoing::{Outgoing, Source},
-    rate::Rate,
+pub(super) mod outgoing;
+mod session;
+
+use self::{
+    outgoing::{Outgoing, SendOutcome, Source},
     session::ServeOutgoing,
+};
+use crate::engine::{
+    Completion, Event, Events, Node, SendOptions, Transfer,
+    events::{FilesProgress, FolderSummary, SKIPPED_SHOWN},
+    keys::{mailboxes, signalling},
+    rate::Rate,
 };
 use crate::{
     channel::{Channel, ChannelHint},

@@ -16,9 +16,9 @@ use std::{fs::File, os::unix::fs::FileExt, path::PathBuf, sync::mpsc::SyncSender
 use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 
-use super::{
-    outgoing::hex,
+use crate::engine::{
     prefix::{PrefixHash, ReadChunk},
+    send::outgoing::hex,
 };
 use crate::{
     core::PathKind,

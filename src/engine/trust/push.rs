@@ -13,7 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::{sync::mpsc, time::Instant};
 
-use super::{Node, SendOptions, Transfer};
+use crate::engine::{Event, Node, SendOptions, Transfer, send};
 use crate::{
     channel::{Channel, MailboxId, MailboxKey, Posted},
     core::Prefer,
@@ -58,14 +58,18 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 /// Trying stops this long before the ticket expires: a peer reached later could not fetch.
 const RETRY_MARGIN: Duration = Duration::from_secs(2);
 
-pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> Result<(Transfer, PushAnswer)> {
+pub(in crate::engine) async fn push(
+    node: &Node,
+    options: SendOptions,
+    peer_name: &str,
+) -> Result<(Transfer, PushAnswer)> {
     let peer = node.trust.usable_peer(peer_name)?;
     let secret = peer.secret_bytes()?;
     let options_prefer = options.prefer;
-    let mut transfer = super::send::start(node, options).await?;
+    let mut transfer = send::start(node, options).await?;
     // The ticket travels sealed inside the offer; it is not shown.
     let first = transfer.events.recv().await;
-    debug_assert!(matches!(first, Some(super::Event::Ticket { .. })));
+    debug_assert!(matches!(first, Some(Event::Ticket { .. })));
     let id = transfer.transfer_id;
     let mut record =
         node.journal.load(&id, Role::Send)?.ok_or_else(|| TransferError::TransferNotFound(id.to_string()))?;

@@ -6,6 +6,13 @@
 //! (a [`Link`] of any kind, see [`crate::transport`]), hands frames to the disk [`Worker`] and
 //! feeds what the worker found in each, in order, to the machine, records checkpoints in the
 //! journal, and on `Verify` places the file and tells the sender.
+//!
+//! | file | job |
+//! |---|---|
+//! | `mod.rs` | start, hold (a pending offer), accept and resume a receive; the driver loop |
+//! | `connect.rs` | dial one path as the ticket describes it, check the sender's manifest, report each attempt |
+//! | `worker.rs` | the disk threads: open frames, hash, write, sync checkpoints, verify |
+//! | `disk.rs` | the output folder: free space, a temp file nobody else planted, a placement that never follows a link |
 
 use std::{
     collections::BTreeMap,
@@ -17,12 +24,16 @@ use std::{
 use bytes::Bytes;
 use tokio::{sync::mpsc, task::JoinSet};
 
-use super::{
-    Completion, Event, Events, FilesProgress, Node, ReceiveOptions, Transfer,
+mod connect;
+mod disk;
+mod worker;
+
+use self::{
     connect::{CONNECT_BUDGET, ControlSealer, PathConnected, connect},
-    outgoing::hex,
-    rate::Rate,
     worker::{Worker, WorkerIn, WorkerOut},
+};
+use crate::engine::{
+    Completion, Event, Events, FilesProgress, Node, ReceiveOptions, Transfer, rate::Rate, send::outgoing::hex,
 };
 use crate::{
     channel::ChannelHint,
@@ -534,9 +545,9 @@ async fn next_incoming(active: &mut Option<Active>) -> Incoming {
     }
 }
 
-/// Give the temp file its final name (see [`super::disk::place`]).
+/// Give the temp file its final name (see [`disk::place`]).
 fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
-    super::disk::place(temp, target, overwrite)
+    disk::place(temp, target, overwrite)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
