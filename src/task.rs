@@ -2,6 +2,7 @@
 //! never outlives what it serves when that is dropped early (an error, a cancelled future).
 
 /// Aborts the task when dropped; the handle inside can still be awaited.
+#[derive(Debug)]
 pub struct AbortOnDrop<T = ()>(pub tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {

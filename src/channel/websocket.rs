@@ -21,6 +21,7 @@ use crate::{
     error::TransferError,
     mailbox::{MailboxId, MailboxKey},
     relay::proto::{Envelope, Refusal},
+    task::AbortOnDrop,
 };
 
 /// Envelopes waiting to be written.
@@ -40,13 +41,7 @@ pub struct RelayClient {
     url: String,
     outbox: mpsc::Sender<Outgoing>,
     subscribers: Subscribers,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for RelayClient {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: AbortOnDrop,
 }
 
 /// Open the WebSocket, with Nagle off: control messages are small and must not wait for an ACK.
@@ -76,7 +71,7 @@ impl RelayClient {
         let (outbox, outbox_rx) = mpsc::channel(SEND_DEPTH);
         let subscribers = Subscribers::default();
         let task = tokio::spawn(run(url.to_owned(), Some(ws), outbox_rx, Arc::clone(&subscribers)));
-        Ok(Arc::new(RelayClient { url: url.to_owned(), outbox, subscribers, task }))
+        Ok(Arc::new(RelayClient { url: url.to_owned(), outbox, subscribers, _task: AbortOnDrop(task) }))
     }
 
     pub fn url(&self) -> &str {

@@ -58,11 +58,11 @@ use tokio_tungstenite::{
 };
 
 use super::proto::{Envelope, Refusal};
-use crate::mailbox::MailboxId;
 use crate::{
     accept::{self, Accepted, Acceptor},
     error::TransferError,
 };
+use crate::{mailbox::MailboxId, task::AbortOnDrop};
 
 /// The relay's limits.
 #[derive(Clone, Debug)]
@@ -551,9 +551,9 @@ pub struct RelayServer {
     local_addr: SocketAddr,
     relay: Arc<Relay>,
     shutdown: watch::Sender<bool>,
-    accept: tokio::task::JoinHandle<()>,
+    accept: AbortOnDrop,
     /// The STUN responder on UDP at the same port ([`super::stun`]), if that port was free.
-    stun: Option<tokio::task::JoinHandle<()>>,
+    stun: Option<AbortOnDrop>,
 }
 
 impl RelayServer {
@@ -573,9 +573,9 @@ impl RelayServer {
             next_conn: AtomicU64::new(1),
             shutdown: watch_rx,
         });
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&relay)));
+        let accept = AbortOnDrop(tokio::spawn(accept_loop(listener, Arc::clone(&relay))));
         let stun = match tokio::net::UdpSocket::bind(local_addr).await {
-            Ok(socket) => Some(tokio::spawn(super::stun::serve(socket))),
+            Ok(socket) => Some(AbortOnDrop(tokio::spawn(super::stun::serve(socket)))),
             Err(e) => {
                 tracing::warn!(addr = %local_addr, "no STUN responder (UDP port taken?): {e}");
                 None
@@ -599,11 +599,9 @@ impl RelayServer {
     }
 
     /// Stop accepting, close every connection with a WebSocket close, wait for them (bounded).
-    pub async fn shutdown(self) {
-        self.accept.abort();
-        if let Some(stun) = &self.stun {
-            stun.abort();
-        }
+    pub async fn shutdown(mut self) {
+        self.accept.0.abort();
+        self.stun = None;
         let _ = self.shutdown.send(true);
         let deadline = Instant::now() + Duration::from_secs(3);
         while self.relay.counters.connections.load(Relaxed) > 0 && Instant::now() < deadline {
@@ -613,12 +611,9 @@ impl RelayServer {
     }
 }
 
+/// The accept loop and the STUN responder stop with their fields; the connections are told.
 impl Drop for RelayServer {
     fn drop(&mut self) {
-        self.accept.abort();
-        if let Some(stun) = &self.stun {
-            stun.abort();
-        }
         let _ = self.shutdown.send(true);
     }
 }

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::sync::mpsc;
 
 use crate::{
     channel::{Channel, ChannelHint, MailboxKey},
     core::PathKind,
     error::TransferError,
+    task::AbortOnDrop,
     transport::{AttemptReport, Connected, Incoming, Link, Serve},
 };
 
@@ -58,15 +59,9 @@ pub struct ChannelLink {
     channel: Channel,
     hint: String,
     mailboxes: Mailboxes,
-    forward: JoinHandle<()>,
-}
-
-impl Drop for ChannelLink {
-    /// Stops delivery: the subscription ends with its receiver, and the channel connection
-    /// (one per link) closes with the last handle.
-    fn drop(&mut self) {
-        self.forward.abort();
-    }
+    /// Stops delivery when the link is dropped: the subscription ends with its receiver, and
+    /// the channel connection (one per link) closes with the last handle.
+    _forward: AbortOnDrop,
 }
 
 impl Link for ChannelLink {
@@ -133,7 +128,7 @@ pub async fn connect(
             let lost = TransferError::ChannelUnreachable(closed);
             let _ = incoming_tx.send(Incoming::Lost(lost)).await;
         });
-        let link = ChannelLink { channel, hint: hint.to_owned(), mailboxes, forward };
+        let link = ChannelLink { channel, hint: hint.to_owned(), mailboxes, _forward: AbortOnDrop(forward) };
         Ok(Connected { link: Box::new(link), incoming, manifest })
     }
     .await;

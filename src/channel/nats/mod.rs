@@ -46,6 +46,7 @@ use super::Posted;
 use crate::{
     error::TransferError,
     mailbox::{MailboxId, MailboxKey},
+    task::AbortOnDrop,
 };
 /// Deliveries waiting for each subscriber, like the relay client's.
 const DELIVER_DEPTH: usize = 8;
@@ -164,17 +165,10 @@ pub struct NatsChannel {
     label: String,
     /// The tasks delivering each subscribed mailbox (its core subscription, and for an inbox
     /// the offers kept for it).
-    subscriptions: Mutex<HashMap<MailboxId, Vec<JoinHandle<()>>>>,
+    /// Each mailbox's delivery tasks, stopped when replaced, unsubscribed or dropped.
+    subscriptions: Mutex<HashMap<MailboxId, Vec<AbortOnDrop>>>,
     /// The JetStream stream of waiting offers, looked up on first use; `None` without JetStream.
     offers: tokio::sync::OnceCell<Option<OfferStore>>,
-}
-
-impl Drop for NatsChannel {
-    fn drop(&mut self) {
-        for task in self.subscriptions.lock().expect("not poisoned").drain().flat_map(|(_, tasks)| tasks) {
-            task.abort();
-        }
-    }
 }
 
 fn env(name: &str) -> Option<String> {
@@ -278,9 +272,8 @@ impl NatsChannel {
 
     /// Keep `tasks` as the delivery of `mailbox`, stopping whatever delivered it before.
     fn track(&self, mailbox: MailboxId, tasks: Vec<JoinHandle<()>>) {
-        if let Some(old) = self.subscriptions.lock().expect("not poisoned").insert(mailbox, tasks) {
-            old.iter().for_each(JoinHandle::abort);
-        }
+        let tasks = tasks.into_iter().map(AbortOnDrop).collect();
+        self.subscriptions.lock().expect("not poisoned").insert(mailbox, tasks);
     }
 
     /// Subscribe the core subject of `mailbox`, delivering to `tx` from a task.
@@ -308,10 +301,8 @@ impl NatsChannel {
     }
 
     pub fn unsubscribe(&self, key: MailboxKey) {
-        if let Some(tasks) = self.subscriptions.lock().expect("not poisoned").remove(&key.id()) {
-            // Dropping a subscriber unsubscribes; an ordered consumer lapses on the server.
-            tasks.iter().for_each(JoinHandle::abort);
-        }
+        // Dropping a subscriber unsubscribes; an ordered consumer lapses on the server.
+        self.subscriptions.lock().expect("not poisoned").remove(&key.id());
     }
 
     async fn offer_store(&self) -> Option<&OfferStore> {

@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{
     net::TcpStream,
     sync::{mpsc, oneshot},
-    task::{JoinHandle, JoinSet},
+    task::JoinSet,
 };
 
 use super::{INBOX_PATH, transfer_path};
@@ -36,6 +36,7 @@ use crate::{
     error::TransferError,
     frame::{self, HEADER_LEN, MAX_META_LEN, TAG_LEN},
     id::TransferId,
+    task::AbortOnDrop,
     transport::{AttemptReport, Connected, Incoming, Link},
 };
 
@@ -163,24 +164,14 @@ pub struct HttpLink {
     idle: Option<Conn>,
     /// The connection comes back here once the answer streaming on it has ended.
     returned: Option<oneshot::Receiver<Conn>>,
-    streaming: Option<JoinHandle<()>>,
+    streaming: Option<AbortOnDrop>,
     incoming: mpsc::Sender<Incoming>,
-}
-
-impl Drop for HttpLink {
-    fn drop(&mut self) {
-        if let Some(task) = self.streaming.take() {
-            task.abort();
-        }
-    }
 }
 
 impl HttpLink {
     /// The connection to use next: the idle one, the one an ended answer gave back, or a new one.
     fn take_conn(&mut self) -> Option<Conn> {
-        if let Some(task) = self.streaming.take() {
-            task.abort(); // an answer abandoned half-way takes its connection with it
-        }
+        self.streaming = None; // an answer abandoned half-way takes its connection with it
         self.idle.take().or_else(|| self.returned.take().and_then(|mut r| r.try_recv().ok()))
     }
 }
@@ -228,7 +219,7 @@ impl Link for HttpLink {
         let (give_back, returned) = oneshot::channel();
         self.returned = Some(returned);
         let task = exchange(Arc::clone(&self.target), conn, control, self.incoming.clone(), give_back);
-        self.streaming = Some(tokio::spawn(task));
+        self.streaming = Some(AbortOnDrop(tokio::spawn(task)));
         Box::pin(std::future::ready(Ok(())))
     }
 

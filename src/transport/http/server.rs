@@ -29,7 +29,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
-use tokio::{net::TcpListener, task::JoinHandle};
+use tokio::net::TcpListener;
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
 use super::{INBOX_PATH, PREFIX};
@@ -39,6 +39,7 @@ use crate::{
     error::TransferError,
     frame::{HEADER_LEN, MAX_META_LEN, TAG_LEN},
     id::TransferId,
+    task::AbortOnDrop,
     transport::Serve,
 };
 
@@ -51,7 +52,7 @@ pub struct HttpServer {
     local_addr: SocketAddr,
     routes: Arc<Routes>,
     listener: Mutex<Option<TcpListener>>,
-    accept: Mutex<Option<JoinHandle<()>>>,
+    accept: Mutex<Option<AbortOnDrop>>,
 }
 
 impl std::fmt::Debug for HttpServer {
@@ -136,7 +137,7 @@ impl HttpServer {
     pub fn start(&self) {
         if let Some(listener) = self.listener.lock().expect("not poisoned").take() {
             let task = tokio::spawn(accept_loop(listener, Arc::clone(&self.routes)));
-            *self.accept.lock().expect("not poisoned") = Some(task);
+            *self.accept.lock().expect("not poisoned") = Some(AbortOnDrop(task));
         }
     }
 
@@ -168,14 +169,6 @@ impl HttpServer {
     /// Answer `POST /v1/inbox` with `handler` from now on.
     pub fn set_inbox(&self, handler: InboxHandler) {
         *self.routes.inbox.lock().expect("not poisoned") = Some(handler);
-    }
-}
-
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        if let Some(task) = self.accept.lock().expect("not poisoned").take() {
-            task.abort();
-        }
     }
 }
 

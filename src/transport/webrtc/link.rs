@@ -7,10 +7,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::BoxFuture;
-use tokio::{
-    sync::{mpsc, watch},
-    task::JoinHandle,
-};
+use tokio::sync::{mpsc, watch};
 use webrtc::{
     data_channel::{DataChannel, DataChannelEvent, RTCDataChannelInit},
     peer_connection::{RTCPeerConnectionState, RTCSessionDescription},
@@ -26,6 +23,7 @@ use crate::{
     channel::{Channel, ChannelHint},
     core::PathKind,
     error::TransferError,
+    task::AbortOnDrop,
     transport::{AttemptReport, Connected, Incoming, Link},
 };
 
@@ -41,17 +39,11 @@ pub struct WebrtcLink {
     channel: Arc<dyn DataChannel>,
     hint: String,
     route: Option<Route>,
-    reader: JoinHandle<()>,
+    _reader: AbortOnDrop,
     /// Set by the reader when the sender closes the data channel.
     closed: watch::Receiver<bool>,
     // Last: dropping it closes the connection after the reader has stopped.
     _peer: Peer,
-}
-
-impl Drop for WebrtcLink {
-    fn drop(&mut self) {
-        self.reader.abort();
-    }
 }
 
 impl Link for WebrtcLink {
@@ -204,7 +196,8 @@ async fn attempt(
     let (incoming_tx, incoming) = mpsc::channel(INCOMING_DEPTH);
     let (closed_tx, closed) = watch::channel(false);
     let reader = tokio::spawn(read(Arc::clone(&data), peer.state.clone(), reassembly, incoming_tx, closed_tx, route));
-    let link = WebrtcLink { channel: data, hint: hint.to_owned(), route, reader, closed, _peer: peer };
+    let link =
+        WebrtcLink { channel: data, hint: hint.to_owned(), route, _reader: AbortOnDrop(reader), closed, _peer: peer };
     Ok(Connected { link: Box::new(link), incoming, manifest })
 }
 
