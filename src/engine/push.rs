@@ -62,7 +62,7 @@ pub(super) async fn push(node: &Node, options: SendOptions, peer_name: &str) -> 
     let peer = node.trust.usable_peer(peer_name)?;
     let secret = peer.secret_bytes()?;
     let options_prefer = options.prefer;
-    let mut transfer = super::send::start(node, options).await?;
+    let mut transfer = super::send::start(node, options, None).await?;
     // The ticket travels sealed inside the offer; it is not shown.
     let first = transfer.events.recv().await;
     debug_assert!(matches!(first, Some(super::Event::Ticket { .. })));
