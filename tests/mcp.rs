@@ -445,7 +445,8 @@ async fn codes_carry_a_transfer_and_an_invite_between_servers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(listed["codes"][0]["state"], "redeemed", "{listed}");
-    let pushed = a.ok("send_file", json!({ "path": src.to_str().unwrap(), "to": "bob" })).await;
+    let other = a.file("pushed.bin", 300_000);
+    let pushed = a.ok("send_file", json!({ "path": other.to_str().unwrap(), "to": "bob" })).await;
     assert_eq!(pushed["peer_answer"], "accepted", "{pushed}");
     assert_eq!(a.wait(pushed["transfer_id"].as_str().unwrap()).await["state"], "completed");
     let (is_error, error) = a.call("add_peer", json!({ "code": code })).await;
