@@ -255,7 +255,10 @@ fn without_a_relay_codes_say_which_flag_and_variable_to_set() {
         let error = last_error(&events);
         assert_eq!((rc, error["code"].as_str()), (3, Some("code_needs_relay")), "{args:?}: {events:?}");
         let (message, hint) = (error["message"].as_str().unwrap(), error["hint"].as_str().unwrap());
-        assert!(message.contains("--relay") && hint.contains("--relay") && hint.contains("AGENTFERRY_RELAY"), "{error}");
+        assert!(
+            message.contains("--relay") && hint.contains("--relay") && hint.contains("AGENTFERRY_RELAY"),
+            "{error}"
+        );
         // A shared folder is a channel, but codes need a relay server.
         let (rc, events, _) = run_with(node, &folder, args);
         assert_eq!((rc, last_error(&events)["code"].as_str()), (3, Some("code_needs_relay")), "{events:?}");

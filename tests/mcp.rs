@@ -451,7 +451,8 @@ async fn codes_carry_a_transfer_and_an_invite_between_servers() {
     assert_eq!(a.wait(pushed["transfer_id"].as_str().unwrap()).await["state"], "completed");
     let (is_error, error) = a.call("add_peer", json!({ "code": code })).await;
     assert!(is_error && error["code"] == "code_used", "{error}");
-    let (is_error, error) = a.call("send_file", json!({ "path": src.to_str().unwrap(), "to": "bob", "code": true })).await;
+    let (is_error, error) =
+        a.call("send_file", json!({ "path": src.to_str().unwrap(), "to": "bob", "code": true })).await;
     assert!(is_error && error["code"] == "invalid_argument", "{error}");
     relay.shutdown().await;
 }

@@ -15,7 +15,11 @@ pub enum Reporter {
     Json,
     /// `by_code`: a send whose ticket is handed over by a code, so the person sees the code
     /// instead of the ticket.
-    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)>, by_code: bool },
+    Human {
+        bar: Option<ProgressBar>,
+        sending: Option<(String, u64)>,
+        by_code: bool,
+    },
 }
 
 impl Reporter {

@@ -177,7 +177,11 @@ impl Exchange {
                 confirm.extend_from_slice(&keys.offer_tag);
                 let mut sealed = self.payload.take().unwrap_or_default();
                 keys.seal
-                    .seal_in_place_append_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(&self.identity), &mut sealed)
+                    .seal_in_place_append_tag(
+                        Nonce::assume_unique_for_key([0; 12]),
+                        Aad::from(&self.identity),
+                        &mut sealed,
+                    )
                     .expect("a small payload seals");
                 sealed.insert(0, SEALED);
                 self.stage = Stage::Ack(keys.verifier);
@@ -251,13 +255,15 @@ fn derive(key: &[u8], identity: &[u8]) -> Keys {
 mod tests {
     use super::*;
 
+    type Outcome = Result<Done, TransferError>;
+
     /// Run both sides to the end, passing messages; returns (offer's outcome, redeem's outcome,
     /// every message the offering side sent after its first).
     fn run(
         offer_code: &ShortCode,
         redeem_code: &ShortCode,
         purposes: (Purpose, Purpose),
-    ) -> (Result<Done, TransferError>, Result<Done, TransferError>, Vec<Vec<u8>>) {
+    ) -> (Outcome, Outcome, Vec<Vec<u8>>) {
         let (mut o, o1) = Exchange::offer(offer_code, "ws://relay:1", purposes.0, b"ferry-ticket".to_vec());
         let (mut r, r1) = Exchange::redeem(redeem_code, "ws://relay:1", purposes.1);
         let (mut to_o, mut to_r) = (vec![r1], vec![o1]);

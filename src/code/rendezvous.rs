@@ -70,11 +70,15 @@ async fn next(ws: &mut Ws, relay: &str, wait: Duration, what: &str) -> Result<En
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let msg = tokio::time::timeout_at(deadline, ws.next()).await.map_err(|_| {
-            TransferError::CodeRefused(format!("relay {relay} did not answer in time ({what}); it may be older than this agentferry"))
+            TransferError::CodeRefused(format!(
+                "relay {relay} did not answer in time ({what}); it may be older than this agentferry"
+            ))
         })?;
         match msg {
             Some(Ok(Message::Binary(data))) => match Envelope::decode(data) {
-                Ok(e @ (Envelope::Allocated(..) | Envelope::Paired | Envelope::FromPeer(_) | Envelope::CodeRefused(_))) => {
+                Ok(
+                    e @ (Envelope::Allocated(..) | Envelope::Paired | Envelope::FromPeer(_) | Envelope::CodeRefused(_)),
+                ) => {
                     return Ok(e);
                 }
                 _ => tracing::debug!("ignoring a relay message during a code exchange"),
@@ -99,8 +103,12 @@ fn refused(code: u8, nameplate: u32) -> TransferError {
         Some(Refusal::RateLimited) => {
             TransferError::CodeRefused("too many code requests from this address: wait a minute".into())
         }
-        Some(Refusal::NameplatesFull) => TransferError::CodeRefused("the relay holds as many open codes as it allows".into()),
-        Some(Refusal::PeerGone) => TransferError::PeerUnreachable("the other side left during the code exchange".into()),
+        Some(Refusal::NameplatesFull) => {
+            TransferError::CodeRefused("the relay holds as many open codes as it allows".into())
+        }
+        Some(Refusal::PeerGone) => {
+            TransferError::PeerUnreachable("the other side left during the code exchange".into())
+        }
         Some(other) => TransferError::CodeRefused(other.code().into()),
         None => TransferError::CodeRefused(format!("refusal {code}")),
     }

@@ -94,7 +94,9 @@ pub fn hint(code: Code) -> &'static str {
         CodeUnknown => {
             "check the number at the start of the code, and that both sides use the same relay (--relay, AGENTFERRY_RELAY)"
         }
-        CodeRefused => "wait a minute and try again; if it persists, check that the relay runs this version of agentferry",
+        CodeRefused => {
+            "wait a minute and try again; if it persists, check that the relay runs this version of agentferry"
+        }
         CodeNeedsRelay => {
             "pass --relay ws://HOST:PORT or set AGENTFERRY_RELAY (or `relay` in <home>/config.json), the same relay on both sides; `agentferry relay` runs one"
         }

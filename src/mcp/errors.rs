@@ -65,7 +65,9 @@ fn usage(tool: &str) -> &'static str {
             "one of {ticket: string}, {code: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"webrtc\"|\"relay\""
         }
         "check_session" => "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}",
-        "add_peer" => "{uri: \"grant…\" string or code: string, name?: string, ttl_hours?: number >= 0, replace?: boolean}",
+        "add_peer" => {
+            "{uri: \"grant…\" string or code: string, name?: string, ttl_hours?: number >= 0, replace?: boolean}"
+        }
         "list_peers" => "no arguments",
         "resume_transfer" => "{transfer_id: string} (check_session lists the ids)",
         "create_invite" => "{name?: string, ttl_hours?: number > 0, code?: boolean}",

@@ -328,7 +328,10 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
         let node = self.node().await;
         if let Some(code) = &args.code {
             if args.ticket.is_some() || args.transfer_id.is_some() {
-                return Err(ToolError::bad_arguments("receive_file", "pass exactly one of ticket, code and transfer_id"));
+                return Err(ToolError::bad_arguments(
+                    "receive_file",
+                    "pass exactly one of ticket, code and transfer_id",
+                ));
             }
             let (transfer, _redeemed) = node.receive_by_code(code, options).await?;
             let id = transfer.transfer_id.to_string();
