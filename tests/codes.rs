@@ -239,6 +239,23 @@ fn replayed_unknown_and_expired_codes_are_refused() {
 }
 
 #[test]
+fn a_code_waits_longer_than_the_relays_idle_timeout() {
+    // The relay drops a client that says nothing for 3 s; a code's connection answers pings.
+    let home = Node::new();
+    let mut relay = Running::new_public(
+        home.command(&["relay", "--listen", "127.0.0.1:0", "--idle-timeout", "3", "--json"]).spawn().unwrap(),
+    );
+    let url = relay.next_event(WAIT).unwrap()["url"].as_str().unwrap().to_owned();
+    let (a, b) = (Node::new(), Node::new());
+    let mut export = spawn_with(&b, &url, &["export", "--code", "--name", "bob", "--json"]);
+    let code = code_of(&mut export, "pair", &url);
+    std::thread::sleep(Duration::from_secs(5));
+    let (rc, events, stderr) = run_with(&a, &url, &["peers", "add", &code, "--json"]);
+    assert_eq!(rc, 0, "{events:?} {stderr}");
+    assert_eq!(export.finish().0, 0);
+}
+
+#[test]
 fn without_a_relay_codes_say_which_flag_and_variable_to_set() {
     let (a, b) = (Node::new(), Node::new());
     let src = random_file(a.dir.path(), "f.bin", 1000, 67);

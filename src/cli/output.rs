@@ -73,9 +73,14 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, by_
             println!("{code}");
             let command = if *purpose == "pair" { "agentferry peers add" } else { "agentferry receive" };
             let left = expires_at.saturating_sub(agentferry::journal::unix_now());
-            eprintln!("On the other machine run (within {}, the same relay):", human_secs(left));
-            eprintln!("  AGENTFERRY_RELAY={relay} {command} {code}");
-            eprintln!("The code works once; waiting for it to be redeemed…");
+            let message = format!(
+                "On the other machine run (within {}, with the same relay):\n  AGENTFERRY_RELAY={relay} {command} {code}\nThe code works once; waiting for it to be redeemed…",
+                human_secs(left)
+            );
+            match bar {
+                Some(b) => b.println(message),
+                None => eprintln!("{message}"),
+            }
         }
         Event::CodeRedeemed { verifier, .. } => {
             let message = match verifier {

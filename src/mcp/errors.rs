@@ -100,7 +100,7 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
             "check that the relay (or NATS server) named in the message runs and is reachable from here (the server's --relay or AGENTFERRY_RELAY), then {resume}"
         ),
         NotServing => format!(
-            "the sender no longer serves this ticket (it completed, or its server stopped: a ticket lives as long as the sending server); ask the sending agent to call resume_transfer on its side and then {resume}, or ask it for a fresh ticket from send_file"
+            "the sender no longer serves this ticket (it completed, or its server stopped: a ticket lives as long as the sending server); ask the sending agent to call resume_transfer on its side and then {resume}, or ask it for a fresh ticket from send_file and call receive_file with it"
         ),
         Unauthorized => "ask the sender for a fresh ticket (send_file) and call receive_file with it".into(),
         Protocol => format!("make sure both sides run a compatible agentferry, then {resume}"),
