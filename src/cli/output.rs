@@ -77,20 +77,14 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, by_
                 "On the other machine run (within {}, with the same relay):\n  AGENTFERRY_RELAY={relay} {command} {code}\nThe code works once; waiting for it to be redeemed…",
                 human_secs(left)
             );
-            match bar {
-                Some(b) => b.println(message),
-                None => eprintln!("{message}"),
-            }
+            say(bar, message);
         }
         Event::CodeRedeemed { verifier, .. } => {
             let message = match verifier {
                 Some(v) => format!("The code was redeemed. Verifier: {v} (the other side must show the same)"),
                 None => "The code was redeemed.".to_owned(),
             };
-            match bar {
-                Some(b) => b.println(message),
-                None => eprintln!("{message}"),
-            }
+            say(bar, message);
         }
         Event::Ticket { ticket, file_name, bytes_total, folder, .. } => {
             let shown = if folder.is_some() { format!("{file_name}/") } else { file_name.clone() };
@@ -216,6 +210,15 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, by_
             eprintln!("error[{code}]: {message}");
             eprintln!("  hint: {hint}");
         }
+    }
+}
+
+/// A line for the person: above the bar when one is drawn, else on stderr (a bar on a pipe is
+/// hidden, and so would be what it prints).
+fn say(bar: &Option<ProgressBar>, message: String) {
+    match bar {
+        Some(b) if !b.is_hidden() => b.println(message),
+        _ => eprintln!("{message}"),
     }
 }
 
