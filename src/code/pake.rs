@@ -136,9 +136,13 @@ impl Exchange {
         self.side
     }
 
-    /// Whether the payload went out (the offering side, waiting for the acknowledgement).
-    pub fn sealed_and_sent(&self) -> bool {
-        matches!(self.stage, Stage::Ack(_))
+    /// The verifier, once the payload went out (the offering side, waiting for the
+    /// acknowledgement).
+    pub fn sealed_and_sent(&self) -> Option<&str> {
+        match &self.stage {
+            Stage::Ack(verifier) => Some(verifier),
+            _ => None,
+        }
     }
 
     /// Take one message from the other side.

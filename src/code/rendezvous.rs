@@ -162,9 +162,10 @@ impl Offer {
         // Sealed and sent, and the other side gone before it acknowledged: it had everything
         // it needed, and the sender serves on regardless.
         let result = match result {
-            Err(TransferError::PeerUnreachable(_)) if exchange.sealed_and_sent() => {
+            Err(TransferError::PeerUnreachable(_)) if exchange.sealed_and_sent().is_some() => {
                 tracing::info!("the code's other side left before acknowledging the payload");
-                return Ok(Redeemed { verifier: String::new() });
+                let verifier = exchange.sealed_and_sent().unwrap_or_default().to_owned();
+                return Ok(Redeemed { verifier });
             }
             other => other,
         };
