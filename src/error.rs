@@ -147,6 +147,28 @@ pub enum TransferError {
     /// channel kept the offer for it.
     #[error("the peer is offline: {0}")]
     PeerOffline(String),
+    /// A short code that does not read: no number first, a word not in the list, too few or
+    /// too many words. Nothing was sent to the relay.
+    #[error("the code is malformed: {0}")]
+    CodeMalformed(String),
+    /// The words did not match the code's: this try used the code up, on both sides.
+    #[error("the code is wrong: the other side holds a different code (this try used it up)")]
+    CodeWrong,
+    /// The code was redeemed already: a code works once.
+    #[error("the code was used already: a code works once")]
+    CodeUsed,
+    /// The code expired unredeemed, or the side that made it stopped offering it.
+    #[error("the code expired: {0}")]
+    CodeExpired(String),
+    /// The relay has no open code with that number: mistyped, or made on another relay.
+    #[error("the relay has no open code numbered {0}")]
+    CodeUnknown(u32),
+    /// The relay would not serve the code now (rate limit, full table, or too old for codes).
+    #[error("the relay refused the code: {0}")]
+    CodeRefused(String),
+    /// Codes meet on a relay server, and this node has none configured.
+    #[error("codes need a relay server: {0}")]
+    CodeNeedsRelay(String),
     /// The operation was interrupted (Ctrl-C, cancellation).
     #[error("interrupted")]
     Cancelled,
@@ -198,6 +220,13 @@ impl TransferError {
             ChannelAuth(_) => Code::ChannelAuth,
             ChannelTls(_) => Code::ChannelTls,
             PeerOffline(_) => Code::PeerOffline,
+            CodeMalformed(_) => Code::CodeMalformed,
+            CodeWrong => Code::CodeWrong,
+            CodeUsed => Code::CodeUsed,
+            CodeExpired(_) => Code::CodeExpired,
+            CodeUnknown(_) => Code::CodeUnknown,
+            CodeRefused(_) => Code::CodeRefused,
+            CodeNeedsRelay(_) => Code::CodeNeedsRelay,
             Cancelled => Code::Cancelled,
         }
     }

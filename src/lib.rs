@@ -78,6 +78,14 @@
 //! The inbox checks grant, MAC, age and replay before fetching the file on its own, or holds the
 //! offer as `pending` when the grant expired or was revoked.
 //!
+//! ## Short codes
+//!
+//! A person cannot read a ticket over the phone. `send --code` and `export --code` show a
+//! [`code`] instead, `7-guitar-nebula-acorn`: a nameplate the relay allocated and three words.
+//! Both sides run SPAKE2 over the relay with the words as the password; the key they agree on
+//! seals the ticket (or the grant URI), and everything after is a ticket transfer. One guess per
+//! code, codes expire, and the relay rate-limits claims.
+//!
 //! ## Safety
 //!
 //! The receiver reduces names to a safe base name ([`names`]), never overwrites unless asked,
@@ -109,6 +117,8 @@ pub mod accept;
 pub mod alloc;
 #[doc(hidden)]
 pub mod channel;
+#[doc(hidden)]
+pub mod code;
 #[doc(hidden)]
 pub mod codec;
 #[doc(hidden)]

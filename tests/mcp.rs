@@ -37,7 +37,11 @@ struct Side {
 
 impl Side {
     async fn start(base: &Path, name: &str) -> Side {
-        let (dir, node, client_io) = common::mcp_server::start(base, name, None).await;
+        Side::start_with(base, name, None).await
+    }
+
+    async fn start_with(base: &Path, name: &str, relay: Option<&str>) -> Side {
+        let (dir, node, client_io) = common::mcp_server::start_with(base, name, None, relay).await;
         let client = Client::default().serve(client_io).await.unwrap();
         Side { dir, node, client }
     }
@@ -382,4 +386,73 @@ async fn a_ticket_whose_sender_is_gone_says_so_with_a_hint_in_tools() {
     let hint = error["hint"].as_str().unwrap();
     assert!(hint.contains("resume_transfer") && hint.contains(&id) && hint.contains("send_file"), "{hint}");
     assert!(!hint.contains("agentferry "), "no CLI commands for an agent: {hint}");
+}
+
+#[tokio::test]
+async fn codes_carry_a_transfer_and_an_invite_between_servers() {
+    let relay = agentferry::relay::server::RelayServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        agentferry::relay::server::RelayConfig::default(),
+    )
+    .await
+    .unwrap();
+    let url = relay.url();
+    let base = tempfile::tempdir().unwrap();
+    let a = Side::start_with(base.path(), "alice", Some(&url)).await;
+    let b = Side::start_with(base.path(), "bob", Some(&url)).await;
+
+    // A transfer: the code stands for the ticket, returned beside it.
+    let src = a.file("coded.bin", 900_000);
+    let sent = a.ok("send_file", json!({ "path": src.to_str().unwrap(), "code": true })).await;
+    let code = sent["code"].as_str().unwrap().to_owned();
+    assert!(sent["ticket"].as_str().unwrap().starts_with("ferry") && sent["code_expires_at"].as_u64().is_some());
+    assert!(sent["next"].as_str().unwrap().contains("receive_file(code)"), "{sent}");
+    let started = b.ok("receive_file", json!({ "code": code })).await;
+    let done = b.wait(started["transfer_id"].as_str().unwrap()).await;
+    assert_eq!(done["state"], "completed", "{done}");
+    assert_eq!(a.wait(sent["transfer_id"].as_str().unwrap()).await["state"], "completed");
+    // Once only; and not with a ticket too.
+    let (is_error, error) = b.call("receive_file", json!({ "code": code })).await;
+    assert!(is_error && error["code"] == "code_used", "{error}");
+    let (is_error, error) = b.call("receive_file", json!({ "code": code, "ticket": sent["ticket"] })).await;
+    assert!(is_error && error["code"] == "invalid_argument", "{error}");
+
+    // A wrong code fails the sender's transfer with code_wrong.
+    let sent = a.ok("send_file", json!({ "path": src.to_str().unwrap(), "code": true })).await;
+    let (number, _) = sent["code"].as_str().unwrap().split_once('-').unwrap();
+    let (is_error, error) = b.call("receive_file", json!({ "code": format!("{number}-acid-acid-acid") })).await;
+    let (is_error, error) = if error["code"] == "code_wrong" {
+        (is_error, error)
+    } else {
+        // The real code was acid-acid-acid: one chance in two billion, but not none.
+        b.call("receive_file", json!({ "code": format!("{number}-zoom-zoom-zoom") })).await
+    };
+    assert!(is_error && error["code"] == "code_wrong", "{error}");
+    let failed = a.wait(sent["transfer_id"].as_str().unwrap()).await;
+    assert_eq!((failed["state"].as_str(), failed["error"]["code"].as_str()), (Some("failed"), Some("code_wrong")));
+
+    // Pairing: create_invite's code, redeemed by add_peer, then a push.
+    let invite = b.ok("create_invite", json!({ "code": true })).await;
+    let code = invite["code"].as_str().unwrap().to_owned();
+    let peer = a.ok("add_peer", json!({ "code": code })).await;
+    assert_eq!(peer["name"], "bob");
+    let mut listed = Value::Null;
+    for _ in 0..100 {
+        listed = b.ok("list_invites", json!({})).await;
+        if listed["codes"][0]["state"] == "redeemed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(listed["codes"][0]["state"], "redeemed", "{listed}");
+    let other = a.file("pushed.bin", 300_000);
+    let pushed = a.ok("send_file", json!({ "path": other.to_str().unwrap(), "to": "bob" })).await;
+    assert_eq!(pushed["peer_answer"], "accepted", "{pushed}");
+    assert_eq!(a.wait(pushed["transfer_id"].as_str().unwrap()).await["state"], "completed");
+    let (is_error, error) = a.call("add_peer", json!({ "code": code })).await;
+    assert!(is_error && error["code"] == "code_used", "{error}");
+    let (is_error, error) =
+        a.call("send_file", json!({ "path": src.to_str().unwrap(), "to": "bob", "code": true })).await;
+    assert!(is_error && error["code"] == "invalid_argument", "{error}");
+    relay.shutdown().await;
 }

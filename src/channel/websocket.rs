@@ -45,7 +45,7 @@ pub struct RelayClient {
 }
 
 /// Open the WebSocket, with Nagle off: control messages are small and must not wait for an ACK.
-async fn dial(
+pub(crate) async fn dial(
     url: &str,
 ) -> Result<
     (

@@ -70,8 +70,17 @@ struct SendArgs {
     #[arg(value_name = "FILE|DIR")]
     file: PathBuf,
     /// Push to this trusted peer (see `peers list`) instead of printing a ticket.
-    #[arg(long, value_name = "PEER")]
+    #[arg(long, value_name = "PEER", conflicts_with = "code")]
     to: Option<String>,
+    /// Print a short code to say or type (7-guitar-nebula-acorn) instead of the ticket:
+    /// `agentferry receive CODE` on the other machine, with the same relay (--relay). It works
+    /// once, for 10 minutes.
+    #[arg(long)]
+    code: bool,
+    /// With --code: show two words derived from the code's key once it is redeemed; the
+    /// receiver's `--verify` shows the same two unless someone in the middle guessed the code.
+    #[arg(long, requires = "code")]
+    verify: bool,
     /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     expires_in: Duration,
@@ -91,11 +100,16 @@ struct SendArgs {
 
 #[derive(Debug, clap::Args)]
 struct ReceiveArgs {
-    /// The ticket, or `-` to read it from standard input. Safer than an argument: any local user
-    /// can read a process's arguments for as long as it runs; standard input and
-    /// AGENTFERRY_TICKET they cannot.
-    #[arg(env = "AGENTFERRY_TICKET", hide_env_values = true, value_name = "TICKET")]
+    /// The ticket or the short code (`send --code`, redeemed on the relay both sides use), or
+    /// `-` to read it from standard input. Safer than an argument: any local user can read a
+    /// process's arguments for as long as it runs; standard input and AGENTFERRY_TICKET they
+    /// cannot.
+    #[arg(env = "AGENTFERRY_TICKET", hide_env_values = true, value_name = "TICKET|CODE")]
     ticket: String,
+    /// With a code: show the two words derived from its key (the sender's `--verify` shows the
+    /// same two unless someone in the middle guessed the code).
+    #[arg(long)]
+    verify: bool,
     /// Folder to save into (created if missing).
     #[arg(short, long, value_name = "DIR", default_value = ".")]
     output: PathBuf,
@@ -257,7 +271,7 @@ impl Command {
             Command::Mcp(a) => NodeArgs::of(&a.node.groups()),
             Command::Listen(a) => NodeArgs::of(&a.node.groups()),
             Command::Export(a) => NodeArgs::of(&[&a.home, &a.inbox, &a.relay]),
-            Command::Peers(a) => NodeArgs::of(&[&a.home]),
+            Command::Peers(a) => NodeArgs::of(&[&a.home, &a.relay]),
             Command::Grants(a) => NodeArgs::of(&[&a.home]),
             Command::Schemas(_) | Command::Relay(_) | Command::Demo(_) => return None,
         })
@@ -279,12 +293,16 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
         Command::Listen(args) => return Ok(serve::listen(node, args, reporter).await?),
-        Command::Export(args) => return Ok(trust::export(&node, args, reporter)?),
-        Command::Peers(args) => return Ok(trust::peers(&node, args.command, reporter)?),
+        Command::Export(args) => return Ok(trust::export(&node, args, reporter).await?),
+        Command::Peers(args) => return Ok(trust::peers(&node, args.command, reporter).await?),
         Command::Grants(args) => return Ok(trust::grants(&node, args.command, reporter)?),
         Command::Send(args) => {
             let options = SendOptions { path: args.file, expires_in: args.expires_in, prefer: node.config().prefer };
             match args.to {
+                None if args.code => {
+                    reporter.sending_by_code();
+                    node.send_by_code(options, args.verify).await?.0
+                }
                 None => node.send(options).await?,
                 Some(peer) => {
                     let (transfer, answer) = node.push(options, &peer).await?;
@@ -295,12 +313,18 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
             }
         }
         Command::Receive(args) => {
-            let ticket: Ticket = secret_arg(&args.ticket)?.parse()?;
-            node.receive(
-                ticket,
-                ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None },
-            )
-            .await?
+            let given = secret_arg(&args.ticket)?;
+            let options =
+                ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None };
+            if agentferry::code::looks_like_code(&given) {
+                let (transfer, redeemed) = node.receive_by_code(&given, options).await?;
+                let verifier = args.verify.then_some(redeemed.verifier);
+                let transfer_id = Some(transfer.transfer_id);
+                first = Some(Event::CodeRedeemed { transfer_id, purpose: "transfer", verifier });
+                transfer
+            } else {
+                node.receive(given.parse::<Ticket>()?, options).await?
+            }
         }
         Command::Resume(args) => {
             let role = args.role.map(|r| match r {

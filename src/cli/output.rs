@@ -13,12 +13,25 @@ use agentferry::{Event, journal::TransferStatus};
 
 pub enum Reporter {
     Json,
-    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)> },
+    /// `by_code`: a send whose ticket is handed over by a code, so the person sees the code
+    /// instead of the ticket.
+    Human {
+        bar: Option<ProgressBar>,
+        sending: Option<(String, u64)>,
+        by_code: bool,
+    },
 }
 
 impl Reporter {
     pub fn new(json: bool) -> Self {
-        if json { Reporter::Json } else { Reporter::Human { bar: None, sending: None } }
+        if json { Reporter::Json } else { Reporter::Human { bar: None, sending: None, by_code: false } }
+    }
+
+    /// The send that follows hands its ticket over by a code: show the code, not the ticket.
+    pub fn sending_by_code(&mut self) {
+        if let Reporter::Human { by_code, .. } = self {
+            *by_code = true;
+        }
     }
 
     pub fn event(&mut self, event: &Event) {
@@ -29,7 +42,7 @@ impl Reporter {
                 let _ = out.write_all(b"\n");
                 let _ = out.flush();
             }
-            Reporter::Human { bar, sending } => human(bar, sending, event),
+            Reporter::Human { bar, sending, by_code } => human(bar, sending, *by_code, event),
         }
     }
 }
@@ -49,8 +62,30 @@ fn new_bar(total: u64, name: Option<&str>) -> ProgressBar {
 }
 
 /// `sending`: the name and size from the sender's ticket, for its bar.
-fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, event: &Event) {
+fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, by_code: bool, event: &Event) {
     match event {
+        Event::Ticket { file_name, bytes_total, folder, .. } if by_code => {
+            let shown = if folder.is_some() { format!("{file_name}/") } else { file_name.clone() };
+            *sending = Some((shown, *bytes_total));
+            eprintln!("Sending {file_name} ({}).", human_bytes(*bytes_total));
+        }
+        Event::Code { code, purpose, relay, expires_at, .. } => {
+            println!("{code}");
+            let command = if *purpose == "pair" { "agentferry peers add" } else { "agentferry receive" };
+            let left = expires_at.saturating_sub(agentferry::journal::unix_now());
+            let message = format!(
+                "On the other machine run (within {}, with the same relay):\n  AGENTFERRY_RELAY={relay} {command} {code}\nThe code works once; waiting for it to be redeemed…",
+                human_secs(left)
+            );
+            say(bar, message);
+        }
+        Event::CodeRedeemed { verifier, .. } => {
+            let message = match verifier {
+                Some(v) => format!("The code was redeemed. Verifier: {v} (the other side must show the same)"),
+                None => "The code was redeemed.".to_owned(),
+            };
+            say(bar, message);
+        }
         Event::Ticket { ticket, file_name, bytes_total, folder, .. } => {
             let shown = if folder.is_some() { format!("{file_name}/") } else { file_name.clone() };
             *sending = Some((shown, *bytes_total));
@@ -175,6 +210,15 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, eve
             eprintln!("error[{code}]: {message}");
             eprintln!("  hint: {hint}");
         }
+    }
+}
+
+/// A line for the person: above the bar when one is drawn, else on stderr (a bar on a pipe is
+/// hidden, and so would be what it prints).
+fn say(bar: &Option<ProgressBar>, message: String) {
+    match bar {
+        Some(b) if !b.is_hidden() => b.println(message),
+        _ => eprintln!("{message}"),
     }
 }
 

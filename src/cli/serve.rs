@@ -74,14 +74,33 @@ pub struct RelayArgs {
     #[arg(long, value_name = "SECS", env = "AGENTFERRY_RELAY_IDLE_TIMEOUT", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(3..))]
     idle_timeout: u64,
+    /// How long a short code's nameplate waits for its claim (and rests before its number is
+    /// handed out again).
+    #[arg(long, value_name = "SECS", env = "AGENTFERRY_RELAY_CODE_TTL", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    code_ttl: u64,
+    /// Nameplates of short codes open at once (each source may hold a quarter).
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(4..))]
+    max_codes: u64,
+    /// Code claims (and, apart, code allocations) each source may make per minute, after a
+    /// burst of up to 10.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    code_claims_per_minute: u32,
     #[command(flatten)]
     pub json: JsonArg,
 }
 
 /// Run a relay until Ctrl-C, then close every connection gracefully.
 pub async fn relay(args: RelayArgs, reporter: &mut Reporter) -> Result<(), TransferError> {
+    let nameplates = agentferry::relay::nameplates::NameplateLimits {
+        ttl: std::time::Duration::from_secs(args.code_ttl),
+        max_open: args.max_codes as usize,
+        per_minute: args.code_claims_per_minute,
+        burst: args.code_claims_per_minute.min(10),
+    };
     let config = agentferry::relay::server::RelayConfig {
         idle_timeout: std::time::Duration::from_secs(args.idle_timeout),
+        nameplates,
         ..Default::default()
     };
     let server = agentferry::relay::server::RelayServer::bind(args.listen, config).await?;

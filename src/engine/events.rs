@@ -55,6 +55,29 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A short code to say or type on the other machine (`send --code`: `agentferry receive
+    /// CODE`; `export --code`: `agentferry peers add CODE`). It works once, until `expires_at`
+    /// (unix s), against the same relay.
+    Code {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transfer_id: Option<TransferId>,
+        code: String,
+        /// `transfer` or `pair`.
+        purpose: &'static str,
+        /// The relay both sides must use.
+        relay: String,
+        expires_at: u64,
+    },
+    /// The other side redeemed the code (both sides see this). `verifier`, with `--verify`:
+    /// two words derived from the key, the same on both sides unless someone in the middle
+    /// guessed the code.
+    CodeRedeemed {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transfer_id: Option<TransferId>,
+        purpose: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        verifier: Option<String>,
+    },
     /// The sender listens on these addresses.
     Listening { transfer_id: TransferId, addrs: Vec<SocketAddr> },
     /// One try at one path and address, with its outcome.

@@ -47,6 +47,10 @@ pub use trust::Inbox;
 
 use crate::{
     channel::ChannelHint,
+    code::{
+        Purpose, ShortCode,
+        rendezvous::{Offer, Redeemed},
+    },
     core::Prefer,
     error::{Result, TransferError},
     home::Home,
@@ -273,7 +277,55 @@ impl Node {
 
     /// Start serving a file; the first event is the ticket.
     pub async fn send(&self, options: SendOptions) -> Result<Transfer> {
-        send::start(self, options).await
+        send::start(self, options, None).await
+    }
+
+    /// The relay codes meet on: this node's channel, which must be a relay server.
+    pub fn code_relay(&self) -> Result<String> {
+        match &self.config.channel {
+            Some(ChannelHint::Relay(url)) => Ok(url.clone()),
+            Some(_) => Err(TransferError::CodeNeedsRelay(
+                "this node's channel is a shared folder or NATS, not a relay server (ws://HOST:PORT)".into(),
+            )),
+            None => Err(TransferError::CodeNeedsRelay(
+                "none is configured: pass --relay ws://HOST:PORT or set AGENTFERRY_RELAY".into(),
+            )),
+        }
+    }
+
+    /// Allocate a code of `purpose` on this node's relay ([`Node::code_relay`]).
+    pub async fn offer_code(&self, purpose: Purpose) -> Result<Offer> {
+        Offer::allocate(&self.code_relay()?, purpose).await
+    }
+
+    /// Start serving a file behind a short code: the events are those of [`Node::send`], with
+    /// `code` after the ticket and `code_redeemed` once the receiver typed it (its verifier when
+    /// `verify`). The ticket goes to whoever redeems the code; if the code fails (`code_wrong`,
+    /// `code_expired`) the transfer fails with it, since no one else has the ticket.
+    /// Returns the transfer, the code, and when the code expires unredeemed (unix seconds).
+    pub async fn send_by_code(&self, options: SendOptions, verify: bool) -> Result<(Transfer, ShortCode, u64)> {
+        let offer = self.offer_code(Purpose::Transfer).await?;
+        let (code, expires_at) = (offer.code().clone(), offer.expires_at());
+        let transfer = send::start(self, options, Some((offer, verify))).await?;
+        Ok((transfer, code, expires_at))
+    }
+
+    /// Redeem a code of `purpose` on this node's relay: the text it stood for (a ticket or a
+    /// grant URI) and the verifier.
+    pub async fn redeem_code(&self, code: &str, purpose: Purpose) -> Result<(String, Redeemed)> {
+        let relay = self.code_relay()?;
+        let code: ShortCode = code.parse()?;
+        let (payload, redeemed) = crate::code::rendezvous::redeem(&relay, &code, purpose).await?;
+        let text = String::from_utf8(payload)
+            .map_err(|_| TransferError::Protocol("the code stood for something that is not text".into()))?;
+        Ok((text, redeemed))
+    }
+
+    /// Redeem a transfer code and fetch the file its ticket names.
+    pub async fn receive_by_code(&self, code: &str, options: ReceiveOptions) -> Result<(Transfer, Redeemed)> {
+        let (ticket, redeemed) = self.redeem_code(code, Purpose::Transfer).await?;
+        let ticket: Ticket = ticket.parse()?;
+        Ok((self.receive(ticket, options).await?, redeemed))
     }
 
     /// Start fetching the file a ticket names.

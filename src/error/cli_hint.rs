@@ -79,6 +79,27 @@ pub fn hint(code: Code) -> &'static str {
         PeerOffline => {
             "check that the peer runs `agentferry listen` (or its MCP server) and has not revoked the grant it gave you (then ask it for a fresh `agentferry export`); push again, or send without --to and hand over the ticket"
         }
+        CodeMalformed => {
+            "type the code exactly as the other side shows it: its number, then three words (as in 7-guitar-nebula-acorn)"
+        }
+        CodeWrong => {
+            "the code is used up: ask the other side to run its command again (`agentferry send FILE --code` or `agentferry export --code`) and type the new code carefully; both must use the same relay"
+        }
+        CodeUsed => {
+            "codes work once: ask the other side for a fresh code (`agentferry send FILE --code` or `agentferry export --code`)"
+        }
+        CodeExpired => {
+            "codes live for 10 minutes while their side waits: run the command again for a fresh code and redeem it sooner"
+        }
+        CodeUnknown => {
+            "check the number at the start of the code, and that both sides use the same relay (--relay, AGENTFERRY_RELAY)"
+        }
+        CodeRefused => {
+            "wait a minute and try again; if it persists, check that the relay runs this version of agentferry"
+        }
+        CodeNeedsRelay => {
+            "pass --relay ws://HOST:PORT or set AGENTFERRY_RELAY (or `relay` in <home>/config.json), the same relay on both sides; `agentferry relay` runs one"
+        }
         Cancelled => "run `agentferry resume ID` to continue",
     }
 }

@@ -51,12 +51,19 @@ pub enum Code {
     ChannelAuth,
     ChannelTls,
     PeerOffline,
+    CodeMalformed,
+    CodeWrong,
+    CodeUsed,
+    CodeExpired,
+    CodeUnknown,
+    CodeRefused,
+    CodeNeedsRelay,
     Cancelled,
 }
 
 impl Code {
     /// Every code, in table order.
-    pub const ALL: [Code; 42] = {
+    pub const ALL: [Code; 49] = {
         use Code::*;
         [
             TicketMalformed,
@@ -100,6 +107,13 @@ impl Code {
             ChannelAuth,
             ChannelTls,
             PeerOffline,
+            CodeMalformed,
+            CodeWrong,
+            CodeUsed,
+            CodeExpired,
+            CodeUnknown,
+            CodeRefused,
+            CodeNeedsRelay,
             Cancelled,
         ]
     };
@@ -151,6 +165,13 @@ impl Code {
             ChannelAuth => ("channel_auth_failed", 4),
             ChannelTls => ("channel_tls_failed", 4),
             PeerOffline => ("peer_offline", 4),
+            CodeMalformed => ("code_malformed", 3),
+            CodeWrong => ("code_wrong", 3),
+            CodeUsed => ("code_used", 3),
+            CodeExpired => ("code_expired", 3),
+            CodeUnknown => ("code_unknown", 3),
+            CodeRefused => ("code_refused", 4),
+            CodeNeedsRelay => ("code_needs_relay", 3),
             Cancelled => ("cancelled", 130),
         }
     }

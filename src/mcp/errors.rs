@@ -59,16 +59,18 @@ impl IntoContents for ToolError {
 fn usage(tool: &str) -> &'static str {
     match tool {
         "send_file" => {
-            "{path: string, to?: peer name, prefer?: \"auto\"|\"http\"|\"webrtc\"|\"relay\", expires_in_minutes?: 1..525600}"
+            "{path: string, to?: peer name, code?: boolean, prefer?: \"auto\"|\"http\"|\"webrtc\"|\"relay\", expires_in_minutes?: 1..525600}"
         }
         "receive_file" => {
-            "either {ticket: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"webrtc\"|\"relay\""
+            "one of {ticket: string}, {code: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"webrtc\"|\"relay\""
         }
         "check_session" => "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}",
-        "add_peer" => "{uri: \"grant…\" string, name?: string, ttl_hours?: number >= 0, replace?: boolean}",
+        "add_peer" => {
+            "{uri: \"grant…\" string or code: string, name?: string, ttl_hours?: number >= 0, replace?: boolean}"
+        }
         "list_peers" => "no arguments",
         "resume_transfer" => "{transfer_id: string} (check_session lists the ids)",
-        "create_invite" => "{name?: string, ttl_hours?: number > 0}",
+        "create_invite" => "{name?: string, ttl_hours?: number > 0, code?: boolean}",
         "revoke_invite" => "{grant_id: string} (list_invites lists them)",
         "list_invites" => "no arguments",
         _ => "the arguments its input schema describes",
@@ -142,6 +144,13 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         ChannelAuth => "fix the channel credentials in the server's configuration (AGENTFERRY_NATS_USER and AGENTFERRY_NATS_PASSWORD, AGENTFERRY_NATS_TOKEN, AGENTFERRY_NATS_CREDS or AGENTFERRY_NATS_NKEY; the account must be allowed agentferry.>), restart the server, then call the tool again".into(),
         ChannelTls => "set AGENTFERRY_NATS_CA (and AGENTFERRY_NATS_CERT and AGENTFERRY_NATS_KEY if the server wants a client certificate) in the server's configuration, restart it, then call the tool again".into(),
         PeerOffline => "the peer never took the offer: check that its agentferry MCP server (or `agentferry listen`) runs and that it has not revoked the invite (else ask it for a fresh create_invite and call add_peer with replace: true); then call send_file with `to` again, or without `to` and hand over the ticket".into(),
+        CodeMalformed => "call again with the code exactly as the other side gave it: its number, then three words (as in 7-guitar-nebula-acorn)".into(),
+        CodeWrong => "the code is used up: ask the other side for a fresh code (send_file or create_invite with code: true there) and pass it exactly; both servers must use the same relay".into(),
+        CodeUsed => "codes work once: ask the other side for a fresh code (send_file or create_invite with code: true there)".into(),
+        CodeExpired => "codes live for 10 minutes: ask the other side for a fresh code and redeem it sooner".into(),
+        CodeUnknown => "check the number at the start of the code, and that both servers use the same relay (the server's --relay or AGENTFERRY_RELAY)".into(),
+        CodeRefused => "wait a minute and call again; if it persists, the relay may be older than this agentferry: pass the ticket instead".into(),
+        CodeNeedsRelay => "codes meet on a relay server: start this MCP server with --relay ws://HOST:PORT or AGENTFERRY_RELAY (the same relay on both sides), or pass tickets and invite uris instead".into(),
         Cancelled => format!("{resume} to continue from the last chunk on disk"),
     }
 }

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ToolError;
 use crate::{
+    code::{Purpose, rendezvous::Offer},
     engine::{Node, advertised_addrs},
     error::TransferError,
     journal::unix_now,
@@ -50,6 +51,12 @@ pub struct CreateInviteArgs {
     #[serde(default)]
     #[schemars(range(min = 0.01))]
     pub ttl_hours: Option<f64>,
+    /// Also return a short code (like `7-guitar-nebula-acorn`) that stands for the uri: the
+    /// other side passes it to add_peer(code) or `agentferry peers add CODE`. It works once, for
+    /// 10 minutes, through this server's relay (the same on both sides); unredeemed, the invite
+    /// is revoked. list_invites shows what became of it.
+    #[serde(default)]
+    pub code: Option<bool>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -65,9 +72,30 @@ pub struct CreateInviteResult {
     pub expires_at: u64,
     /// Bytes auto-accepted under this invite; beyond, pushes wait as pending offers.
     pub quota_bytes: u64,
+    /// With `code: true`: the short code that stands for the uri (one use).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// When the code expires unredeemed (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_expires_at: Option<u64>,
     /// What to do next.
     pub next: String,
 }
+
+/// What became of an invite's code.
+#[derive(Clone, Debug, Serialize, JsonSchema)]
+pub struct InviteCode {
+    pub grant_id: String,
+    /// `waiting` (not redeemed yet), `redeemed`, or `failed` (then the invite was revoked).
+    pub state: &'static str,
+    /// Why it failed: `code_wrong` (someone typed other words: the code is used up),
+    /// `code_expired`, …
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<&'static str>,
+}
+
+/// The codes of this server's invites, by grant id.
+pub type InviteCodes = std::sync::Arc<std::sync::Mutex<Vec<InviteCode>>>;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct RevokeInviteArgs {
@@ -79,6 +107,9 @@ pub struct RevokeInviteArgs {
 pub struct InviteList {
     /// Every grant this node minted (by create_invite or `agentferry export`), without secrets.
     pub invites: Vec<GrantInfo>,
+    /// The codes create_invite(code: true) made since this server started, and their state.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<InviteCode>,
 }
 
 /// What the person is asked to confirm.
@@ -95,6 +126,7 @@ pub async fn create(
     policy: &InvitePolicy,
     peer: &Peer<RoleServer>,
     args: CreateInviteArgs,
+    codes: &InviteCodes,
 ) -> Result<CreateInviteResult, ToolError> {
     let name = args.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&node.config().name);
     let name = name.to_owned();
@@ -136,18 +168,66 @@ pub async fn create(
         }
     }
     let inbox = advertised_addrs(node.inbox_bind()?);
+    // The code first: without a relay for it, no invite is minted.
+    let offer = match args.code {
+        Some(true) => Some(node.offer_code(Purpose::Pair).await?),
+        _ => None,
+    };
     let limits = GrantLimits { quota_bytes: Some(policy.quota_bytes), max_open: Some(policy.max_open) };
     let uri = node.trust().mint(&name, ttl_secs, inbox, node.channel_inbox()?, limits)?;
     let grant_id = data_encoding::HEXLOWER.encode(&uri.grant_id);
     tracing::info!(grant = %grant_id, "invite created");
+    let (code, code_expires_at) = match offer {
+        Some(offer) => {
+            let shown = (Some(offer.code().to_string()), Some(offer.expires_at()));
+            hand_over_in_background(node.clone(), offer, uri.to_string(), grant_id.clone(), codes.clone());
+            shown
+        }
+        None => (None, None),
+    };
+    let next = match &code {
+        Some(code) => format!(
+            "give the code {code} to the other side (a person can say it): its agent calls add_peer(code) (or its person runs `agentferry peers add {code}`) within 10 minutes, with the same relay; then it calls send_file(path, to=name) and the file arrives here with no ticket (check_session lists it). list_invites shows whether the code was redeemed"
+        ),
+        None => "give `uri` to the agent that should send files here, by any means; it calls add_peer(uri) and then send_file(path, to=name), and the file arrives here with no ticket (check_session lists it)".into(),
+    };
     Ok(CreateInviteResult {
-        next: "give `uri` to the agent that should send files here, by any means; it calls add_peer(uri) and then send_file(path, to=name), and the file arrives here with no ticket (check_session lists it)".into(),
+        next,
         uri: uri.to_string(),
         grant_id,
         name,
         expires_at: uri.expires_at,
         quota_bytes: policy.quota_bytes,
+        code,
+        code_expires_at,
     })
+}
+
+/// Wait for the code's redemption in the background and hand the URI over; a code that fails
+/// (wrong words, expired) revokes the invite, since no one has it.
+fn hand_over_in_background(node: Node, offer: Offer, uri: String, grant_id: String, codes: InviteCodes) {
+    let set = move |codes: &InviteCodes, state, error_code| {
+        let mut codes = codes.lock().expect("not poisoned");
+        codes.retain(|c| c.grant_id != grant_id);
+        codes.push(InviteCode { grant_id: grant_id.clone(), state, error_code });
+        grant_id.clone()
+    };
+    let grant = set(&codes, "waiting", None);
+    tokio::spawn(async move {
+        match offer.hand_over(uri.as_bytes()).await {
+            Ok(_) => {
+                tracing::info!(grant = %grant, "invite code redeemed");
+                set(&codes, "redeemed", None);
+            }
+            Err(e) => {
+                tracing::info!(grant = %grant, code = e.code(), "invite code failed; revoking the invite");
+                if let Err(revoke) = node.trust().revoke(&grant) {
+                    tracing::warn!(grant = %grant, "cannot revoke: {revoke}");
+                }
+                set(&codes, "failed", Some(e.code()));
+            }
+        }
+    });
 }
 
 /// `n` bytes for a person: `1.0 GiB`.

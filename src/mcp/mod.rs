@@ -83,7 +83,9 @@ means; it calls receive_file(ticket). To push to a trusted peer instead: send_fi
 shows names; add_peer adds one). Both sides then follow the transfer with check_session(transfer_id, wait=true). \
 Interrupted transfers continue with resume_transfer(transfer_id). To pair two agents so that later files need no \
 ticket: the receiving agent calls create_invite and hands the uri to the sending agent, which calls add_peer(uri) and \
-then send_file(path, to=name). Tickets and invite uris are secrets: share them only with the intended agent.";
+then send_file(path, to=name). When a person must carry it between machines, pass code: true to send_file or \
+create_invite for a short code they can say; receive_file(code) and add_peer(code) redeem it. Tickets, invite uris and \
+codes are secrets: share them only with the intended agent.";
 
 /// The MCP front of one node.
 #[derive(Clone)]
@@ -98,6 +100,8 @@ pub struct FerryServer {
     /// The client's roots must be asked for before the next call that uses them.
     roots_stale: Arc<std::sync::atomic::AtomicBool>,
     invites: InvitePolicy,
+    /// The codes of invites made here (create_invite with code: true).
+    invite_codes: invites::InviteCodes,
     subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
     tasks: TaskManager,
@@ -130,6 +134,7 @@ impl FerryServer {
             roots: Arc::new(std::sync::RwLock::new(roots)),
             roots_stale: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             invites,
+            invite_codes: Default::default(),
             subscriptions: Default::default(),
             registry: Registry::new(),
             tasks: TaskManager::new(),
@@ -260,10 +265,20 @@ impl FerryServer {
             prefer: args.prefer.unwrap_or_default(),
         };
         let node = self.node().await;
+        let by_code = args.code == Some(true);
+        if by_code && args.to.is_some() {
+            return Err(ToolError::bad_arguments("send_file", "pass `to` or `code: true`, not both"));
+        }
+        let mut code = None;
         let (transfer, answer) = match &args.to {
             Some(peer) => {
                 let (t, a) = node.push(options, peer).await?;
                 (t, Some(a))
+            }
+            None if by_code => {
+                let (t, c, expires_at) = node.send_by_code(options, false).await?;
+                code = Some((c, expires_at));
+                (t, None)
             }
             None => (node.send(options).await?, None),
         };
@@ -284,6 +299,9 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
                 record.peer.as_deref().unwrap_or("the peer")
             ),
             Some(_) => "the peer holds the offer until someone there accepts it; check_session shows the state".into(),
+            None if code.is_some() => format!(
+                "give the code (or the ticket) to the receiving side; a person can say the code: its agent calls receive_file(code) (or its person runs `agentferry receive CODE`) within 10 minutes, with the same relay. Then call check_session(transfer_id=\"{id}\", wait=true); a wrong or expired code fails the transfer with code_wrong or code_expired"
+            ),
             None => format!(
                 "give the ticket to the receiving agent (it calls receive_file(ticket)); then call check_session(transfer_id=\"{id}\", wait=true)"
             ),
@@ -291,6 +309,8 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
         let result = SendFileResult {
             transfer_id: id.to_string(),
             ticket: answer.is_none().then(|| record.ticket.clone()),
+            code_expires_at: code.as_ref().map(|(_, at)| *at),
+            code: code.map(|(c, _)| c.to_string()),
             state: State::Active,
             file_name: record.name,
             bytes_total: record.size,
@@ -306,6 +326,17 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
         let options =
             ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None, prefer: args.prefer };
         let node = self.node().await;
+        if let Some(code) = &args.code {
+            if args.ticket.is_some() || args.transfer_id.is_some() {
+                return Err(ToolError::bad_arguments(
+                    "receive_file",
+                    "pass exactly one of ticket, code and transfer_id",
+                ));
+            }
+            let (transfer, _redeemed) = node.receive_by_code(code, options).await?;
+            let id = transfer.transfer_id.to_string();
+            return self.track(&node, transfer).map_err(|e| ToolError::new(&e, Some(&id)));
+        }
         match (&args.ticket, &args.transfer_id) {
             (Some(ticket), None) => {
                 let ticket = ticket.parse::<Ticket>()?;
@@ -323,7 +354,7 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
                 };
                 started.map_err(|e| ToolError::new(&e, Some(id)))
             }
-            _ => Err(ToolError::bad_arguments("receive_file", "pass exactly one of ticket and transfer_id")),
+            _ => Err(ToolError::bad_arguments("receive_file", "pass exactly one of ticket, code and transfer_id")),
         }
     }
 
@@ -343,8 +374,10 @@ impl FerryServer {
         title = "Send a file",
         description = "Start sending a file to another machine. Returns at once with a transfer_id and, \
 unless `to` names a trusted peer, a ticket: give the ticket to the receiving agent, which calls receive_file \
-with it. With `to`, the file is pushed to that peer (see list_peers), which fetches it on its own. Then call \
-check_session(transfer_id, wait=true) to follow it to completion. The file must be inside the allowed roots.",
+with it. With `to`, the file is pushed to that peer (see list_peers), which fetches it on its own. With `code: true` \
+it also returns a short code a person can say (like 7-guitar-nebula-acorn; one use, 10 minutes, through the \
+relay) that receive_file(code) or `agentferry receive CODE` redeems. Then call check_session(transfer_id, \
+wait=true) to follow it to completion. The file must be inside the allowed roots.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn send_file(&self, Parameters(args): Parameters<SendFileArgs>) -> Result<Json<SendFileResult>, ToolError> {
@@ -353,8 +386,8 @@ check_session(transfer_id, wait=true) to follow it to completion. The file must 
 
     #[tool(
         title = "Receive a file",
-        description = "Fetch a file: pass the ticket that send_file printed on the other machine, or the \
-transfer_id of a pending incoming offer (listed by check_session) to accept it. Returns at once; the download \
+        description = "Fetch a file: pass the ticket that send_file printed on the other machine, or the short \
+code it gave (send_file with code: true, or `agentferry send --code`), or the transfer_id of a pending incoming offer (listed by check_session) to accept it. Returns at once; the download \
 runs in the background. Then call check_session(transfer_id, wait=true); when completed, `saved_to` is the \
 file's path. Files land in the download folder unless output_dir names a folder inside it or an allowed root; \
 an existing file is never replaced unless overwrite is true.",
@@ -404,15 +437,21 @@ sending progress notifications if you gave a progress token.",
     #[tool(
         title = "Trust a peer",
         description = "Store a trusted peer from the invite URI it gave you (starts with `grant`; made by \
-create_invite on its side, or by `agentferry export`). Afterwards send_file(path, to=name) pushes files to it and it \
+create_invite on its side, or by `agentferry export`), or the short code that create_invite(code: true) or \
+`agentferry export --code` gave instead (one use, through the relay). Afterwards send_file(path, to=name) pushes files to it and it \
 accepts them on its own, with no ticket. Adding the same grant again refreshes it; a different peer already stored \
 under the name is replaced only with replace: true.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn add_peer(&self, Parameters(args): Parameters<AddPeerArgs>) -> Result<Json<PeerInfo>, ToolError> {
         let trust = self.node.trust();
+        let text = match (args.uri, args.code) {
+            (Some(uri), None) => uri,
+            (None, Some(code)) => self.node.redeem_code(&code, crate::code::Purpose::Pair).await?.0,
+            _ => return Err(ToolError::bad_arguments("add_peer", "pass exactly one of uri and code")),
+        };
         if args.replace != Some(true) {
-            let uri: GrantUri = args.uri.parse()?;
+            let uri: GrantUri = text.parse()?;
             let name = args.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&uri.name);
             let grant_id = data_encoding::HEXLOWER.encode(&uri.grant_id);
             if trust.peers()?.iter().any(|p| p.name == name && p.grant_id != grant_id) {
@@ -420,7 +459,7 @@ under the name is replaced only with replace: true.",
             }
         }
         let ttl = args.ttl_hours.map(|h| (h.max(0.0) * 3600.0) as u64);
-        let peer = trust.add_peer(&args.uri, args.name.as_deref(), ttl)?;
+        let peer = trust.add_peer(&text, args.name.as_deref(), ttl)?;
         Ok(Json(PeerInfo::from(&peer)))
     }
 
@@ -431,7 +470,8 @@ without a ticket. Pairing: (1) you call create_invite; (2) you hand the returned
 means; (3) it calls add_peer(uri); (4) its send_file(path, to=name) reaches this node, which fetches the file on its \
 own into the download folder (check_session lists it). Give the uri only to the agent that should send here. \
 Invites expire (default 1 hour), are capped in number and in bytes per invite (beyond, pushes wait as pending \
-offers), and may need the person's confirmation. revoke_invite ends one.",
+offers), and may need the person's confirmation. revoke_invite ends one. With code: true it also returns a short \
+code a person can say (one use, 10 minutes, through the relay) that add_peer(code) redeems for the uri.",
         annotations(
             read_only_hint = false,
             destructive_hint = false,
@@ -444,7 +484,7 @@ offers), and may need the person's confirmation. revoke_invite ends one.",
         Parameters(args): Parameters<CreateInviteArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateInviteResult>, ToolError> {
-        let created = invites::create(&self.node, &self.invites, &ctx.peer, args).await?;
+        let created = invites::create(&self.node, &self.invites, &ctx.peer, args, &self.invite_codes).await?;
         self.node().await; // pushes under it must find the inbox listening now
         Ok(Json(created))
     }
@@ -470,7 +510,8 @@ revoked, the sender name bound on first use, and bytes received against the quot
     )]
     async fn list_invites(&self) -> Result<Json<InviteList>, ToolError> {
         let grants = self.node.trust().grants()?;
-        Ok(Json(InviteList { invites: grants.iter().map(GrantInfo::from).collect() }))
+        let codes = self.invite_codes.lock().expect("not poisoned").clone();
+        Ok(Json(InviteList { invites: grants.iter().map(GrantInfo::from).collect(), codes }))
     }
 
     #[tool(

@@ -22,6 +22,12 @@ pub struct SendFileArgs {
     /// hand over yourself.
     #[serde(default)]
     pub to: Option<String>,
+    /// Also return a short code (like `7-guitar-nebula-acorn`) that a person can say or type:
+    /// the receiver passes it to receive_file(code) or `agentferry receive CODE`. It works once,
+    /// for 10 minutes, through the relay this server is configured with (the same on both
+    /// sides). Not with `to`.
+    #[serde(default)]
+    pub code: Option<bool>,
     /// Which paths to offer: `auto` (direct HTTP, plus WebRTC and the relay when one is
     /// configured), `http` (direct only), `webrtc` (WebRTC only, signalled through the relay) or
     /// `relay` (through the relay only). `auto` unless you have a reason.
@@ -40,6 +46,14 @@ pub struct SendFileResult {
     /// it can download the file. Absent when the file was pushed to a peer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// With `code: true`: the short code that stands for the ticket (secret too, and one use
+    /// only). If it is redeemed with the wrong words or expires, the transfer fails with
+    /// `code_wrong` or `code_expired`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// When the code expires unredeemed (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code_expires_at: Option<u64>,
     pub state: State,
     pub file_name: String,
     pub bytes_total: u64,
@@ -58,6 +72,11 @@ pub struct ReceiveFileArgs {
     /// A ticket from send_file on the other machine (starts with `ferry`).
     #[serde(default)]
     pub ticket: Option<String>,
+    /// Instead of a ticket: a short code from send_file(code: true) or `agentferry send --code`
+    /// on the other machine (like `7-guitar-nebula-acorn`), redeemed once through this server's
+    /// relay.
+    #[serde(default)]
+    pub code: Option<String>,
     /// Instead of a ticket: the id of a pending incoming offer (see check_session) to accept.
     #[serde(default)]
     pub transfer_id: Option<String>,
@@ -101,7 +120,13 @@ pub struct SessionReport {
 pub struct AddPeerArgs {
     /// The peer's invite URI (starts with `grant`), from create_invite or `agentferry export` on
     /// its machine.
-    pub uri: String,
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// Instead of the URI: the short code from create_invite(code: true) or `agentferry export
+    /// --code` on its machine (like `7-guitar-nebula-acorn`), redeemed once through this
+    /// server's relay.
+    #[serde(default)]
+    pub code: Option<String>,
     /// Name to send to it by; default: the name in the URI.
     #[serde(default)]
     pub name: Option<String>,

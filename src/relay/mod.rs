@@ -7,6 +7,8 @@
 //! - [`proto`]: the envelopes on the WebSocket, shared with the client in
 //!   [`crate::channel::websocket`];
 //! - [`server`]: mailboxes, their bounds and fairness between clients, over WebSocket;
+//! - [`nameplates`]: the table of nameplates for short codes ([`crate::code`]): numbers a
+//!   connection holds until another claims it once, then the PAKE messages between the two;
 //! - [`stun`]: STUN binding answers on UDP at the relay's port, so nodes that share a relay can
 //!   hole-punch a WebRTC connection with nothing else configured.
 //!
@@ -15,6 +17,7 @@
 //! transfer core and the frame format make each of those harmless. The client side of every
 //! channel (this relay, a shared folder, NATS) lives in [`crate::channel`].
 
+pub mod nameplates;
 pub mod proto;
 pub mod server;
 pub mod stun;

@@ -21,6 +21,11 @@
 //! with everything else, the rest waits in its mailboxes (senders get `queue_full` and
 //! retransmit), and a socket that takes nothing for `write_timeout` is dropped.
 //!
+//! Short codes ([`crate::code`]) meet here too: a connection asks for a nameplate, another
+//! claims it once, and the relay passes the PAKE messages between the two; the table, its
+//! bounds and its per-source rate limits are in [`super::nameplates`]. The relay sees the
+//! number, never the code's words.
+//!
 //! The relay never sees a secret or plaintext: mailbox ids are derived from secrets it does not
 //! hold, and payloads are sealed frames and authenticated offers. Subscribing takes the
 //! mailbox's key (see [`super::proto`]), so knowing a mailbox id is enough to send there, never
@@ -57,12 +62,16 @@ use tokio_tungstenite::{
     },
 };
 
-use super::proto::{Envelope, Refusal};
+use super::{
+    nameplates::{NameplateLimits, Nameplates},
+    proto::{Envelope, Refusal},
+};
 use crate::{
     accept::{self, Accepted, Acceptor},
     error::TransferError,
+    mailbox::MailboxId,
+    task::AbortOnDrop,
 };
-use crate::{mailbox::MailboxId, task::AbortOnDrop};
 
 /// The relay's limits.
 #[derive(Clone, Debug)]
@@ -94,6 +103,8 @@ pub struct RelayConfig {
     /// A WebSocket that sends nothing for this long (not even the pong to the relay's pings,
     /// sent every third of it) is dropped.
     pub idle_timeout: Duration,
+    /// The nameplates of short codes: TTL, table size, claims per source.
+    pub nameplates: NameplateLimits,
 }
 
 impl Default for RelayConfig {
@@ -113,6 +124,7 @@ impl Default for RelayConfig {
             max_mailboxes_per_connection: 1024,
             write_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
+            nameplates: NameplateLimits::default(),
         }
     }
 }
@@ -133,6 +145,9 @@ struct Counters {
     tcp_connections: AtomicUsize,
     evicted: AtomicU64,
     idle_dropped: AtomicU64,
+    nameplates_allocated: AtomicU64,
+    nameplates_claimed: AtomicU64,
+    nameplates_refused: AtomicU64,
 }
 
 /// A snapshot of the relay's counters.
@@ -163,6 +178,16 @@ pub struct Stats {
     /// WebSockets dropped for sending nothing, not even a pong, for `idle_timeout`.
     #[serde(default)]
     pub idle_dropped: u64,
+    /// Nameplates of short codes open now (allocated, not yet claimed).
+    #[serde(default)]
+    pub nameplates: usize,
+    #[serde(default)]
+    pub nameplates_allocated: u64,
+    #[serde(default)]
+    pub nameplates_claimed: u64,
+    /// Nameplate requests refused: unknown, used or expired numbers, rate limits, a full table.
+    #[serde(default)]
+    pub nameplates_refused: u64,
 }
 
 /// One connection as the routing sees it.
@@ -255,6 +280,7 @@ struct Relay {
     counters: Counters,
     next_conn: AtomicU64,
     shutdown: watch::Receiver<bool>,
+    nameplates: Mutex<Nameplates<Client>>,
 }
 
 impl Relay {
@@ -470,6 +496,44 @@ impl Relay {
         (state.by_conn, state.by_ip) = by;
     }
 
+    /// A nameplate envelope from `client`: what to answer it (the pairing's other side is told
+    /// here).
+    fn nameplate(&self, client: &Client, envelope: Envelope) -> Option<Envelope> {
+        let now = Instant::now();
+        let mut table = self.nameplates.lock().expect("not poisoned");
+        let answer = match envelope {
+            Envelope::Allocate => table.allocate(client.id, client.ip, client.clone(), now).map(|n| {
+                self.counters.nameplates_allocated.fetch_add(1, Relaxed);
+                Some(Envelope::Allocated(n, self.cfg.nameplates.ttl.as_secs().try_into().unwrap_or(u32::MAX)))
+            }),
+            Envelope::Claim(n) => table.claim(client.id, client.ip, client.clone(), n, now).map(|holder| {
+                self.counters.nameplates_claimed.fetch_add(1, Relaxed);
+                let _ = holder.out.try_send((Envelope::Paired.encode(), false));
+                Some(Envelope::Paired)
+            }),
+            Envelope::Peer(payload) => table.to_peer(client.id, payload.len()).and_then(|partner| {
+                // A few small messages: not counted as queued bytes, bounded per pairing.
+                match partner.out.try_send((Envelope::FromPeer(payload).encode(), false)) {
+                    Ok(()) => Ok(None),
+                    Err(_) => Err(Refusal::QueueFull),
+                }
+            }),
+            _ => return None,
+        };
+        answer.unwrap_or_else(|why| {
+            self.counters.nameplates_refused.fetch_add(1, Relaxed);
+            Some(Envelope::CodeRefused(why as u8))
+        })
+    }
+
+    /// A connection closed: its nameplate ends, and its partner, if paired, is told.
+    fn leave_nameplates(&self, conn: u64) {
+        let partner = self.nameplates.lock().expect("not poisoned").leave(conn, Instant::now());
+        if let Some(partner) = partner {
+            let _ = partner.out.try_send((Envelope::CodeRefused(Refusal::PeerGone as u8).encode(), false));
+        }
+    }
+
     /// A connection may be upgraded: under the global cap (each source's share of the
     /// listener's effective cap is kept by the [`Acceptor`], upgraded or not).
     fn admit(&self) -> bool {
@@ -492,9 +556,14 @@ impl Relay {
         }
     }
 
-    /// Drop expired messages, forget idle, empty mailboxes, and addresses that hold nothing.
+    /// Drop expired messages, forget idle, empty mailboxes, and addresses that hold nothing;
+    /// end nameplates past their TTL, telling their holders.
     fn sweep(&self) {
         let now = Instant::now();
+        let expired = self.nameplates.lock().expect("not poisoned").sweep(now);
+        for holder in expired {
+            let _ = holder.out.try_send((Envelope::CodeRefused(Refusal::NameplateExpired as u8).encode(), false));
+        }
         let mut guard = self.state.lock().expect("not poisoned");
         let state = &mut *guard;
         let mut by = (std::mem::take(&mut state.by_conn), std::mem::take(&mut state.by_ip));
@@ -542,6 +611,10 @@ impl Relay {
             tcp_connections: c.tcp_connections.load(Relaxed),
             evicted: c.evicted.load(Relaxed),
             idle_dropped: c.idle_dropped.load(Relaxed),
+            nameplates: self.nameplates.lock().expect("not poisoned").open(),
+            nameplates_allocated: c.nameplates_allocated.load(Relaxed),
+            nameplates_claimed: c.nameplates_claimed.load(Relaxed),
+            nameplates_refused: c.nameplates_refused.load(Relaxed),
         }
     }
 }
@@ -565,13 +638,14 @@ impl RelayServer {
         let local_addr = listener.local_addr().map_err(|e| TransferError::io(addr.to_string(), e))?;
         let (shutdown, watch_rx) = watch::channel(false);
         let relay = Arc::new(Relay {
-            cfg,
             state: Mutex::new(State::default()),
             queued_bytes: AtomicUsize::new(0),
             outbound_bytes: AtomicUsize::new(0),
             counters: Counters::default(),
             next_conn: AtomicU64::new(1),
             shutdown: watch_rx,
+            nameplates: Mutex::new(Nameplates::new(cfg.nameplates.clone())),
+            cfg,
         });
         let accept = AbortOnDrop(tokio::spawn(accept_loop(listener, Arc::clone(&relay))));
         let stun = match tokio::net::UdpSocket::bind(local_addr).await {
@@ -855,8 +929,23 @@ where
                         reader_relay.unsubscribe(conn, &mailbox);
                         None
                     }
+                    Ok(envelope @ (Envelope::Allocate | Envelope::Claim(_) | Envelope::Peer(_))) => {
+                        if let Some(answer) = reader_relay.nameplate(&reader_client, envelope) {
+                            let _ = reader_client.out.try_send((answer.encode(), false));
+                        }
+                        None
+                    }
                     // Garbage, or what only the relay may send.
-                    Ok(Envelope::Send(..) | Envelope::Deliver(..) | Envelope::Refused(..)) | Err(_) => {
+                    Ok(
+                        Envelope::Send(..)
+                        | Envelope::Deliver(..)
+                        | Envelope::Refused(..)
+                        | Envelope::Allocated(..)
+                        | Envelope::Paired
+                        | Envelope::FromPeer(_)
+                        | Envelope::CodeRefused(_),
+                    )
+                    | Err(_) => {
                         reader_relay.counters.malformed.fetch_add(1, Relaxed);
                         malformed += 1;
                         if malformed >= MAX_MALFORMED {
@@ -881,6 +970,7 @@ where
     for mailbox in subs.lock().expect("not poisoned").iter() {
         relay.unsubscribe(conn, mailbox);
     }
+    relay.leave_nameplates(conn);
     // Nothing routes here any more: what is still buffered will never be written.
     relay.outbound_bytes.fetch_sub(outbound.swap(0, Relaxed), Relaxed);
     relay.disconnect(conn, source);

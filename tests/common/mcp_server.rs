@@ -18,6 +18,16 @@ use tokio::io::DuplexStream;
 /// Start a server for the node `base/name`; returns the node's folder, the node and the client's
 /// end of the pipe.
 pub async fn start(base: &Path, name: &str, peer_timeout: Option<Duration>) -> (PathBuf, Node, DuplexStream) {
+    start_with(base, name, peer_timeout, None).await
+}
+
+/// [`start`], with `relay` (a `ws://` URL) as the node's channel.
+pub async fn start_with(
+    base: &Path,
+    name: &str,
+    peer_timeout: Option<Duration>,
+    relay: Option<&str>,
+) -> (PathBuf, Node, DuplexStream) {
     let dir = base.join(name);
     std::fs::create_dir_all(dir.join("files")).unwrap();
     let defaults = NodeConfig::default();
@@ -26,6 +36,7 @@ pub async fn start(base: &Path, name: &str, peer_timeout: Option<Duration>) -> (
         bind: "127.0.0.1:0".parse().unwrap(),
         inbox_bind: "127.0.0.1:0".parse().unwrap(),
         peer_timeout: peer_timeout.unwrap_or(defaults.peer_timeout),
+        channel: relay.map(|r| r.parse().unwrap()),
         ..defaults
     };
     let node = Node::new(Home::open(dir.join("home")).unwrap(), config);

@@ -41,7 +41,10 @@ use crate::{
     transport::{self, http::HttpServer},
 };
 
-pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer> {
+/// A code to hand the ticket over by, and whether to show the verifier.
+pub(super) type CodeOffer = (crate::code::rendezvous::Offer, bool);
+
+pub(super) async fn start(node: &Node, options: SendOptions, code: Option<CodeOffer>) -> Result<Transfer> {
     let unreadable =
         |reason: String| TransferError::SourceUnreadable { path: options.path.display().to_string(), reason };
     let path = std::fs::canonicalize(&options.path).map_err(|e| unreadable(e.to_string()))?;
@@ -94,7 +97,7 @@ pub(super) async fn start(node: &Node, options: SendOptions) -> Result<Transfer>
     let mut record = Record::new(&ticket, ticket.name.clone(), side);
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
     node.journal.save(&mut record)?;
-    Ok(spawn(node, record, ticket, server, outgoing, lock, options.prefer))
+    Ok(spawn(node, record, ticket, server, outgoing, lock, options.prefer, code))
 }
 
 /// Open the file or walk the folder on a blocking thread (a large tree takes a while to walk).
@@ -151,9 +154,10 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
     record.error = None;
     node.journal.save(&mut record)?;
     let prefer = node.config.prefer;
-    Ok(spawn(node, record, ticket, server, outgoing, lock, prefer))
+    Ok(spawn(node, record, ticket, server, outgoing, lock, prefer, None))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn spawn(
     node: &Node,
     record: Record,
@@ -162,6 +166,7 @@ fn spawn(
     outgoing: Outgoing,
     lock: OwnerLock,
     prefer: Prefer,
+    code: Option<CodeOffer>,
 ) -> Transfer {
     let (events, rx) = Events::channel();
     let outgoing = Arc::new(outgoing);
@@ -174,7 +179,7 @@ fn spawn(
         // Also when the task is aborted (Ctrl-C, a cancelled MCP task): a shared listener
         // must stop serving the transfer.
         let _registered = Unregister(Arc::clone(&server), transfer_id);
-        let result = serve(&node, record, &ticket, &server, &outgoing, &events, prefer).await;
+        let result = serve(&node, record, &ticket, &server, &outgoing, &events, prefer, code).await;
         match &result {
             Ok(_) => server.retire(transfer_id, outgoing.token_check()),
             Err(_) => server.unregister(&transfer_id),
@@ -190,7 +195,9 @@ fn spawn(
 /// How often a sender records in its journal how much it sent.
 const BYTES_SENT_EVERY: Duration = Duration::from_secs(5);
 
-/// Serve until the receiver confirms, the ticket expires, or the file changes.
+/// Serve until the receiver confirms, the ticket expires, or the file changes; with a code, also
+/// until the code fails (wrong, expired), which ends the transfer: no one else has the ticket.
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     node: &Node,
     mut record: Record,
@@ -199,6 +206,7 @@ async fn serve(
     outgoing: &Arc<Outgoing>,
     events: &Events,
     prefer: Prefer,
+    code: Option<CodeOffer>,
 ) -> Result<Completion> {
     let id = record.transfer_id;
     events
@@ -219,6 +227,23 @@ async fn serve(
     events.send(Event::Listening { transfer_id: id, addrs: ticket.addrs.clone() }).await;
     tracing::info!(transfer = %id, addr = %server.local_addr(), "serving");
     let mut channel_tasks = serve_channel(node, ticket, outgoing, prefer);
+    // The code's conversation on the relay: it hands the ticket over sealed, once.
+    let mut handing = match code {
+        Some((offer, verify)) => {
+            events
+                .send(Event::Code {
+                    transfer_id: Some(id),
+                    code: offer.code().to_string(),
+                    purpose: offer.purpose().as_str(),
+                    relay: offer.relay().to_owned(),
+                    expires_at: offer.expires_at(),
+                })
+                .await;
+            let sealed = record.ticket.clone();
+            Some((Box::pin(async move { offer.hand_over(sealed.as_bytes()).await }), verify))
+        }
+        None => None,
+    };
 
     let mut rate = Rate::default();
     let files = outgoing.tree().map(|tree| tree.file_index());
@@ -243,6 +268,17 @@ async fn serve(
             }
             _ = &mut expired => {
                 break Err(TransferError::TicketExpired { ago_secs: unix_now().saturating_sub(ticket.expires_at) });
+            }
+            redeemed = async { handing.as_mut().expect("guarded").0.as_mut().await }, if handing.is_some() => {
+                let verify = handing.take().is_some_and(|(_, verify)| verify);
+                match redeemed {
+                    Ok(r) => {
+                        tracing::info!(transfer = %id, "the code was redeemed");
+                        let verifier = verify.then_some(r.verifier);
+                        events.send(Event::CodeRedeemed { transfer_id: Some(id), purpose: "transfer", verifier }).await;
+                    }
+                    Err(e) => break Err(e),
+                }
             }
             _ = tick.tick() => {
                 let served = outgoing.bytes_served();

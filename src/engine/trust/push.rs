@@ -66,7 +66,7 @@ pub(in crate::engine) async fn push(
     let peer = node.trust.usable_peer(peer_name)?;
     let secret = peer.secret_bytes()?;
     let options_prefer = options.prefer;
-    let mut transfer = send::start(node, options).await?;
+    let mut transfer = send::start(node, options, None).await?;
     // The ticket travels sealed inside the offer; it is not shown.
     let first = transfer.events.recv().await;
     debug_assert!(matches!(first, Some(Event::Ticket { .. })));
