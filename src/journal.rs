@@ -166,6 +166,30 @@ impl Record {
         }
     }
 
+    /// The run failed with `e`: recorded so that `status` and the next resume show why.
+    pub fn fail(&mut self, e: &TransferError) {
+        self.state = State::Failed;
+        self.held_because = None;
+        self.error = Some(ErrorInfo::from(e));
+    }
+
+    /// The run completed with this whole-file hash (and a folder's list of sums), the last
+    /// chunk on `last_path`, each path having carried `bytes_by_path`.
+    pub fn complete(
+        &mut self,
+        sha256: &str,
+        sums: Option<PathBuf>,
+        last_path: Option<crate::core::PathKind>,
+        bytes_by_path: &BTreeMap<crate::core::PathKind, u64>,
+    ) {
+        self.state = State::Completed;
+        self.held_because = None;
+        self.sha256 = Some(sha256.to_owned());
+        self.sums = sums;
+        self.last_path = last_path.map(|p| p.as_str().to_owned());
+        self.bytes_by_path = bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
+    }
+
     pub fn role(&self) -> Role {
         match self.side {
             Side::Send { .. } => Role::Send,

@@ -41,7 +41,7 @@ use crate::{
     error::{Result, TransferError},
     frame::Opener,
     home::HomeInodes,
-    journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
+    journal::{OwnerLock, Record, Role, Side, State, unix_now},
     manifest::{Manifest, check_declared},
     names::safe_file_name,
     ticket::Ticket,
@@ -226,8 +226,7 @@ impl Driver {
         if matches!(e, TransferError::Cancelled) {
             return;
         }
-        self.record.state = State::Failed;
-        self.record.error = Some(ErrorInfo::from(e));
+        self.record.fail(e);
         if let TransferError::IntegrityMismatch(_) = e {
             // What is on disk cannot be trusted; a resume starts over.
             *self.receive_side().1 = 0;
@@ -470,14 +469,8 @@ impl Driver {
             }
             place(&temp_path, &target, overwrite)?;
         }
-        let bytes_by_path: BTreeMap<String, u64> =
-            carried.bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
         let path = carried.last_chunk.or(active.as_ref().map(|a| a.kind));
-        self.record.state = State::Completed;
-        self.record.sha256 = Some(sha256.clone());
-        self.record.sums = sums.clone();
-        self.record.last_path = path.map(|p| p.as_str().to_owned());
-        self.record.bytes_by_path = bytes_by_path.clone();
+        self.record.complete(&sha256, sums.clone(), path, &carried.bytes_by_path);
         if let Side::Receive { saved_to, .. } = &mut self.record.side {
             *saved_to = Some(target.clone());
         }
@@ -503,7 +496,7 @@ impl Driver {
                 sums,
                 path: path.map_or("none", PathKind::as_str),
                 route: carried.last_route.filter(|_| path == Some(PathKind::Webrtc)),
-                bytes_by_path,
+                bytes_by_path: self.record.bytes_by_path.clone(),
                 elapsed_ms: started.elapsed().as_millis() as u64,
             })
             .await;

@@ -7,7 +7,6 @@
 //! | `session.rs` | the one session driver: open each control frame, ask the [`SendCore`](crate::core::SendCore), seal and hand back frames, on any path |
 
 use std::{
-    collections::BTreeMap,
     net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{Duration, Instant},
@@ -34,7 +33,7 @@ use crate::{
     crypto::SessionKey,
     error::{Result, TransferError},
     id::TransferId,
-    journal::{ErrorInfo, OwnerLock, Record, Role, Side, State, unix_now},
+    journal::{OwnerLock, Record, Role, Side, State, unix_now},
     manifest::Manifest,
     task::AbortOnDrop,
     ticket::Ticket,
@@ -111,8 +110,7 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
     let Side::Send { path, mtime_ns, bind, .. } = record.side.clone() else { unreachable!("send record") };
     let ticket: Ticket = record.ticket.parse()?;
     let fail = |node: &Node, record: &mut Record, e: TransferError| {
-        record.state = State::Failed;
-        record.error = Some(ErrorInfo::from(&e));
+        record.fail(&e);
         let _ = node.journal.save(record);
         Err(e)
     };
@@ -323,16 +321,10 @@ async fn serve(
     match result {
         Ok(sha256) => {
             let carried = outgoing.carried();
-            let bytes_by_path: BTreeMap<String, u64> =
-                carried.bytes_by_path.iter().map(|(k, v)| (k.as_str().to_owned(), *v)).collect();
             let path = carried.last_chunk.or_else(|| carried.bytes_by_path.keys().next_back().copied());
             keep_sums(node, outgoing)?;
             let sums = outgoing.tree().map(|_| node.journal.sums_path(&id, Role::Send)).filter(|p| p.is_file());
-            record.state = State::Completed;
-            record.sha256 = Some(sha256.clone());
-            record.sums = sums.clone();
-            record.last_path = path.map(|p| p.as_str().to_owned());
-            record.bytes_by_path = bytes_by_path.clone();
+            record.complete(&sha256, sums.clone(), path, &carried.bytes_by_path);
             node.journal.save(&mut record)?;
             events
                 .send(Event::Completed {
@@ -344,7 +336,7 @@ async fn serve(
                     sums,
                     path: path.map_or("none", |p| p.as_str()),
                     route: None,
-                    bytes_by_path,
+                    bytes_by_path: record.bytes_by_path.clone(),
                     elapsed_ms: rate.elapsed(Instant::now()).as_millis() as u64,
                 })
                 .await;
@@ -352,8 +344,7 @@ async fn serve(
             Ok(Completion { sha256, bytes: record.size, saved_to: None })
         }
         Err(e) => {
-            record.state = State::Failed;
-            record.error = Some(ErrorInfo::from(&e));
+            record.fail(&e);
             node.journal.save(&mut record)?;
             Err(e)
         }

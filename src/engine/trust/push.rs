@@ -18,7 +18,7 @@ use crate::{
     channel::{Channel, MailboxId, MailboxKey, Posted},
     core::Prefer,
     error::{Result, TransferError},
-    journal::{ErrorInfo, Role, State, unix_now},
+    journal::{Role, unix_now},
     offer::{MAX_SKEW_SECS, Offer},
     peers::Peer,
     task::AbortOnDrop,
@@ -108,9 +108,7 @@ pub(in crate::engine) async fn push(
 /// Mark the sending side of transfer `id` failed with `error` in the journal.
 fn record_failure(node: &Node, id: &crate::id::TransferId, error: &TransferError) -> Result<()> {
     if let Some(mut record) = node.journal.load(id, Role::Send)? {
-        record.state = State::Failed;
-        record.held_because = None;
-        record.error = Some(ErrorInfo::from(error));
+        record.fail(error);
         node.journal.save(&mut record)?;
     }
     Ok(())
