@@ -29,33 +29,41 @@
 //! (hello, want, credit, complete) sealed under the session key. [`transport`] is the seam every
 //! path implements: the receiver's `Link` posts control frames and yields the frames that come
 //! back; the sender's side hands each control frame to one session driver in the engine, whatever
-//! the path. Two paths exist, and a transfer moves between them from chunk N:
+//! the path. Three paths exist, and a transfer moves between them from chunk N:
 //!
 //! 1. **direct HTTP** — the receiver dials every address in the ticket at once, posts its hello,
 //!    and keeps the first connection that answers with an authentic manifest; later requests
 //!    reuse it (hyper, HTTP/1.1);
-//! 2. **message channel** ([`relay`]) — when nothing can be dialled, both sides reach a relay
-//!    server (`agentferry relay`, WebSocket) or a shared folder from the inside, and frames travel
-//!    as messages between two mailboxes derived from the session key, with a sliding window.
+//! 2. **WebRTC** — a data channel, hole-punched with STUN or through a TURN server, signalled
+//!    through the ticket's channel with messages sealed under the session key, so a channel that
+//!    tampers with the SDP cannot insert itself;
+//! 3. **message channel** ([`channel`]) — when nothing can be dialled, both sides reach a relay
+//!    server (`agentferry relay`, WebSocket), a NATS server or a shared folder from the inside,
+//!    and frames travel as messages between two mailboxes derived from the session key, with a
+//!    sliding window.
 //!
-//! A WebRTC data channel will be one more implementation of the same seam.
+//! A short code ([`code`]) is another way to hand over a ticket: both sides run a PAKE over a
+//! nameplate on the relay, and the ticket travels sealed under the key it yields.
 //!
 //! ## Who decides
 //!
 //! The protocol lives in a sans-IO [`core`] that owns no socket and no clock and is tested under
 //! a virtual clock:
 //!
+//! - the receiver ([`core::Receiver`]) composes the two below with the policy that joins them
+//!   (which paths a preference allows, per-path tuning, which error a run that gives up reports);
 //! - the receive core decides what to ask for, when to checkpoint, when to give up;
 //! - the path selector decides which path to connect and use: direct first, then the channel;
 //!   it falls back mid-transfer when the path in use breaks or stalls, keeps probing better
 //!   paths while on a worse one and moves up when one authenticates, and bans a path whose
 //!   endpoint fails to authenticate or that delivers a streak of forgeries. A pinned preference
-//!   (`prefer: http|relay`) never moves;
+//!   (`prefer: http|webrtc|relay`) never moves;
 //! - the send core turns requests into frames; every request is sealed under a fresh epoch, so
 //!   no nonce ever seals two plaintexts.
 //!
-//! The tokio [`engine`] drives them: one receive driver and one send driver, network tasks that
-//! move frames, a blocking disk worker that decrypts, hashes and writes. Every path tried is
+//! The tokio [`engine`] drives them: one receive driver (the receiver's IO shell) and one send
+//! driver, network tasks that move frames, a blocking disk worker that decrypts, hashes and
+//! writes. Every path tried is
 //! recorded as an attempt; completion reports the path that carried the last chunk and the bytes
 //! each path carried.
 //!

@@ -8,7 +8,7 @@
 //! sealed bytes. Whoever can write the folder can drop anything there, so a reader takes only
 //! small regular files and never follows a link (see `read_message`), and a mailbox folder is
 //! opened once without following a link and then only used through that descriptor (see
-//! [`MailboxDir`]): swapping it for a link to another folder, before or after, reaches nothing.
+//! `MailboxDir`): swapping it for a link to another folder, before or after, reaches nothing.
 
 use std::{
     collections::HashSet,

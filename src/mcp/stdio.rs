@@ -6,7 +6,7 @@
 //! itself with a JSON-RPC error (`-32600`, data `{code: "request_too_large", hint}`) carrying the
 //! request's id when it can be found cheaply (a top-level `"id"` among the first members of the
 //! object, or as its last member), else `null`. The line is never held whole: only its first
-//! and last [`PEEK`] bytes are kept. Answers are written between whole lines of rmcp's output.
+//! and last `PEEK` bytes are kept. Answers are written between whole lines of rmcp's output.
 
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream},

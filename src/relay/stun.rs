@@ -3,7 +3,7 @@
 //! Two nodes that share a relay learn their public (server-reflexive) addresses from it and can
 //! hole-punch with nothing else configured, as iroh's relays allow. It answers binding requests
 //! only (RFC 8489: XOR-MAPPED-ADDRESS and FINGERPRINT), holds no state, and answers at most
-//! [`MAX_PER_SECOND`] requests a second so it cannot be turned into a flood. Encoding comes from
+//! `MAX_PER_SECOND` requests a second so it cannot be turned into a flood. Encoding comes from
 //! webrtc-rs's STUN crate, the same code the ICE agents on both ends use.
 
 use std::{

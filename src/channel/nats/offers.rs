@@ -7,7 +7,7 @@
 //! that subject through an ordered consumer (every kept message, then new ones) besides its core
 //! subscription. A kept offer is deleted once it is handed to the inbox.
 //!
-//! The stream is bounded everywhere: an offer is kept at most [`MAX_SKEW_SECS`] (the inbox
+//! The stream is bounded everywhere: an offer is kept at most [`MAX_SKEW_SECS`](crate::offer::MAX_SKEW_SECS) (the inbox
 //! refuses older ones anyway), at most [`PER_PEER`] per mailbox (a mailbox is one grant, so one
 //! sending peer toward one inbox), [`MAX_OFFER`] bytes each and [`MAX_BYTES`] in all; when a
 //! mailbox is full, new offers are refused (a flood cannot push out the ones already waiting)
