@@ -103,7 +103,11 @@
 
 #![warn(unreachable_pub)]
 
-// The library's face: a `Node` and what it takes and gives, re-exported here.
+// The library's face: a `Node` and everything its methods take and give, re-exported here so
+// that a program embedding agentferry needs no hidden module. `engine`, `error`, `ticket`,
+// `transport` and `tree` are public because their types appear in that face (events, options,
+// the seam a new path implements); the protocol internals stay hidden: their shape is the wire
+// format's, which is versioned by the ticket and frame codecs, not by this crate's API.
 pub mod engine;
 pub mod error;
 pub mod ticket;
@@ -116,6 +120,14 @@ pub use error::TransferError;
 pub use id::TransferId;
 pub use journal::{Role, State, TransferStatus};
 pub use ticket::Ticket;
+// Types of the `Node` API defined in hidden modules.
+pub use channel::ChannelHint;
+pub use code::{
+    Purpose, ShortCode,
+    rendezvous::{Offer as CodeOffer, Redeemed},
+};
+pub use home::Home;
+pub use peers::Trust;
 
 // Internals: public only so that the binary (CLI, MCP server, relay), the integration tests and
 // the fuzz targets can reach them. Not a stable API, and hidden from the docs.
