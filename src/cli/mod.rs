@@ -39,7 +39,8 @@ enum Command {
     Status(StatusArgs),
     /// Continue an interrupted transfer, sending or receiving, from its journal.
     Resume(ResumeArgs),
-    /// Run the MCP server on stdio (for Claude Code, Cursor and other MCP hosts).
+    /// Run the MCP server on stdio (for Claude Code, Cursor and other MCP hosts), or over
+    /// Streamable HTTP with --http (for agents without stdio).
     Mcp(serve::McpArgs),
     /// Take pushes from trusted peers until stopped (for always-on machines).
     Listen(serve::ListenArgs),

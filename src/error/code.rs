@@ -52,11 +52,14 @@ pub enum Code {
     ChannelTls,
     PeerOffline,
     Cancelled,
+    NotResumable,
+    FolderToStdout,
+    NotLoopback,
 }
 
 impl Code {
     /// Every code, in table order.
-    pub const ALL: [Code; 42] = {
+    pub const ALL: [Code; 45] = {
         use Code::*;
         [
             TicketMalformed,
@@ -101,6 +104,9 @@ impl Code {
             ChannelTls,
             PeerOffline,
             Cancelled,
+            NotResumable,
+            FolderToStdout,
+            NotLoopback,
         ]
     };
 
@@ -152,6 +158,9 @@ impl Code {
             ChannelTls => ("channel_tls_failed", 4),
             PeerOffline => ("peer_offline", 4),
             Cancelled => ("cancelled", 130),
+            NotResumable => ("not_resumable", 8),
+            FolderToStdout => ("folder_to_stdout", 2),
+            NotLoopback => ("address_not_loopback", 2),
         }
     }
 

@@ -143,6 +143,9 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         ChannelTls => "set AGENTFERRY_NATS_CA (and AGENTFERRY_NATS_CERT and AGENTFERRY_NATS_KEY if the server wants a client certificate) in the server's configuration, restart it, then call the tool again".into(),
         PeerOffline => "the peer never took the offer: check that its agentferry MCP server (or `agentferry listen`) runs and that it has not revoked the invite (else ask it for a fresh create_invite and call add_peer with replace: true); then call send_file with `to` again, or without `to` and hand over the ticket".into(),
         Cancelled => format!("{resume} to continue from the last chunk on disk"),
+        NotResumable => "this transfer was piped through the command line and cannot continue; start a new one with send_file (from a file inside the allowed roots) or receive_file".into(),
+        FolderToStdout => "call receive_file: it saves folders into the download folder or an output_dir".into(),
+        NotLoopback => "the server's configuration must listen on a loopback address, or allow remote clients explicitly; restart it so".into(),
     }
 }
 
