@@ -141,7 +141,8 @@ pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
             );
         }
         let server = FerryServer::start_with(node, roots, invites).await;
-        return agentferry::mcp::http::serve(server, HttpOptions { addr, allow_remote: args.allow_remote, token }).await;
+        return agentferry::mcp::http::serve(server, HttpOptions { addr, allow_remote: args.allow_remote, token })
+            .await;
     }
     let server = FerryServer::start_with(node, roots, invites).await;
     let (transport, writer) = agentferry::mcp::stdio::transport(tokio::io::stdin(), tokio::io::stdout());

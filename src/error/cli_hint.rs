@@ -80,7 +80,9 @@ pub fn hint(code: Code) -> &'static str {
             "check that the peer runs `agentferry listen` (or its MCP server) and has not revoked the grant it gave you (then ask it for a fresh `agentferry export`); push again, or send without --to and hand over the ticket"
         }
         Cancelled => "run `agentferry resume ID` to continue",
-        NotResumable => "pipes are not resumable: run the whole pipeline again (`... | agentferry send -`, or `agentferry receive TICKET -o -`)",
+        NotResumable => {
+            "pipes are not resumable: run the whole pipeline again (`... | agentferry send -`, or `agentferry receive TICKET -o -`)"
+        }
         FolderToStdout => "receive a folder into a directory instead: `agentferry receive TICKET -o DIR`",
         NotLoopback => {
             "listen on 127.0.0.1 or [::1], or pass --allow-remote to accept clients from other machines (every request still needs the bearer token; put TLS in front of it)"

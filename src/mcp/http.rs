@@ -88,7 +88,9 @@ impl Token {
         }
         let path = home.root().join(TOKEN_FILE);
         match std::fs::read_to_string(&path) {
-            Ok(text) if text.trim().len() >= MIN_TOKEN => return Ok((Token::new(text.trim().to_owned()), TokenSource::File(path))),
+            Ok(text) if text.trim().len() >= MIN_TOKEN => {
+                return Ok((Token::new(text.trim().to_owned()), TokenSource::File(path)));
+            }
             Ok(_) => {} // empty or cut short (a crash while writing it): make a new one
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(TransferError::io(&path, e)),
@@ -128,7 +130,8 @@ pub struct HttpOptions {
 /// none). Anything else is a page elsewhere trying to reach this server through the browser.
 fn origin_allowed(headers: &header::HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else { return true };
-    let Some(rest) = origin.to_str().ok().and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")))
+    let Some(rest) =
+        origin.to_str().ok().and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")))
     else {
         return false; // `null`, other schemes, bytes that are not text
     };
@@ -255,7 +258,13 @@ mod tests {
     #[test]
     fn only_this_machine_is_an_allowed_origin() {
         assert!(origin_allowed(&header::HeaderMap::new()));
-        for good in ["http://localhost", "http://localhost:6274", "https://127.0.0.1:8443", "http://[::1]:3000", "http://LOCALHOST"] {
+        for good in [
+            "http://localhost",
+            "http://localhost:6274",
+            "https://127.0.0.1:8443",
+            "http://[::1]:3000",
+            "http://LOCALHOST",
+        ] {
             assert!(origin_allowed(&headers(header::ORIGIN, good)), "{good}");
         }
         for bad in [
@@ -278,7 +287,13 @@ mod tests {
         let token = Token::new("s3cret-token-of-some-length".into());
         assert!(token.admits(&headers(header::AUTHORIZATION, "Bearer s3cret-token-of-some-length")));
         assert!(token.admits(&headers(header::AUTHORIZATION, "bearer s3cret-token-of-some-length")));
-        for bad in ["Bearer s3cret-token-of-some-lengt", "Bearer ", "Basic s3cret-token-of-some-length", "s3cret-token-of-some-length", ""] {
+        for bad in [
+            "Bearer s3cret-token-of-some-lengt",
+            "Bearer ",
+            "Basic s3cret-token-of-some-length",
+            "s3cret-token-of-some-length",
+            "",
+        ] {
             assert!(!token.admits(&headers(header::AUTHORIZATION, bad)), "{bad}");
         }
         assert!(!token.admits(&header::HeaderMap::new()));
