@@ -7,6 +7,7 @@
 mod args;
 mod demo;
 mod output;
+mod pipe;
 mod serve;
 mod trust;
 
@@ -67,9 +68,14 @@ struct SchemasArgs {
 
 #[derive(Debug, clap::Args)]
 struct SendArgs {
-    /// The file or folder to send (a folder goes whole, in one transfer; links inside are skipped).
-    #[arg(value_name = "FILE|DIR")]
+    /// The file or folder to send (a folder goes whole, in one transfer; links inside are skipped),
+    /// or `-` for standard input (read to the end first, into a private temporary file; not
+    /// resumable).
+    #[arg(value_name = "FILE|DIR|-")]
     file: PathBuf,
+    /// With `-`: the file name the receiver saves standard input under.
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    file_name: String,
     /// Push to this trusted peer (see `peers list`) instead of printing a ticket.
     #[arg(long, value_name = "PEER")]
     to: Option<String>,
@@ -97,8 +103,9 @@ struct ReceiveArgs {
     /// AGENTFERRY_TICKET they cannot.
     #[arg(env = "AGENTFERRY_TICKET", hide_env_values = true, value_name = "TICKET")]
     ticket: String,
-    /// Folder to save into (created if missing).
-    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    /// Folder to save into (created if missing), or `-` to write the file to standard output
+    /// (events and progress go to stderr; a folder ticket is refused; not resumable).
+    #[arg(short, long, value_name = "DIR|-", default_value = ".")]
     output: PathBuf,
     /// Replace an existing file or folder of the same name.
     #[arg(long)]
@@ -179,7 +186,8 @@ pub fn main() -> ExitCode {
         Command::Relay(a) => a.json.on,
         Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) => false,
     };
-    let mut reporter = Reporter::new(json);
+    let stdout_is_data = matches!(&cli.command, Command::Receive(a) if a.output.as_os_str() == "-");
+    let mut reporter = Reporter::new(json, stdout_is_data);
     match runtime.block_on(run(cli, &mut reporter)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { error, reported, transfer_id }) => {
@@ -276,6 +284,8 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     };
     let (home, config) = node_args.resolve()?;
     let mut first = None;
+    // The spool of `send -`: kept until the transfer ends, then removed.
+    let mut spool = None;
     let node = Node::new(home, config);
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
@@ -284,7 +294,14 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Peers(args) => return Ok(trust::peers(&node, args.command, reporter)?),
         Command::Grants(args) => return Ok(trust::grants(&node, args.command, reporter)?),
         Command::Send(args) => {
-            let options = SendOptions { path: args.file, expires_in: args.expires_in, prefer: node.config().prefer };
+            let path = if args.file.as_os_str() == "-" {
+                let (spooled, path) = pipe::spool_stdin(args.file_name).await?;
+                spool = Some(spooled);
+                path
+            } else {
+                args.file
+            };
+            let options = SendOptions { path, expires_in: args.expires_in, prefer: node.config().prefer };
             match args.to {
                 None => node.send(options).await?,
                 Some(peer) => {
@@ -297,6 +314,9 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Receive(args) => {
             let ticket: Ticket = secret_arg(&args.ticket)?.parse()?;
+            if args.output.as_os_str() == "-" {
+                return pipe::receive_to_stdout(&node, ticket, reporter).await;
+            }
             node.receive(
                 ticket,
                 ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None },
@@ -324,7 +344,9 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Demo(_) | Command::Schemas(_) | Command::Relay(_) => unreachable!("handled above"),
     };
-    follow(transfer, first, reporter).await
+    let result = follow(transfer, first, reporter).await;
+    drop(spool);
+    result
 }
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {

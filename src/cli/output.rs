@@ -3,7 +3,8 @@
 //! With `--json` every event becomes one line, `{"event": <name>, ...}` (the envelope is
 //! documented in docs/cli-json.md); the engine already publishes progress at most ten times a second.
 //! Without it, the ticket goes to stdout (so `agentferry send f | …` captures it) and everything
-//! else goes to stderr for the person watching.
+//! else goes to stderr for the person watching. When standard output carries a received file
+//! (`receive -o -`), the JSON Lines go to stderr too.
 
 use std::io::Write;
 
@@ -12,22 +13,33 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use agentferry::{Event, journal::TransferStatus};
 
 pub enum Reporter {
-    Json,
-    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)> },
+    /// JSON Lines, on stderr when `on_stderr`.
+    Json {
+        on_stderr: bool,
+    },
+    Human {
+        bar: Option<ProgressBar>,
+        sending: Option<(String, u64)>,
+    },
 }
 
 impl Reporter {
-    pub fn new(json: bool) -> Self {
-        if json { Reporter::Json } else { Reporter::Human { bar: None, sending: None } }
+    /// `stdout_is_data`: standard output carries a file, so nothing else may be written there.
+    pub fn new(json: bool, stdout_is_data: bool) -> Self {
+        if json { Reporter::Json { on_stderr: stdout_is_data } } else { Reporter::Human { bar: None, sending: None } }
     }
 
     pub fn event(&mut self, event: &Event) {
         match self {
-            Reporter::Json => {
-                let mut out = std::io::stdout().lock();
-                let _ = serde_json::to_writer(&mut out, event);
-                let _ = out.write_all(b"\n");
-                let _ = out.flush();
+            Reporter::Json { on_stderr } => {
+                let mut line = serde_json::to_vec(event).expect("events serialise");
+                line.push(b'\n');
+                let _ = if *on_stderr {
+                    std::io::stderr().lock().write_all(&line)
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&line).and_then(|()| out.flush())
+                };
             }
             Reporter::Human { bar, sending } => human(bar, sending, event),
         }
