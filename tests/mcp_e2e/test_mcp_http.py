@@ -1,25 +1,26 @@
 """agentferry's MCP server over Streamable HTTP (`agentferry mcp --http`), driven by the official
 Python MCP SDK's HTTP client with the bearer token, as a web agent would.
 
-Every tool with good and bad arguments, progress, a transfer with a CLI node, and the refusals
-only HTTP has (no token, a wrong one, a hostile Origin). Helpers come from test_mcp.py.
+Every tool with good and bad arguments, progress, a receive asked as a task, a transfer with a
+CLI node, and the refusals only HTTP has (no token, a wrong one, a hostile Origin). Helpers come from test_mcp.py.
 """
 
-import os
+import json
 import queue
 import re
 import secrets
 import subprocess
 import sys
 import threading
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import anyio
 import httpx2
 import pytest
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 
 from test_mcp import BIN, TOOLS, Node, call, ok, sha256, wait
 
@@ -67,7 +68,7 @@ class HttpNode(Node):
         self.start()
         stack.callback(self.stop)
         client = await stack.enter_async_context(
-            create_mcp_http_client(headers={"Authorization": f"Bearer {self.token}"}))
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {self.token}"}, timeout=httpx2.Timeout(30, read=300)))
         read, write = await stack.enter_async_context(streamable_http_client(self.url, http_client=client))
         session = await stack.enter_async_context(ClientSession(read, write, **callbacks))
         await session.initialize()
@@ -175,3 +176,76 @@ async def test_http_mcp_node_sends_to_a_cli_node(tmp_path):
         assert sha256(out / "to-cli.bin") == sha256(src)
         sender = (await wait(sa, sent["transfer_id"]))["transfers"][0]
         assert sender["state"] == "completed" and sender["sha256"] == sha256(src)
+
+
+class RawSession:
+    """A Streamable HTTP session spoken by hand (JSON-RPC over POST, answers as SSE or JSON), for
+    what the SDK does not expose: a request that asks for a task, and tasks/get."""
+
+    def __init__(self, client: httpx2.AsyncClient, url: str, token: str):
+        self.client, self.url, self.next_id = client, url, 0
+        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+
+    async def post(self, message: dict) -> dict | None:
+        answer = await self.client.post(self.url, json=message, headers=self.headers)
+        assert answer.status_code in (200, 202), answer.text
+        if "mcp-session-id" in answer.headers:
+            self.headers["Mcp-Session-Id"] = answer.headers["mcp-session-id"]
+            self.headers["MCP-Protocol-Version"] = "2025-11-25"
+        if "id" not in message:
+            return None
+        if answer.headers.get("content-type", "").startswith("application/json"):
+            return answer.json()
+        for line in answer.text.splitlines():
+            if line.startswith("data: ") and line[6:].strip():
+                event = json.loads(line[6:])
+                if event.get("id") == message["id"]:
+                    return event
+        raise AssertionError(f"no answer to {message['method']}: {answer.text}")
+
+    async def request(self, method: str, params: dict) -> dict:
+        self.next_id += 1
+        answer = await self.post({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        assert "result" in answer, answer
+        return answer["result"]
+
+    async def open(self):
+        await self.request("initialize", {"protocolVersion": "2025-11-25", "clientInfo": {"name": "raw", "version": "0"},
+                                          "capabilities": {"extensions": {TASKS: {}}}})
+        await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+TASKS = "io.modelcontextprotocol/tasks"
+
+
+@pytest.mark.anyio
+async def test_a_receive_asked_as_a_task_over_http_ends_with_the_saved_file(tmp_path):
+    a, b = HttpNode(tmp_path, "alice"), HttpNode(tmp_path, "bob")
+    src = a.make_file("task.bin", 5 * 1024 * 1024)
+    async with AsyncExitStack() as stack:
+        sa = await a.connect(stack)
+        sent = await ok(sa, "send_file", path="task.bin")
+        b.start()
+        stack.callback(b.stop)
+        client = await stack.enter_async_context(httpx2.AsyncClient(timeout=60))
+        raw = RawSession(client, b.url, b.token)
+        await raw.open()
+        meta = {"io.modelcontextprotocol/clientCapabilities": {"extensions": {TASKS: {}}}}
+        created = await raw.request("tools/call", {"name": "receive_file", "arguments": {"ticket": sent["ticket"]},
+                                                   "_meta": meta})
+        assert created.get("resultType") == "task" and created["status"] == "working", created
+        task_id = created["taskId"]
+        deadline = time.monotonic() + 60
+        while True:
+            got = await raw.request("tasks/get", {"taskId": task_id})
+            if got.get("status") in ("completed", "failed", "cancelled"):
+                break
+            assert time.monotonic() < deadline, got
+            await anyio.sleep(0.05)
+        assert got["status"] == "completed", got
+        assert got["statusMessage"].startswith(f"completed: {src.stat().st_size} of"), got
+        status = got["result"]["structuredContent"]  # the tool's own final result
+        assert status["state"] == "completed" and status["sha256"] == sha256(src), got
+        done = (await ok(sa, "check_session", transfer_id=sent["transfer_id"]))["transfers"][0]
+        assert done["sha256"] == sha256(src)
+        assert sha256(Path(status["saved_to"])) == sha256(src)
