@@ -19,11 +19,26 @@ use common::{Node, WAIT};
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}"#;
 
-/// A running `mcp --http` server: the process, its address and the stderr lines before it.
+/// A running `mcp --http` server: the process, its address, the stderr lines before it and the
+/// ones still to come.
 struct Server {
     child: Child,
     addr: SocketAddr,
     before: Vec<String>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Stop the server; every stderr line it wrote after the endpoint.
+    fn stop(mut self) -> Vec<String> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut after = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(WAIT) {
+            after.push(line);
+        }
+        after
+    }
 }
 
 impl Drop for Server {
@@ -34,12 +49,16 @@ impl Drop for Server {
 }
 
 fn start(node: &Node, token: Option<&str>, extra: &[&str]) -> Server {
+    start_with(node, token, extra, "warn")
+}
+
+fn start_with(node: &Node, token: Option<&str>, extra: &[&str], log: &str) -> Server {
     let files = node.dir.path().join("files");
     std::fs::create_dir_all(&files).unwrap();
     let mut args = vec!["mcp", "--http", "127.0.0.1:0", "--root", files.to_str().unwrap()];
     args.extend_from_slice(extra);
     let mut cmd = node.command(&args);
-    cmd.env("AGENTFERRY_INBOX_BIND", "127.0.0.1:0").stdout(Stdio::null());
+    cmd.env("AGENTFERRY_INBOX_BIND", "127.0.0.1:0").env("AGENTFERRY_LOG", log).stdout(Stdio::null());
     match token {
         Some(t) => cmd.env("AGENTFERRY_MCP_TOKEN", t),
         None => cmd.env_remove("AGENTFERRY_MCP_TOKEN"),
@@ -62,7 +81,7 @@ fn start(node: &Node, token: Option<&str>, extra: &[&str]) -> Server {
             .unwrap_or_else(|e| panic!("no endpoint printed ({e}); stderr so far: {before:?}"));
         if let Some(url) = line.strip_prefix("agentferry: MCP over Streamable HTTP at http://") {
             let addr = url.strip_suffix("/mcp").expect("the endpoint is /mcp").parse().unwrap();
-            return Server { child, addr, before };
+            return Server { child, addr, before, lines };
         }
         before.push(line);
     }
@@ -125,7 +144,7 @@ fn the_token_is_made_once_private_and_printed_only_then() {
 fn a_token_from_the_environment_replaces_the_file_and_a_short_one_is_refused() {
     let node = Node::new();
     let token = "an-agreed-token-for-this-test-only";
-    let server = start(&node, Some(token), &[]);
+    let server = start_with(&node, Some(token), &[], "trace");
     assert!(!node.home().join("mcp-token").exists(), "no file is made");
     assert!(!server.before.iter().any(|l| l.contains(token)), "a given token is never printed");
     assert_eq!(request(server.addr, &[("Authorization", &bearer(token))], INITIALIZE.as_bytes()).0, 200);
@@ -136,7 +155,9 @@ fn a_token_from_the_environment_replaces_the_file_and_a_short_one_is_refused() {
     );
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("\"unauthorized\"") && !body.contains(token), "{body}");
-    drop(server);
+    let logs = server.stop();
+    assert!(logs.iter().any(|l| l.contains("create new session")), "the log was written at all: {logs:?}");
+    assert!(!logs.iter().any(|l| l.contains(token)), "the token is in no log line");
 
     let files = node.dir.path().join("files");
     let out = node

@@ -27,6 +27,10 @@ const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
 /// Standard input, read to the end into a new spool as `name`: the spool (keep it until the
 /// transfer ends) and the file's path.
 pub async fn spool_stdin(name: String) -> Result<(Spool, std::path::PathBuf), TransferError> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        eprintln!("reading standard input until end of file (Ctrl-D); the ticket is printed after it");
+    }
     tokio::task::spawn_blocking(move || {
         let spool = Spool::new()?;
         let path = spool.fill(&name, &mut std::io::stdin().lock())?;
