@@ -1,8 +1,9 @@
 """agentferry's MCP server over Streamable HTTP (`agentferry mcp --http`), driven by the official
 Python MCP SDK's HTTP client with the bearer token, as a web agent would.
 
-Every tool with good and bad arguments, progress, a receive asked as a task, a transfer with a
-CLI node, and the refusals only HTTP has (no token, a wrong one, a hostile Origin). Helpers come from test_mcp.py.
+Every tool with good and bad arguments, progress, a receive asked as a task, an answer stream
+resumed with Last-Event-ID, a transfer with a CLI node, and the refusals only HTTP has (no
+token, a wrong one, a hostile Origin). Helpers come from test_mcp.py.
 """
 
 import json
@@ -249,3 +250,42 @@ async def test_a_receive_asked_as_a_task_over_http_ends_with_the_saved_file(tmp_
         done = (await ok(sa, "check_session", transfer_id=sent["transfer_id"]))["transfers"][0]
         assert done["sha256"] == sha256(src)
         assert sha256(Path(status["saved_to"])) == sha256(src)
+
+
+@pytest.mark.anyio
+async def test_a_dropped_answer_stream_is_resumed_with_last_event_id(tmp_path):
+    """A web agent whose connection drops during a long check_session wait gets the answer on
+    a GET that names the last event it saw."""
+    a = HttpNode(tmp_path, "alice")
+    a.make_file("nobody.bin", 1000)
+    a.start()
+    try:
+        async with httpx2.AsyncClient(timeout=30) as client:
+            raw = RawSession(client, a.url, a.token)
+            await raw.open()
+            sent = (await raw.request("tools/call", {"name": "send_file", "arguments": {"path": "nobody.bin"}}))
+            transfer_id = sent["structuredContent"]["transfer_id"]
+            wait = {"jsonrpc": "2.0", "id": 99, "method": "tools/call",
+                    "params": {"name": "check_session",
+                               "arguments": {"transfer_id": transfer_id, "wait": True, "timeout_seconds": 2}}}
+            last = None
+            async with client.stream("POST", a.url, json=wait, headers=raw.headers) as stream:
+                assert stream.status_code == 200
+                async for line in stream.aiter_lines():
+                    if line.startswith("id:"):
+                        last = line[3:].strip()
+                        break  # the connection drops here, before the answer
+            assert last, "the answer stream carries event ids"
+            answer = None
+            with anyio.fail_after(30):  # keep-alive pings would otherwise hold a broken resume open
+                async with client.stream("GET", a.url, headers={**raw.headers, "Last-Event-ID": last}) as stream:
+                    assert stream.status_code == 200
+                    async for line in stream.aiter_lines():
+                        if line.startswith("data: ") and line[6:].strip():
+                            event = json.loads(line[6:])
+                            if event.get("id") == 99:
+                                answer = event
+                                break
+            assert answer and answer["result"]["structuredContent"]["timed_out"] is True, answer
+    finally:
+        a.stop()
