@@ -65,6 +65,7 @@ fn what_is_piped_in_comes_out_of_the_other_stdout_byte_for_byte() {
         .find(|e| e["event"] == "completed")
         .unwrap_or_else(|| panic!("a completed event on stderr: {stderr}"));
     assert_eq!(completed["sha256"], sha256_file(&src));
+    assert_eq!(completed["saved_to"], "-", "{completed}");
     assert_eq!(completed["transfer_id"], id.as_str());
 
     let (code, last) = sender.finish();

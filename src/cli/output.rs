@@ -137,6 +137,9 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, eve
             let secs = (*elapsed_ms as f64 / 1000.0).max(0.001);
             let rate = *bytes as f64 / secs / 1e6;
             match saved_to {
+                Some(path) if path.as_os_str() == "-" => {
+                    eprintln!("Received {} in {secs:.2} s ({rate:.0} MB/s) to standard output", human_bytes(*bytes))
+                }
                 Some(path) => {
                     eprintln!("Received {} in {secs:.2} s ({rate:.0} MB/s) to {}", human_bytes(*bytes), path.display())
                 }

@@ -76,6 +76,8 @@ async fn copy_out(journal: &Journal, mut transfer: Transfer, reporter: &mut Repo
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     let mut poll = tokio::time::interval(CHECKPOINT_POLL);
     let mut reported = false;
+    // Held back until the last byte is out: `completed` means the reader has the whole file.
+    let mut completed = None;
     let stopped = |transfer: &Transfer, error| {
         transfer.cancel();
         Err(Failure { error, reported: false, transfer_id: Some(id) })
@@ -83,8 +85,13 @@ async fn copy_out(journal: &Journal, mut transfer: Transfer, reporter: &mut Repo
     loop {
         tokio::select! {
             event = transfer.events.recv() => match event {
-                Some(event) => {
+                Some(mut event) => {
                     reported |= matches!(event, agentferry::Event::Error { .. });
+                    if let agentferry::Event::Completed { saved_to, .. } = &mut event {
+                        *saved_to = Some("-".into()); // the spool is removed; the file went to stdout
+                        completed = Some(event);
+                        continue;
+                    }
                     reporter.event(&event);
                 }
                 None => break,
@@ -115,7 +122,11 @@ async fn copy_out(journal: &Journal, mut transfer: Transfer, reporter: &mut Repo
                 Ok(size) => stdout.copy(&saved, size).await,
                 Err(e) => Err(e),
             };
-            copied.map_err(|error| Failure { error, reported: false, transfer_id: Some(id) })
+            copied.map_err(|error| Failure { error, reported: false, transfer_id: Some(id) })?;
+            if let Some(event) = &completed {
+                reporter.event(event);
+            }
+            Ok(())
         }
         Err(error) => Err(Failure { error, reported, transfer_id: Some(id) }),
     }

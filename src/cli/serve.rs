@@ -107,9 +107,7 @@ pub async fn relay(args: RelayArgs, reporter: &mut Reporter) -> Result<(), Trans
 pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
     let download_dir = args.download_dir.unwrap_or_else(|| default_download_dir(node.home().root()));
     if let Some(addr) = args.http {
-        if !addr.ip().is_loopback() && !args.allow_remote {
-            return Err(TransferError::NotLoopback(addr.to_string())); // before anything is made
-        }
+        agentferry::mcp::http::check_addr(addr, args.allow_remote)?; // before a token is made
         if args.roots.is_empty() {
             return Err(TransferError::InvalidArgument(
                 "--http needs at least one --root: HTTP clients declare no roots, and a server on a port should not \

@@ -190,12 +190,18 @@ started), or set AGENTFERRY_MCP_TOKEN for the server and the client",
     mcp.handle(request).await
 }
 
-/// Serve `server` over Streamable HTTP until Ctrl-C. Prints the endpoint's URL to stderr.
-pub async fn serve(server: FerryServer, options: HttpOptions) -> Result<()> {
-    let HttpOptions { addr, allow_remote, token } = options;
+/// Refuse an address other machines reach unless `allow_remote`.
+pub fn check_addr(addr: SocketAddr, allow_remote: bool) -> Result<()> {
     if !addr.ip().is_loopback() && !allow_remote {
         return Err(TransferError::NotLoopback(addr.to_string()));
     }
+    Ok(())
+}
+
+/// Serve `server` over Streamable HTTP until Ctrl-C. Prints the endpoint's URL to stderr.
+pub async fn serve(server: FerryServer, options: HttpOptions) -> Result<()> {
+    let HttpOptions { addr, allow_remote, token } = options;
+    check_addr(addr, allow_remote)?;
     let listener = TcpListener::bind(addr).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => TransferError::AddressInUse(addr.to_string()),
         _ => TransferError::io(addr.to_string(), e),
