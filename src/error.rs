@@ -172,6 +172,16 @@ pub enum TransferError {
     /// The operation was interrupted (Ctrl-C, cancellation).
     #[error("interrupted")]
     Cancelled,
+    /// The transfer read standard input or wrote standard output: that pipe is gone, so it
+    /// cannot continue.
+    #[error("transfer {0} cannot be resumed: it read standard input or wrote standard output, which is gone")]
+    NotResumable(String),
+    /// A folder cannot be written to standard output (a pipe carries one file).
+    #[error("{0} is a folder; standard output carries one file only")]
+    FolderToStdout(String),
+    /// A server address outside this machine, without the flag that allows it.
+    #[error("refused to listen on {0}: it is not a loopback address")]
+    NotLoopback(String),
 }
 
 impl TransferError {
@@ -228,6 +238,9 @@ impl TransferError {
             CodeRefused(_) => Code::CodeRefused,
             CodeNeedsRelay(_) => Code::CodeNeedsRelay,
             Cancelled => Code::Cancelled,
+            NotResumable(_) => Code::NotResumable,
+            FolderToStdout(_) => Code::FolderToStdout,
+            NotLoopback(_) => Code::NotLoopback,
         }
     }
 

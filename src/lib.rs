@@ -166,6 +166,8 @@ pub mod offer;
 #[doc(hidden)]
 pub mod peers;
 #[doc(hidden)]
+pub mod pipe;
+#[doc(hidden)]
 pub mod relay;
 #[doc(hidden)]
 pub mod schemas;

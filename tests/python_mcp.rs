@@ -1,5 +1,6 @@
 //! Runs the end-to-end tests that drive `agentferry mcp` with the official Python MCP SDK
-//! (tests/mcp_e2e), against the binary this build produced.
+//! (tests/mcp_e2e: over stdio in test_mcp.py, over Streamable HTTP in test_mcp_http.py), against
+//! the binary this build produced.
 //!
 //! The SDK lives in a virtualenv: `.venv` at the repository root (what `.ci/run` creates), or
 //! the Python named by `AGENTFERRY_PYTHON`.

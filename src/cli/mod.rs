@@ -7,6 +7,7 @@
 mod args;
 mod demo;
 mod output;
+mod pipe;
 mod serve;
 mod trust;
 
@@ -39,7 +40,8 @@ enum Command {
     Status(StatusArgs),
     /// Continue an interrupted transfer, sending or receiving, from its journal.
     Resume(ResumeArgs),
-    /// Run the MCP server on stdio (for Claude Code, Cursor and other MCP hosts).
+    /// Run the MCP server on stdio (for Claude Code, Cursor and other MCP hosts), or over
+    /// Streamable HTTP with --http (for agents without stdio).
     Mcp(serve::McpArgs),
     /// Take pushes from trusted peers until stopped (for always-on machines).
     Listen(serve::ListenArgs),
@@ -66,9 +68,14 @@ struct SchemasArgs {
 
 #[derive(Debug, clap::Args)]
 struct SendArgs {
-    /// The file or folder to send (a folder goes whole, in one transfer; links inside are skipped).
-    #[arg(value_name = "FILE|DIR")]
+    /// The file or folder to send (a folder goes whole, in one transfer; links inside are skipped),
+    /// or `-` for standard input (read to the end first, into a private temporary file; not
+    /// resumable).
+    #[arg(value_name = "FILE|DIR|-")]
     file: PathBuf,
+    /// With `-`: the file name the receiver saves standard input under.
+    #[arg(long, value_name = "NAME", default_value = "stdin")]
+    file_name: String,
     /// Push to this trusted peer (see `peers list`) instead of printing a ticket.
     #[arg(long, value_name = "PEER", conflicts_with = "code")]
     to: Option<String>,
@@ -110,8 +117,9 @@ struct ReceiveArgs {
     /// same two unless someone in the middle guessed the code).
     #[arg(long)]
     verify: bool,
-    /// Folder to save into (created if missing).
-    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    /// Folder to save into (created if missing), or `-` to write the file to standard output
+    /// (events and progress go to stderr; a folder ticket is refused; not resumable).
+    #[arg(short, long, value_name = "DIR|-", default_value = ".")]
     output: PathBuf,
     /// Replace an existing file or folder of the same name.
     #[arg(long)]
@@ -192,7 +200,8 @@ pub fn main() -> ExitCode {
         Command::Relay(a) => a.json.on,
         Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) => false,
     };
-    let mut reporter = Reporter::new(json);
+    let stdout_is_data = matches!(&cli.command, Command::Receive(a) if a.output.as_os_str() == "-");
+    let mut reporter = Reporter::new(json, stdout_is_data);
     match runtime.block_on(run(cli, &mut reporter)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure { error, reported, transfer_id }) => {
@@ -289,6 +298,8 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
     };
     let (home, config) = node_args.resolve()?;
     let mut first = None;
+    // The spool of `send -`: kept until the transfer ends, then removed.
+    let mut spool = None;
     let node = Node::new(home, config);
     let transfer = match cli.command {
         Command::Mcp(args) => return Ok(serve::mcp(node, args).await?),
@@ -297,7 +308,14 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Peers(args) => return Ok(trust::peers(&node, args.command, reporter).await?),
         Command::Grants(args) => return Ok(trust::grants(&node, args.command, reporter)?),
         Command::Send(args) => {
-            let options = SendOptions { path: args.file, expires_in: args.expires_in, prefer: node.config().prefer };
+            let path = if args.file.as_os_str() == "-" {
+                let (spooled, path) = pipe::spool_stdin(args.file_name).await?;
+                spool = Some(spooled);
+                path
+            } else {
+                args.file
+            };
+            let options = SendOptions { path, expires_in: args.expires_in, prefer: node.config().prefer };
             match args.to {
                 None if args.code => {
                     reporter.sending_by_code();
@@ -314,9 +332,18 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Receive(args) => {
             let given = secret_arg(&args.ticket)?;
+            let by_code = agentferry::code::looks_like_code(&given);
+            if args.output.as_os_str() == "-" {
+                let ticket: Ticket = if by_code {
+                    node.redeem_code(&given, agentferry::code::Purpose::Transfer).await?.0.parse()?
+                } else {
+                    given.parse()?
+                };
+                return pipe::receive_to_stdout(&node, ticket, reporter).await;
+            }
             let options =
                 ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None };
-            if agentferry::code::looks_like_code(&given) {
+            if by_code {
                 let (transfer, redeemed) = node.receive_by_code(&given, options).await?;
                 let verifier = args.verify.then_some(redeemed.verifier);
                 let transfer_id = Some(transfer.transfer_id);
@@ -347,7 +374,9 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         }
         Command::Demo(_) | Command::Schemas(_) | Command::Relay(_) => unreachable!("handled above"),
     };
-    follow(transfer, first, reporter).await
+    let result = follow(transfer, first, reporter).await;
+    drop(spool);
+    result
 }
 
 fn write_schemas(dir: &std::path::Path) -> Result<(), TransferError> {

@@ -3,7 +3,8 @@
 //! With `--json` every event becomes one line, `{"event": <name>, ...}` (the envelope is
 //! documented in docs/cli-json.md); the engine already publishes progress at most ten times a second.
 //! Without it, the ticket goes to stdout (so `agentferry send f | …` captures it) and everything
-//! else goes to stderr for the person watching.
+//! else goes to stderr for the person watching. When standard output carries a received file
+//! (`receive -o -`), the JSON Lines go to stderr too.
 
 use std::io::Write;
 
@@ -12,19 +13,21 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use agentferry::{Event, journal::TransferStatus};
 
 pub enum Reporter {
-    Json,
+    /// JSON Lines, on stderr when `on_stderr`.
+    Json { on_stderr: bool },
     /// `by_code`: a send whose ticket is handed over by a code, so the person sees the code
     /// instead of the ticket.
-    Human {
-        bar: Option<ProgressBar>,
-        sending: Option<(String, u64)>,
-        by_code: bool,
-    },
+    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)>, by_code: bool },
 }
 
 impl Reporter {
-    pub fn new(json: bool) -> Self {
-        if json { Reporter::Json } else { Reporter::Human { bar: None, sending: None, by_code: false } }
+    /// `stdout_is_data`: standard output carries a file, so nothing else may be written there.
+    pub fn new(json: bool, stdout_is_data: bool) -> Self {
+        if json {
+            Reporter::Json { on_stderr: stdout_is_data }
+        } else {
+            Reporter::Human { bar: None, sending: None, by_code: false }
+        }
     }
 
     /// The send that follows hands its ticket over by a code: show the code, not the ticket.
@@ -36,11 +39,15 @@ impl Reporter {
 
     pub fn event(&mut self, event: &Event) {
         match self {
-            Reporter::Json => {
-                let mut out = std::io::stdout().lock();
-                let _ = serde_json::to_writer(&mut out, event);
-                let _ = out.write_all(b"\n");
-                let _ = out.flush();
+            Reporter::Json { on_stderr } => {
+                let mut line = serde_json::to_vec(event).expect("events serialise");
+                line.push(b'\n');
+                let _ = if *on_stderr {
+                    std::io::stderr().lock().write_all(&line)
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&line).and_then(|()| out.flush())
+                };
             }
             Reporter::Human { bar, sending, by_code } => human(bar, sending, *by_code, event),
         }
@@ -160,6 +167,9 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, by_
             let secs = (*elapsed_ms as f64 / 1000.0).max(0.001);
             let rate = *bytes as f64 / secs / 1e6;
             match saved_to {
+                Some(path) if path.as_os_str() == "-" => {
+                    eprintln!("Received {} in {secs:.2} s ({rate:.0} MB/s) to standard output", human_bytes(*bytes))
+                }
                 Some(path) => {
                     eprintln!("Received {} in {secs:.2} s ({rate:.0} MB/s) to {}", human_bytes(*bytes), path.display())
                 }

@@ -1,11 +1,15 @@
-//! Long-running fronts: `mcp` (the MCP server on stdio) and `listen` (an always-on inbox).
+//! Long-running fronts: `mcp` (the MCP server on stdio, or over HTTP with `--http`) and `listen`
+//! (an always-on inbox).
 
 use std::{path::PathBuf, sync::Arc};
 
 use agentferry::{
     Event, Node, TransferError,
     engine::{Inbox, Registry, advertised_addrs},
-    mcp::{FerryServer, InvitePolicy, Roots, default_download_dir},
+    mcp::{
+        FerryServer, InvitePolicy, Roots, default_download_dir,
+        http::{HttpOptions, Token, TokenSource},
+    },
     transport::http::HttpServer,
 };
 use rmcp::ServiceExt;
@@ -18,9 +22,18 @@ use super::{
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
     /// A folder send_file may read from (repeatable). Default: the roots the MCP client
-    /// declares, else the working directory.
+    /// declares, else the working directory. With --http, at least one is required.
     #[arg(long = "root", value_name = "DIR")]
     roots: Vec<PathBuf>,
+    /// Serve MCP over Streamable HTTP on ADDR (e.g. 127.0.0.1:8765; port 0 picks one) instead of
+    /// stdio; the endpoint is http://ADDR/mcp and every request needs the bearer token (in
+    /// <home>/mcp-token, or AGENTFERRY_MCP_TOKEN).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<std::net::SocketAddr>,
+    /// With --http: accept an address other machines reach (e.g. 0.0.0.0:8765). The token still
+    /// guards every request, but it travels in clear unless TLS is put in front.
+    #[arg(long, requires = "http")]
+    allow_remote: bool,
     /// Where received files go. Default: the platform download folder + /agentferry.
     #[arg(long, value_name = "DIR", env = "AGENTFERRY_DOWNLOAD_DIR")]
     download_dir: Option<PathBuf>,
@@ -112,6 +125,16 @@ pub async fn relay(args: RelayArgs, reporter: &mut Reporter) -> Result<(), Trans
 
 pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
     let download_dir = args.download_dir.unwrap_or_else(|| default_download_dir(node.home().root()));
+    if let Some(addr) = args.http {
+        agentferry::mcp::http::check_addr(addr, args.allow_remote)?; // before a token is made
+        if args.roots.is_empty() {
+            return Err(TransferError::InvalidArgument(
+                "--http needs at least one --root: HTTP clients declare no roots, and a server on a port should not \
+                 default to the folder it happened to start in"
+                    .into(),
+            ));
+        }
+    }
     let roots = if args.roots.is_empty() {
         let cwd = std::env::current_dir().map_err(|e| TransferError::io(".", e))?;
         Roots::unless_client_declares(&[cwd], &download_dir)?
@@ -125,6 +148,19 @@ pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
         max_ttl_hours: args.invite_max_ttl.as_secs_f64() / 3600.0,
         default_ttl_hours: default.default_ttl_hours.min(args.invite_max_ttl.as_secs_f64() / 3600.0),
     };
+    if let Some(addr) = args.http {
+        let (token, source) = Token::for_home(node.home())?;
+        if let TokenSource::Created(path) = &source {
+            eprintln!(
+                "agentferry: the bearer token for MCP over HTTP (shown once; kept in {}): {}",
+                path.display(),
+                token.reveal()
+            );
+        }
+        let server = FerryServer::start_with(node, roots, invites).await;
+        return agentferry::mcp::http::serve(server, HttpOptions { addr, allow_remote: args.allow_remote, token })
+            .await;
+    }
     let server = FerryServer::start_with(node, roots, invites).await;
     let (transport, writer) = agentferry::mcp::stdio::transport(tokio::io::stdin(), tokio::io::stdout());
     let running = server

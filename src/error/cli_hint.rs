@@ -101,5 +101,12 @@ pub fn hint(code: Code) -> &'static str {
             "pass --relay ws://HOST:PORT or set AGENTFERRY_RELAY (or `relay` in <home>/config.json), the same relay on both sides; `agentferry relay` runs one"
         }
         Cancelled => "run `agentferry resume ID` to continue",
+        NotResumable => {
+            "pipes are not resumable: run the whole pipeline again (`... | agentferry send -`, or `agentferry receive TICKET -o -`)"
+        }
+        FolderToStdout => "receive a folder into a directory instead: `agentferry receive TICKET -o DIR`",
+        NotLoopback => {
+            "listen on 127.0.0.1 or [::1], or pass --allow-remote to accept clients from other machines (every request still needs the bearer token; put TLS in front of it)"
+        }
     }
 }

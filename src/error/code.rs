@@ -59,11 +59,14 @@ pub enum Code {
     CodeRefused,
     CodeNeedsRelay,
     Cancelled,
+    NotResumable,
+    FolderToStdout,
+    NotLoopback,
 }
 
 impl Code {
     /// Every code, in table order.
-    pub const ALL: [Code; 49] = {
+    pub const ALL: [Code; 52] = {
         use Code::*;
         [
             TicketMalformed,
@@ -115,6 +118,9 @@ impl Code {
             CodeRefused,
             CodeNeedsRelay,
             Cancelled,
+            NotResumable,
+            FolderToStdout,
+            NotLoopback,
         ]
     };
 
@@ -173,6 +179,9 @@ impl Code {
             CodeRefused => ("code_refused", 4),
             CodeNeedsRelay => ("code_needs_relay", 3),
             Cancelled => ("cancelled", 130),
+            NotResumable => ("not_resumable", 8),
+            FolderToStdout => ("folder_to_stdout", 2),
+            NotLoopback => ("address_not_loopback", 2),
         }
     }
 

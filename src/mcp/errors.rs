@@ -152,6 +152,9 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         CodeRefused => "wait a minute and call again; if it persists, the relay may be older than this agentferry: pass the ticket instead".into(),
         CodeNeedsRelay => "codes meet on a relay server: start this MCP server with --relay ws://HOST:PORT or AGENTFERRY_RELAY (the same relay on both sides), or pass tickets and invite uris instead".into(),
         Cancelled => format!("{resume} to continue from the last chunk on disk"),
+        NotResumable => "this transfer was piped through the command line and cannot continue; start a new one with send_file (from a file inside the allowed roots) or receive_file".into(),
+        FolderToStdout => "call receive_file: it saves folders into the download folder or an output_dir".into(),
+        NotLoopback => "the server's configuration must listen on a loopback address, or allow remote clients explicitly; restart it so".into(),
     }
 }
 

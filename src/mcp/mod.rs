@@ -1,7 +1,7 @@
-//! The MCP server: nine tools over stdio, each one call into the engine, plus transfers and
-//! received files as resources (see `resources`), invites that pair agents without a person
-//! (see `invites`), the client's roots when no `--root` was given (see `roots`), and a stdio
-//! framing that answers oversized requests (see `stdio`).
+//! The MCP server: nine tools over stdio or Streamable HTTP (see `http`), each one call into the
+//! engine, plus transfers and received files as resources (see `resources`), invites that pair
+//! agents without a person (see `invites`), the client's roots when no `--root` was given (see
+//! `roots`), and a stdio framing that answers oversized requests (see `stdio`).
 //!
 //! Tools return at once: long work runs in the background and is watched with `check_session`,
 //! which can wait, stream `notifications/progress` when the client sent a progress token, and
@@ -18,6 +18,7 @@
 //! the first receive.
 
 mod errors;
+pub mod http;
 pub mod invites;
 mod resources;
 mod roots;

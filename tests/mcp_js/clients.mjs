@@ -5,11 +5,15 @@
 // must arrive as an isError result whose text is {code, message, hint}, and a real file must
 // move between two servers.
 //
+// With the argument `http`, the same calls go over Streamable HTTP (`agentferry mcp --http`, the
+// SDK's StreamableHTTPClientTransport with the bearer token), plus what only HTTP has: refusals
+// without the token, with a wrong one and from a hostile Origin, and a transfer to a CLI node.
+//
 // Run through `cargo nextest run` (tests/js_mcp.rs sets AGENTFERRY_BIN), or directly:
-//   AGENTFERRY_BIN=target/debug/agentferry node tests/mcp_js/clients.mjs
+//   AGENTFERRY_BIN=target/debug/agentferry node tests/mcp_js/clients.mjs [http]
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -18,8 +22,12 @@ import { fileURLToPath } from "node:url";
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+import { startHttpServer } from "./http_server.mjs";
 
 const BIN = process.env.AGENTFERRY_BIN;
+const HTTP = process.argv[2] === "http";
 assert.ok(BIN, "set AGENTFERRY_BIN to the agentferry binary");
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const INSPECTOR = path.join(HERE, "node_modules", ".bin", "mcp-inspector");
@@ -49,16 +57,32 @@ class Node {
     this.args = ["mcp", "--root", this.files, "--download-dir", this.downloads];
   }
 
+  /** A client of a new server on this node's home: over stdio, or over HTTP with `HTTP`. */
   async connect() {
-    const transport = new StdioClientTransport({
-      command: BIN,
-      args: this.args,
-      env: { ...process.env, ...this.env },
-      stderr: "inherit",
-    });
+    let transport;
+    if (HTTP) {
+      this.server = await startHttpServer(BIN, this.args.slice(1), this.env);
+      transport = new StreamableHTTPClientTransport(new URL(this.server.url), {
+        requestInit: { headers: this.server.headers },
+      });
+    } else {
+      transport = new StdioClientTransport({
+        command: BIN,
+        args: this.args,
+        env: { ...process.env, ...this.env },
+        stderr: "inherit",
+      });
+    }
     this.client = new Client({ name: "agentferry-js-test", version: "0" });
     await this.client.connect(transport);
     return this.client;
+  }
+
+  /** Close the client and stop the server (over stdio, closing the client ends it). */
+  async close() {
+    await this.client.close();
+    if (this.server) await this.server.stop();
+    this.server = undefined;
   }
 
   cli(...args) {
@@ -171,7 +195,7 @@ async function sdkClient(base) {
     // it on the port its ticket names, and the receiver then gets the file.
     alice.makeFile("later.bin", 300_000);
     const later = await ok(a, "send_file", { path: "later.bin" });
-    await a.close();
+    await alice.close();
     const a2 = await alice.connect();
     try {
       const stopped = (await ok(a2, "check_session", { transfer_id: later.transfer_id })).transfers[0];
@@ -183,7 +207,7 @@ async function sdkClient(base) {
       assert.equal(got.state, "completed", JSON.stringify(got));
       assert.equal(sha256(got.saved_to), sha256(path.join(alice.files, "later.bin")));
     } finally {
-      await a2.close();
+      await alice.close();
     }
 
     // Arguments that do not fit the input schema: invalid_argument, with a hint naming the tool.
@@ -206,8 +230,8 @@ async function sdkClient(base) {
       assert.ok(error.hint.includes(name), `${name}: ${error.hint}`);
     }
   } finally {
-    await a.close();
-    await b.close();
+    await alice.close();
+    await bob.close();
   }
 }
 
@@ -262,13 +286,79 @@ function inspectorCli(base) {
   assert.ok(!fs.existsSync(node.downloads), "starting servers created no download folder");
 }
 
+/** What only HTTP has: who is refused, and files both ways between an HTTP-MCP node and a CLI node. */
+async function httpOnly(base) {
+  const carol = new Node(base, "carol");
+  const dave = new Node(base, "dave");
+  const c = await carol.connect();
+  try {
+    const { url, token } = carol.server;
+    const initialize = JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize",
+      params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } });
+    const post = (headers) => fetch(url, { method: "POST", body: initialize,
+      headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream", ...headers } });
+    for (const [why, headers, status, code] of [
+      ["no token", {}, 401, "unauthorized"],
+      ["a wrong token", { Authorization: `Bearer ${token}x` }, 401, "unauthorized"],
+      ["another scheme", { Authorization: `Basic ${token}` }, 401, "unauthorized"],
+      ["a hostile Origin", { Authorization: `Bearer ${token}`, Origin: "https://evil.example" }, 403, "origin_not_allowed"],
+      ["a rebinding Origin", { Authorization: `Bearer ${token}`, Origin: "http://localhost.evil.example" }, 403, "origin_not_allowed"],
+    ]) {
+      const answer = await post(headers);
+      assert.equal(answer.status, status, why);
+      const body = await answer.json();
+      assert.equal(body.error.code, code, why);
+      assert.ok(body.error.hint, why);
+      assert.ok(!JSON.stringify(body).includes(token), `${why}: the answer does not echo the token`);
+    }
+    const local = await post({ Authorization: `Bearer ${token}`, Origin: "http://localhost:6274" });
+    assert.equal(local.status, 200, "a page on this machine with the token is served");
+    assert.ok(local.headers.get("mcp-session-id"), "a session id");
+    await local.body.cancel();
+
+    // HTTP-MCP node to CLI node, and back.
+    const src = carol.makeFile("to-cli.bin", 700_000);
+    const sent = await ok(c, "send_file", { path: "to-cli.bin" });
+    const out = path.join(dave.dir, "got");
+    const events = dave.cli("receive", sent.ticket, "-o", out, "--json");
+    const done = events.find((e) => e.event === "completed");
+    assert.ok(done, JSON.stringify(events));
+    assert.equal(sha256(path.join(out, "to-cli.bin")), sha256(src));
+    const back = dave.makeFile("from-cli.bin", 300_000);
+    const serving = spawn(BIN, ["send", back, "--json"], { env: { ...process.env, ...dave.env }, stdio: ["ignore", "pipe", "inherit"] });
+    const ticket = await new Promise((resolve, reject) => {
+      let text = "";
+      serving.stdout.on("data", (chunk) => {
+        text += chunk;
+        for (const line of text.split("\n").slice(0, -1)) {
+          const event = JSON.parse(line);
+          if (event.event === "ticket") resolve(event.ticket);
+        }
+      });
+      serving.on("exit", (code) => reject(new Error(`agentferry send exited with ${code}`)));
+    });
+    const got = await ok(c, "receive_file", { ticket });
+    const end = (await ok(c, "check_session", { transfer_id: got.transfer_id, wait: true, timeout_seconds: 60 })).transfers[0];
+    assert.equal(end.state, "completed", JSON.stringify(end));
+    assert.equal(sha256(end.saved_to), sha256(back));
+    await new Promise((resolve) => (serving.exitCode !== null ? resolve() : serving.on("exit", resolve)));
+    assert.equal(serving.exitCode, 0, "the CLI sender saw the receiver verify the file");
+  } finally {
+    await carol.close();
+  }
+}
+
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "agentferry-js-"));
 try {
   await sdkClient(base);
-  inspectorCli(base);
+  if (HTTP) {
+    await httpOnly(base);
+  } else {
+    inspectorCli(base);
+  }
   const formats = warnings.filter((w) => /format/i.test(w));
   assert.deepEqual(formats, [], "no warnings about schema formats");
-  console.log("ok: TypeScript SDK client and Inspector CLI");
+  console.log(HTTP ? "ok: TypeScript SDK client over Streamable HTTP" : "ok: TypeScript SDK client and Inspector CLI");
 } finally {
   fs.rmSync(base, { recursive: true, force: true });
 }

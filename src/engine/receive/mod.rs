@@ -125,6 +125,9 @@ fn new_record(node: &Node, ticket: Ticket, options: &ReceiveOptions) -> Result<R
 
 pub(super) async fn resume(node: &Node, mut record: Record, prefer: Option<Prefer>) -> Result<Transfer> {
     let lock = node.journal.claim(&record)?;
+    if crate::pipe::is_piped(&record) {
+        return Err(TransferError::NotResumable(record.transfer_id.to_string())); // its stdout is gone
+    }
     let ticket: Ticket = record.ticket.parse()?;
     record.state = State::Active;
     record.error = None;

@@ -107,6 +107,9 @@ async fn open_source(node: &Node, path: &std::path::Path) -> Result<Source> {
 
 pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> {
     let lock = node.journal.claim(&record)?;
+    if crate::pipe::is_piped(&record) {
+        return Err(TransferError::NotResumable(record.transfer_id.to_string())); // its stdin is gone
+    }
     let Side::Send { path, mtime_ns, bind, .. } = record.side.clone() else { unreachable!("send record") };
     let ticket: Ticket = record.ticket.parse()?;
     let fail = |node: &Node, record: &mut Record, e: TransferError| {
