@@ -1,6 +1,7 @@
 //! `agentferry send -` and `agentferry receive TICKET -o -` with real shell pipes: what was piped
 //! in arrives byte for byte on the other side's stdout (`| sha256sum` against the source's hash),
-//! with nothing else on stdout; a folder ticket is refused with `-o -`; neither end is
+//! with nothing else on stdout, and stdout gets the authenticated prefix in order while the
+//! transfer still runs; a folder ticket is refused with `-o -`; neither end is
 //! resumable, and `resume` says so; a reader that goes away ends the receive with an error
 //! instead of a hang; a name that is not a plain file name is refused.
 
@@ -162,4 +163,83 @@ fn a_reader_that_goes_away_ends_the_receive_and_bad_names_are_refused() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
         assert_eq!(error_code(&stderr).as_deref(), Some("invalid_argument"), "{stderr}");
     }
+}
+
+#[test]
+fn stdout_gets_the_authenticated_prefix_while_the_transfer_is_still_running() {
+    let (alice, bob) = (Node::new(), Node::new());
+    let size = 96 * 1024 * 1024;
+    let src = random_file(alice.dir.path(), "big.bin", size, 11);
+    let source = std::fs::read(&src).unwrap();
+    let (sender, ticket, _) = alice.send(&src, &[]);
+    let sender_pid = libc::pid_t::try_from(sender.child.id()).unwrap();
+    let mut receiver = bob.command(&["receive", &ticket, "-o", "-", "--json"]).spawn().unwrap();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = receiver.stdout.take().unwrap();
+    let sink = std::sync::Arc::clone(&out);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let (tx, events) = std::sync::mpsc::channel::<serde_json::Value>();
+    let stderr = receiver.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(event) = serde_json::from_str(&line)
+                && tx.send(event).is_err()
+            {
+                return;
+            }
+        }
+    });
+
+    // Stop the sender once part of the file has arrived: the rest cannot come until it goes on.
+    loop {
+        let event = events.recv_timeout(WAIT).expect("the receiver reports progress");
+        assert_ne!(event["event"], "completed", "the transfer outran the test; make the file larger");
+        if event["event"] == "progress" && event["bytes_done"].as_u64().is_some_and(|b| b > 0 && b < size as u64) {
+            break;
+        }
+    }
+    assert_eq!(unsafe { libc::kill(sender_pid, libc::SIGSTOP) }, 0);
+    let deadline = std::time::Instant::now() + WAIT;
+    let early = loop {
+        let len = out.lock().unwrap().len();
+        if len > 0 {
+            break len;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing reached stdout while the transfer waited");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(receiver.try_wait().unwrap().is_none(), "the receive is still running");
+    assert!(early < size, "only part of the file so far: {early}");
+    let prefix = out.lock().unwrap().clone();
+    assert!(prefix[..] == source[..prefix.len()], "the prefix is the file's own bytes, in order");
+
+    assert_eq!(unsafe { libc::kill(sender_pid, libc::SIGCONT) }, 0);
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = receiver.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = receiver.kill();
+            let seen: Vec<_> = events.try_iter().collect();
+            panic!(
+                "the receive did not end after the sender went on; events {seen:?}, {} bytes out",
+                out.lock().unwrap().len()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while out.lock().unwrap().len() < size && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(out.lock().unwrap()[..] == source[..], "the whole file, byte for byte");
+    drop(sender);
 }
