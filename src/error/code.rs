@@ -6,185 +6,88 @@
 //! gives no hint does not compile. The strings and exit codes are a public contract (README,
 //! `schemas/`, scripts): add rows, never change one.
 
-/// What went wrong, one variant per [`TransferError`](super::TransferError) variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Code {
-    TicketMalformed,
-    TicketTruncated,
-    TicketTampered,
-    TicketWrongKind,
-    TicketUnsupportedVersion,
-    TicketExpired,
-    PeerUnreachable,
-    ChannelUnreachable,
-    NotServing,
-    SenderCompleted,
-    Unauthorized,
-    Protocol,
-    IntegrityMismatch,
-    FileExists,
-    SourceUnreadable,
-    SourcePrivate,
-    SourceChanged,
-    DiskFull,
-    PermissionDenied,
-    Io,
-    SizeLimit,
-    AddressInUse,
-    TransferNotFound,
-    AlreadyCompleted,
-    PeerUriInvalid,
-    PeerNotFound,
-    PeerExists,
-    PeerExpired,
-    GrantNotFound,
-    TooManyGrants,
-    OfferRefused,
-    PathNotAllowed,
-    PathUnavailable,
-    InvalidArgument,
-    Busy,
-    AmbiguousTransfer,
-    Home,
-    ListingRefused,
-    ChannelAuth,
-    ChannelTls,
-    PeerOffline,
-    CodeMalformed,
-    CodeWrong,
-    CodeUsed,
-    CodeExpired,
-    CodeUnknown,
-    CodeRefused,
-    CodeNeedsRelay,
-    Cancelled,
-    NotResumable,
-    FolderToStdout,
-    NotLoopback,
+/// One row per code, in table order: the variant, then `(stable code, exit code)`. The enum,
+/// [`Code::ALL`] and the row lookup all come from this one list.
+macro_rules! table {
+    ($($variant:ident => ($code:literal, $exit:literal),)*) => {
+        /// What went wrong, one variant per [`TransferError`](super::TransferError) variant.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Code {
+            $($variant,)*
+        }
+
+        impl Code {
+            /// Every code, in table order.
+            pub const ALL: &[Code] = &[$(Code::$variant,)*];
+
+            const fn row(self) -> (&'static str, u8) {
+                match self {
+                    $(Code::$variant => ($code, $exit),)*
+                }
+            }
+        }
+    };
+}
+
+// Two rows share `already_completed`: the sender finished (another receiver took it) or this
+// node did; a script reacts the same way, the hints differ.
+table! {
+    TicketMalformed => ("ticket_malformed", 3),
+    TicketTruncated => ("ticket_truncated", 3),
+    TicketTampered => ("ticket_tampered", 3),
+    TicketWrongKind => ("ticket_wrong_kind", 3),
+    TicketUnsupportedVersion => ("ticket_unsupported_version", 3),
+    TicketExpired => ("ticket_expired", 3),
+    PeerUnreachable => ("peer_unreachable", 4),
+    ChannelUnreachable => ("channel_unreachable", 4),
+    NotServing => ("not_serving", 4),
+    SenderCompleted => ("already_completed", 8),
+    Unauthorized => ("unauthorized", 4),
+    Protocol => ("protocol_error", 4),
+    IntegrityMismatch => ("integrity_mismatch", 5),
+    FileExists => ("file_exists", 6),
+    SourceUnreadable => ("source_unreadable", 6),
+    SourcePrivate => ("source_private", 6),
+    SourceChanged => ("source_changed", 7),
+    DiskFull => ("disk_full", 6),
+    PermissionDenied => ("permission_denied", 6),
+    Io => ("io_error", 6),
+    SizeLimit => ("size_limit_exceeded", 5),
+    AddressInUse => ("address_in_use", 4),
+    TransferNotFound => ("transfer_not_found", 8),
+    AlreadyCompleted => ("already_completed", 8),
+    PeerUriInvalid => ("peer_uri_invalid", 3),
+    PeerNotFound => ("peer_not_found", 8),
+    PeerExists => ("peer_exists", 3),
+    PeerExpired => ("peer_expired", 3),
+    GrantNotFound => ("grant_not_found", 8),
+    TooManyGrants => ("too_many_invites", 4),
+    OfferRefused => ("offer_refused", 4),
+    PathNotAllowed => ("path_not_allowed", 6),
+    PathUnavailable => ("path_unavailable", 3),
+    InvalidArgument => ("invalid_argument", 2),
+    Busy => ("transfer_busy", 8),
+    AmbiguousTransfer => ("ambiguous_transfer", 8),
+    Home => ("home_unusable", 6),
+    ListingRefused => ("listing_refused", 5),
+    ChannelAuth => ("channel_auth_failed", 4),
+    ChannelTls => ("channel_tls_failed", 4),
+    PeerOffline => ("peer_offline", 4),
+    CodeMalformed => ("code_malformed", 3),
+    CodeWrong => ("code_wrong", 3),
+    CodeUsed => ("code_used", 3),
+    CodeExpired => ("code_expired", 3),
+    CodeUnknown => ("code_unknown", 3),
+    CodeRefused => ("code_refused", 4),
+    CodeNeedsRelay => ("code_needs_relay", 3),
+    Cancelled => ("cancelled", 130),
+    NotResumable => ("not_resumable", 8),
+    FolderToStdout => ("folder_to_stdout", 2),
+    NotLoopback => ("address_not_loopback", 2),
 }
 
 impl Code {
-    /// Every code, in table order.
-    pub const ALL: [Code; 52] = {
-        use Code::*;
-        [
-            TicketMalformed,
-            TicketTruncated,
-            TicketTampered,
-            TicketWrongKind,
-            TicketUnsupportedVersion,
-            TicketExpired,
-            PeerUnreachable,
-            ChannelUnreachable,
-            NotServing,
-            SenderCompleted,
-            Unauthorized,
-            Protocol,
-            IntegrityMismatch,
-            FileExists,
-            SourceUnreadable,
-            SourcePrivate,
-            SourceChanged,
-            DiskFull,
-            PermissionDenied,
-            Io,
-            SizeLimit,
-            AddressInUse,
-            TransferNotFound,
-            AlreadyCompleted,
-            PeerUriInvalid,
-            PeerNotFound,
-            PeerExists,
-            PeerExpired,
-            GrantNotFound,
-            TooManyGrants,
-            OfferRefused,
-            PathNotAllowed,
-            PathUnavailable,
-            InvalidArgument,
-            Busy,
-            AmbiguousTransfer,
-            Home,
-            ListingRefused,
-            ChannelAuth,
-            ChannelTls,
-            PeerOffline,
-            CodeMalformed,
-            CodeWrong,
-            CodeUsed,
-            CodeExpired,
-            CodeUnknown,
-            CodeRefused,
-            CodeNeedsRelay,
-            Cancelled,
-            NotResumable,
-            FolderToStdout,
-            NotLoopback,
-        ]
-    };
-
-    /// The table: `(stable code, exit code)`. Two rows share `already_completed`: the sender
-    /// finished (another receiver took it) or this node did; a script reacts the same way, the
-    /// hints differ.
-    const fn row(self) -> (&'static str, u8) {
-        use Code::*;
-        match self {
-            TicketMalformed => ("ticket_malformed", 3),
-            TicketTruncated => ("ticket_truncated", 3),
-            TicketTampered => ("ticket_tampered", 3),
-            TicketWrongKind => ("ticket_wrong_kind", 3),
-            TicketUnsupportedVersion => ("ticket_unsupported_version", 3),
-            TicketExpired => ("ticket_expired", 3),
-            PeerUnreachable => ("peer_unreachable", 4),
-            ChannelUnreachable => ("channel_unreachable", 4),
-            NotServing => ("not_serving", 4),
-            SenderCompleted => ("already_completed", 8),
-            Unauthorized => ("unauthorized", 4),
-            Protocol => ("protocol_error", 4),
-            IntegrityMismatch => ("integrity_mismatch", 5),
-            FileExists => ("file_exists", 6),
-            SourceUnreadable => ("source_unreadable", 6),
-            SourcePrivate => ("source_private", 6),
-            SourceChanged => ("source_changed", 7),
-            DiskFull => ("disk_full", 6),
-            PermissionDenied => ("permission_denied", 6),
-            Io => ("io_error", 6),
-            SizeLimit => ("size_limit_exceeded", 5),
-            AddressInUse => ("address_in_use", 4),
-            TransferNotFound => ("transfer_not_found", 8),
-            AlreadyCompleted => ("already_completed", 8),
-            PeerUriInvalid => ("peer_uri_invalid", 3),
-            PeerNotFound => ("peer_not_found", 8),
-            PeerExists => ("peer_exists", 3),
-            PeerExpired => ("peer_expired", 3),
-            GrantNotFound => ("grant_not_found", 8),
-            TooManyGrants => ("too_many_invites", 4),
-            OfferRefused => ("offer_refused", 4),
-            PathNotAllowed => ("path_not_allowed", 6),
-            PathUnavailable => ("path_unavailable", 3),
-            InvalidArgument => ("invalid_argument", 2),
-            Busy => ("transfer_busy", 8),
-            AmbiguousTransfer => ("ambiguous_transfer", 8),
-            Home => ("home_unusable", 6),
-            ListingRefused => ("listing_refused", 5),
-            ChannelAuth => ("channel_auth_failed", 4),
-            ChannelTls => ("channel_tls_failed", 4),
-            PeerOffline => ("peer_offline", 4),
-            CodeMalformed => ("code_malformed", 3),
-            CodeWrong => ("code_wrong", 3),
-            CodeUsed => ("code_used", 3),
-            CodeExpired => ("code_expired", 3),
-            CodeUnknown => ("code_unknown", 3),
-            CodeRefused => ("code_refused", 4),
-            CodeNeedsRelay => ("code_needs_relay", 3),
-            Cancelled => ("cancelled", 130),
-            NotResumable => ("not_resumable", 8),
-            FolderToStdout => ("folder_to_stdout", 2),
-            NotLoopback => ("address_not_loopback", 2),
-        }
-    }
-
     /// The stable machine-readable code, such as `peer_unreachable`.
     pub const fn as_str(self) -> &'static str {
         self.row().0
@@ -198,7 +101,7 @@ impl Code {
     /// The code whose string is `code` (a code read back from the journal or an event); of the
     /// two `already_completed` rows, this node's.
     pub fn from_name(code: &str) -> Option<Code> {
-        Code::ALL.into_iter().rev().find(|c| c.as_str() == code)
+        Code::ALL.iter().rev().copied().find(|c| c.as_str() == code)
     }
 }
 
@@ -214,7 +117,7 @@ mod tests {
 
     #[test]
     fn every_code_is_snake_case_and_found_by_its_name() {
-        for code in Code::ALL {
+        for &code in Code::ALL {
             let name = code.as_str();
             assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{name}");
             assert_eq!(Code::from_name(name).map(Code::as_str), Some(name));

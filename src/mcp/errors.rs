@@ -203,7 +203,7 @@ mod tests {
     fn no_code_tells_an_agent_to_run_a_command_it_cannot() {
         // `agentferry export` and `agentferry listen` name what the other side runs; an agent's
         // own next step is always a tool of this server.
-        for code in Code::ALL {
+        for &code in Code::ALL {
             let hint = hint_for(code, Some("00ff"));
             let own = hint.replace("`agentferry export`", "").replace("`agentferry listen`", "");
             let shell_only = code == Code::AmbiguousTransfer;
