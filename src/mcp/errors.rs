@@ -37,6 +37,16 @@ impl ToolError {
         }
     }
 
+    /// The call ends with an `input_required` result instead (see `input`); the client never
+    /// sees this error.
+    pub fn awaiting_input() -> Self {
+        ToolError {
+            code: "input_required".into(),
+            message: "the call waits for the client's answers".into(),
+            hint: "call again with the answers".into(),
+        }
+    }
+
     /// The `isError` result this error travels in.
     pub fn into_result(self) -> CallToolResult {
         CallToolResult::error(self.into_contents())
@@ -127,6 +137,7 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         PeerExpired => "ask the peer for a fresh `agentferry export` and call add_peer with it (replace: true), or call send_file without `to` and hand over the ticket".into(),
         OfferRefused => "call send_file without `to` and hand the ticket over instead, or ask the peer for a fresh grant".into(),
         PathNotAllowed => "pass a path inside the allowed roots (send_file), or an output_dir inside the download folder or a root (receive_file)".into(),
+        NoRoots => "ask the person to add the folder as a root in this MCP client, or to start the server with `agentferry mcp --root DIR` (which overrides the client's roots); receive_file without output_dir still saves into the download folder".into(),
         PathUnavailable => "call again with prefer: \"auto\" or prefer: \"http\"".into(),
         InvalidArgument => "read the tool's description and input schema, and call it again with fixed arguments".into(),
         Busy => match id {

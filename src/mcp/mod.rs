@@ -19,6 +19,7 @@
 
 mod errors;
 pub mod http;
+mod input;
 pub mod invites;
 mod resources;
 mod roots;
@@ -103,6 +104,8 @@ pub struct FerryServer {
     invites: InvitePolicy,
     /// The codes of invites made here (create_invite with code: true).
     invite_codes: invites::InviteCodes,
+    /// Questions asked over `input_required`, awaiting the client's retry.
+    rounds: input::Rounds,
     subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
     tasks: TaskManager,
@@ -136,6 +139,7 @@ impl FerryServer {
             roots_stale: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             invites,
             invite_codes: Default::default(),
+            rounds: Default::default(),
             subscriptions: Default::default(),
             registry: Registry::new(),
             tasks: TaskManager::new(),
@@ -207,17 +211,33 @@ impl FerryServer {
     /// Ask the client for its roots if they replace ours and may have changed since we last
     /// asked. A client that announces changes is asked on every call: rmcp handles a
     /// notification and the request after it concurrently, so `roots/list_changed` sent just
-    /// before a call may be seen after it; asking is one local round trip.
-    async fn refresh_roots(&self, peer: &rmcp::Peer<RoleServer>) {
+    /// before a call may be seen after it; asking is one local round trip. With `inputs` (a
+    /// 2026-07-28 connection) the roots come with the call's retry: until then they are wanted
+    /// there, and the call ends asking for them; a later retry of the same call (answering an
+    /// invite's confirmation) keeps them.
+    #[allow(deprecated)] // roots are what today's hosts (Claude Code, Cursor) send
+    async fn refresh_roots(&self, ctx: &RequestContext<RoleServer>, inputs: Option<&input::CallInputs>) {
         use std::sync::atomic::Ordering;
-        let Some(declared) = peer.peer_info().and_then(|info| info.capabilities.roots.clone()) else { return };
+        let Some(declared) = ctx.client_capabilities().and_then(|caps| caps.roots) else { return };
         let announces_changes = declared.list_changed == Some(true);
-        if !self.roots().client_may_replace() || !(self.roots_stale.swap(false, Ordering::SeqCst) || announces_changes)
+        let first_try = inputs.is_none_or(|inputs| !inputs.is_retry());
+        if !self.roots().client_may_replace()
+            || !(self.roots_stale.swap(false, Ordering::SeqCst) || announces_changes && first_try)
         {
             return;
         }
-        #[allow(deprecated)] // roots are what today's hosts (Claude Code, Cursor) send
-        match peer.list_roots().await {
+        let listed: Result<rmcp::model::ListRootsResult, String> = match inputs {
+            None => ctx.peer.list_roots().await.map_err(|e| e.to_string()),
+            Some(inputs) => match inputs.answer(input::ROOTS) {
+                Some(answer) => answer,
+                None => {
+                    self.roots_stale.store(true, Ordering::SeqCst);
+                    inputs.want_roots();
+                    return;
+                }
+            },
+        };
+        match listed {
             Ok(listed) => {
                 let replaced = self.roots().with_client_roots(listed.roots.iter().map(|r| r.uri.as_str()));
                 tracing::info!(roots = ?replaced.roots(), "using the client's roots");
@@ -485,7 +505,7 @@ code a person can say (one use, 10 minutes, through the relay) that add_peer(cod
         Parameters(args): Parameters<CreateInviteArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateInviteResult>, ToolError> {
-        let created = invites::create(&self.node, &self.invites, &ctx.peer, args, &self.invite_codes).await?;
+        let created = invites::create(&self.node, &self.invites, &ctx, args, &self.invite_codes).await?;
         self.node().await; // pushes under it must find the inbox listening now
         Ok(Json(created))
     }
@@ -619,7 +639,13 @@ impl ServerHandler for FerryServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         self.node().await; // any call may be the first since `agentferry export`: bind the inbox
-        self.refresh_roots(&context.peer).await;
+        let inputs = self.rounds.inputs(&request, &context);
+        self.refresh_roots(&context, inputs.as_ref()).await;
+        if let Some(inputs) = &inputs
+            && let Some(asking) = self.rounds.ask(&request, inputs)
+        {
+            return Ok(asking.into());
+        }
         if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
             return Ok(e.into_result().into());
         }
@@ -630,7 +656,16 @@ impl ServerHandler for FerryServer {
         if wants_task && let Some(response) = tasks::call(self, &request).await {
             return Ok(response);
         }
-        self.tool_router.call(ToolCallContext::new(self, request, context)).await
+        let Some(inputs) = inputs else {
+            return self.tool_router.call(ToolCallContext::new(self, request, context)).await;
+        };
+        let mut context = context;
+        context.extensions.insert(inputs.clone());
+        let result = self.tool_router.call(ToolCallContext::new(self, request.clone(), context)).await?;
+        Ok(match self.rounds.ask(&request, &inputs) {
+            Some(asking) => asking.into(),
+            None => result,
+        })
     }
 
     async fn on_roots_list_changed(&self, _: rmcp::service::NotificationContext<RoleServer>) {

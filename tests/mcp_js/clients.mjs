@@ -235,16 +235,16 @@ async function sdkClient(base) {
   }
 }
 
-/** One Inspector CLI call against a fresh server; returns the parsed result. */
-function inspect(node, tool, args) {
+/** One Inspector CLI call against a fresh server (given `serverArgs`, run in `cwd`); returns the parsed result. */
+function inspect(node, tool, args, serverArgs = node.args, cwd = undefined) {
   const argv = ["--cli"];
   for (const [k, v] of Object.entries(node.env)) argv.push("-e", `${k}=${v}`);
   argv.push("--method", "tools/call", "--tool-name", tool);
   for (const [k, v] of Object.entries(args)) argv.push("--tool-arg", `${k}=${v}`);
-  argv.push("--", BIN, ...node.args);
+  argv.push("--", BIN, ...serverArgs);
   let stdout;
   try {
-    stdout = execFileSync(INSPECTOR, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    stdout = execFileSync(INSPECTOR, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd });
   } catch (e) {
     // The Inspector exits non-zero for an isError result, having printed the result; any
     // other failure (a schema violation, a crash) prints no result and fails the parse below.
@@ -283,6 +283,11 @@ function inspectorCli(base) {
     ["resume_transfer", {}, "invalid_argument"],
   ];
   for (const [tool, args, code] of errors) readError(`inspector ${tool}`, inspect(node, tool, args), code);
+  // The Inspector declares roots and lists none. Without --root that allows nothing, not the
+  // server's working folder (which holds the file here), and the refusal names --root.
+  const rootless = ["mcp", "--download-dir", node.downloads];
+  const refused = inspect(node, "send_file", { path: "notes.txt" }, rootless, node.files);
+  assert.match(readError("inspector send_file with empty client roots", refused, "no_roots").hint, /--root/);
   assert.ok(!fs.existsSync(node.downloads), "starting servers created no download folder");
 }
 
