@@ -157,6 +157,15 @@ async fn arguments_that_do_not_fit_are_invalid_argument_errors_naming_the_tool()
         ("check_session", json!({ "timeout_seconds": -1 })),
         ("add_peer", json!({ "name": "x" })),
         ("resume_transfer", json!({})),
+        // Within serde's reach but outside the schema's bounds: refused, not clamped.
+        ("send_file", json!({ "path": "a", "expires_in_minutes": 0 })),
+        ("send_file", json!({ "path": "a", "expires_in_minutes": 525601 })),
+        ("check_session", json!({ "timeout_seconds": 601 })),
+        ("check_session", json!({ "limit": 0 })),
+        ("check_session", json!({ "state": "sleeping" })),
+        ("check_session", json!({ "transfer_id": "0", "limit": 3 })),
+        ("create_invite", json!({ "ttl_hours": 0 })),
+        ("add_peer", json!({ "uri": "grantx", "ttl_hours": -1 })),
     ];
     for (tool, args) in cases {
         let (is_error, e) = a.call(tool, args.clone()).await;
@@ -164,6 +173,42 @@ async fn arguments_that_do_not_fit_are_invalid_argument_errors_naming_the_tool()
         assert_eq!(e["code"], "invalid_argument", "{tool} {args}: {e}");
         assert!(e["hint"].as_str().unwrap().contains(tool), "{tool}: the hint names the tool: {e}");
     }
+}
+
+#[tokio::test]
+async fn a_listing_shows_active_transfers_first_then_the_latest_within_a_limit() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let mut done = Vec::new();
+    for i in 0..3 {
+        let path = a.file(&format!("done{i}.bin"), 1000);
+        let sent = a.ok("send_file", json!({ "path": path })).await;
+        let received = b.ok("receive_file", json!({ "ticket": sent["ticket"] })).await;
+        b.wait(received["transfer_id"].as_str().unwrap()).await;
+        a.wait(sent["transfer_id"].as_str().unwrap()).await;
+        done.push(sent["transfer_id"].clone());
+    }
+    let waiting = a.ok("send_file", json!({ "path": a.file("waiting.bin", 1000) })).await;
+
+    let default = a.ok("check_session", json!({})).await;
+    assert_eq!(default["transfers"].as_array().unwrap().len(), 4, "{default}");
+    assert_eq!(default["more"], 0, "{default}");
+    let first_two = a.ok("check_session", json!({ "limit": 2 })).await;
+    let shown = first_two["transfers"].as_array().unwrap();
+    assert_eq!(shown[0]["transfer_id"], waiting["transfer_id"], "active first: {first_two}");
+    assert_eq!(shown[1]["state"], "completed");
+    let latest = done.iter().map(|id| a.ok("check_session", json!({ "transfer_id": id }))).collect::<Vec<_>>();
+    let mut updated = Vec::new();
+    for report in latest {
+        updated.push(report.await["transfers"][0]["updated_at"].as_u64().unwrap());
+    }
+    assert_eq!(shown[1]["updated_at"].as_u64(), updated.iter().max().copied(), "then the latest: {first_two}");
+    assert_eq!(first_two["more"], 2);
+    let completed = a.ok("check_session", json!({ "state": "completed", "limit": 1 })).await;
+    assert_eq!(completed["transfers"][0]["state"], "completed");
+    assert_eq!(completed["more"], 2, "{completed}");
+    let one = a.ok("check_session", json!({ "transfer_id": done[0] })).await;
+    assert!(one.get("more").is_none(), "a single transfer's report has no count: {one}");
 }
 
 #[tokio::test]

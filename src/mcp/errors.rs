@@ -74,7 +74,9 @@ fn usage(tool: &str) -> &'static str {
         "receive_file" => {
             "one of {ticket: string}, {code: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"webrtc\"|\"relay\""
         }
-        "check_session" => "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}",
+        "check_session" => {
+            "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}, or for a listing {limit?: 1..1000, state?: \"active\"|\"pending\"|\"interrupted\"|\"completed\"|\"failed\"}"
+        }
         "add_peer" => {
             "{uri: \"grant…\" string or code: string, name?: string, ttl_hours?: number >= 0, replace?: boolean}"
         }

@@ -425,9 +425,10 @@ an existing file is never replaced unless overwrite is true.",
     #[tool(
         title = "Check transfers",
         description = "Show one transfer's status (state, bytes_done/bytes_total, rate, path, attempts, sha256, \
-saved_to, error with code and hint), or, without transfer_id, every transfer and pending incoming offer. \
-States: active, pending (an offer waiting for receive_file(transfer_id)), completed, failed, interrupted \
-(call resume_transfer). With wait=true and a transfer_id it blocks until a final state or timeout_seconds, \
+saved_to, error with code and hint), or, without transfer_id, a listing of transfers and pending incoming \
+offers: active and pending first, then the most recently updated, at most limit (default 10), optionally only \
+one state; `more` counts the rest. States: active, pending (an offer waiting for receive_file(transfer_id)), \
+completed, failed, interrupted (call resume_transfer(transfer_id)). With wait=true and a transfer_id it blocks until a final state or timeout_seconds, \
 sending progress notifications if you gave a progress token.",
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
@@ -441,16 +442,23 @@ sending progress notifications if you gave a progress token.",
             if args.wait == Some(true) {
                 return Err(ToolError::bad_arguments("check_session", "wait needs a transfer_id"));
             }
-            let transfers = self.registry.list(&node)?.into_iter().map(for_agent).collect();
-            return Ok(Json(SessionReport { transfers, timed_out: false }));
+            let all = self.registry.list(&node)?.into_iter().map(for_agent).collect();
+            let limit = args.limit.map_or(DEFAULT_LIST_LIMIT, |l| l as usize);
+            return Ok(Json(SessionReport::listing(all, args.state, limit)));
         };
+        if args.limit.is_some() || args.state.is_some() {
+            return Err(ToolError::bad_arguments(
+                "check_session",
+                "limit and state are for listings: omit transfer_id",
+            ));
+        }
         let parsed = parse_id(id)?;
         if args.wait != Some(true) {
-            return Ok(Json(SessionReport { transfers: self.status_of(&node, &parsed)?, timed_out: false }));
+            return Ok(Json(SessionReport::of(self.status_of(&node, &parsed)?, false)));
         }
         let timeout = args.timeout_seconds.map_or(DEFAULT_WAIT, |s| Duration::from_secs(s as u64)).min(MAX_WAIT);
         match self.wait(&node, parsed, timeout, &ctx).await {
-            Ok((transfers, timed_out)) => Ok(Json(SessionReport { transfers, timed_out })),
+            Ok((transfers, timed_out)) => Ok(Json(SessionReport::of(transfers, timed_out))),
             Err(e) => Err(ToolError::new(&e, Some(id))),
         }
     }
@@ -646,7 +654,8 @@ impl ServerHandler for FerryServer {
         {
             return Ok(asking.into());
         }
-        if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
+        let input_schema = self.tool_router.map.get(request.name.as_ref()).map(|route| &*route.attr.input_schema);
+        if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref(), input_schema) {
             return Ok(e.into_result().into());
         }
         // A task only when this request asks for one: its `_meta` declares the tasks extension.

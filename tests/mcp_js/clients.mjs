@@ -13,7 +13,7 @@
 //   AGENTFERRY_BIN=target/debug/agentferry node tests/mcp_js/clients.mjs [http]
 
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -260,7 +260,11 @@ function inspectorCli(base) {
   const strict = ["--cli", "--strict"];
   for (const [k, v] of Object.entries(node.env)) strict.push("-e", `${k}=${v}`);
   strict.push("--method", "tools/list", "--", BIN, ...node.args);
-  const tools = JSON.parse(execFileSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
+  const listing = spawnSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  assert.equal(listing.status, 0, `inspector --strict tools/list: ${listing.stderr}`);
+  // Warnings are portability problems too (a nullable `type` array breaks single-type dialects).
+  assert.doesNotMatch(listing.stderr, /Warning/, `inspector --strict warns:\n${listing.stderr}`);
+  const tools = JSON.parse(listing.stdout);
   assert.equal(tools.tools.length, 9);
   node.makeFile("notes.txt", 1000);
   const listed = inspect(node, "list_peers", {});
