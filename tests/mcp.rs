@@ -262,6 +262,12 @@ async fn a_ticket_moves_a_file_between_two_servers_with_progress() {
     let sender_side = a.wait(id).await;
     assert_eq!(sender_side["state"], "completed");
     assert_eq!(sender_side["sha256"], done["sha256"]);
+    // A completed status says how fast it went: no faster than the whole wait allows.
+    let floor = 3_000_000 / elapsed.as_secs().max(1);
+    for side in [&done, &sender_side] {
+        let rate = side["rate"].as_u64().unwrap();
+        assert!(rate >= floor, "a completed transfer's average rate is {rate} B/s, under {floor}: {side}");
+    }
 }
 
 #[tokio::test]
