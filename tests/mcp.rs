@@ -212,6 +212,28 @@ async fn a_listing_shows_active_transfers_first_then_the_latest_within_a_limit()
 }
 
 #[tokio::test]
+async fn a_transfer_this_node_both_sends_and_receives_is_resumed_by_role() {
+    let base = tempfile::tempdir().unwrap();
+    let a = Side::start(base.path(), "alice").await;
+    let sent = a.ok("send_file", json!({ "path": a.file("self.bin", 1000) })).await;
+    let id = sent["transfer_id"].as_str().unwrap();
+    a.ok("receive_file", json!({ "ticket": sent["ticket"] })).await;
+    let report = a.ok("check_session", json!({ "transfer_id": id })).await;
+    assert_eq!(report["transfers"].as_array().unwrap().len(), 2, "both roles: {report}");
+    let (is_error, e) = a.call("resume_transfer", json!({ "transfer_id": id })).await;
+    assert!(is_error);
+    assert_eq!(e["code"], "ambiguous_transfer", "{e}");
+    let hint = e["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("resume_transfer") && hint.contains("role: \"send\""),
+        "the hint names the tool and argument: {hint}"
+    );
+    assert!(!hint.contains("agentferry resume"), "{hint}");
+    let (_, e) = a.call("resume_transfer", json!({ "transfer_id": id, "role": "receive" })).await;
+    assert_ne!(e["code"], "ambiguous_transfer", "role picks one side: {e}");
+}
+
+#[tokio::test]
 async fn add_peer_replaces_a_different_peer_only_when_asked() {
     let base = tempfile::tempdir().unwrap();
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);

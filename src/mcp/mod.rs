@@ -382,7 +382,7 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
     async fn start_resume(&self, args: ResumeArgs) -> Result<Started, ToolError> {
         let node = self.node().await;
         let started = match parse_id(&args.transfer_id) {
-            Ok(id) => node.resume(id, None).await.and_then(|t| self.track(&node, t)),
+            Ok(id) => node.resume(id, args.role).await.and_then(|t| self.track(&node, t)),
             Err(e) => Err(e),
         };
         started.map_err(|e| ToolError::new(&e, Some(&args.transfer_id)))
@@ -398,7 +398,9 @@ unless `to` names a trusted peer, a ticket: give the ticket to the receiving age
 with it. With `to`, the file is pushed to that peer (see list_peers), which fetches it on its own. With `code: true` \
 it also returns a short code a person can say (like 7-guitar-nebula-acorn; one use, 10 minutes, through the \
 relay) that receive_file(code) or `agentferry receive CODE` redeems. Then call check_session(transfer_id, \
-wait=true) to follow it to completion. The file must be inside the allowed roots.",
+wait=true) to follow it to completion. The file must be inside the allowed roots. The ticket is served by this \
+MCP server process: it works until it expires (expires_in_minutes, default one day) or a receiver completes it, \
+and only while this server runs; after a restart, resume_transfer(transfer_id) serves the same ticket again.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn send_file(&self, Parameters(args): Parameters<SendFileArgs>) -> Result<Json<SendFileResult>, ToolError> {
@@ -556,8 +558,9 @@ revoked, the sender name bound on first use, and bytes received against the quot
     #[tool(
         title = "Resume a transfer",
         description = "Continue an interrupted or failed transfer, sending or receiving, from the last chunk \
-that is safely on disk; also accepts a pending offer into the download folder. Returns at once; follow it with \
-check_session(transfer_id, wait=true).",
+that is safely on disk; also accepts a pending offer into the download folder. A send resumed after this \
+server restarted serves its ticket again. When this node both sends and receives the transfer, role says which \
+side. Returns at once; follow it with check_session(transfer_id, wait=true).",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn resume_transfer(

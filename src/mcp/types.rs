@@ -8,7 +8,7 @@ use super::ToolError;
 
 use crate::{
     core::Prefer,
-    journal::{State, TransferStatus},
+    journal::{Role, State, TransferStatus},
     peers::PeerInfo,
 };
 
@@ -183,6 +183,9 @@ pub struct PeerList {
 pub struct ResumeArgs {
     /// The transfer to resume (see check_session).
     pub transfer_id: String,
+    /// Which side to resume, when this node both sends and receives the transfer.
+    #[serde(default)]
+    pub role: Option<Role>,
 }
 
 /// Whether `arguments` deserialise into what tool `name` takes and keep within the number
