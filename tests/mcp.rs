@@ -12,7 +12,7 @@ use std::{
 use agentferry::{Node, engine::advertised_addrs};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
-    model::{CallToolRequestParams, ProgressNotificationParam, object},
+    model::{CallToolRequestParams, LoggingMessageNotificationParam, ProgressNotificationParam, object},
     service::{NotificationContext, RunningService},
 };
 use serde_json::{Value, json};
@@ -20,11 +20,48 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 struct Client {
     progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    /// The data of each `notifications/message`, and a count of resource list changes.
+    messages: Arc<Mutex<Vec<Value>>>,
+    resource_list_changes: Arc<Mutex<usize>>,
+    told: Arc<tokio::sync::Notify>,
 }
 
 impl ClientHandler for Client {
     async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
         self.progress.lock().unwrap().push(p);
+    }
+
+    #[allow(deprecated)]
+    async fn on_logging_message(&self, m: LoggingMessageNotificationParam, _: NotificationContext<RoleClient>) {
+        self.messages.lock().unwrap().push(m.data);
+        self.told.notify_one();
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        *self.resource_list_changes.lock().unwrap() += 1;
+        self.told.notify_one();
+    }
+}
+
+impl Client {
+    /// The first message about `transfer_id`, and resource list changes by then; waits for both.
+    async fn told_about(&self, transfer_id: &str) -> (Value, usize) {
+        let found = || {
+            let message = self.messages.lock().unwrap().iter().find(|m| m["transfer_id"] == transfer_id).cloned();
+            let changes = *self.resource_list_changes.lock().unwrap();
+            message.filter(|_| changes > 0).map(|m| (m, changes))
+        };
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let told = self.told.notified();
+                if let Some(found) = found() {
+                    return found;
+                }
+                told.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no notification about {transfer_id}: {:?}", self.messages.lock().unwrap()))
     }
 }
 
@@ -341,6 +378,14 @@ async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
     assert_eq!(sent["peer_answer"], "accepted");
     assert!(sent.get("ticket").is_none(), "a push shows no ticket");
     let id = sent["transfer_id"].as_str().unwrap();
+    // bob's client hears of the push without polling.
+    let (told, _) = b.client.service().told_about(id).await;
+    assert_eq!(told["event"], "push_arrived", "{told}");
+    assert_eq!(
+        (&told["from"], &told["file_name"], &told["state"]),
+        (&json!("alice"), &json!("pushed.bin"), &json!("active"))
+    );
+    assert!(told["next"].as_str().unwrap().contains("check_session"), "{told}");
     let done = b.wait(id).await;
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["peer"], "alice");
@@ -352,6 +397,9 @@ async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
     let sent = a.ok("send_file", json!({ "path": src2.to_str().unwrap(), "to": "bob" })).await;
     assert_eq!(sent["peer_answer"], "pending");
     let id = sent["transfer_id"].as_str().unwrap();
+    let (held, _) = b.client.service().told_about(id).await;
+    assert_eq!((&held["state"], &held["held_because"]), (&json!("pending"), &json!("grant_revoked")), "{held}");
+    assert!(held["next"].as_str().unwrap().contains(&format!("receive_file(transfer_id=\"{id}\")")), "{held}");
     let listed = b.ok("check_session", json!({})).await;
     let pending = listed["transfers"].as_array().unwrap().iter().find(|t| t["transfer_id"] == id).unwrap().clone();
     assert_eq!(pending["state"], "pending");

@@ -43,7 +43,7 @@ pub use send::advertised_addrs;
 #[doc(hidden)]
 pub use send::outgoing::SendOutcome;
 #[doc(hidden)]
-pub use trust::Inbox;
+pub use trust::{Arrival, Inbox};
 
 use crate::{
     channel::ChannelHint,

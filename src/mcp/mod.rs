@@ -17,6 +17,7 @@
 //! a grant (from `agentferry export` or `create_invite`), and the download folder is created by
 //! the first receive.
 
+mod arrivals;
 mod errors;
 pub mod http;
 mod input;
@@ -106,6 +107,8 @@ pub struct FerryServer {
     invite_codes: invites::InviteCodes,
     /// Questions asked over `input_required`, awaiting the client's retry.
     rounds: input::Rounds,
+    /// The clients told when a push arrives.
+    clients: arrivals::Clients,
     subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
     tasks: TaskManager,
@@ -140,6 +143,7 @@ impl FerryServer {
             invites,
             invite_codes: Default::default(),
             rounds: Default::default(),
+            clients: Default::default(),
             subscriptions: Default::default(),
             registry: Registry::new(),
             tasks: TaskManager::new(),
@@ -191,6 +195,7 @@ impl FerryServer {
                 let server = Arc::new(server);
                 let download_dir = self.roots().download_dir().to_owned();
                 let inbox = Inbox::new(node.clone(), download_dir, Arc::clone(&self.registry));
+                self.clients.follow(inbox.arrivals());
                 server.set_inbox(inbox.handler());
                 inbox.listen_on_channel(&node).await;
                 server.start();
@@ -633,9 +638,15 @@ impl FerryServer {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FerryServer {
+    #[allow(deprecated)] // logging: see `arrivals`
     fn get_info(&self) -> ServerConfig {
-        let capabilities =
-            ServerCapabilities::builder().enable_tools().enable_tasks().enable_resources().enable_resources_subscribe();
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tasks()
+            .enable_logging()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe();
         ServerConfig::new(capabilities.build())
             .with_server_info(Implementation::new("agentferry", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
@@ -678,6 +689,20 @@ impl ServerHandler for FerryServer {
             Some(asking) => asking.into(),
             None => result,
         })
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.clients.add(context.peer);
+    }
+
+    #[allow(deprecated)] // logging is how today's hosts show a server's messages (see `arrivals`)
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.clients.set_level(request.level);
+        Ok(())
     }
 
     async fn on_roots_list_changed(&self, _: rmcp::service::NotificationContext<RoleServer>) {
