@@ -330,6 +330,29 @@ async fn a_ticket_moves_a_file_between_two_servers_with_progress() {
 }
 
 #[tokio::test]
+async fn tickets_waiting_for_their_receivers_share_one_port() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let files = [a.file("one.bin", 200_000), a.file("two.bin", 300_000), a.file("three.bin", 1000)];
+    let mut sent = Vec::new();
+    for file in &files {
+        sent.push(a.ok("send_file", json!({ "path": file })).await);
+    }
+    let ports: std::collections::BTreeSet<u16> = sent
+        .iter()
+        .flat_map(|s| s["ticket"].as_str().unwrap().parse::<agentferry::Ticket>().unwrap().addrs)
+        .map(|addr| addr.port())
+        .collect();
+    assert_eq!(ports.len(), 1, "three waiting tickets, one port: {ports:?}");
+    // Each is still served on its own, in any order.
+    for (file, s) in files.iter().zip(&sent).rev() {
+        let started = b.ok("receive_file", json!({ "ticket": s["ticket"] })).await;
+        let done = b.wait(started["transfer_id"].as_str().unwrap()).await;
+        assert_eq!(std::fs::read(done["saved_to"].as_str().unwrap()).unwrap(), std::fs::read(file).unwrap());
+    }
+}
+
+#[tokio::test]
 async fn a_server_that_completed_a_transfer_tells_a_late_receiver_so() {
     let base = tempfile::tempdir().unwrap();
     let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);

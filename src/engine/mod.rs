@@ -204,6 +204,11 @@ impl Node {
         self
     }
 
+    /// Whether sends are served from a shared listener ([`Self::with_shared_server`]).
+    pub fn has_shared_server(&self) -> bool {
+        self.server.is_some()
+    }
+
     pub fn trust(&self) -> &Trust {
         &self.trust
     }

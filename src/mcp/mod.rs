@@ -109,6 +109,9 @@ pub struct FerryServer {
     rounds: input::Rounds,
     /// The clients told when a push arrives.
     clients: arrivals::Clients,
+    /// Until the inbox listens: the node serving every send from one listener, bound by the
+    /// first send.
+    sends: Arc<OnceCell<Node>>,
     subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
     tasks: TaskManager,
@@ -144,6 +147,7 @@ impl FerryServer {
             invite_codes: Default::default(),
             rounds: Default::default(),
             clients: Default::default(),
+            sends: Arc::new(OnceCell::new()),
             subscriptions: Default::default(),
             registry: Registry::new(),
             tasks: TaskManager::new(),
@@ -177,6 +181,31 @@ impl FerryServer {
             return self.node.clone();
         }
         self.inbox.get_or_init(|| self.bind_inbox()).await.clone()
+    }
+
+    /// The node to send with: the inbox's listener serves every send once there is one; until
+    /// then one listener on `AGENTFERRY_BIND`, bound by the first send and kept for the next, so
+    /// that tickets waiting for their receivers (a day each by default) hold one port, not one
+    /// each.
+    async fn sending_node(&self) -> Node {
+        let node = self.node().await;
+        if node.has_shared_server() {
+            return node;
+        }
+        let bind = async {
+            match HttpServer::bind(node.config().bind).await {
+                Ok(server) => {
+                    let server = Arc::new(server);
+                    server.start();
+                    node.clone().with_shared_server(server)
+                }
+                Err(e) => {
+                    tracing::warn!("no shared listener for sends ({e}); each send gets its own port");
+                    node.clone()
+                }
+            }
+        };
+        self.sends.get_or_init(|| bind).await.clone()
     }
 
     /// Listen for pushes on the node's inbox address, unless another process (such as
@@ -290,7 +319,7 @@ impl FerryServer {
             expires_in: Duration::from_secs(minutes as u64 * 60),
             prefer: args.prefer.unwrap_or_default(),
         };
-        let node = self.node().await;
+        let node = self.sending_node().await;
         let by_code = args.code == Some(true);
         if by_code && args.to.is_some() {
             return Err(ToolError::bad_arguments("send_file", "pass `to` or `code: true`, not both"));
@@ -385,7 +414,11 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
     }
 
     async fn start_resume(&self, args: ResumeArgs) -> Result<Started, ToolError> {
-        let node = self.node().await;
+        // A send resumed here (after a failure) may have been served by the sends' listener.
+        let node = match (self.node().await, self.sends.get()) {
+            (node, Some(sends)) if !node.has_shared_server() => sends.clone(),
+            (node, _) => node,
+        };
         let started = match parse_id(&args.transfer_id) {
             Ok(id) => node.resume(id, args.role).await.and_then(|t| self.track(&node, t)),
             Err(e) => Err(e),
