@@ -220,3 +220,49 @@ fn the_page_protocol_without_webcrypto_receives_from_a_real_sender() {
     let (code, last) = sender.finish();
     assert_eq!((code, last["path"].as_str()), (0, Some("http")), "{last}");
 }
+
+/// The agent's view: `send_file` returns the link beside the ticket, `check_session` shows the
+/// browser's receive like any other, and a server that outlives the transfer tells a second
+/// opening of the link that the file was already received.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_file_returns_a_link_and_check_session_shows_the_browser_receive() {
+    use rmcp::{ServiceExt, model::CallToolRequestParams, model::object};
+    let base = tempfile::tempdir().unwrap();
+    let (dir, node, io) = common::mcp_server::start(base.path(), "alice", None).await;
+    let client = ().serve(io).await.unwrap();
+    let call = |tool: &'static str, args: Value| {
+        let client = &client;
+        async move {
+            let result = client.call_tool(CallToolRequestParams::new(tool).with_arguments(object(args))).await.unwrap();
+            assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
+            result.structured_content.unwrap()
+        }
+    };
+    // A node that listens for pushes serves every send from one listener that outlives them.
+    let inbox = agentferry::engine::advertised_addrs(node.inbox_bind().unwrap());
+    node.trust().export("carol", 3600, inbox, None).unwrap();
+    call("check_session", json!({})).await; // the first call after the export binds the inbox
+    let src = common::mcp_server::file(&dir, "agent-report.bin", 1_500_000);
+    let sent = call("send_file", json!({ "path": "agent-report.bin" })).await;
+    let link = sent["link"].as_str().expect("send_file returns a link").to_owned();
+    let ticket: agentferry::Ticket = sent["ticket"].as_str().unwrap().parse().unwrap();
+    assert_eq!(agentferry::web::link(&ticket).as_deref(), Some(link.as_str()));
+
+    let out = base.path().join("browser-downloads");
+    let (l, o) = (link.clone(), out.clone());
+    let got = tokio::task::spawn_blocking(move || browser(&l, "download", json!({ "shot": "mcp" }), &o)).await.unwrap();
+    assert_eq!((got["state"].as_str(), got["sha256"].as_str()), (Some("done"), Some(sha256_file(&src).as_str())));
+
+    let id = sent["transfer_id"].as_str().unwrap();
+    let report = call("check_session", json!({ "transfer_id": id, "wait": true, "timeout_seconds": 60 })).await;
+    let status = &report["transfers"][0];
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!((status["path"].as_str(), status["sha256"].as_str()), (Some("http"), got["sha256"].as_str()));
+    assert_eq!(status["bytes_done"].as_u64(), Some(1_500_000), "{status}");
+
+    let (l, o) = (link.clone(), out.clone());
+    let again =
+        tokio::task::spawn_blocking(move || browser(&l, "open", json!({ "shot": "completed" }), &o)).await.unwrap();
+    assert_eq!((again["state"].as_str(), again["error_code"].as_str()), (Some("error"), Some("completed")), "{again}");
+    client.cancel().await.unwrap();
+}
