@@ -364,6 +364,7 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
         let result = SendFileResult {
             transfer_id: id.to_string(),
             ticket: answer.is_none().then(|| record.ticket.clone()),
+            link: answer.is_none().then(|| record.ticket.parse().ok()).flatten().as_ref().and_then(crate::web::link),
             code_expires_at: code.as_ref().map(|(_, at)| *at),
             code: code.map(|(c, _)| c.to_string()),
             state: State::Active,

@@ -46,6 +46,13 @@ pub struct SendFileResult {
     /// it can download the file. Absent when the file was pushed to a peer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// The same transfer as a web link, for a person with only a browser: opening it shows a page
+    /// (served by this machine) that decrypts and saves the file, no install needed. Secret like
+    /// the ticket. Give it instead of the ticket when the receiver is a person without agentferry
+    /// who can reach this machine's address. Absent for a folder or a push, and without a direct
+    /// address (`prefer` relay or webrtc).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     /// With `code: true`: the short code that stands for the ticket (secret too, and one use
     /// only). If it is redeemed with the wrong words or expires, the transfer fails with
     /// `code_wrong` or `code_expired`.
