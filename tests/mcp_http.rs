@@ -76,9 +76,14 @@ fn start_with(node: &Node, token: Option<&str>, extra: &[&str], log: &str) -> Se
     let deadline = Instant::now() + WAIT;
     let mut before = Vec::new();
     loop {
-        let line = lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|e| panic!("no endpoint printed ({e}); stderr so far: {before:?}"));
+        let line = match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("no endpoint printed ({e}); stderr so far: {before:?}");
+            }
+        };
         if let Some(url) = line.strip_prefix("agentferry: MCP over Streamable HTTP at http://") {
             let addr = url.strip_suffix("/mcp").expect("the endpoint is /mcp").parse().unwrap();
             return Server { child, addr, before, lines };

@@ -188,7 +188,7 @@ impl Duo {
     }
 
     /// The sender of connection `conn` acts on a control frame and transmits.
-    fn to_sender(&mut self, conn: u64, msg: Msg) {
+    fn deliver_to_sender(&mut self, conn: u64, msg: Msg) {
         let Some((active, kind, sender)) = self.active.as_mut() else { return };
         if *active != conn {
             return;
@@ -220,7 +220,7 @@ impl Duo {
         self.sender_busy_until = t;
     }
 
-    fn to_receiver(&mut self, conn: u64, msg: Msg) {
+    fn deliver_to_receiver(&mut self, conn: u64, msg: Msg) {
         // The driver dropped a connection it left: what it still carried is lost with it.
         let Some(kind) = self.active.as_ref().filter(|(c, ..)| *c == conn).map(|(_, k, _)| *k) else { return };
         match self.behaves(kind, self.now) {
@@ -253,8 +253,8 @@ impl Duo {
                 let Reverse((_, _, i)) = self.queue.pop().expect("peeked");
                 match self.events[i].take().expect("each event runs once") {
                     Ev::Connected(kind, result) => self.connected(kind, result),
-                    Ev::ToSender(conn, msg) => self.to_sender(conn, msg),
-                    Ev::ToReceiver(conn, msg) => self.to_receiver(conn, msg),
+                    Ev::ToSender(conn, msg) => self.deliver_to_sender(conn, msg),
+                    Ev::ToReceiver(conn, msg) => self.deliver_to_receiver(conn, msg),
                     Ev::Reset(conn) => {
                         if self.active.as_ref().is_some_and(|(c, ..)| *c == conn) {
                             self.machine.handle_lost(self.now, TransferError::PeerUnreachable("reset".into()));
