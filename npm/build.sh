@@ -14,10 +14,14 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="$root/target/npm"
 
-# platform -> Rust target triple, npm `os`, npm `cpu`, binary name
+# platform -> Rust target triple. A `-musl` platform is a static build (needs the target from
+# rustup and musl-gcc, Debian's musl-tools): npm installs it on musl systems by its `libc`
+# field, and it runs on any Linux.
 declare -A TRIPLE=(
     [linux-x64]=x86_64-unknown-linux-gnu
+    [linux-x64-musl]=x86_64-unknown-linux-musl
     [linux-arm64]=aarch64-unknown-linux-gnu
+    [linux-arm64-musl]=aarch64-unknown-linux-musl
     [darwin-x64]=x86_64-apple-darwin
     [darwin-arm64]=aarch64-apple-darwin
     [win32-x64]=x86_64-pc-windows-msvc
@@ -34,8 +38,8 @@ while [ $# -gt 0 ]; do
 done
 if [ ${#platforms[@]} -eq 0 ]; then
     case "$(uname -s)-$(uname -m)" in
-        Linux-x86_64) platforms=(linux-x64) ;;
-        Linux-aarch64) platforms=(linux-arm64) ;;
+        Linux-x86_64) platforms=(linux-x64 linux-x64-musl) ;;
+        Linux-aarch64) platforms=(linux-arm64 linux-arm64-musl) ;;
         Darwin-x86_64) platforms=(darwin-x64) ;;
         Darwin-arm64) platforms=(darwin-arm64) ;;
         *) echo "no npm platform for $(uname -s)-$(uname -m); name one" >&2; exit 2 ;;
@@ -50,8 +54,12 @@ trap 'rm -rf "$stage"' EXIT
 
 for platform in "${platforms[@]}"; do
     triple="${TRIPLE[$platform]}"
-    os="${platform%-*}"
-    cpu="${platform#*-}"
+    IFS=- read -r os cpu libc <<<"$platform"
+    libc_field=""
+    if [ "$os" = linux ]; then
+        libc_field="
+  \"libc\": [\"${libc:-glibc}\"],"
+    fi
     exe=agentferry
     [ "$os" = win32 ] && exe=agentferry.exe
     host_triple="$(rustc -vV | sed -n 's/^host: //p')"
@@ -74,7 +82,7 @@ for platform in "${platforms[@]}"; do
   "license": "MIT OR Apache-2.0",
   "repository": { "type": "git", "url": "https://github.com/agentferry/agentferry" },
   "os": ["$os"],
-  "cpu": ["$cpu"],
+  "cpu": ["$cpu"],$libc_field
   "files": ["bin"],
   "preferUnplugged": true
 }

@@ -1,11 +1,14 @@
 //! The ways users install the MCP server, tested end to end and offline: `npm/build.sh` packs
-//! the `agentferry` npm package and its linux-x64 binary package from the release build,
-//! maturin builds the Python wheel from the same build, both are installed into temporary
-//! prefixes without touching a registry, and an MCP client moves a file from a server started
-//! with `npx --no-install agentferry mcp` to one started by the wheel's `agentferry` script.
+//! the `agentferry` npm package and its binary packages (linux-x64 for glibc, linux-x64-musl, a
+//! static build, each marked with npm's `libc` field) from the release builds, maturin builds the
+//! Python wheel from the static build (tagged manylinux 2.17 and musllinux 1.2, so it installs on
+//! old glibc systems and on Alpine), all are installed into temporary prefixes without touching
+//! a registry, and an MCP client moves a file from a server started with `npx --no-install
+//! agentferry mcp` to one started by the wheel's `agentferry` script.
 //!
-//! The first run makes the release build (`cargo build --release`, minutes when cold); later
-//! runs reuse it. maturin comes from `.venv` (installed by `.ci/test`).
+//! The first run makes the release builds (`cargo build --release`, for the host and for
+//! x86_64-unknown-linux-musl: minutes when cold); later runs reuse them. maturin comes from
+//! `.venv`, the musl target and musl-gcc from `.ci/test`.
 
 use std::{
     path::{Path, PathBuf},
@@ -94,18 +97,37 @@ async fn npx_and_the_python_wheel_run_servers_that_move_a_file() {
             .arg(&dist)
             .env("CARGO_TARGET_DIR", &target_dir),
     );
-    let tarballs: Vec<&str> = packed.lines().collect();
-    assert_eq!(tarballs.len(), 2, "the linux-x64 package and the launcher: {packed}");
-    let project = tmp.join("project");
-    std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(project.join("package.json"), r#"{"private": true}"#).unwrap();
-    run(
-        "npm install",
-        Command::new("npm")
-            .args(["install", "--offline", "--no-audit", "--no-fund", "--omit=optional"])
-            .args(&tarballs)
-            .current_dir(&project),
+    let tarball = |suffix: &str| {
+        let found = packed.lines().find(|t| t.ends_with(suffix)).unwrap_or_else(|| panic!("no *{suffix}: {packed}"));
+        found.to_owned()
+    };
+    let version = env!("CARGO_PKG_VERSION");
+    let (glibc, musl, launcher) = (
+        tarball(&format!("linux-x64-{version}.tgz")),
+        tarball(&format!("linux-x64-musl-{version}.tgz")),
+        tarball(&format!("/agentferry-{version}.tgz")),
     );
+    assert_eq!(packed.lines().count(), 3, "the glibc and musl packages and the launcher: {packed}");
+    let install = |name: &str, tarballs: &[&str], extra: &[&str]| {
+        let project = tmp.join(name);
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(project.join("package.json"), r#"{"private": true}"#).unwrap();
+        run(
+            "npm install",
+            Command::new("npm")
+                .args(["install", "--offline", "--no-audit", "--no-fund", "--omit=optional"])
+                .args(extra)
+                .args(tarballs)
+                .current_dir(&project),
+        );
+        project
+    };
+    let project = install("project", &[&glibc, &launcher], &[]);
+    let manifest = |project: &Path, package: &str| -> Value {
+        let file = project.join(format!("node_modules/@agentferry/{package}/package.json"));
+        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap()
+    };
+    assert_eq!(manifest(&project, "linux-x64")["libc"], json!(["glibc"]));
     let installed = project.join("node_modules/@agentferry/linux-x64/bin/agentferry");
     assert!(installed.exists());
     // What users install carries no debuginfo and no symbol table (the `profiling` profile
@@ -121,18 +143,42 @@ async fn npx_and_the_python_wheel_run_servers_that_move_a_file() {
     );
     assert_eq!(version.trim(), format!("agentferry {}", env!("CARGO_PKG_VERSION")));
 
-    // Python: build the wheel (reusing the release build), install it offline into a venv.
+    // musl: what npm installs on Alpine, by the `libc` field (here, on glibc, npm refuses it
+    // unless forced: the field works). The binary is static (no program interpreter), so the
+    // launcher falls back to it on a glibc system that has only it.
+    let alpine = install("alpine", &[&musl, &launcher], &["--force"]);
+    assert_eq!(manifest(&alpine, "linux-x64-musl")["libc"], json!(["musl"]));
+    let refused = Command::new("npm")
+        .args(["install", "--offline", "--no-audit", "--no-fund", "--dry-run", &musl])
+        .current_dir(&project)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "npm on glibc refuses the musl package by its libc field");
+    let static_binary = std::fs::read(alpine.join("node_modules/@agentferry/linux-x64-musl/bin/agentferry")).unwrap();
+    assert!(!elf_section_names(&static_binary).iter().any(|s| s == ".interp"), "the musl build is static");
+    let version = run(
+        "npx agentferry --version (musl)",
+        Command::new("npx").args(["--no-install", "agentferry", "--version"]).current_dir(&alpine),
+    );
+    assert_eq!(version.trim(), format!("agentferry {}", env!("CARGO_PKG_VERSION")));
+
+    // Python: build the wheel from the static build (reusing it), install it offline into a venv.
     let wheels = tmp.join("wheels");
     run(
         "maturin build",
         Command::new(&maturin)
-            .args(["build", "--release", "--locked", "--out"])
+            .args(["build", "--release", "--locked", "--target", "x86_64-unknown-linux-musl"])
+            .args(["--compatibility", "manylinux_2_17", "musllinux_1_2", "--out"])
             .arg(&wheels)
             .arg("--manifest-path")
             .arg(root.join("Cargo.toml"))
             .env("CARGO_TARGET_DIR", &target_dir),
     );
     let wheel = std::fs::read_dir(&wheels).unwrap().next().expect("a wheel").unwrap().path();
+    let wheel_name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+    for tag in ["manylinux_2_17_x86_64", "musllinux_1_2_x86_64"] {
+        assert!(wheel_name.contains(tag), "the wheel installs where {tag} does: {wheel_name}");
+    }
     let venv = tmp.join("venv");
     run("python3 -m venv", Command::new("python3").args(["-m", "venv"]).arg(&venv));
     run(
@@ -149,6 +195,8 @@ async fn npx_and_the_python_wheel_run_servers_that_move_a_file() {
     let mut npx = tokio::process::Command::new("npx");
     npx.args(["--no-install", "agentferry", "mcp", "--root"]).arg(alice.join("files")).current_dir(&project);
     let a = Server::start(npx, &alice.join("home")).await;
+    let script_binary = std::fs::read(venv.join("bin/agentferry")).unwrap();
+    assert!(!elf_section_names(&script_binary).iter().any(|s| s == ".interp"), "the wheel's binary is static");
     let mut script = tokio::process::Command::new(venv.join("bin/agentferry"));
     script.args(["mcp", "--root"]).arg(bob.join("files")).arg("--download-dir").arg(bob.join("downloads"));
     let b = Server::start(script, &bob.join("home")).await;

@@ -15,31 +15,41 @@ const { spawn } = require("node:child_process");
 const path = require("node:path");
 
 const PACKAGES = {
-  "darwin-arm64": "@agentferry/darwin-arm64",
-  "darwin-x64": "@agentferry/darwin-x64",
-  "linux-arm64": "@agentferry/linux-arm64",
-  "linux-x64": "@agentferry/linux-x64",
-  "win32-x64": "@agentferry/win32-x64",
+  "darwin-arm64": ["@agentferry/darwin-arm64"],
+  "darwin-x64": ["@agentferry/darwin-x64"],
+  // On Linux the glibc build first where glibc is; the static musl build runs on any Linux.
+  "linux-arm64": isMusl() ? ["@agentferry/linux-arm64-musl"] : ["@agentferry/linux-arm64", "@agentferry/linux-arm64-musl"],
+  "linux-x64": isMusl() ? ["@agentferry/linux-x64-musl"] : ["@agentferry/linux-x64", "@agentferry/linux-x64-musl"],
+  "win32-x64": ["@agentferry/win32-x64"],
 };
+
+/** Whether this is a musl system (Alpine): Node reports the glibc it runs on, if any. */
+function isMusl() {
+  if (process.platform !== "linux") return false;
+  return !process.report?.getReport()?.header?.glibcVersionRuntime;
+}
 
 function binaryPath() {
   // For testing a locally built binary through this launcher.
   if (process.env.AGENTFERRY_BINARY_PATH) return process.env.AGENTFERRY_BINARY_PATH;
   const platform = `${process.platform}-${process.arch}`;
-  const pkg = PACKAGES[platform];
-  if (!pkg) {
+  const packages = PACKAGES[platform];
+  if (!packages) {
     fail(`no prebuilt agentferry for ${platform}; install from source with \`cargo install --locked agentferry\``);
   }
   const exe = process.platform === "win32" ? "agentferry.exe" : "agentferry";
-  try {
-    return path.join(path.dirname(require.resolve(`${pkg}/package.json`)), "bin", exe);
-  } catch {
-    fail(
-      `the package ${pkg} is missing: it is an optional dependency of agentferry, so it was not ` +
-        `installed if optional dependencies were turned off (--omit=optional, --no-optional). ` +
-        `Reinstall with them, or install ${pkg} directly.`,
-    );
+  for (const pkg of packages) {
+    try {
+      return path.join(path.dirname(require.resolve(`${pkg}/package.json`)), "bin", exe);
+    } catch {
+      // not installed: try the next
+    }
   }
+  fail(
+    `the package ${packages[0]} is missing: it is an optional dependency of agentferry, so it was not ` +
+      `installed if optional dependencies were turned off (--omit=optional, --no-optional). ` +
+      `Reinstall with them, or install ${packages[0]} directly.`,
+  );
 }
 
 function fail(message) {
