@@ -729,6 +729,25 @@ impl ServerHandler for FerryServer {
         self.clients.add(context.peer);
     }
 
+    /// `subscriptions/listen` (2026-07-28): resource list changes only, which tell of pushes
+    /// (see `arrivals`); each transfer's own changes are followed with check_session.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        let mut accepted = rmcp::model::SubscriptionFilter::new();
+        accepted.resources_list_changed = requested.resources_list_changed;
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), rmcp::ErrorData> {
+        if context.accepted().resources_list_changed == Some(true) {
+            self.clients.listen(context.sink().clone());
+        }
+        context.cancelled().await;
+        Ok(())
+    }
+
     #[allow(deprecated)] // logging is how today's hosts show a server's messages (see `arrivals`)
     async fn set_level(
         &self,

@@ -12,6 +12,7 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 import fastmcp
 import pytest
 from fastmcp.client.transports import StdioTransport
@@ -48,11 +49,15 @@ class Person:
         return types.ElicitResult(action="accept", content={"allow": self.allow})
 
 
+def server_env(tmp_path: Path, name: str = "modes") -> dict:
+    return dict(os.environ, AGENTFERRY_HOME=str(tmp_path / "home"), AGENTFERRY_BIND="127.0.0.1:0",
+                AGENTFERRY_INBOX_BIND="127.0.0.1:0", AGENTFERRY_NAME=name, AGENTFERRY_LOG="warn")
+
+
 @asynccontextmanager
 async def connect(tmp_path: Path, kind: str, mode: str, person: Person):
     """A client of `kind` in `mode` with a fresh server; yields `call(tool, args) -> (is_error, payload)`."""
-    env = dict(os.environ, AGENTFERRY_HOME=str(tmp_path / "home"), AGENTFERRY_BIND="127.0.0.1:0",
-               AGENTFERRY_INBOX_BIND="127.0.0.1:0", AGENTFERRY_NAME="modes", AGENTFERRY_LOG="warn")
+    env = server_env(tmp_path)
     args = ["mcp", "--download-dir", str(tmp_path / "downloads")]
     cwd = str(tmp_path / "cwd")
 
@@ -154,3 +159,61 @@ async def test_an_invite_waits_for_the_persons_yes(tmp_path, kind, mode):
         is_error, second = await call("create_invite", {"name": "desk"})
         assert not is_error, second
     assert len(person.questions) == 2, "each invite is asked for once"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_push_is_announced_to_the_receiving_client_without_polling(tmp_path, mode):
+    """bob's client hears of alice's push: a log message on an initialize connection, a
+    resources list change on its subscriptions/listen stream on a 2026-07-28 one."""
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    for side in (alice, bob):
+        side.mkdir()
+        folders(side)
+    messages = []
+    arrived = anyio.Event()
+
+    async def logged(params):
+        messages.append(params.data)
+        arrived.set()
+
+    async def yes(_ctx, _params):
+        return types.ElicitResult(action="accept", content={"allow": True})
+
+    async def roots_of(side):
+        async def roots(_ctx):
+            return types.ListRootsResult(roots=[types.Root(uri=(side / "narrow").as_uri())])
+        return roots
+
+    def params(side, name):
+        return StdioServerParameters(command=BIN, args=["mcp", "--download-dir", str(side / "downloads")],
+                                     env=server_env(side, name), cwd=str(side / "cwd"))
+
+    def payload(result):
+        assert not result.is_error, result.content[0].text
+        return json.loads(result.content[0].text)
+
+    async with Client(params(bob, "bob"), mode=mode, elicitation_callback=yes, logging_callback=logged,
+                      list_roots_callback=await roots_of(bob)) as b, \
+            Client(params(alice, "alice"), mode="legacy", list_roots_callback=await roots_of(alice)) as a:
+        invite = payload(await b.call_tool("create_invite", {"name": "bob"}))
+        payload(await a.call_tool("add_peer", {"uri": invite["uri"]}))
+
+        async def push():
+            return payload(await a.call_tool("send_file", {"path": str(alice / "narrow" / "inside.txt"), "to": "bob"}))
+
+        if mode == "auto":
+            async with b.listen(resources_list_changed=True) as stream:
+                sent = await push()
+                with anyio.fail_after(30):
+                    event = await stream.__anext__()
+                assert type(event).__name__ == "ResourcesListChanged", event
+        else:
+            sent = await push()
+            with anyio.fail_after(30):
+                await arrived.wait()
+            told = next(m for m in messages if m.get("transfer_id") == sent["transfer_id"])
+            assert told["event"] == "push_arrived" and told["from"] == "alice", told
+            assert "check_session" in told["next"], told
+        report = payload(await b.call_tool("check_session", {"transfer_id": sent["transfer_id"], "wait": True}))
+        assert report["transfers"][0]["state"] == "completed", report
