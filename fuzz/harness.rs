@@ -225,6 +225,25 @@ pub fn send_core(data: &[u8]) {
             Control::Credit { to } => {
                 assert_eq!(core.handle_credit(to).is_ok(), epoch.is_some(), "a credit is taken only after a want");
             }
+            Control::Need { chunks, trailer, have } => {
+                // The messages path answers a need on its own, under a fresh epoch each time:
+                // in sealing order, within the file and the window.
+                let need = agentferry::core::Need { chunks, trailer, have };
+                let sent = agentferry::core::transmits(&need, count, 16);
+                assert!(sent.len() <= 16 + 1);
+                let mut last = None;
+                for transmit in sent {
+                    let index = match transmit {
+                        Transmit::Chunk { index, last } => {
+                            assert!(index < count && last == (index + 1 == count), "{transmit:?} of {count}");
+                            index
+                        }
+                        Transmit::Trailer => count,
+                    };
+                    assert!(last.is_none_or(|l| index > l), "index {index} after {last:?} in one answer");
+                    last = Some(index);
+                }
+            }
             Control::Hello | Control::Complete { .. } => {}
         }
         while let Some(transmit) = core.poll_transmit() {

@@ -138,6 +138,8 @@ pub mod alloc;
 #[doc(hidden)]
 pub mod channel;
 #[doc(hidden)]
+pub mod chat;
+#[doc(hidden)]
 pub mod code;
 #[doc(hidden)]
 pub mod codec;
