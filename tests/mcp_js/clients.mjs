@@ -130,7 +130,7 @@ async function sdkClient(base) {
   try {
     const tools = (await a.listTools()).tools.map((t) => t.name).sort();
     assert.deepEqual(tools, ["add_peer", "check_session", "create_invite", "list_invites", "list_peers",
-      "receive_file", "resume_transfer", "revoke_invite", "send_file"]);
+      "receive_file", "receive_messages", "resume_transfer", "revoke_invite", "send_file"]);
 
     // A real transfer, with progress notifications.
     const src = alice.makeFile("report.bin", 5_000_000);
