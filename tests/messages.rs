@@ -279,3 +279,37 @@ async fn a_tampered_message_is_rejected_and_nothing_lands_under_the_final_name()
     assert_eq!(common::sha256_file(&target), common::sha256_file(&source));
     assert_eq!(done["saved_to"].as_str().unwrap(), target.canonicalize().unwrap().to_str().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn to_a_paired_peer_the_first_message_is_sealed_for_it_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob) = pair(tmp.path()).await;
+    let carol = Server::start(&tmp.path().join("carol")).await;
+    let invite = bob.ok("create_invite", json!({})).await;
+    alice.ok("add_peer", json!({ "uri": invite["uri"], "name": "bob" })).await;
+    let source = alice.file("private.bin", 100_000, 7);
+    let (id, opening) = send(&alice, "private.bin", json!({ "to": "bob" })).await;
+    assert!(opening[0].contains("sealed for a paired peer") && !opening[0].contains("private.bin"), "{}", opening[0]);
+
+    // Someone else in the chat holds no grant of bob's: the offer opens nothing there, and the
+    // chunks, sealed under the key inside it, are not even addressed to anyone it knows.
+    let seen = carol.take(&opening).await;
+    assert_eq!(seen["rejected"][0]["code"], "offer_refused", "{seen}");
+    assert_eq!(seen["transfers"].as_array().unwrap().len(), 0, "{seen}");
+    assert_eq!(seen["messages"].as_array().unwrap().len(), 0, "{seen}");
+
+    let (_alice, bob, done) = run(alice, bob, &id, opening, 8, Crash::None).await;
+    assert_eq!(common::sha256_file(Path::new(done["saved_to"].as_str().unwrap())), common::sha256_file(&source));
+    let status = bob.ok("check_session", json!({ "transfer_id": id })).await;
+    assert!(status["transfers"][0]["peer"].is_string(), "bob knows who sent it: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resume_transfer_points_a_messages_transfer_to_receive_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let alice = Server::start(&tmp.path().join("alice")).await;
+    alice.file("a.bin", 10_000, 9);
+    let (id, _) = send(&alice, "a.bin", json!({})).await;
+    let (is_error, e) = alice.call("resume_transfer", json!({ "transfer_id": id })).await;
+    assert!(is_error && e["code"] == "invalid_argument" && e["message"].as_str().unwrap().contains("receive_messages"));
+}

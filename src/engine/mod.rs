@@ -387,6 +387,12 @@ impl Node {
             1 => records.pop().expect("one"),
             _ => return Err(TransferError::AmbiguousTransfer(id.to_string())),
         };
+        if record.messages {
+            // No path of the engine carries it: the agents do, one call at a time.
+            return Err(TransferError::InvalidArgument(format!(
+                "transfer {id} travels as chat messages: it continues when messages (or none, to repeat) are passed to receive_messages"
+            )));
+        }
         match record.role() {
             Role::Send => send::resume(self, record).await,
             Role::Receive => receive::resume(self, record, None).await,
