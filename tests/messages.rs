@@ -313,3 +313,38 @@ async fn resume_transfer_points_a_messages_transfer_to_receive_messages() {
     let (is_error, e) = alice.call("resume_transfer", json!({ "transfer_id": id })).await;
     assert!(is_error && e["code"] == "invalid_argument" && e["message"].as_str().unwrap().contains("receive_messages"));
 }
+
+/// Run `agentferry` on `node` with `input` on stdin; its stdout lines.
+fn cli(node: &common::Node, args: &[&str], input: &[String]) -> Vec<String> {
+    use std::io::Write;
+    let mut cmd = node.command(args);
+    cmd.stdin(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.join("\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn the_cli_prints_messages_and_reads_pasted_ones() {
+    let (alice, bob) = (common::Node::new(), common::Node::new());
+    let source = common::random_file(alice.dir.path(), "pasted.bin", 30_000, 10);
+    let mut to_bob = cli(&alice, &["send", source.to_str().unwrap(), "--via", "messages"], &[]);
+    assert!(to_bob[0].starts_with("agentferry file \"pasted.bin\""), "{to_bob:?}");
+    let out = bob.out();
+    let target = out.join("pasted.bin");
+    for _ in 0..20 {
+        let replies = cli(&bob, &["messages", "-o", out.to_str().unwrap()], &to_bob);
+        if target.exists() {
+            assert_eq!(common::sha256_file(&target), common::sha256_file(&source));
+            let last = cli(&alice, &["messages"], &replies);
+            assert!(last.is_empty(), "nothing to post after the completion: {last:?}");
+            let (_, events, _) = alice.run(&["status", "--json"]);
+            assert_eq!(events[0]["state"], "completed", "{events:?}");
+            return;
+        }
+        to_bob = cli(&alice, &["messages"], &replies);
+    }
+    panic!("the pasted transfer did not complete");
+}

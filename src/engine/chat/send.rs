@@ -224,6 +224,8 @@ pub(super) fn answer(node: &Node, table: &mut Table, id: TransferId, needs: Vec<
 fn post(node: &Node, sending: &mut Sending, need: Option<Need>, taken: &mut Taken) -> Result<()> {
     let live = sending.live.as_mut().expect("live");
     let (m, ticket) = (&sending.manifest, &sending.ticket);
+    // Past its expiry the transfer is over, as a server stops serving an expired ticket.
+    ticket.check_expiry(unix_now())?;
     let total = m.chunk_count();
     if need.is_some() {
         live.heard = true;
