@@ -166,6 +166,23 @@ async function sdkClient(base) {
     assert.equal(arrived.transfers[0].state, "completed", JSON.stringify(arrived));
     assert.ok(!JSON.stringify(await ok(b, "list_invites")).includes(invite.uri), "list_invites shows no secret");
 
+    // Carried as chat messages, this test playing the chat: the SDK checks every result
+    // against the tools' output schemas; an edited message is refused with its code.
+    const chat = alice.makeFile("chat.bin", 50_000);
+    const opened = await ok(a, "send_file", { path: "chat.bin", via: "messages", max_message_chars: 1000 });
+    let toBob = opened.messages;
+    const edited = toBob[1].slice(0, -5) + (toBob[1].endsWith("AAAAA") ? "BBBBB" : "AAAAA");
+    const refused = await ok(b, "receive_messages", { messages: [toBob[0], edited] });
+    assert.equal(refused.rejected[0].code, "message_tampered", JSON.stringify(refused));
+    let landed;
+    for (let round = 0; round < 50 && !landed; round++) {
+      const replies = await ok(b, "receive_messages", { messages: toBob });
+      landed = replies.transfers.find((t) => t.state === "completed");
+      toBob = (await ok(a, "receive_messages", { messages: replies.messages })).messages;
+    }
+    assert.ok(landed, "the chat transfer completed");
+    assert.equal(sha256(landed.saved_to), sha256(chat));
+
     // The same file again: it exists, and the hint says how to replace it.
     const again = await ok(a, "send_file", { path: "report.bin" });
     const exists = await fails(b, "receive_file", { ticket: again.ticket }, "file_exists");
@@ -261,7 +278,7 @@ function inspectorCli(base) {
   for (const [k, v] of Object.entries(node.env)) strict.push("-e", `${k}=${v}`);
   strict.push("--method", "tools/list", "--", BIN, ...node.args);
   const tools = JSON.parse(execFileSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
-  assert.equal(tools.tools.length, 9);
+  assert.equal(tools.tools.length, 10);
   node.makeFile("notes.txt", 1000);
   const listed = inspect(node, "list_peers", {});
   assert.deepEqual(listed.structuredContent, { peers: [] });
