@@ -348,3 +348,45 @@ fn the_cli_prints_messages_and_reads_pasted_ones() {
     }
     panic!("the pasted transfer did not complete");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_that_does_not_hash_as_announced_never_gets_its_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob) = pair(tmp.path()).await;
+    // More chunks than the first batch holds: the rest are read after the swap.
+    let source = alice.file("swapped.bin", 100_000, 11);
+    let (id, mut to_bob) = send(&alice, "swapped.bin", json!({})).await;
+    // The bytes change under the sender after it hashed them, and the modification time is put
+    // back, so only the receiver's whole-file check can tell.
+    let mtime = std::fs::metadata(&source).unwrap().modified().unwrap();
+    std::fs::write(&source, vec![0x5a; 100_000]).unwrap();
+    std::fs::File::options().write(true).open(&source).unwrap().set_modified(mtime).unwrap();
+    let downloads = bob.dir.join("downloads");
+    for _ in 0..100 {
+        let replies = bob.take(&to_bob).await;
+        let t = transfer(&replies, &id).expect("bob has the transfer").clone();
+        if let Some(e) = t.get("error") {
+            assert_eq!(e["code"], "integrity_mismatch", "{replies}");
+            assert_eq!(t["state"], "failed");
+            let left: Vec<_> = std::fs::read_dir(&downloads).unwrap().collect();
+            assert!(left.is_empty(), "nothing under the final name, no temp file: {left:?}");
+            return;
+        }
+        to_bob = strings(&alice.take(&strings(&replies)).await);
+    }
+    panic!("the mismatch was never found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sender_whose_file_changed_stops_with_source_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (alice, bob) = pair(tmp.path()).await;
+    let source = alice.file("edited.bin", 100_000, 12); // more than the first batch
+    let (id, to_bob) = send(&alice, "edited.bin", json!({})).await;
+    let replies = bob.take(&to_bob).await;
+    std::fs::write(&source, b"edited").unwrap();
+    let answer = alice.take(&strings(&replies)).await;
+    let t = transfer(&answer, &id).unwrap();
+    assert_eq!(t["error"]["code"], "source_changed", "{answer}");
+    assert!(answer["messages"].as_array().unwrap().is_empty(), "nothing of the new bytes is posted: {answer}");
+}
