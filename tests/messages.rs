@@ -132,11 +132,16 @@ async fn run(
     let mut chat = Chat { rng: StdRng::seed_from_u64(seed) };
     let mut to_receiver = opening;
     let mut crashed = false;
+    let (mut own_posts, mut own_replies) = (Vec::new(), Vec::new());
     for _round in 0..2000 {
         for m in &to_receiver {
             assert!(m.chars().count() <= 3500, "a message of {} characters", m.chars().count());
         }
-        let mut answer = receiver.take(&chat.carry(std::mem::take(&mut to_receiver))).await;
+        // A group chat: each side also sees what it posted itself, and skips it.
+        let mut seen = chat.carry(std::mem::take(&mut to_receiver));
+        seen.extend(std::mem::take(&mut own_replies));
+        let mut answer = receiver.take(&seen).await;
+        assert!(answer["rejected"].as_array().unwrap().is_empty(), "{answer}");
         if let Some(t) = transfer(&answer, id).cloned() {
             assert!(t.get("error").is_none(), "{answer}");
             if t["state"] == "completed" {
@@ -169,11 +174,16 @@ async fn run(
         if answer["messages"].as_array().unwrap().is_empty() {
             answer = receiver.take(&[]).await; // a quiet chat: ask the receiver to repeat itself
         }
-        let mut next = sender.take(&chat.carry(strings(&answer))).await;
+        own_replies = strings(&answer);
+        let mut seen = chat.carry(strings(&answer));
+        seen.extend(std::mem::take(&mut own_posts));
+        let mut next = sender.take(&seen).await;
+        assert!(next["rejected"].as_array().unwrap().is_empty(), "{next}");
         if next["messages"].as_array().unwrap().is_empty() {
             next = sender.take(&[]).await;
         }
         to_receiver = strings(&next);
+        own_posts = to_receiver.clone();
     }
     panic!("transfer {id} did not complete");
 }

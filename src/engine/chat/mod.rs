@@ -25,7 +25,7 @@ mod receive;
 mod send;
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     path::PathBuf,
     time::Duration,
 };
@@ -113,6 +113,9 @@ pub(crate) struct Table {
     receiving: HashMap<TransferId, Incoming>,
     sending: HashMap<TransferId, Sending>,
     index: HashMap<Address, (TransferId, Role)>,
+    /// The other sides' addresses of this node's transfers: its own messages, seen again in
+    /// the chat, are skipped without a look at the journal.
+    theirs: HashSet<Address>,
 }
 
 impl std::fmt::Debug for Table {
@@ -127,16 +130,26 @@ impl Table {
         if let Some(found) = self.index.get(to) {
             return Ok(Some(*found));
         }
-        if std::mem::replace(rescanned, true) {
+        if self.theirs.contains(to) || std::mem::replace(rescanned, true) {
             return Ok(None);
         }
         for record in node.journal().list()? {
             let Ok(ticket) = record.ticket.parse::<crate::ticket::Ticket>() else { continue };
             if record.messages {
-                self.index.insert(side_address(&ticket, record.role()), (record.transfer_id, record.role()));
+                self.know(&ticket, record.role());
             }
         }
         Ok(self.index.get(to).copied())
+    }
+
+    /// This node plays `role` in `ticket`'s transfer.
+    fn know(&mut self, ticket: &crate::ticket::Ticket, role: Role) {
+        let other = match role {
+            Role::Send => Role::Receive,
+            Role::Receive => Role::Send,
+        };
+        self.index.insert(side_address(ticket, role), (ticket.transfer_id, role));
+        self.theirs.insert(side_address(ticket, other));
     }
 }
 

@@ -112,7 +112,7 @@ fn open(
     disk::check_space(temp_path(&record), ticket.size)?;
     let (file, _) = disk::open_temp(temp_path(&record), false).map_err(|e| TransferError::io(temp_path(&record), e))?;
     node.journal().save(&mut record)?;
-    table.index.insert(side_address(&ticket, Role::Receive), (id, Role::Receive));
+    table.know(&ticket, Role::Receive);
     let manifest = manifest(&ticket);
     let live = Live {
         _lock: lock,

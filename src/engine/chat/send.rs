@@ -101,7 +101,7 @@ pub(super) fn start(node: &Node, table: &mut Table, options: MessagesOptions) ->
     let id = ticket.transfer_id;
     let lock = node.journal().try_lock(&id, Role::Send)?.expect("a fresh id has no owner");
     node.journal().save(&mut record)?;
-    table.index.insert(side_address(&ticket, Role::Send), (id, Role::Send));
+    table.know(&ticket, Role::Send);
     let manifest = manifest(&ticket);
     let opener = Opener::new(ticket.session_key.clone(), id, 0);
     let mut sending =
