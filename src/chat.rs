@@ -10,7 +10,8 @@
 //! version  u8        1
 //! kind     u8        1 = ticket, 2 = offer, 3 = frame for the receiver, 4 = frame for the sender
 //! ticket:  the ticket string (`ferry…`), to the end
-//! offer:   an offer sealed under the receiver's grant (JSON of `crate::offer::Offer`), to the end
+//! offer:   the sender's address [u8; 16], then an offer sealed under the receiver's grant
+//!          (JSON of `crate::offer::Offer`), to the end
 //! frames:  address [u8; 16] (the first bytes of the side's mailbox id), then one sealed frame
 //!          (`crate::frame`): a chunk or the trailer to the receiver, a control to the sender
 //! ```
@@ -68,8 +69,9 @@ pub fn address(key: &MailboxKey) -> Address {
 pub enum Envelope {
     /// The first message to a receiver that is not a paired peer: the ticket itself.
     Ticket(String),
-    /// The first message to a paired peer: an offer sealed under its grant.
-    Offer(Vec<u8>),
+    /// The first message to a paired peer: an offer sealed under its grant, and the sender's
+    /// address, by which the sender knows its own offer when it sees it in the chat.
+    Offer { sender: Address, offer: Vec<u8> },
     /// A sealed frame (chunk, trailer) for the receiver at `to`.
     ToReceiver { to: Address, frame: Vec<u8> },
     /// A sealed control frame for the sender at `to`.
@@ -84,8 +86,9 @@ impl Envelope {
                 out.push(KIND_TICKET);
                 out.extend_from_slice(ticket.as_bytes());
             }
-            Envelope::Offer(offer) => {
+            Envelope::Offer { sender, offer } => {
                 out.push(KIND_OFFER);
+                out.extend_from_slice(sender);
                 out.extend_from_slice(offer);
             }
             Envelope::ToReceiver { to, frame } | Envelope::ToSender { to, frame } => {
@@ -111,7 +114,7 @@ impl Envelope {
             KIND_TICKET => {
                 Ok(Envelope::Ticket(String::from_utf8(rest.to_vec()).map_err(|_| malformed("not a ticket"))?))
             }
-            KIND_OFFER => Ok(Envelope::Offer(rest.to_vec())),
+            KIND_OFFER => framed(rest).map(|(sender, offer)| Envelope::Offer { sender, offer }),
             KIND_TO_RECEIVER => framed(rest).map(|(to, frame)| Envelope::ToReceiver { to, frame }),
             KIND_TO_SENDER => framed(rest).map(|(to, frame)| Envelope::ToSender { to, frame }),
             _ => Err(malformed("unknown kind of message")),
@@ -191,7 +194,7 @@ mod tests {
     fn envelopes_round_trip_through_text_with_words_around_them() {
         let envelopes = [
             Envelope::Ticket("ferryabc".into()),
-            Envelope::Offer(b"{}".to_vec()),
+            Envelope::Offer { sender: [5; 16], offer: b"{}".to_vec() },
             Envelope::ToReceiver { to: [7; 16], frame: vec![1, 2, 3] },
             Envelope::ToSender { to: [9; 16], frame: vec![] },
         ];

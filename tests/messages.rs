@@ -209,6 +209,8 @@ async fn one_mebibyte_arrives(seed: u64, crash: Crash) {
     assert!(opening[0].starts_with("agentferry file \"report.pdf\", 1.0 MiB"), "{}", opening[0]);
     assert!(opening[0].contains("receive_messages") && opening[0].contains("Anyone who can read this chat"));
     assert!(opening.len() > 1, "the first batch carries chunks too");
+    let own = alice.take(&opening).await;
+    assert!(own["rejected"].as_array().unwrap().is_empty() && own["skipped"] == opening.len(), "{own}");
     let (_alice, bob, done) = run(alice, bob, &id, opening, seed, crash).await;
     let saved = PathBuf::from(done["saved_to"].as_str().unwrap());
     assert_eq!(saved, bob.dir.join("downloads").canonicalize().unwrap().join("report.pdf"));
@@ -300,6 +302,11 @@ async fn to_a_paired_peer_the_first_message_is_sealed_for_it_alone() {
     let source = alice.file("private.bin", 100_000, 7);
     let (id, opening) = send(&alice, "private.bin", json!({ "to": "bob" })).await;
     assert!(opening[0].contains("sealed for a paired peer") && !opening[0].contains("private.bin"), "{}", opening[0]);
+
+    // alice sees her own messages in the chat: skipped, none refused.
+    let own = alice.take(&opening).await;
+    assert!(own["rejected"].as_array().unwrap().is_empty(), "{own}");
+    assert_eq!(own["skipped"], opening.len(), "{own}");
 
     // Someone else in the chat holds no grant of bob's: the offer opens nothing there, and the
     // chunks, sealed under the key inside it, are not even addressed to anyone it knows.

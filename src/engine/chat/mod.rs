@@ -188,7 +188,7 @@ pub(super) fn take(node: &Node, texts: &[String], options: &ReceiveOptions) -> R
         }
     }
     // First messages first: a paste may hold a transfer's chunks before the message opening it.
-    envelopes.sort_by_key(|(_, e)| !matches!(e, Envelope::Ticket(_) | Envelope::Offer(_)));
+    envelopes.sort_by_key(|(_, e)| !matches!(e, Envelope::Ticket(_) | Envelope::Offer { .. }));
 
     let mut receiving = BTreeSet::new();
     let mut sending: BTreeMap<TransferId, Vec<Need>> = BTreeMap::new();
@@ -196,7 +196,10 @@ pub(super) fn take(node: &Node, texts: &[String], options: &ReceiveOptions) -> R
     for (i, envelope) in envelopes {
         let result = match envelope {
             Envelope::Ticket(text) => receive::open_ticket(node, &mut table, &text, options),
-            Envelope::Offer(offer) => receive::open_offer(node, &mut table, &offer, options),
+            Envelope::Offer { sender, offer } => match table.lookup(node, &sender, &mut rescanned)? {
+                Some((_, Role::Send)) => Ok((Outcome::Skipped, None)), // our own, seen in the chat
+                _ => receive::open_offer(node, &mut table, &offer, options),
+            },
             Envelope::ToReceiver { to, frame } => match table.lookup(node, &to, &mut rescanned)? {
                 Some((id, Role::Receive)) => receive::frame(node, &mut table, id, frame).map(|o| (o, Some(id))),
                 _ => Ok((Outcome::Skipped, None)),

@@ -292,7 +292,9 @@ fn first_message(node: &Node, record: &Record, ticket: &Ticket) -> Result<String
 message holding {} into receive_messages there.",
                 chat::MARK
             );
-            Ok(Envelope::Offer(serde_json::to_vec(&offer).expect("offers serialise")).to_text(&words))
+            let (sender, offer) =
+                (side_address(ticket, Role::Send), serde_json::to_vec(&offer).expect("offers serialise"));
+            Ok(Envelope::Offer { sender, offer }.to_text(&words))
         }
     }
 }
