@@ -114,6 +114,12 @@ pub enum TransferError {
     /// A path outside what this server may read or write.
     #[error("{0}")]
     PathNotAllowed(String),
+    /// The MCP client listed no usable roots, so no path may be read (its list was empty or
+    /// named no existing local folder).
+    #[error(
+        "{0}: the MCP client listed no usable roots (an empty roots/list, or none an existing local folder), so this server may read no file"
+    )]
+    NoRoots(String),
     /// A transfer path that this build or this transfer cannot use.
     #[error("path {0:?} is not available")]
     PathUnavailable(String),
@@ -231,6 +237,7 @@ impl TransferError {
             TooManyGrants(_) => Code::TooManyGrants,
             OfferRefused(_) => Code::OfferRefused,
             PathNotAllowed(_) => Code::PathNotAllowed,
+            NoRoots(_) => Code::NoRoots,
             PathUnavailable(_) => Code::PathUnavailable,
             InvalidArgument(_) => Code::InvalidArgument,
             Busy(_) => Code::Busy,

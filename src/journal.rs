@@ -224,7 +224,8 @@ pub struct TransferStatus {
     /// Receiver: bytes received (durable ones when read from the journal); sender: bytes sent.
     pub bytes_done: u64,
     pub bytes_total: u64,
-    /// Bytes per second over the current run; 0 when not running in this process.
+    /// Bytes per second over the current run; once completed here, the average since data
+    /// began to move in the run that completed it; 0 when not running in this process.
     pub rate: u64,
     /// The path carrying the data (`http`), once one was chosen.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -183,3 +183,5 @@ pub mod schemas;
 pub mod store;
 #[doc(hidden)]
 pub mod task;
+#[doc(hidden)]
+pub mod web;

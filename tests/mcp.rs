@@ -12,7 +12,7 @@ use std::{
 use agentferry::{Node, engine::advertised_addrs};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
-    model::{CallToolRequestParams, ProgressNotificationParam, object},
+    model::{CallToolRequestParams, LoggingMessageNotificationParam, ProgressNotificationParam, object},
     service::{NotificationContext, RunningService},
 };
 use serde_json::{Value, json};
@@ -20,11 +20,48 @@ use serde_json::{Value, json};
 #[derive(Clone, Default)]
 struct Client {
     progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
+    /// The data of each `notifications/message`, and a count of resource list changes.
+    messages: Arc<Mutex<Vec<Value>>>,
+    resource_list_changes: Arc<Mutex<usize>>,
+    told: Arc<tokio::sync::Notify>,
 }
 
 impl ClientHandler for Client {
     async fn on_progress(&self, p: ProgressNotificationParam, _: NotificationContext<RoleClient>) {
         self.progress.lock().unwrap().push(p);
+    }
+
+    #[allow(deprecated)]
+    async fn on_logging_message(&self, m: LoggingMessageNotificationParam, _: NotificationContext<RoleClient>) {
+        self.messages.lock().unwrap().push(m.data);
+        self.told.notify_one();
+    }
+
+    async fn on_resource_list_changed(&self, _: NotificationContext<RoleClient>) {
+        *self.resource_list_changes.lock().unwrap() += 1;
+        self.told.notify_one();
+    }
+}
+
+impl Client {
+    /// The first message about `transfer_id`, and resource list changes by then; waits for both.
+    async fn told_about(&self, transfer_id: &str) -> (Value, usize) {
+        let found = || {
+            let message = self.messages.lock().unwrap().iter().find(|m| m["transfer_id"] == transfer_id).cloned();
+            let changes = *self.resource_list_changes.lock().unwrap();
+            message.filter(|_| changes > 0).map(|m| (m, changes))
+        };
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let told = self.told.notified();
+                if let Some(found) = found() {
+                    return found;
+                }
+                told.await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no notification about {transfer_id}: {:?}", self.messages.lock().unwrap()))
     }
 }
 
@@ -158,6 +195,15 @@ async fn arguments_that_do_not_fit_are_invalid_argument_errors_naming_the_tool()
         ("check_session", json!({ "timeout_seconds": -1 })),
         ("add_peer", json!({ "name": "x" })),
         ("resume_transfer", json!({})),
+        // Within serde's reach but outside the schema's bounds: refused, not clamped.
+        ("send_file", json!({ "path": "a", "expires_in_minutes": 0 })),
+        ("send_file", json!({ "path": "a", "expires_in_minutes": 525601 })),
+        ("check_session", json!({ "timeout_seconds": 601 })),
+        ("check_session", json!({ "limit": 0 })),
+        ("check_session", json!({ "state": "sleeping" })),
+        ("check_session", json!({ "transfer_id": "0", "limit": 3 })),
+        ("create_invite", json!({ "ttl_hours": 0 })),
+        ("add_peer", json!({ "uri": "grantx", "ttl_hours": -1 })),
     ];
     for (tool, args) in cases {
         let (is_error, e) = a.call(tool, args.clone()).await;
@@ -165,6 +211,64 @@ async fn arguments_that_do_not_fit_are_invalid_argument_errors_naming_the_tool()
         assert_eq!(e["code"], "invalid_argument", "{tool} {args}: {e}");
         assert!(e["hint"].as_str().unwrap().contains(tool), "{tool}: the hint names the tool: {e}");
     }
+}
+
+#[tokio::test]
+async fn a_listing_shows_active_transfers_first_then_the_latest_within_a_limit() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let mut done = Vec::new();
+    for i in 0..3 {
+        let path = a.file(&format!("done{i}.bin"), 1000);
+        let sent = a.ok("send_file", json!({ "path": path })).await;
+        let received = b.ok("receive_file", json!({ "ticket": sent["ticket"] })).await;
+        b.wait(received["transfer_id"].as_str().unwrap()).await;
+        a.wait(sent["transfer_id"].as_str().unwrap()).await;
+        done.push(sent["transfer_id"].clone());
+    }
+    let waiting = a.ok("send_file", json!({ "path": a.file("waiting.bin", 1000) })).await;
+
+    let default = a.ok("check_session", json!({})).await;
+    assert_eq!(default["transfers"].as_array().unwrap().len(), 4, "{default}");
+    assert_eq!(default["more"], 0, "{default}");
+    let first_two = a.ok("check_session", json!({ "limit": 2 })).await;
+    let shown = first_two["transfers"].as_array().unwrap();
+    assert_eq!(shown[0]["transfer_id"], waiting["transfer_id"], "active first: {first_two}");
+    assert_eq!(shown[1]["state"], "completed");
+    let latest = done.iter().map(|id| a.ok("check_session", json!({ "transfer_id": id }))).collect::<Vec<_>>();
+    let mut updated = Vec::new();
+    for report in latest {
+        updated.push(report.await["transfers"][0]["updated_at"].as_u64().unwrap());
+    }
+    assert_eq!(shown[1]["updated_at"].as_u64(), updated.iter().max().copied(), "then the latest: {first_two}");
+    assert_eq!(first_two["more"], 2);
+    let completed = a.ok("check_session", json!({ "state": "completed", "limit": 1 })).await;
+    assert_eq!(completed["transfers"][0]["state"], "completed");
+    assert_eq!(completed["more"], 2, "{completed}");
+    let one = a.ok("check_session", json!({ "transfer_id": done[0] })).await;
+    assert!(one.get("more").is_none(), "a single transfer's report has no count: {one}");
+}
+
+#[tokio::test]
+async fn a_transfer_this_node_both_sends_and_receives_is_resumed_by_role() {
+    let base = tempfile::tempdir().unwrap();
+    let a = Side::start(base.path(), "alice").await;
+    let sent = a.ok("send_file", json!({ "path": a.file("self.bin", 1000) })).await;
+    let id = sent["transfer_id"].as_str().unwrap();
+    a.ok("receive_file", json!({ "ticket": sent["ticket"] })).await;
+    let report = a.ok("check_session", json!({ "transfer_id": id })).await;
+    assert_eq!(report["transfers"].as_array().unwrap().len(), 2, "both roles: {report}");
+    let (is_error, e) = a.call("resume_transfer", json!({ "transfer_id": id })).await;
+    assert!(is_error);
+    assert_eq!(e["code"], "ambiguous_transfer", "{e}");
+    let hint = e["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("resume_transfer") && hint.contains("role: \"send\""),
+        "the hint names the tool and argument: {hint}"
+    );
+    assert!(!hint.contains("agentferry resume"), "{hint}");
+    let (_, e) = a.call("resume_transfer", json!({ "transfer_id": id, "role": "receive" })).await;
+    assert_ne!(e["code"], "ambiguous_transfer", "role picks one side: {e}");
 }
 
 #[tokio::test]
@@ -218,6 +322,35 @@ async fn a_ticket_moves_a_file_between_two_servers_with_progress() {
     let sender_side = a.wait(id).await;
     assert_eq!(sender_side["state"], "completed");
     assert_eq!(sender_side["sha256"], done["sha256"]);
+    // A completed status says how fast it went: no faster than the whole wait allows.
+    let floor = 3_000_000 / elapsed.as_secs().max(1);
+    for side in [&done, &sender_side] {
+        let rate = side["rate"].as_u64().unwrap();
+        assert!(rate >= floor, "a completed transfer's average rate is {rate} B/s, under {floor}: {side}");
+    }
+}
+
+#[tokio::test]
+async fn tickets_waiting_for_their_receivers_share_one_port() {
+    let base = tempfile::tempdir().unwrap();
+    let (a, b) = (Side::start(base.path(), "alice").await, Side::start(base.path(), "bob").await);
+    let files = [a.file("one.bin", 200_000), a.file("two.bin", 300_000), a.file("three.bin", 1000)];
+    let mut sent = Vec::new();
+    for file in &files {
+        sent.push(a.ok("send_file", json!({ "path": file })).await);
+    }
+    let ports: std::collections::BTreeSet<u16> = sent
+        .iter()
+        .flat_map(|s| s["ticket"].as_str().unwrap().parse::<agentferry::Ticket>().unwrap().addrs)
+        .map(|addr| addr.port())
+        .collect();
+    assert_eq!(ports.len(), 1, "three waiting tickets, one port: {ports:?}");
+    // Each is still served on its own, in any order.
+    for (file, s) in files.iter().zip(&sent).rev() {
+        let started = b.ok("receive_file", json!({ "ticket": s["ticket"] })).await;
+        let done = b.wait(started["transfer_id"].as_str().unwrap()).await;
+        assert_eq!(std::fs::read(done["saved_to"].as_str().unwrap()).unwrap(), std::fs::read(file).unwrap());
+    }
 }
 
 #[tokio::test]
@@ -269,6 +402,14 @@ async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
     assert_eq!(sent["peer_answer"], "accepted");
     assert!(sent.get("ticket").is_none(), "a push shows no ticket");
     let id = sent["transfer_id"].as_str().unwrap();
+    // bob's client hears of the push without polling.
+    let (told, _) = b.client.service().told_about(id).await;
+    assert_eq!(told["event"], "push_arrived", "{told}");
+    assert_eq!(
+        (&told["from"], &told["file_name"], &told["state"]),
+        (&json!("alice"), &json!("pushed.bin"), &json!("active"))
+    );
+    assert!(told["next"].as_str().unwrap().contains("check_session"), "{told}");
     let done = b.wait(id).await;
     assert_eq!(done["state"], "completed", "{done}");
     assert_eq!(done["peer"], "alice");
@@ -280,6 +421,9 @@ async fn a_push_to_a_trusted_peer_is_accepted_and_revoked_grants_are_held() {
     let sent = a.ok("send_file", json!({ "path": src2.to_str().unwrap(), "to": "bob" })).await;
     assert_eq!(sent["peer_answer"], "pending");
     let id = sent["transfer_id"].as_str().unwrap();
+    let (held, _) = b.client.service().told_about(id).await;
+    assert_eq!((&held["state"], &held["held_because"]), (&json!("pending"), &json!("grant_revoked")), "{held}");
+    assert!(held["next"].as_str().unwrap().contains(&format!("receive_file(transfer_id=\"{id}\")")), "{held}");
     let listed = b.ok("check_session", json!({})).await;
     let pending = listed["transfers"].as_array().unwrap().iter().find(|t| t["transfer_id"] == id).unwrap().clone();
     assert_eq!(pending["state"], "pending");

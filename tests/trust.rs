@@ -213,3 +213,16 @@ fn a_queued_push_stops_on_ctrl_c() {
     let (_, status, _) = a.run(&["status", offered["transfer_id"].as_str().unwrap(), "--json"]);
     assert_eq!(status[0]["state"], "interrupted", "{status:?}");
 }
+
+#[test]
+fn export_names_the_node_as_agentferry_name_does() {
+    let b = Node::new();
+    let output = b.command(&["export", "--json"]).env("AGENTFERRY_NAME", "build-box").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let exported: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(exported["name"], "build-box", "{exported}");
+    let a = Node::new();
+    let (code, added, _) = a.run(&["peers", "add", exported["uri"].as_str().unwrap(), "--json"]);
+    assert_eq!(code, 0);
+    assert_eq!(added[0]["name"], "build-box", "the peer knows it by that name");
+}

@@ -92,6 +92,11 @@ struct SendArgs {
     /// receiver's `--verify` shows the same two unless someone in the middle guessed the code.
     #[arg(long, requires = "code")]
     verify: bool,
+    /// Also print a link that opens the file in a browser, for a person with nothing installed
+    /// (they must reach this machine's address; see docs/browser.md). Secret, like the ticket.
+    /// Not for a folder, nor with `--prefer relay|webrtc`.
+    #[arg(long, conflicts_with_all = ["to", "code"])]
+    link: bool,
     /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     expires_in: Duration,
@@ -338,7 +343,12 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                     reporter.sending_by_code();
                     node.send_by_code(options, args.verify).await?.0
                 }
-                None => node.send(options).await?,
+                None => {
+                    if args.link {
+                        reporter.with_link();
+                    }
+                    node.send(options).await?
+                }
                 Some(peer) => {
                     let (transfer, answer) = node.push(options, &peer).await?;
                     let (transfer_id, state, reason) = (transfer.transfer_id, answer.state, answer.reason);

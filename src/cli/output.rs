@@ -12,22 +12,29 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use agentferry::{Event, journal::TransferStatus};
 
+/// `link` (`send --link`, both variants): after the ticket, report its browser link too.
 pub enum Reporter {
     /// JSON Lines, on stderr when `on_stderr`.
-    Json { on_stderr: bool },
+    Json { on_stderr: bool, link: bool },
     /// `by_code`: a send whose ticket is handed over by a code, so the person sees the code
     /// instead of the ticket.
-    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)>, by_code: bool },
+    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)>, by_code: bool, link: bool },
 }
 
 impl Reporter {
     /// `stdout_is_data`: standard output carries a file, so nothing else may be written there.
     pub fn new(json: bool, stdout_is_data: bool) -> Self {
         if json {
-            Reporter::Json { on_stderr: stdout_is_data }
+            Reporter::Json { on_stderr: stdout_is_data, link: false }
         } else {
-            Reporter::Human { bar: None, sending: None, by_code: false }
+            Reporter::Human { bar: None, sending: None, by_code: false, link: false }
         }
+    }
+
+    /// The send that follows is `send --link`.
+    pub fn with_link(&mut self) {
+        let (Reporter::Json { link, .. } | Reporter::Human { link, .. }) = self;
+        *link = true;
     }
 
     /// The send that follows hands its ticket over by a code: show the code, not the ticket.
@@ -38,8 +45,20 @@ impl Reporter {
     }
 
     pub fn event(&mut self, event: &Event) {
+        self.show(event);
+        let (Reporter::Json { link: true, .. } | Reporter::Human { link: true, .. }) = self else { return };
+        if let Event::Ticket { transfer_id, ticket, .. } = event {
+            let link = ticket.parse().ok().as_ref().and_then(agentferry::web::link);
+            match link {
+                Some(link) => self.show(&Event::Link { transfer_id: *transfer_id, link }),
+                None => eprintln!("This send has no browser link: a folder, or no direct address to put in one."),
+            }
+        }
+    }
+
+    fn show(&mut self, event: &Event) {
         match self {
-            Reporter::Json { on_stderr } => {
+            Reporter::Json { on_stderr, .. } => {
                 let mut line = serde_json::to_vec(event).expect("events serialise");
                 line.push(b'\n');
                 let _ = if *on_stderr {
@@ -49,7 +68,7 @@ impl Reporter {
                     out.write_all(&line).and_then(|()| out.flush())
                 };
             }
-            Reporter::Human { bar, sending, by_code } => human(bar, sending, *by_code, event),
+            Reporter::Human { bar, sending, by_code, .. } => human(bar, sending, *by_code, event),
         }
     }
 }
@@ -120,6 +139,12 @@ fn human(bar: &mut Option<ProgressBar>, sending: &mut Option<(String, u64)>, by_
             Some(reason) => eprintln!("{peer} holds the offer as {state} ({reason}); someone there must accept it"),
             None => eprintln!("{peer} {state} the offer and is fetching the file"),
         },
+        Event::Link { link, .. } => {
+            println!("{link}");
+            eprintln!(
+                "Or, for a person with only a browser: open the link above (this machine's address must be reachable)."
+            );
+        }
         Event::Listening { addrs, .. } => {
             let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
             eprintln!("Listening on {}", list.join(", "));

@@ -163,10 +163,16 @@ pub async fn mcp(node: Node, args: McpArgs) -> Result<(), TransferError> {
     }
     let server = FerryServer::start_with(node, roots, invites).await;
     let (transport, writer) = agentferry::mcp::stdio::transport(tokio::io::stdin(), tokio::io::stdout());
-    let running = server
-        .serve(transport)
-        .await
-        .map_err(|e| TransferError::Protocol(format!("MCP initialisation failed: {e}")))?;
+    let running = match server.serve(transport).await {
+        Ok(running) => running,
+        // The client left before starting a session: a probe (`server/discover`, then EOF) or
+        // a host that changed its mind. Its answers still reach stdout; nothing went wrong.
+        Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => {
+            let _ = writer.await;
+            return Ok(());
+        }
+        Err(e) => return Err(TransferError::Protocol(format!("MCP initialisation failed: {e}"))),
+    };
     running.waiting().await.map_err(|e| TransferError::Protocol(format!("MCP session ended: {e}")))?;
     let _ = writer.await; // the last answers reach stdout
     Ok(())

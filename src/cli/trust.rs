@@ -19,8 +19,9 @@ use super::{
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The name the other side will know this node by. Default: this node's name.
-    #[arg(long)]
+    /// The name the other side will know this node by. Default: this node's name (as
+    /// AGENTFERRY_NAME or the host name give it).
+    #[arg(long, env = "AGENTFERRY_NAME")]
     name: Option<String>,
     /// How long the grant is valid: e.g. 12h, 7d.
     #[arg(long, default_value = "7d", value_parser = parse_duration)]

@@ -78,6 +78,9 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none")]
         verifier: Option<String>,
     },
+    /// `send --link`: the link that opens the transfer in a browser (see docs/browser.md).
+    /// Secret, like the ticket; printed right after it.
+    Link { transfer_id: TransferId, link: String },
     /// The sender listens on these addresses.
     Listening { transfer_id: TransferId, addrs: Vec<SocketAddr> },
     /// One try at one path and address, with its outcome.

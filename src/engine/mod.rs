@@ -46,7 +46,7 @@ pub use send::advertised_addrs;
 #[doc(hidden)]
 pub use send::outgoing::SendOutcome;
 #[doc(hidden)]
-pub use trust::Inbox;
+pub use trust::{Arrival, Inbox};
 
 use crate::{
     channel::ChannelHint,
@@ -214,6 +214,11 @@ impl Node {
     pub fn with_shared_server(mut self, server: Arc<HttpServer>) -> Self {
         self.server = Some(server);
         self
+    }
+
+    /// Whether sends are served from a shared listener ([`Self::with_shared_server`]).
+    pub fn has_shared_server(&self) -> bool {
+        self.server.is_some()
     }
 
     pub fn trust(&self) -> &Trust {

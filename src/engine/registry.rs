@@ -80,8 +80,18 @@ impl Registry {
 
 /// Fold one transfer's events into its status until it ends.
 async fn follow(mut transfer: Transfer, tx: watch::Sender<TransferStatus>) {
+    // Since data began to move in this run: (when, bytes done then), for a completed rate.
+    let mut moving: Option<(std::time::Instant, u64)> = None;
     while let Some(event) = transfer.events.recv().await {
-        tx.send_modify(|s| apply(s, event));
+        if moving.is_none() && matches!(event, Event::Progress { .. } | Event::Path { state: "using", .. }) {
+            moving = Some((std::time::Instant::now(), tx.borrow().bytes_done));
+        }
+        tx.send_modify(|s| {
+            apply(s, event);
+            if let (State::Completed, Some((since, from))) = (s.state, moving) {
+                s.rate = average_rate(s.bytes_done.saturating_sub(from), since.elapsed());
+            }
+        });
     }
     let result = transfer.outcome().await;
     tx.send_modify(|s| {
@@ -92,6 +102,11 @@ async fn follow(mut transfer: Transfer, tx: watch::Sender<TransferStatus>) {
             }
         }
     });
+}
+
+/// Bytes per second of `bytes` moved in `elapsed` (a run too short to time counts as 1 ms).
+fn average_rate(bytes: u64, elapsed: std::time::Duration) -> u64 {
+    (bytes as u128 * 1000 / elapsed.as_millis().max(1)) as u64
 }
 
 fn fail(s: &mut TransferStatus, e: &TransferError) {

@@ -62,6 +62,7 @@ pub fn hint(code: Code) -> &'static str {
         TooManyGrants => "revoke a grant no longer needed (`agentferry grants revoke ID`), or wait for one to expire",
         OfferRefused => "send without --to and hand the ticket over instead, or ask the peer for a fresh grant",
         PathNotAllowed => "use a path inside the allowed roots (or the download folder for received files)",
+        NoRoots => "add the folder as a root in the MCP client, or start the server with `agentferry mcp --root DIR`",
         PathUnavailable => "pass --prefer auto or --prefer http",
         InvalidArgument => "run the command with --help and fix the arguments",
         Busy => "wait for that process to finish (`agentferry status ID`), or stop it, then run `agentferry resume ID`",

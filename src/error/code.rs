@@ -65,6 +65,7 @@ table! {
     TooManyGrants => ("too_many_invites", 4),
     OfferRefused => ("offer_refused", 4),
     PathNotAllowed => ("path_not_allowed", 6),
+    NoRoots => ("no_roots", 6),
     PathUnavailable => ("path_unavailable", 3),
     InvalidArgument => ("invalid_argument", 2),
     Busy => ("transfer_busy", 8),

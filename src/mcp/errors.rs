@@ -37,6 +37,16 @@ impl ToolError {
         }
     }
 
+    /// The call ends with an `input_required` result instead (see `input`); the client never
+    /// sees this error.
+    pub fn awaiting_input() -> Self {
+        ToolError {
+            code: "input_required".into(),
+            message: "the call waits for the client's answers".into(),
+            hint: "call again with the answers".into(),
+        }
+    }
+
     /// The `isError` result this error travels in.
     pub fn into_result(self) -> CallToolResult {
         CallToolResult::error(self.into_contents())
@@ -64,12 +74,14 @@ fn usage(tool: &str) -> &'static str {
         "receive_file" => {
             "one of {ticket: string}, {code: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"webrtc\"|\"relay\""
         }
-        "check_session" => "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}",
+        "check_session" => {
+            "{transfer_id?: string, wait?: boolean (needs transfer_id), timeout_seconds?: 1..600}, or for a listing {limit?: 1..1000, state?: \"active\"|\"pending\"|\"interrupted\"|\"completed\"|\"failed\"}"
+        }
         "add_peer" => {
             "{uri: \"grant…\" string or code: string, name?: string, ttl_hours?: number >= 0, replace?: boolean}"
         }
         "list_peers" => "no arguments",
-        "resume_transfer" => "{transfer_id: string} (check_session lists the ids)",
+        "resume_transfer" => "{transfer_id: string, role?: \"send\"|\"receive\"} (check_session lists the ids)",
         "create_invite" => "{name?: string, ttl_hours?: number > 0, code?: boolean}",
         "revoke_invite" => "{grant_id: string} (list_invites lists them)",
         "list_invites" => "no arguments",
@@ -130,16 +142,19 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         PeerExpired => "ask the peer for a fresh `agentferry export` and call add_peer with it (replace: true), or call send_file without `to` and hand over the ticket".into(),
         OfferRefused => "call send_file without `to` and hand the ticket over instead, or ask the peer for a fresh grant".into(),
         PathNotAllowed => "pass a path inside the allowed roots (send_file), or an output_dir inside the download folder or a root (receive_file)".into(),
+        NoRoots => "ask the person to add the folder as a root in this MCP client, or to add --root DIR to this server's arguments in the client's MCP configuration (it overrides the client's roots); receive_file without output_dir still saves into the download folder".into(),
         PathUnavailable => "call again with prefer: \"auto\" or prefer: \"http\"".into(),
         InvalidArgument => "read the tool's description and input schema, and call it again with fixed arguments".into(),
         Busy => match id {
             Some(id) => format!("another process drives it: call check_session with transfer_id \"{id}\" and wait: true, or stop that process and then {resume}"),
             None => format!("another process drives it: wait for it with check_session, or stop that process and then {resume}"),
         },
-        AmbiguousTransfer => format!(
-            "this node both sends and receives it; resume one side from a shell with `agentferry resume {} --role send` (or `--role receive`)",
-            id.unwrap_or("ID")
-        ),
+        AmbiguousTransfer => match id {
+            Some(id) => format!(
+                "this node both sends and receives it: call resume_transfer with transfer_id \"{id}\" and role: \"send\" (or role: \"receive\")"
+            ),
+            None => "this node both sends and receives it: call resume_transfer again with role: \"send\" (or role: \"receive\")".into(),
+        },
         TooManyGrants => "call list_invites and revoke_invite one that is no longer needed, or wait for one to expire".into(),
         GrantNotFound => "call list_invites to see this node's invites and their grant_id".into(),
         Home => "check AGENTFERRY_HOME in the server's configuration and the permissions of the node home".into(),
@@ -212,8 +227,7 @@ mod tests {
         for &code in Code::ALL {
             let hint = hint_for(code, Some("00ff"));
             let own = hint.replace("`agentferry export`", "").replace("`agentferry listen`", "");
-            let shell_only = code == Code::AmbiguousTransfer;
-            assert_eq!(own.contains("`agentferry "), shell_only, "{code}: {hint}");
+            assert!(!own.contains("`agentferry "), "{code}: {hint}");
         }
         // The codes that used to fall back to the CLI's words.
         use Code::*;

@@ -11,11 +11,14 @@
 //! The invite's URI is the one secret here: it appears in `create_invite`'s result and nowhere
 //! else (logs, `list_invites`, resources and errors show only the grant id).
 
-use rmcp::{Peer, RoleServer, service::ElicitationError};
+use rmcp::{RoleServer, service::RequestContext};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::ToolError;
+use super::{
+    ToolError,
+    input::{self, Answer},
+};
 use crate::{
     code::{Purpose, rendezvous::Offer},
     engine::{Node, advertised_addrs},
@@ -120,11 +123,12 @@ pub struct Confirm {
 }
 rmcp::elicit_safe!(Confirm);
 
-/// Mint an invite on `node` under `policy`, after the person's confirmation when `peer` can ask.
+/// Mint an invite on `node` under `policy`, after the person's confirmation when the client
+/// can ask (see [`input`]).
 pub async fn create(
     node: &Node,
     policy: &InvitePolicy,
-    peer: &Peer<RoleServer>,
+    ctx: &RequestContext<RoleServer>,
     args: CreateInviteArgs,
     codes: &InviteCodes,
 ) -> Result<CreateInviteResult, ToolError> {
@@ -143,29 +147,32 @@ pub async fn create(
     if open >= policy.max_open {
         return Err(TransferError::TooManyGrants(policy.max_open).into());
     }
-    if !peer.supported_elicitation_modes().is_empty() {
-        let question = format!(
-            "An agent asks to create an invite named {name:?}, valid for {hours} h: whoever gets it can send up to {} to this machine without asking. Allow?",
-            human_bytes(policy.quota_bytes)
-        );
-        match peer.elicit::<Confirm>(question).await {
-            Ok(Some(Confirm { allow: true })) => {}
-            Ok(_) | Err(ElicitationError::UserDeclined | ElicitationError::UserCancelled) => {
-                return Err(ToolError {
-                    code: "invite_declined".into(),
-                    message: "the person declined to create the invite".into(),
-                    hint: "do not retry on your own; ask the person, or use send_file without `to` and hand over the ticket".into(),
-                });
-            }
-            // The client said it can ask but did not: no invite without the answer.
-            Err(e) => {
-                return Err(ToolError {
-                    code: "invite_not_confirmed".into(),
-                    message: format!("the person could not be asked to confirm the invite: {e}"),
-                    hint: "call create_invite again; if it keeps failing, ask the person to run `agentferry export` instead".into(),
-                });
-            }
+    let question = format!(
+        "An agent asks to create an invite named {name:?}, valid for {hours} h: whoever gets it can send up to {} to this machine without asking. Allow?",
+        human_bytes(policy.quota_bytes)
+    );
+    match input::elicit::<Confirm>(ctx, "confirm", question).await {
+        Answer::Given(Confirm { allow: true }) | Answer::NoOneToAsk => {}
+        Answer::Given(Confirm { allow: false }) | Answer::Refused => {
+            return Err(ToolError {
+                code: "invite_declined".into(),
+                message: "the person declined to create the invite".into(),
+                hint:
+                    "do not retry on your own; ask the person, or use send_file without `to` and hand over the ticket"
+                        .into(),
+            });
         }
+        // The client said it can ask but did not: no invite without the answer.
+        Answer::Failed(e) => {
+            return Err(ToolError {
+                code: "invite_not_confirmed".into(),
+                message: format!("the person could not be asked to confirm the invite: {e}"),
+                hint:
+                    "call create_invite again; if it keeps failing, ask the person to run `agentferry export` instead"
+                        .into(),
+            });
+        }
+        Answer::Asked => return Err(ToolError::awaiting_input()),
     }
     let inbox = advertised_addrs(node.inbox_bind()?);
     // The code first: without a relay for it, no invite is minted.

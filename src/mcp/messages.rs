@@ -134,6 +134,7 @@ with a paired peer to keep it private)"
     Ok(SendFileResult {
         transfer_id: opened.transfer_id.to_string(),
         ticket: None,
+        link: None,
         code: None,
         code_expires_at: None,
         state: State::Active,

@@ -17,8 +17,10 @@
 //! a grant (from `agentferry export` or `create_invite`), and the download folder is created by
 //! the first receive.
 
+mod arrivals;
 mod errors;
 pub mod http;
+mod input;
 pub mod invites;
 pub mod messages;
 mod resources;
@@ -106,6 +108,13 @@ pub struct FerryServer {
     invites: InvitePolicy,
     /// The codes of invites made here (create_invite with code: true).
     invite_codes: invites::InviteCodes,
+    /// Questions asked over `input_required`, awaiting the client's retry.
+    rounds: input::Rounds,
+    /// The clients told when a push arrives.
+    clients: arrivals::Clients,
+    /// Until the inbox listens: the node serving every send from one listener, bound by the
+    /// first send.
+    sends: Arc<OnceCell<Node>>,
     subscriptions: resources::Subscriptions,
     registry: Arc<Registry>,
     tasks: TaskManager,
@@ -139,6 +148,9 @@ impl FerryServer {
             roots_stale: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             invites,
             invite_codes: Default::default(),
+            rounds: Default::default(),
+            clients: Default::default(),
+            sends: Arc::new(OnceCell::new()),
             subscriptions: Default::default(),
             registry: Registry::new(),
             tasks: TaskManager::new(),
@@ -174,6 +186,31 @@ impl FerryServer {
         self.inbox.get_or_init(|| self.bind_inbox()).await.clone()
     }
 
+    /// The node to send with: the inbox's listener serves every send once there is one; until
+    /// then one listener on `AGENTFERRY_BIND`, bound by the first send and kept for the next, so
+    /// that tickets waiting for their receivers (a day each by default) hold one port, not one
+    /// each.
+    async fn sending_node(&self) -> Node {
+        let node = self.node().await;
+        if node.has_shared_server() {
+            return node;
+        }
+        let bind = async {
+            match HttpServer::bind(node.config().bind).await {
+                Ok(server) => {
+                    let server = Arc::new(server);
+                    server.start();
+                    node.clone().with_shared_server(server)
+                }
+                Err(e) => {
+                    tracing::warn!("no shared listener for sends ({e}); each send gets its own port");
+                    node.clone()
+                }
+            }
+        };
+        self.sends.get_or_init(|| bind).await.clone()
+    }
+
     /// Listen for pushes on the node's inbox address, unless another process (such as
     /// `agentferry listen`) already does.
     async fn bind_inbox(&self) -> Node {
@@ -190,6 +227,7 @@ impl FerryServer {
                 let server = Arc::new(server);
                 let download_dir = self.roots().download_dir().to_owned();
                 let inbox = Inbox::new(node.clone(), download_dir, Arc::clone(&self.registry));
+                self.clients.follow(inbox.arrivals());
                 server.set_inbox(inbox.handler());
                 inbox.listen_on_channel(&node).await;
                 server.start();
@@ -210,17 +248,33 @@ impl FerryServer {
     /// Ask the client for its roots if they replace ours and may have changed since we last
     /// asked. A client that announces changes is asked on every call: rmcp handles a
     /// notification and the request after it concurrently, so `roots/list_changed` sent just
-    /// before a call may be seen after it; asking is one local round trip.
-    async fn refresh_roots(&self, peer: &rmcp::Peer<RoleServer>) {
+    /// before a call may be seen after it; asking is one local round trip. With `inputs` (a
+    /// 2026-07-28 connection) the roots come with the call's retry: until then they are wanted
+    /// there, and the call ends asking for them; a later retry of the same call (answering an
+    /// invite's confirmation) keeps them.
+    #[allow(deprecated)] // roots are what today's hosts (Claude Code, Cursor) send
+    async fn refresh_roots(&self, ctx: &RequestContext<RoleServer>, inputs: Option<&input::CallInputs>) {
         use std::sync::atomic::Ordering;
-        let Some(declared) = peer.peer_info().and_then(|info| info.capabilities.roots.clone()) else { return };
+        let Some(declared) = ctx.client_capabilities().and_then(|caps| caps.roots) else { return };
         let announces_changes = declared.list_changed == Some(true);
-        if !self.roots().client_may_replace() || !(self.roots_stale.swap(false, Ordering::SeqCst) || announces_changes)
+        let first_try = inputs.is_none_or(|inputs| !inputs.is_retry());
+        if !self.roots().client_may_replace()
+            || !(self.roots_stale.swap(false, Ordering::SeqCst) || announces_changes && first_try)
         {
             return;
         }
-        #[allow(deprecated)] // roots are what today's hosts (Claude Code, Cursor) send
-        match peer.list_roots().await {
+        let listed: Result<rmcp::model::ListRootsResult, String> = match inputs {
+            None => ctx.peer.list_roots().await.map_err(|e| e.to_string()),
+            Some(inputs) => match inputs.answer(input::ROOTS) {
+                Some(answer) => answer,
+                None => {
+                    self.roots_stale.store(true, Ordering::SeqCst);
+                    inputs.want_roots();
+                    return;
+                }
+            },
+        };
+        match listed {
             Ok(listed) => {
                 let replaced = self.roots().with_client_roots(listed.roots.iter().map(|r| r.uri.as_str()));
                 tracing::info!(roots = ?replaced.roots(), "using the client's roots");
@@ -268,7 +322,7 @@ impl FerryServer {
             expires_in: Duration::from_secs(minutes as u64 * 60),
             prefer: args.prefer.unwrap_or_default(),
         };
-        let node = self.node().await;
+        let node = self.sending_node().await;
         let by_code = args.code == Some(true);
         if by_code && args.to.is_some() {
             return Err(ToolError::bad_arguments("send_file", "pass `to` or `code: true`, not both"));
@@ -313,6 +367,7 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
         let result = SendFileResult {
             transfer_id: id.to_string(),
             ticket: answer.is_none().then(|| record.ticket.clone()),
+            link: answer.is_none().then(|| record.ticket.parse().ok()).flatten().as_ref().and_then(crate::web::link),
             code_expires_at: code.as_ref().map(|(_, at)| *at),
             code: code.map(|(c, _)| c.to_string()),
             state: State::Active,
@@ -364,9 +419,13 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
     }
 
     async fn start_resume(&self, args: ResumeArgs) -> Result<Started, ToolError> {
-        let node = self.node().await;
+        // A send resumed here (after a failure) may have been served by the sends' listener.
+        let node = match (self.node().await, self.sends.get()) {
+            (node, Some(sends)) if !node.has_shared_server() => sends.clone(),
+            (node, _) => node,
+        };
         let started = match parse_id(&args.transfer_id) {
-            Ok(id) => node.resume(id, None).await.and_then(|t| self.track(&node, t)),
+            Ok(id) => node.resume(id, args.role).await.and_then(|t| self.track(&node, t)),
             Err(e) => Err(e),
         };
         started.map_err(|e| ToolError::new(&e, Some(&args.transfer_id)))
@@ -382,7 +441,9 @@ unless `to` names a trusted peer, a ticket: give the ticket to the receiving age
 with it. With `to`, the file is pushed to that peer (see list_peers), which fetches it on its own. With `code: true` \
 it also returns a short code a person can say (like 7-guitar-nebula-acorn; one use, 10 minutes, through the \
 relay) that receive_file(code) or `agentferry receive CODE` redeems. Then call check_session(transfer_id, \
-wait=true) to follow it to completion. The file must be inside the allowed roots.",
+wait=true) to follow it to completion. The file must be inside the allowed roots. The ticket is served by this \
+MCP server process: it works until it expires (expires_in_minutes, default one day) or a receiver completes it, \
+and only while this server runs; after a restart, resume_transfer(transfer_id) serves the same ticket again.",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn send_file(&self, Parameters(args): Parameters<SendFileArgs>) -> Result<Json<SendFileResult>, ToolError> {
@@ -424,9 +485,10 @@ an existing file is never replaced unless overwrite is true.",
     #[tool(
         title = "Check transfers",
         description = "Show one transfer's status (state, bytes_done/bytes_total, rate, path, attempts, sha256, \
-saved_to, error with code and hint), or, without transfer_id, every transfer and pending incoming offer. \
-States: active, pending (an offer waiting for receive_file(transfer_id)), completed, failed, interrupted \
-(call resume_transfer). With wait=true and a transfer_id it blocks until a final state or timeout_seconds, \
+saved_to, error with code and hint), or, without transfer_id, a listing of transfers and pending incoming \
+offers: active and pending first, then the most recently updated, at most limit (default 10), optionally only \
+one state; `more` counts the rest. States: active, pending (an offer waiting for receive_file(transfer_id)), \
+completed, failed, interrupted (call resume_transfer(transfer_id)). With wait=true and a transfer_id it blocks until a final state or timeout_seconds, \
 sending progress notifications if you gave a progress token.",
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
@@ -440,16 +502,23 @@ sending progress notifications if you gave a progress token.",
             if args.wait == Some(true) {
                 return Err(ToolError::bad_arguments("check_session", "wait needs a transfer_id"));
             }
-            let transfers = self.registry.list(&node)?.into_iter().map(for_agent).collect();
-            return Ok(Json(SessionReport { transfers, timed_out: false }));
+            let all = self.registry.list(&node)?.into_iter().map(for_agent).collect();
+            let limit = args.limit.map_or(DEFAULT_LIST_LIMIT, |l| l as usize);
+            return Ok(Json(SessionReport::listing(all, args.state, limit)));
         };
+        if args.limit.is_some() || args.state.is_some() {
+            return Err(ToolError::bad_arguments(
+                "check_session",
+                "limit and state are for listings: omit transfer_id",
+            ));
+        }
         let parsed = parse_id(id)?;
         if args.wait != Some(true) {
-            return Ok(Json(SessionReport { transfers: self.status_of(&node, &parsed)?, timed_out: false }));
+            return Ok(Json(SessionReport::of(self.status_of(&node, &parsed)?, false)));
         }
         let timeout = args.timeout_seconds.map_or(DEFAULT_WAIT, |s| Duration::from_secs(s as u64)).min(MAX_WAIT);
         match self.wait(&node, parsed, timeout, &ctx).await {
-            Ok((transfers, timed_out)) => Ok(Json(SessionReport { transfers, timed_out })),
+            Ok((transfers, timed_out)) => Ok(Json(SessionReport::of(transfers, timed_out))),
             Err(e) => Err(ToolError::new(&e, Some(id))),
         }
     }
@@ -504,7 +573,7 @@ code a person can say (one use, 10 minutes, through the relay) that add_peer(cod
         Parameters(args): Parameters<CreateInviteArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<Json<CreateInviteResult>, ToolError> {
-        let created = invites::create(&self.node, &self.invites, &ctx.peer, args, &self.invite_codes).await?;
+        let created = invites::create(&self.node, &self.invites, &ctx, args, &self.invite_codes).await?;
         self.node().await; // pushes under it must find the inbox listening now
         Ok(Json(created))
     }
@@ -547,8 +616,9 @@ revoked, the sender name bound on first use, and bytes received against the quot
     #[tool(
         title = "Resume a transfer",
         description = "Continue an interrupted or failed transfer, sending or receiving, from the last chunk \
-that is safely on disk; also accepts a pending offer into the download folder. Returns at once; follow it with \
-check_session(transfer_id, wait=true).",
+that is safely on disk; also accepts a pending offer into the download folder. A send resumed after this \
+server restarted serves its ticket again. When this node both sends and receives the transfer, role says which \
+side. Returns at once; follow it with check_session(transfer_id, wait=true).",
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn resume_transfer(
@@ -621,9 +691,15 @@ impl FerryServer {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for FerryServer {
+    #[allow(deprecated)] // logging: see `arrivals`
     fn get_info(&self) -> ServerConfig {
-        let capabilities =
-            ServerCapabilities::builder().enable_tools().enable_tasks().enable_resources().enable_resources_subscribe();
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tasks()
+            .enable_logging()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe();
         ServerConfig::new(capabilities.build())
             .with_server_info(Implementation::new("agentferry", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
@@ -638,8 +714,15 @@ impl ServerHandler for FerryServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         self.node().await; // any call may be the first since `agentferry export`: bind the inbox
-        self.refresh_roots(&context.peer).await;
-        if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref()) {
+        let inputs = self.rounds.inputs(&request, &context);
+        self.refresh_roots(&context, inputs.as_ref()).await;
+        if let Some(inputs) = &inputs
+            && let Some(asking) = self.rounds.ask(&request, inputs)
+        {
+            return Ok(asking.into());
+        }
+        let input_schema = self.tool_router.map.get(request.name.as_ref()).map(|route| &*route.attr.input_schema);
+        if let Err(e) = types::check_arguments(&request.name, request.arguments.as_ref(), input_schema) {
             return Ok(e.into_result().into());
         }
         // A task only when this request asks for one: its `_meta` declares the tasks extension.
@@ -649,7 +732,30 @@ impl ServerHandler for FerryServer {
         if wants_task && let Some(response) = tasks::call(self, &request).await {
             return Ok(response);
         }
-        self.tool_router.call(ToolCallContext::new(self, request, context)).await
+        let Some(inputs) = inputs else {
+            return self.tool_router.call(ToolCallContext::new(self, request, context)).await;
+        };
+        let mut context = context;
+        context.extensions.insert(inputs.clone());
+        let result = self.tool_router.call(ToolCallContext::new(self, request.clone(), context)).await?;
+        Ok(match self.rounds.ask(&request, &inputs) {
+            Some(asking) => asking.into(),
+            None => result,
+        })
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        self.clients.add(context.peer);
+    }
+
+    #[allow(deprecated)] // logging is how today's hosts show a server's messages (see `arrivals`)
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _: RequestContext<RoleServer>,
+    ) -> Result<(), rmcp::ErrorData> {
+        self.clients.set_level(request.level);
+        Ok(())
     }
 
     async fn on_roots_list_changed(&self, _: rmcp::service::NotificationContext<RoleServer>) {

@@ -9,6 +9,9 @@
 //! The allowed roots are, in order of precedence: the `--root` flags; else the roots the client
 //! declares (MCP `roots/list`, asked before the first call that needs them and again after each
 //! `notifications/roots/list_changed`); else the working directory, for clients without roots.
+//! A client that declares roots and lists none (or none that is an existing local folder) gets
+//! exactly that: no file may be read, and each refusal is `no_roots`, whose hint names `--root`.
+//! Falling back to the working directory would widen what the client asked for.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -85,6 +88,9 @@ impl Roots {
     /// whether or not it exists, so refusals do not reveal what exists out there.
     pub fn readable_file(&self, path: &str) -> Result<PathBuf> {
         let wanted = self.absolute(path);
+        if self.roots.is_empty() {
+            return Err(TransferError::NoRoots(format!("refused to read {}", wanted.display())));
+        }
         let real = match std::fs::canonicalize(&wanted) {
             Ok(real) => real,
             Err(e) => {
@@ -126,6 +132,9 @@ impl Roots {
         }
         let real = resolve_existing(&wanted)?;
         let allowed = self.roots.iter().chain([&self.download_dir]).any(|r| real.starts_with(r));
+        if !allowed && self.roots.is_empty() {
+            return Err(TransferError::NoRoots(format!("refused to write into {}", wanted.display())));
+        }
         if !allowed {
             return Err(TransferError::PathNotAllowed(format!(
                 "refused to write into {}: it resolves to {}, outside the download folder ({}) and the allowed roots ({})",

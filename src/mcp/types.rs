@@ -8,7 +8,7 @@ use super::ToolError;
 
 use crate::{
     core::Prefer,
-    journal::{State, TransferStatus},
+    journal::{Role, State, TransferStatus},
     peers::PeerInfo,
 };
 
@@ -57,6 +57,13 @@ pub struct SendFileResult {
     /// it can download the file. Absent when the file was pushed to a peer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
+    /// The same transfer as a web link, for a person with only a browser: opening it shows a page
+    /// (served by this machine) that decrypts and saves the file, no install needed. Secret like
+    /// the ticket. Give it instead of the ticket when the receiver is a person without agentferry
+    /// who can reach this machine's address. Absent for a folder or a push, and without a direct
+    /// address (`prefer` relay or webrtc).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
     /// With `code: true`: the short code that stands for the ticket (secret too, and one use
     /// only). If it is redeemed with the wrong words or expires, the transfer fails with
     /// `code_wrong` or `code_expired`.
@@ -120,14 +127,48 @@ pub struct CheckSessionArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = 600))]
     pub timeout_seconds: Option<u32>,
+    /// Without transfer_id: list at most this many (default 10), active and pending ones first,
+    /// then the most recently updated.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Option<u32>,
+    /// Without transfer_id: list only transfers in this state.
+    #[serde(default)]
+    pub state: Option<State>,
 }
+
+/// What a listing shows when `check_session` gets no `limit`.
+pub const DEFAULT_LIST_LIMIT: usize = 10;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct SessionReport {
-    /// The transfer asked for (both roles if this node both sends and receives it), or all.
+    /// The transfer asked for (both roles if this node both sends and receives it), or the
+    /// listing.
     pub transfers: Vec<TransferStatus>,
     /// True when a wait ended at its timeout rather than at a final state.
     pub timed_out: bool,
+    /// Listings only: how many more transfers match than `limit` showed (raise `limit`, or
+    /// filter by `state`, to see them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub more: Option<usize>,
+}
+
+impl SessionReport {
+    /// One transfer's report.
+    pub fn of(transfers: Vec<TransferStatus>, timed_out: bool) -> Self {
+        SessionReport { transfers, timed_out, more: None }
+    }
+
+    /// A listing of `all`: those in `state` (any when `None`), active and pending first, then
+    /// the most recently updated, at most `limit`.
+    pub fn listing(mut all: Vec<TransferStatus>, state: Option<State>, limit: usize) -> Self {
+        all.retain(|t| state.is_none_or(|s| t.state == s));
+        let waiting = |t: &TransferStatus| matches!(t.state, State::Active | State::Pending);
+        all.sort_by(|a, b| (waiting(b), b.updated_at, &b.transfer_id).cmp(&(waiting(a), a.updated_at, &a.transfer_id)));
+        let more = all.len().saturating_sub(limit);
+        all.truncate(limit);
+        SessionReport { transfers: all, timed_out: false, more: Some(more) }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -163,15 +204,36 @@ pub struct PeerList {
 pub struct ResumeArgs {
     /// The transfer to resume (see check_session).
     pub transfer_id: String,
+    /// Which side to resume, when this node both sends and receives the transfer.
+    #[serde(default)]
+    pub role: Option<Role>,
 }
 
-/// Whether `arguments` deserialise into what tool `name` takes; unknown tools pass (the router
-/// answers them). Each tool's method deserialises again; this check only turns a failure into
-/// an `invalid_argument` tool error instead of a JSON-RPC error the agent never sees.
+/// Whether `arguments` deserialise into what tool `name` takes and keep within the number
+/// bounds of its `input_schema` (serde reads `0` for a `minimum: 1` field gladly); unknown tools
+/// pass (the router answers them). Each tool's method deserialises again; this check only turns
+/// a failure into an `invalid_argument` tool error instead of a JSON-RPC error the agent never
+/// sees, or a silent clamp.
 pub fn check_arguments(
     name: &str,
     arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+    input_schema: Option<&serde_json::Map<String, serde_json::Value>>,
 ) -> Result<(), ToolError> {
+    let properties = input_schema.and_then(|s| s.get("properties")?.as_object());
+    for (key, value) in arguments.into_iter().flatten() {
+        let (Some(number), Some(property)) = (value.as_f64(), properties.and_then(|p| p.get(key)?.as_object())) else {
+            continue;
+        };
+        match crate::schemas::number_bounds(property) {
+            (Some(min), _) if number < min => {
+                return Err(ToolError::bad_arguments(name, &format!("{key} must be at least {min}, not {value}")));
+            }
+            (_, Some(max)) if number > max => {
+                return Err(ToolError::bad_arguments(name, &format!("{key} must be at most {max}, not {value}")));
+            }
+            _ => {}
+        }
+    }
     fn check<T: DeserializeOwned>(
         name: &str,
         arguments: Option<&serde_json::Map<String, serde_json::Value>>,

@@ -13,7 +13,7 @@
 //   AGENTFERRY_BIN=target/debug/agentferry node tests/mcp_js/clients.mjs [http]
 
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
@@ -252,16 +252,16 @@ async function sdkClient(base) {
   }
 }
 
-/** One Inspector CLI call against a fresh server; returns the parsed result. */
-function inspect(node, tool, args) {
+/** One Inspector CLI call against a fresh server (given `serverArgs`, run in `cwd`); returns the parsed result. */
+function inspect(node, tool, args, serverArgs = node.args, cwd = undefined) {
   const argv = ["--cli"];
   for (const [k, v] of Object.entries(node.env)) argv.push("-e", `${k}=${v}`);
   argv.push("--method", "tools/call", "--tool-name", tool);
   for (const [k, v] of Object.entries(args)) argv.push("--tool-arg", `${k}=${v}`);
-  argv.push("--", BIN, ...node.args);
+  argv.push("--", BIN, ...serverArgs);
   let stdout;
   try {
-    stdout = execFileSync(INSPECTOR, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    stdout = execFileSync(INSPECTOR, argv, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], cwd });
   } catch (e) {
     // The Inspector exits non-zero for an isError result, having printed the result; any
     // other failure (a schema violation, a crash) prints no result and fails the parse below.
@@ -277,7 +277,11 @@ function inspectorCli(base) {
   const strict = ["--cli", "--strict"];
   for (const [k, v] of Object.entries(node.env)) strict.push("-e", `${k}=${v}`);
   strict.push("--method", "tools/list", "--", BIN, ...node.args);
-  const tools = JSON.parse(execFileSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
+  const listing = spawnSync(INSPECTOR, strict, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+  assert.equal(listing.status, 0, `inspector --strict tools/list: ${listing.stderr}`);
+  // Warnings are portability problems too (a nullable `type` array breaks single-type dialects).
+  assert.doesNotMatch(listing.stderr, /Warning/, `inspector --strict warns:\n${listing.stderr}`);
+  const tools = JSON.parse(listing.stdout);
   assert.equal(tools.tools.length, 10);
   node.makeFile("notes.txt", 1000);
   const listed = inspect(node, "list_peers", {});
@@ -300,6 +304,11 @@ function inspectorCli(base) {
     ["resume_transfer", {}, "invalid_argument"],
   ];
   for (const [tool, args, code] of errors) readError(`inspector ${tool}`, inspect(node, tool, args), code);
+  // The Inspector declares roots and lists none. Without --root that allows nothing, not the
+  // server's working folder (which holds the file here), and the refusal names --root.
+  const rootless = ["mcp", "--download-dir", node.downloads];
+  const refused = inspect(node, "send_file", { path: "notes.txt" }, rootless, node.files);
+  assert.match(readError("inspector send_file with empty client roots", refused, "no_roots").hint, /--root/);
   assert.ok(!fs.existsSync(node.downloads), "starting servers created no download folder");
 }
 

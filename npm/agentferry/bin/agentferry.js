@@ -4,9 +4,14 @@
 // dependency whose `os` and `cpu` fields let npm install only the matching one. stdin, stdout
 // and stderr are passed through untouched (stdout is the MCP protocol), and the exit code or
 // signal comes back as the launcher's own.
+//
+// The binary ends with the launcher: a host stopping its MCP server kills the process it
+// started, which is this one. Signals that can be caught are passed on; for SIGKILL the binary
+// asks the kernel to end it when its parent dies (AGENTFERRY_EXIT_WITH_PARENT names the
+// launcher's pid; on Linux).
 "use strict";
 
-const { spawnSync } = require("node:child_process");
+const { spawn } = require("node:child_process");
 const path = require("node:path");
 
 const PACKAGES = {
@@ -42,10 +47,19 @@ function fail(message) {
   process.exit(1);
 }
 
-const result = spawnSync(binaryPath(), process.argv.slice(2), { stdio: "inherit", windowsHide: true });
-if (result.error) fail(`cannot run ${result.error.path || "the binary"}: ${result.error.message}`);
-if (result.signal) {
-  process.kill(process.pid, result.signal);
-} else {
-  process.exit(result.status ?? 1);
-}
+const child = spawn(binaryPath(), process.argv.slice(2), {
+  stdio: "inherit",
+  windowsHide: true,
+  env: { ...process.env, AGENTFERRY_EXIT_WITH_PARENT: String(process.pid) },
+});
+const FORWARDED = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
+for (const signal of FORWARDED) process.on(signal, () => child.kill(signal));
+child.on("error", (e) => fail(`cannot run ${e.path || "the binary"}: ${e.message}`));
+child.on("exit", (status, signal) => {
+  if (signal) {
+    for (const s of FORWARDED) process.removeAllListeners(s);
+    process.kill(process.pid, signal);
+  } else {
+    process.exit(status ?? 1);
+  }
+});

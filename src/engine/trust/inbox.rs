@@ -22,7 +22,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::engine::{Node, ReceiveOptions, Registry};
 use crate::{
@@ -35,6 +35,25 @@ use crate::{
     ticket::Ticket,
     transport::http::InboxHandler,
 };
+
+/// A push that reached the inbox: fetched at once (`active`), or held for a person (`pending`).
+/// Fronts tell their user (the MCP server notifies its client), so nobody need poll.
+#[derive(Clone, Debug, Serialize)]
+pub struct Arrival {
+    pub transfer_id: String,
+    pub file_name: String,
+    pub bytes_total: u64,
+    /// The name the sender gave itself.
+    pub from: String,
+    pub state: crate::journal::State,
+    /// Why a pending push was held (`grant_revoked`, `grant_quota_exceeded`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_because: Option<String>,
+}
+
+/// Arrivals buffered for a slow listener; beyond, the oldest are dropped (it still sees the
+/// newest, and check_session lists them all).
+const ARRIVALS_BUFFERED: usize = 64;
 
 /// Pending offers held per grant, and in all, at most; more are refused (`too_many_pending`).
 pub(crate) const MAX_PENDING_PER_GRANT: usize = 8;
@@ -80,6 +99,7 @@ pub struct Inbox {
     registry: Arc<Registry>,
     seen: Store<SeenOffer>,
     held: Store<Held>,
+    arrivals: broadcast::Sender<Arrival>,
 }
 
 fn answer(status: StatusCode, code: &str) -> (StatusCode, Value) {
@@ -90,10 +110,34 @@ impl Inbox {
     pub fn new(node: Node, download_dir: PathBuf, registry: Arc<Registry>) -> Arc<Self> {
         let seen = Store::new(node.home(), "offers_seen.json");
         let held = Store::new(node.home(), "offers_held.json");
-        Arc::new(Inbox { node, download_dir, registry, seen, held })
+        let arrivals = broadcast::channel(ARRIVALS_BUFFERED).0;
+        Arc::new(Inbox { node, download_dir, registry, seen, held, arrivals })
     }
 
     /// The handler to install on an [`crate::transport::http::HttpServer`].
+    /// Every push accepted or held from now on.
+    pub fn arrivals(&self) -> broadcast::Receiver<Arrival> {
+        self.arrivals.subscribe()
+    }
+
+    fn arrived(
+        &self,
+        transfer_id: String,
+        (file_name, bytes_total): (String, u64),
+        from: &str,
+        held_because: Option<&str>,
+    ) {
+        let state = if held_because.is_some() { crate::journal::State::Pending } else { crate::journal::State::Active };
+        let _ = self.arrivals.send(Arrival {
+            transfer_id,
+            file_name,
+            bytes_total,
+            from: from.to_owned(),
+            state,
+            held_because: held_because.map(str::to_owned),
+        }); // nobody listening is fine
+    }
+
     pub fn handler(self: &Arc<Self>) -> InboxHandler {
         let this = Arc::clone(self);
         Arc::new(move |body| {
@@ -262,16 +306,20 @@ impl Inbox {
         // and the offer must fit the grant's byte quota; otherwise it waits for a person.
         match self.node.trust().claim(&grant.id, &offer.from, ticket.size, now) {
             Ok(None) => {}
-            Ok(Some(reason)) => return self.hold(grant, ticket, &options, reason, now),
+            Ok(Some(reason)) => return self.hold(grant, &offer.from, ticket, &options, reason, now),
             Err(e) => return refusal(&e),
         }
         tracing::info!(grant = %grant.id, from = %offer.from, "accepting an offer");
+        let what = (ticket.name.clone(), ticket.size);
         let started = match self.node.receive(ticket, options).await {
             Ok(transfer) => self.registry.track(&self.node, transfer).map(|rx| rx.borrow().transfer_id.clone()),
             Err(e) => Err(e),
         };
         match started {
-            Ok(id) => (StatusCode::ACCEPTED, json!({ "state": "accepted", "transfer_id": id })),
+            Ok(id) => {
+                self.arrived(id.clone(), what, &offer.from, None);
+                (StatusCode::ACCEPTED, json!({ "state": "accepted", "transfer_id": id }))
+            }
             Err(e) => refusal(&e),
         }
     }
@@ -285,6 +333,7 @@ impl Inbox {
     fn hold(
         &self,
         grant: &Grant,
+        from: &str,
         ticket: Ticket,
         options: &ReceiveOptions,
         reason: &str,
@@ -292,6 +341,7 @@ impl Inbox {
     ) -> (StatusCode, Value) {
         let grants: Vec<String> = self.node.trust().grants().unwrap_or_default().into_iter().map(|g| g.id).collect();
         let journal = self.node.journal();
+        let what = (ticket.name.clone(), ticket.size);
         let admitted = self.held.update(|held| {
             held.retain(|h| {
                 let Ok(id) = h.transfer_id.parse() else { return false };
@@ -317,6 +367,7 @@ impl Inbox {
         match admitted {
             Ok(Some(id)) => {
                 tracing::info!(grant = %grant.id, reason, "holding an offer");
+                self.arrived(id.to_string(), what, from, Some(reason));
                 (StatusCode::ACCEPTED, json!({ "state": "pending", "reason": reason, "transfer_id": id }))
             }
             Ok(None) => {

@@ -9,6 +9,6 @@
 mod inbox;
 mod push;
 
-pub use inbox::Inbox;
+pub use inbox::{Arrival, Inbox};
 pub use push::PushAnswer;
 pub(super) use push::push;

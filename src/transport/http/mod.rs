@@ -7,11 +7,15 @@
 //! for a want, nothing for a complete). A wrong or missing token, an unknown id or an expired
 //! ticket all get the same bodyless `403`, so the server tells a stranger nothing.
 //!
+//! `GET /r/{id}` and `GET /web/{file}` answer the browser page that a link opens (see
+//! [`crate::web`]); they carry no transfer data and need no token.
+//!
 //! A node that listens for pushes also answers `POST /v1/inbox`: the body is an offer (see
 //! [`crate::offer`]), authenticated by its own MAC rather than a bearer token, and handed to
 //! whatever [`InboxHandler`] the node installed.
 
 mod client;
+mod page;
 mod server;
 
 pub use client::{HttpLink, connect, deliver};

@@ -43,7 +43,7 @@ use crate::{
     transport::Serve,
 };
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub(super) type Body = BoxBody<Bytes, std::io::Error>;
 
 /// An HTTP listener. It accepts connections once [`HttpServer::start`] is called, so routes
 /// can be registered first and no early client meets a `403` for a transfer about to be
@@ -253,6 +253,9 @@ async fn inbox(req: Request<Incoming>, routes: &Routes, peer: SocketAddr) -> Res
 async fn route(req: Request<Incoming>, routes: &Routes, peer: SocketAddr) -> Response<Body> {
     if req.uri().path() == INBOX_PATH {
         return inbox(req, routes, peer).await;
+    }
+    if let Some(page) = super::page::answer(&req) {
+        return page;
     }
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));

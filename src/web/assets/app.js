@@ -1,0 +1,147 @@
+// The browser page: reads the link, asks the sender for the manifest, saves the file where the
+// person says, and shows progress or what went wrong. The protocol itself is in protocol.js.
+//
+// Saving: with the File System Access API (showSaveFilePicker) the file streams to disk through
+// a writable that takes the file's place only when closed, after the SHA-256 matched; without it
+// the chunks are kept in memory and handed to the browser as one download once verified. Either
+// way a failed transfer leaves nothing under the file's name. The page only shows text through
+// textContent, so nothing the sender names (the file name) can become markup.
+
+import { ReceiveError, Transfer, parseLink } from './protocol.js';
+
+const $ = (id) => document.getElementById(id);
+
+const VIEWS = {
+  link_malformed: ['This link is incomplete', 'The part after # is missing or damaged. Copy the whole link again.'],
+  wrong_key: [
+    'This link does not open a file here',
+    'The sender does not know this key: the link was changed on the way, or the sender no longer serves this file.',
+  ],
+  expired: ['This link has expired', 'Ask the sender for a new link.'],
+  completed: ['This file was already received', 'A link gives its file once. Ask the sender for a new link.'],
+  unreachable: ['The sender cannot be reached', 'Its agentferry may have stopped, or this network cannot reach it. Try again later.'],
+  tampered: [
+    'The file was altered on the way',
+    'A piece of it failed its authentication check (a modified frame, or a link that does not belong to it), so the download was stopped.',
+  ],
+  integrity: ['The file does not match the original', "What arrived differs from the sender's SHA-256, so it was discarded."],
+  save_failed: ['The file could not be saved', 'The browser refused to write it (no space left, or no permission).'],
+  protocol: ['The sender answered something this page does not understand', 'It may run another version of agentferry.'],
+  unsupported: ['This browser cannot receive the file', 'Try a current Chrome, Edge, Firefox or Safari.'],
+};
+
+function show(state) {
+  document.body.dataset.state = state;
+  for (const section of document.querySelectorAll('main > section')) section.hidden = section.id !== state;
+}
+
+function fail(error) {
+  const code = error instanceof ReceiveError ? error.code : 'protocol';
+  const [title, text] = VIEWS[code] ?? VIEWS.protocol;
+  $('error-title').textContent = title;
+  $('error-text').textContent = text;
+  $('error-code').textContent = code;
+  $('error-detail').textContent = error.message;
+  show('error');
+}
+
+function humanBytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i += 1;
+  }
+  return `${i ? n.toFixed(1) : n} ${units[i]}`;
+}
+
+/// A name the browser may save under: no separators, no control characters, no leading dot.
+const safeName = (name) => name.replace(/[/\\\u0000-\u001f\u007f]/g, '_').replace(/^\.+/, '_').slice(0, 255) || 'file';
+
+/// Streams to a file the person picks; the writable replaces the file only on close.
+async function pickerSink(name) {
+  const handle = await window.showSaveFilePicker({ suggestedName: name });
+  const writable = await handle.createWritable();
+  return {
+    write: (bytes) => writable.write(bytes),
+    finish: () => writable.close(),
+    abort: () => writable.abort().catch(() => {}),
+  };
+}
+
+/// Keeps the chunks in memory and hands them over as one download, once verified.
+function downloadSink(name) {
+  let parts = [];
+  return {
+    write: async (bytes) => {
+      parts.push(bytes);
+    },
+    finish: async () => {
+      const url = URL.createObjectURL(new Blob(parts, { type: 'application/octet-stream' }));
+      parts = [];
+      const a = document.createElement('a');
+      a.href = url;
+      a.download = name;
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    },
+    abort: async () => {
+      parts = [];
+    },
+  };
+}
+
+function progress(name) {
+  $('progress-name').textContent = name;
+  show('progress');
+  let started = null;
+  let shown = 0;
+  return (done, total) => {
+    const now = performance.now();
+    started ??= now;
+    if (done < total && now - shown < 100) return;
+    shown = now;
+    const seconds = (now - started) / 1000;
+    $('bar').value = total ? done / total : 1;
+    $('progress-bytes').textContent = `${humanBytes(done)} of ${humanBytes(total)}`;
+    $('progress-speed').textContent = seconds > 0 ? `${humanBytes(done / seconds)}/s` : '';
+  };
+}
+
+async function main() {
+  if (!globalThis.ReadableStream || !globalThis.fetch || !globalThis.crypto?.getRandomValues) {
+    throw new ReceiveError('unsupported', 'fetch streams or a random source are missing');
+  }
+  const link = parseLink(location.pathname, location.hash);
+  const transfer = new Transfer(link);
+  const manifest = await transfer.hello();
+  const name = safeName(manifest.name);
+  $('file-name').textContent = name;
+  $('file-size').textContent = `(${humanBytes(manifest.size)})`;
+  const picker = typeof window.showSaveFilePicker === 'function';
+  $('save-how').textContent = picker
+    ? 'You choose where it goes; it is written there as it arrives, and verified before it takes its name.'
+    : 'It is kept in this tab until every byte is verified, then your browser saves it as a download.';
+  show('offer');
+  $('save').addEventListener('click', async () => {
+    let sink;
+    try {
+      sink = picker ? await pickerSink(name) : downloadSink(name);
+    } catch (e) {
+      if (e.name === 'AbortError') return; // the person closed the picker: stay on the offer
+      sink = downloadSink(name);
+    }
+    try {
+      const sha256 = await transfer.fetch(sink, progress(name));
+      $('done-name').textContent = name;
+      $('done-sha256').textContent = sha256;
+      show('done');
+    } catch (e) {
+      fail(e);
+    }
+  });
+}
+
+main().catch(fail);

@@ -1,0 +1,323 @@
+// The receive side of agentferry's protocol, for the browser page (and for Node, which the tests
+// use to check the plain-HTTP crypto path against a real sender). No DOM here: app.js owns the
+// page. The Rust code this mirrors: src/crypto.rs (key schedule), src/frame.rs (frames),
+// src/core/mod.rs (control messages), src/transport/http (the route and its statuses).
+//
+// Keys: HKDF-SHA256 with salt "agentferry v1" and info = label || 0x00 || transfer id || extra,
+// from the 256-bit session key in the link's fragment. Frames: a 32-byte header, then AES-256-GCM
+// ciphertext and tag; nonce = kind || 0 0 0 || index (u64 BE); associated data = transfer id ||
+// header. AES-GCM runs in WebCrypto where the page is a secure context (https, localhost), and
+// in the vendored @noble/ciphers where it is not (a sender on a LAN address over plain http).
+
+import { gcm, hkdf, sha256 } from './vendor.js';
+
+const HEADER_LEN = 32;
+const TAG_LEN = 16;
+const MAX_META_LEN = 64 * 1024;
+const MAX_CHUNK_SIZE = 16 << 20;
+export const KIND = { chunk: 1, trailer: 2, manifest: 3, control: 4 };
+const FLAG_LAST = 1;
+const SALT = new TextEncoder().encode('agentferry v1');
+/// Times a broken stream is asked again from the first missing chunk before the page gives up.
+const RETRIES = 3;
+
+/// A failure the page shows; `code` picks the view (see app.js).
+export class ReceiveError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.code = code;
+  }
+}
+
+const concat = (...parts) => {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+};
+
+export const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+
+function fromHex(text) {
+  if (!/^([0-9a-f]{2})*$/.test(text)) throw new ReceiveError('link_malformed', 'the transfer id is not hexadecimal');
+  return Uint8Array.from(text.match(/../g) ?? [], (h) => parseInt(h, 16));
+}
+
+function fromBase64url(text) {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) throw new ReceiveError('link_malformed', 'the key is not base64url');
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4);
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+
+const toBase64url = (bytes) =>
+  btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+/// What a link says: the transfer id (from the path `/r/<id>`) and, from the fragment, the key
+/// and the expiry (`#k=<base64url key>&e=<unix seconds>`).
+export function parseLink(pathname, fragment) {
+  const id = fromHex((pathname.match(/^\/r\/([0-9a-f]{32})$/) ?? [])[1] ?? 'x');
+  const params = new URLSearchParams(fragment.replace(/^#/, ''));
+  const key = fromBase64url(params.get('k') ?? '');
+  if (key.length !== 32) throw new ReceiveError('link_malformed', 'the link holds no whole key');
+  const expiresAt = Number(params.get('e'));
+  return { id, key, expiresAt: Number.isSafeInteger(expiresAt) && expiresAt > 0 ? expiresAt : null };
+}
+
+function derive(key, label, id, extra = new Uint8Array(0)) {
+  const info = concat(new TextEncoder().encode(label), new Uint8Array([0]), id, extra);
+  return hkdf(sha256, key, SALT, info, 32);
+}
+
+/// The bearer token the sender expects: proves the key without sending it.
+export const httpToken = (key, id) => toBase64url(derive(key, 'http-token', id));
+
+/// AES-256-GCM under one key: WebCrypto when it is there, else @noble/ciphers. Both throw on a
+/// failed tag. `webcrypto: false` forces the second (for the tests).
+async function aead(rawKey, { webcrypto = true } = {}) {
+  const subtle = webcrypto ? globalThis.crypto?.subtle : undefined;
+  if (subtle) {
+    const key = await subtle.importKey('raw', rawKey, 'AES-GCM', false, ['encrypt', 'decrypt']);
+    const params = (iv, additionalData) => ({ name: 'AES-GCM', iv, additionalData, tagLength: 128 });
+    return {
+      seal: async (nonce, aad, plain) => new Uint8Array(await subtle.encrypt(params(nonce, aad), key, plain)),
+      open: async (nonce, aad, sealed) => new Uint8Array(await subtle.decrypt(params(nonce, aad), key, sealed)),
+    };
+  }
+  return {
+    seal: async (nonce, aad, plain) => gcm(rawKey, nonce, aad).encrypt(plain),
+    open: async (nonce, aad, sealed) => gcm(rawKey, nonce, aad).decrypt(sealed),
+  };
+}
+
+function encodeHeader(kind, flags, len, index, epoch) {
+  const h = new Uint8Array(HEADER_LEN);
+  const view = new DataView(h.buffer);
+  h[0] = kind;
+  h[1] = flags;
+  view.setUint32(4, len);
+  view.setBigUint64(8, BigInt(index));
+  h.set(epoch, 16);
+  return h;
+}
+
+/// The header of a frame, checked as src/frame.rs checks it; `null` for "read more".
+function checkHeader(buf, maxChunk) {
+  if (buf.length < HEADER_LEN) return null;
+  const view = new DataView(buf.buffer, buf.byteOffset, HEADER_LEN);
+  const kind = buf[0];
+  if (kind < 1 || kind > 4) throw new ReceiveError('tampered', `unknown frame kind ${kind}`);
+  if (buf[2] !== 0 || buf[3] !== 0 || (buf[1] & ~FLAG_LAST) !== 0) {
+    throw new ReceiveError('tampered', 'reserved header bits are set');
+  }
+  const len = view.getUint32(4);
+  const limit = kind === KIND.chunk ? maxChunk : MAX_META_LEN;
+  if (len > limit + TAG_LEN || len < TAG_LEN) throw new ReceiveError('tampered', `a frame of ${len} bytes`);
+  return { kind, flags: buf[1], len, index: view.getBigUint64(8), epoch: buf.subarray(16, 32) };
+}
+
+function nonce(kind, index) {
+  const n = new Uint8Array(12);
+  n[0] = kind;
+  new DataView(n.buffer).setBigUint64(4, BigInt(index));
+  return n;
+}
+
+/// Opens the frames of one transfer, whatever epoch sealed them (the latest key is kept).
+class Opener {
+  constructor(key, id, options) {
+    Object.assign(this, { key, id, options, epoch: null, cipher: null });
+  }
+
+  async open(frame, maxChunk) {
+    const header = checkHeader(frame, maxChunk);
+    if (!header || frame.length !== HEADER_LEN + header.len) throw new ReceiveError('tampered', 'a cut frame');
+    const epochHex = hex(header.epoch);
+    if (this.epoch !== epochHex) {
+      this.cipher = await aead(derive(this.key, 'frame-key', this.id, header.epoch), this.options);
+      this.epoch = epochHex;
+    }
+    const aad = concat(this.id, frame.subarray(0, HEADER_LEN));
+    let payload;
+    try {
+      payload = await this.cipher.open(nonce(header.kind, header.index), aad, frame.subarray(HEADER_LEN));
+    } catch {
+      throw new ReceiveError('tampered', `frame ${header.index} failed authentication`);
+    }
+    return { kind: header.kind, flags: header.flags, index: header.index, payload };
+  }
+}
+
+/// Seals the page's control messages under an epoch of its own, numbered 1, 2, 3… as the Rust
+/// receiver numbers them, so no (key, nonce) pair is used twice.
+class ControlSealer {
+  constructor(key, id, options) {
+    this.ready = (async () => {
+      const epoch = crypto.getRandomValues(new Uint8Array(16));
+      return { epoch, cipher: await aead(derive(key, 'frame-key', id, epoch), options) };
+    })();
+    this.id = id;
+    this.sequence = 0n;
+  }
+
+  async seal(control) {
+    const { epoch, cipher } = await this.ready;
+    this.sequence += 1n;
+    const plain = new TextEncoder().encode(JSON.stringify(control));
+    const header = encodeHeader(KIND.control, 0, plain.length + TAG_LEN, this.sequence, epoch);
+    const sealed = await cipher.seal(nonce(KIND.control, this.sequence), concat(this.id, header), plain);
+    return concat(header, sealed);
+  }
+}
+
+/// Cuts a response body into whole frames.
+class FrameReader {
+  constructor(body, maxChunk) {
+    Object.assign(this, { reader: body.getReader(), maxChunk, buf: new Uint8Array(0) });
+  }
+
+  async next() {
+    for (;;) {
+      const header = checkHeader(this.buf, this.maxChunk);
+      if (header && this.buf.length >= HEADER_LEN + header.len) {
+        const frame = this.buf.slice(0, HEADER_LEN + header.len);
+        this.buf = this.buf.subarray(HEADER_LEN + header.len);
+        return frame;
+      }
+      const { done, value } = await this.reader.read();
+      if (done) {
+        if (this.buf.length) throw new ReceiveError('unreachable', 'the answer ended inside a frame');
+        return null;
+      }
+      this.buf = this.buf.length ? concat(this.buf, value) : value;
+    }
+  }
+
+  cancel() {
+    this.reader.cancel().catch(() => {});
+  }
+}
+
+/// One transfer as the page sees it: `hello()` proves the key and returns the manifest;
+/// `fetch(sink, onProgress)` streams, opens, hashes and writes every chunk, checks the trailer,
+/// lets the sink finish (the file takes its name), then tells the sender it is complete.
+export class Transfer {
+  constructor({ id, key, expiresAt = null, origin = '', fetch: fetchFn = globalThis.fetch.bind(globalThis), webcrypto = true }) {
+    const options = { webcrypto };
+    Object.assign(this, { id, key, expiresAt, fetchFn, manifest: null });
+    this.url = `${origin}/v2/transfers/${hex(id)}`;
+    this.token = httpToken(key, id);
+    this.opener = new Opener(key, id, options);
+    this.sealer = new ControlSealer(key, id, options);
+  }
+
+  async post(control) {
+    const body = await this.sealer.seal(control);
+    let resp;
+    try {
+      resp = await this.fetchFn(this.url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/x-agentferry-frames' },
+        body,
+        cache: 'no-store',
+        credentials: 'omit',
+        referrerPolicy: 'no-referrer',
+      });
+    } catch (e) {
+      throw new ReceiveError('unreachable', `the sender does not answer (${e.message})`);
+    }
+    if (resp.status === 403) {
+      const expired = this.expiresAt !== null && Date.now() / 1000 > this.expiresAt;
+      throw expired
+        ? new ReceiveError('expired', 'the link has expired')
+        : new ReceiveError('wrong_key', 'the sender does not know this key (a wrong link, or one no longer served)');
+    }
+    if (resp.status === 410) throw new ReceiveError('completed', 'this file was already received with this link');
+    if (!resp.ok) throw new ReceiveError('protocol', `the sender answered HTTP ${resp.status}`);
+    return resp;
+  }
+
+  async hello() {
+    const resp = await this.post({ op: 'hello' });
+    const frame = new Uint8Array(await resp.arrayBuffer());
+    const opened = await this.opener.open(frame, 0);
+    if (opened.kind !== KIND.manifest) throw new ReceiveError('tampered', 'the answer is not a manifest');
+    const m = JSON.parse(new TextDecoder().decode(opened.payload));
+    const whole = (n) => Number.isSafeInteger(n) && n >= 0;
+    if (!whole(m.size) || !whole(m.chunk_size) || m.chunk_size < 1 || m.chunk_size > MAX_CHUNK_SIZE) {
+      throw new ReceiveError('protocol', 'the manifest declares no usable size');
+    }
+    if (typeof m.name !== 'string') throw new ReceiveError('protocol', 'the manifest names no file');
+    m.chunk_count = Math.ceil(m.size / m.chunk_size);
+    this.manifest = m;
+    return m;
+  }
+
+  chunkLen(index) {
+    const { size, chunk_size } = this.manifest;
+    return Math.min(chunk_size, size - index * chunk_size);
+  }
+
+  /// Stream the file into `sink` ({ write(bytes), finish(), abort() }). On any failure the sink
+  /// is aborted, so nothing is kept under the file's name, and the error is thrown again.
+  async fetch(sink, onProgress = () => {}) {
+    try {
+      const sha256hex = await this.stream(sink, onProgress);
+      await sink.finish();
+      // As every receiver does: only a verified, saved file ends the transfer.
+      await (await this.post({ op: 'complete', sha256: sha256hex })).arrayBuffer();
+      return sha256hex;
+    } catch (e) {
+      await sink.abort();
+      throw e;
+    }
+  }
+
+  async stream(sink, onProgress) {
+    const m = this.manifest;
+    const count = m.chunk_count;
+    const hash = sha256.create();
+    let next = 0;
+    let done = 0;
+    for (let attempt = 0; ; attempt++) {
+      const resp = await this.post({ op: 'want', from: next, to: count });
+      const frames = new FrameReader(resp.body, m.chunk_size);
+      try {
+        for (;;) {
+          const frame = await frames.next();
+          if (frame === null) break; // the answer ended early: ask again from `next`
+          const opened = await this.opener.open(frame, m.chunk_size);
+          if (opened.kind === KIND.chunk && opened.index === BigInt(next) && next < count) {
+            if (opened.payload.length !== this.chunkLen(next)) throw new ReceiveError('tampered', `chunk ${next} has the wrong length`);
+            if (((opened.flags & FLAG_LAST) !== 0) !== (next + 1 === count)) throw new ReceiveError('tampered', `chunk ${next} is flagged wrongly`);
+            hash.update(opened.payload);
+            await sink.write(opened.payload).catch((e) => {
+              throw new ReceiveError('save_failed', `the file cannot be written (${e.message})`);
+            });
+            next += 1;
+            done += opened.payload.length;
+            onProgress(done, m.size);
+          } else if (opened.kind === KIND.trailer && opened.index === BigInt(count) && next === count) {
+            const ours = hex(hash.digest());
+            const theirs = hex(opened.payload);
+            if (ours !== theirs || (m.sha256 && m.sha256 !== ours)) {
+              throw new ReceiveError('integrity', 'the file does not match the SHA-256 the sender computed');
+            }
+            return ours;
+          } else {
+            throw new ReceiveError('tampered', `an unexpected frame (kind ${opened.kind}, index ${opened.index})`);
+          }
+        }
+      } catch (e) {
+        frames.cancel();
+        // A broken connection is asked again; anything else (a forged frame, a failed save) ends it.
+        const error = e instanceof ReceiveError ? e : new ReceiveError('unreachable', `the download broke off (${e.message})`);
+        if (error.code !== 'unreachable' || attempt >= RETRIES) throw error;
+        continue;
+      }
+      if (attempt >= RETRIES) throw new ReceiveError('unreachable', 'the sender stopped sending');
+    }
+  }
+}

@@ -1,0 +1,268 @@
+//! A person with only a browser: `send --link` gives a link, Debian's chromium (headless, driven
+//! by playwright-core in `tests/browser_js/receive.mjs`) opens it, and the page served by the
+//! sender decrypts, verifies and saves the file. Also: a preview's plain GET consumes nothing,
+//! the page carries its security headers, a modified frame or a wrong key ends with the page's
+//! error and nothing saved. `.ci/test` installs chromium and the npm package; without them these
+//! tests fail and say so.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use common::*;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+fn js_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser_js")
+}
+
+/// Run one scenario of `receive.mjs` and return what it reported.
+fn browser(link: &str, scenario: &str, extra: Value, out: &Path) -> Value {
+    if scenario != "node" {
+        assert!(Path::new(CHROMIUM).exists(), "{CHROMIUM} is missing: apt-get install chromium (.ci/test does)");
+    }
+    assert!(
+        js_dir().join("node_modules/playwright-core").exists(),
+        "run `npm ci --prefix tests/browser_js` (.ci/test does)"
+    );
+    std::fs::create_dir_all(out).unwrap();
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut args = json!({ "link": link, "scenario": scenario, "out": out });
+    if scenario != "node" {
+        let name = extra["shot"].as_str().unwrap_or(scenario).to_owned();
+        args["screenshot"] = json!(shots.join(format!("{name}.png")));
+    }
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        args[k] = v.clone();
+    }
+    let run = Command::new("node").arg(js_dir().join("receive.mjs")).arg(args.to_string()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "the {scenario} scenario could not run: {stdout} {stderr}");
+    serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// `send FILE --link --json`: the sender and its link.
+fn send_with_link(node: &Node, file: &Path) -> (Running, String) {
+    let (mut sender, ticket, _) = node.send(file, &["--link"]);
+    let link = sender.next_event(WAIT).unwrap();
+    assert_eq!(link["event"], "link", "the link follows the ticket: {link}");
+    let link = link["link"].as_str().unwrap().to_owned();
+    let parsed: agentferry::Ticket = ticket.parse().unwrap();
+    assert_eq!(link, agentferry::web::link(&parsed).unwrap());
+    (sender, link)
+}
+
+/// A plain HTTP/1.1 request, the way a chat's link preview fetches a page: the URL without its
+/// fragment, which no client sends. Returns the status, the headers and the body.
+fn plain_request(method: &str, link: &str) -> (u16, HashMap<String, String>, Vec<u8>) {
+    let rest = link.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let path = path.split('#').next().unwrap();
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Slackbot-LinkExpanding\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, headers, raw[split + 4..].to_vec())
+}
+
+fn assert_secure_headers(headers: &HashMap<String, String>, what: &str) {
+    let csp = headers.get("content-security-policy").unwrap_or_else(|| panic!("{what}: no CSP in {headers:?}"));
+    for directive in ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+        assert!(csp.contains(directive), "{what}: the CSP lacks {directive}: {csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{what}: {csp}");
+    assert_eq!(headers.get("referrer-policy").map(String::as_str), Some("no-referrer"), "{what}");
+    assert_eq!(headers.get("x-content-type-options").map(String::as_str), Some("nosniff"), "{what}");
+}
+
+#[test]
+fn a_browser_receives_a_file_through_its_link_and_a_preview_consumes_nothing() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "report.bin", 3 * 1024 * 1024 + 4321, 21);
+    let (sender, link) = send_with_link(&a, &src);
+    let (_, key) = link.split_once("#k=").unwrap();
+    let key = key.split('&').next().unwrap();
+
+    // An unfurl bot fetches the page (GET and HEAD) and its script; nothing is consumed.
+    let (status, headers, body) = plain_request("GET", &link);
+    assert_eq!(status, 200);
+    assert_secure_headers(&headers, "the page");
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.contains("<script type=\"module\" src=\"/web/app.js\">"), "{page}");
+    assert!(!page.contains(key), "the page must not hold the key");
+    assert_eq!(plain_request("HEAD", &link).0, 200);
+    let origin = &link[..link.find("/r/").unwrap()];
+    for file in ["app.js", "protocol.js", "vendor.js", "page.css"] {
+        let (status, headers, _) = plain_request("GET", &format!("{origin}/web/{file}"));
+        assert_eq!(status, 200, "{file}");
+        assert_secure_headers(&headers, file);
+    }
+    assert_eq!(plain_request("POST", &link).0, 405);
+
+    let out = a.dir.path().join("downloads");
+    let got = browser(&link, "download", json!({}), &out);
+    assert_eq!(got["state"], "done", "{got}");
+    assert_eq!(got["sha256"], sha256_file(&src).as_str(), "{got}");
+    assert_eq!(got["bytes"].as_u64(), Some(std::fs::metadata(&src).unwrap().len()));
+    assert_eq!(got["suggested_name"], "report.bin");
+    assert_eq!(got["status"], 200);
+    assert_eq!(got["foreign"], json!([]), "the page asked a third party: {got}");
+    assert_eq!(got["problems"], json!([]), "the page had errors (a CSP violation?): {got}");
+    assert_secure_headers(&serde_json::from_value(got["headers"].clone()).unwrap(), "the page, as chromium saw it");
+
+    // The sender counts the browser's receive like any other: verified, over HTTP.
+    let (code, last) = sender.finish();
+    assert_eq!(code, 0, "{last}");
+    assert_eq!(last["event"], "completed", "{last}");
+    assert_eq!((last["path"].as_str(), last["sha256"].as_str()), (Some("http"), Some(sha256_file(&src).as_str())));
+    assert_eq!(last["bytes"].as_u64(), Some(std::fs::metadata(&src).unwrap().len()));
+}
+
+#[test]
+fn the_page_streams_into_the_file_the_person_picks() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "picked.bin", 2 * 1024 * 1024 + 17, 22);
+    let (sender, link) = send_with_link(&a, &src);
+    let got = browser(&link, "picker", json!({}), &a.dir.path().join("downloads"));
+    assert_eq!((got["state"].as_str(), got["downloads"].as_u64()), (Some("done"), Some(0)), "{got}");
+    assert_eq!(got["sha256"], sha256_file(&src).as_str(), "{got}");
+    assert_eq!(got["problems"], json!([]), "{got}");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str()), (0, Some("completed")), "{last}");
+}
+
+#[test]
+fn a_modified_frame_shows_the_error_saves_nothing_and_leaves_the_link_usable() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "signed.bin", 1024 * 1024 + 5, 23);
+    let (sender, link) = send_with_link(&a, &src);
+    let out = a.dir.path().join("downloads");
+
+    let got = browser(&link, "download", json!({ "tamper": true, "shot": "tampered" }), &out);
+    assert_eq!((got["state"].as_str(), got["error_code"].as_str()), (Some("error"), Some("tampered")), "{got}");
+    assert_eq!(got["downloads"], 0, "a tampered file must not be handed over: {got}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+
+    // Streaming into a picked file: the writable is dropped, nothing lands in the file.
+    let got = browser(&link, "picker", json!({ "tamper": true, "shot": "tampered-picker" }), &out);
+    assert_eq!((got["state"].as_str(), got["error_code"].as_str()), (Some("error"), Some("tampered")), "{got}");
+    assert_eq!(got["picked_bytes"].as_u64().unwrap_or(0), 0, "{got}");
+
+    // The failed tries consumed nothing: the same link still delivers the file.
+    let got = browser(&link, "download", json!({}), &out);
+    assert_eq!((got["state"].as_str(), got["sha256"].as_str()), (Some("done"), Some(sha256_file(&src).as_str())));
+    assert_eq!(sender.finish().0, 0);
+}
+
+#[test]
+fn a_wrong_or_cut_link_shows_its_error() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "k.bin", 70_000, 24);
+    let (sender, link) = send_with_link(&a, &src);
+    let out = a.dir.path().join("downloads");
+    let (base, fragment) = link.split_once('#').unwrap();
+    let key = &fragment[2..fragment.find('&').unwrap()];
+    // Another key of the right length: the sender answers a bare 403.
+    let other = format!("{}{}", if key.starts_with('A') { 'B' } else { 'A' }, &key[1..]);
+    let wrong = link.replace(key, &other);
+    let cases = [
+        (wrong.clone(), "wrong_key"),
+        (base.to_owned(), "link_malformed"),
+        (format!("{base}#k={}", &key[..20]), "link_malformed"),
+        // The same wrong key on a link past its expiry reads as expired.
+        (wrong.replace(&fragment[fragment.find("&e=").unwrap()..], "&e=1"), "expired"),
+    ];
+    for (i, (bad, code)) in cases.iter().enumerate() {
+        let got = browser(bad, "open", json!({ "shot": format!("error-{code}-{i}") }), &out);
+        assert_eq!((got["state"].as_str(), got["error_code"].as_str()), (Some("error"), Some(*code)), "{bad}: {got}");
+        assert!(got["error_title"].as_str().is_some_and(|t| !t.is_empty()), "{got}");
+    }
+    let got = browser(&link, "node", json!({}), &out);
+    assert_eq!(got["state"], "done", "and the right link still works: {got}");
+    assert_eq!(sender.finish().0, 0);
+}
+
+#[test]
+fn the_page_protocol_without_webcrypto_receives_from_a_real_sender() {
+    // A page served over plain http on a LAN address is not a secure context: no WebCrypto.
+    // protocol.js then opens frames with the vendored AES-GCM; Node runs that same code here.
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "lan.bin", 1024 * 1024 * 2 + 99, 25);
+    let (sender, link) = send_with_link(&a, &src);
+    let got = browser(&link, "node", json!({}), &a.dir.path().join("downloads"));
+    assert_eq!(got["state"], "done", "{got}");
+    assert_eq!(
+        (got["sha256"].as_str(), got["verified"].as_str()),
+        (Some(sha256_file(&src).as_str()), got["sha256"].as_str())
+    );
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["path"].as_str()), (0, Some("http")), "{last}");
+}
+
+/// The agent's view: `send_file` returns the link beside the ticket, `check_session` shows the
+/// browser's receive like any other, and a server that outlives the transfer tells a second
+/// opening of the link that the file was already received.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_file_returns_a_link_and_check_session_shows_the_browser_receive() {
+    use rmcp::{ServiceExt, model::CallToolRequestParams, model::object};
+    let base = tempfile::tempdir().unwrap();
+    let (dir, node, io) = common::mcp_server::start(base.path(), "alice", None).await;
+    let client = ().serve(io).await.unwrap();
+    let call = |tool: &'static str, args: Value| {
+        let client = &client;
+        async move {
+            let result = client.call_tool(CallToolRequestParams::new(tool).with_arguments(object(args))).await.unwrap();
+            assert_ne!(result.is_error, Some(true), "{tool}: {result:?}");
+            result.structured_content.unwrap()
+        }
+    };
+    // A node that listens for pushes serves every send from one listener that outlives them.
+    let inbox = agentferry::engine::advertised_addrs(node.inbox_bind().unwrap());
+    node.trust().export("carol", 3600, inbox, None).unwrap();
+    call("check_session", json!({})).await; // the first call after the export binds the inbox
+    let src = common::mcp_server::file(&dir, "agent-report.bin", 1_500_000);
+    let sent = call("send_file", json!({ "path": "agent-report.bin" })).await;
+    let link = sent["link"].as_str().expect("send_file returns a link").to_owned();
+    let ticket: agentferry::Ticket = sent["ticket"].as_str().unwrap().parse().unwrap();
+    assert_eq!(agentferry::web::link(&ticket).as_deref(), Some(link.as_str()));
+
+    let out = base.path().join("browser-downloads");
+    let (l, o) = (link.clone(), out.clone());
+    let got = tokio::task::spawn_blocking(move || browser(&l, "download", json!({ "shot": "mcp" }), &o)).await.unwrap();
+    assert_eq!((got["state"].as_str(), got["sha256"].as_str()), (Some("done"), Some(sha256_file(&src).as_str())));
+
+    let id = sent["transfer_id"].as_str().unwrap();
+    let report = call("check_session", json!({ "transfer_id": id, "wait": true, "timeout_seconds": 60 })).await;
+    let status = &report["transfers"][0];
+    assert_eq!(status["state"], "completed", "{status}");
+    assert_eq!((status["path"].as_str(), status["sha256"].as_str()), (Some("http"), got["sha256"].as_str()));
+    assert_eq!(status["bytes_done"].as_u64(), Some(1_500_000), "{status}");
+
+    let (l, o) = (link.clone(), out.clone());
+    let again =
+        tokio::task::spawn_blocking(move || browser(&l, "open", json!({ "shot": "completed" }), &o)).await.unwrap();
+    assert_eq!((again["state"].as_str(), again["error_code"].as_str()), (Some("error"), Some("completed")), "{again}");
+    client.cancel().await.unwrap();
+}

@@ -1,0 +1,157 @@
+// Opens an agentferry link in Debian's chromium (headless, driven by playwright-core) and says on
+// its last stdout line, as JSON, what the page did: its final state, the error it showed, and the
+// SHA-256 and size of what it saved. Run by tests/browser.rs; one scenario per run:
+//
+//   node receive.mjs '{"link": "...", "scenario": "download", "out": "/tmp/dir"}'
+//
+// scenarios:
+//   download  the browser has no File System Access API: the page hands the verified file to the
+//             browser as a download, which Playwright saves into `out`
+//   picker    showSaveFilePicker answers with a file in the origin-private file system, so the
+//             page's streaming writer is the one that saves; the file is read back afterwards
+// With "tamper": true, one byte of the chunk stream is flipped on its way to the page.
+//   open      only load the link and wait for the page to settle (for error views)
+//   node      no browser: run protocol.js in Node with its plain-JS AES-GCM (the path a page
+//             served over plain http on a LAN address takes, where WebCrypto is missing)
+//
+// Exits non-zero only when the scenario itself could not run (no chromium, a timeout).
+
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const args = JSON.parse(process.argv[2]);
+const CHROMIUM = process.env.AGENTFERRY_CHROMIUM ?? '/usr/bin/chromium';
+const TIMEOUT = 60_000;
+const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex');
+const say = (result) => console.log(JSON.stringify(result));
+
+async function inNode() {
+  const { Transfer, parseLink } = await import('../../src/web/assets/protocol.js');
+  const url = new URL(args.link);
+  const transfer = new Transfer({ ...parseLink(url.pathname, url.hash), origin: url.origin, webcrypto: false });
+  const parts = [];
+  const sink = { write: async (b) => parts.push(b), finish: async () => {}, abort: async () => (parts.length = 0) };
+  try {
+    await transfer.hello();
+    const verified = await transfer.fetch(sink);
+    const data = Buffer.concat(parts);
+    return { state: 'done', verified, sha256: sha256(data), bytes: data.length };
+  } catch (e) {
+    return { state: 'error', error_code: e.code ?? null, detail: e.message };
+  }
+}
+
+async function inBrowser() {
+  const { chromium } = await import('playwright-core');
+  const profile = mkdtempSync(join(tmpdir(), 'agentferry-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    acceptDownloads: true,
+    downloadsPath: args.out,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    page.setDefaultTimeout(TIMEOUT);
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+    page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+    const foreign = [];
+    page.on('request', (r) => new URL(r.url()).origin !== new URL(args.link).origin && foreign.push(r.url()));
+    const downloads = [];
+    page.on('download', (d) => downloads.push(d));
+
+    if (args.scenario === 'picker') {
+      await page.addInitScript(() => {
+        window.showSaveFilePicker = async ({ suggestedName }) =>
+          (await navigator.storage.getDirectory()).getFileHandle(suggestedName, { create: true });
+      });
+    } else {
+      // A browser without the File System Access API (Firefox, Safari).
+      await page.addInitScript(() => Object.defineProperty(window, 'showSaveFilePicker', { value: undefined }));
+    }
+    if (args.tamper) {
+      // The answer to the page's `want` (the request after the hello) gets one byte flipped
+      // inside the first chunk's ciphertext.
+      let posts = 0;
+      await page.route('**/v2/transfers/*', async (route) => {
+        posts += 1;
+        const response = await route.fetch();
+        let body = await response.body();
+        if (posts === 2) {
+          body = Buffer.from(body);
+          body[32 + 1000] ^= 0x01;
+        }
+        await route.fulfill({ response, body });
+      });
+    }
+
+    const response = await page.goto(args.link);
+    const settled = (states) =>
+      page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout: TIMEOUT });
+    await settled(['offer', 'error']);
+    let state = await page.evaluate(() => document.body.dataset.state);
+    if (state === 'offer' && args.scenario !== 'open') {
+      await page.click('#save');
+      await settled(['done', 'error']);
+      state = await page.evaluate(() => document.body.dataset.state);
+    }
+    const view = await page.evaluate(() => ({
+      error_code: document.getElementById('error-code').textContent || null,
+      error_title: document.getElementById('error-title').textContent || null,
+      detail: document.getElementById('error-detail').textContent || null,
+      file_name: document.getElementById('file-name').textContent || null,
+    }));
+    if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+
+    const result = { state, ...view, status: response.status(), headers: response.headers(), foreign, problems };
+    if (state === 'done' && args.scenario === 'picker') {
+      Object.assign(
+        result,
+        await page.evaluate(async (name) => {
+          const file = await (await (await navigator.storage.getDirectory()).getFileHandle(name)).getFile();
+          const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+          return { sha256: Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join(''), bytes: file.size };
+        }, view.file_name),
+      );
+    }
+    if (args.scenario === 'picker' && state === 'error' && view.file_name) {
+      result.picked_bytes = await page.evaluate(async (name) => {
+        const dir = await navigator.storage.getDirectory();
+        const handle = await dir.getFileHandle(name).catch(() => null);
+        return handle ? (await handle.getFile()).size : null;
+      }, view.file_name);
+    }
+    if (state === 'done' && args.scenario !== 'picker') {
+      if (downloads.length !== 1) throw new Error(`expected one download, saw ${downloads.length}`);
+      const saved = join(args.out, downloads[0].suggestedFilename());
+      await downloads[0].saveAs(saved);
+      const data = readFileSync(saved);
+      Object.assign(result, { saved, suggested_name: downloads[0].suggestedFilename(), sha256: sha256(data), bytes: data.length });
+    }
+    result.downloads = downloads.length;
+    return result;
+  } finally {
+    await context.close();
+    rmSync(profile, { recursive: true, force: true });
+  }
+}
+
+try {
+  say(args.scenario === 'node' ? await inNode() : await inBrowser());
+} catch (e) {
+  console.error(e.stack ?? String(e));
+  process.exit(2);
+}

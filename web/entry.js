@@ -1,0 +1,4 @@
+// The vendored part of the browser page: only what src/web/assets/app.js imports.
+export { sha256 } from '@noble/hashes/sha2.js';
+export { hkdf } from '@noble/hashes/hkdf.js';
+export { gcm } from '@noble/ciphers/aes.js';
