@@ -37,6 +37,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("receive_core", receive_core),
     ("names", names),
     ("send_core", send_core),
+    ("chat_message", chat_message),
+    ("chat_receive", chat_receive),
 ];
 
 /// Ticket strings: a ticket that parses prints back to one that parses to the same ticket,
@@ -225,6 +227,25 @@ pub fn send_core(data: &[u8]) {
             Control::Credit { to } => {
                 assert_eq!(core.handle_credit(to).is_ok(), epoch.is_some(), "a credit is taken only after a want");
             }
+            Control::Need { chunks, trailer, have } => {
+                // The messages path answers a need on its own, under a fresh epoch each time:
+                // in sealing order, within the file and the window.
+                let need = agentferry::core::Need { chunks, trailer, have };
+                let sent = agentferry::core::transmits(&need, count, 16);
+                assert!(sent.len() <= 16 + 1);
+                let mut last = None;
+                for transmit in sent {
+                    let index = match transmit {
+                        Transmit::Chunk { index, last } => {
+                            assert!(index < count && last == (index + 1 == count), "{transmit:?} of {count}");
+                            index
+                        }
+                        Transmit::Trailer => count,
+                    };
+                    assert!(last.is_none_or(|l| index > l), "index {index} after {last:?} in one answer");
+                    last = Some(index);
+                }
+            }
             Control::Hello | Control::Complete { .. } => {}
         }
         while let Some(transmit) = core.poll_transmit() {
@@ -238,6 +259,51 @@ pub fn send_core(data: &[u8]) {
             let last = epoch.as_mut().expect("nothing is transmitted before a want");
             assert!(last.is_none_or(|l| index > l), "index {index} after {last:?} under one epoch");
             *last = Some(index);
+        }
+    }
+}
+
+/// Pasted chat text: every envelope found re-encodes to the same bytes and round-trips through
+/// its text form; nothing else is ever found in the words around it.
+pub fn chat_message(data: &[u8]) {
+    use agentferry::chat::{Envelope, parse};
+    let text = String::from_utf8_lossy(data);
+    for envelope in parse(&text).into_iter().flatten() {
+        assert_eq!(Envelope::decode(&envelope.encode()).ok().as_ref(), Some(&envelope));
+        let again = parse(&envelope.to_text("agentferry 1/2"));
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].as_ref().ok(), Some(&envelope));
+    }
+}
+
+/// The messages path's receiver under any order of chunk arrivals (u16 indices, some beyond
+/// the file): a need lists only missing chunks, in order, at most a window, from the first
+/// missing; the durable prefix holds only chunks that arrived; complete means nothing is needed.
+pub fn chat_receive(data: &[u8]) {
+    use agentferry::core::ChatReceive;
+    let Some((&count_sel, rest)) = data.split_first() else { return };
+    let count = count_sel as u64 * 3;
+    let mut core = ChatReceive::new(count, rest.first().map_or(0, |&d| d as u64 % (count + 1)));
+    let mut arrived = std::collections::BTreeSet::new();
+    arrived.extend(0..core.durable_prefix());
+    for pair in rest.chunks(2) {
+        let index = pair.iter().fold(0u64, |acc, &b| acc << 8 | b as u64);
+        if index == 0xffff {
+            core.handle_trailer();
+        } else if let Ok(verdict) = core.handle_chunk(index) {
+            assert_eq!(verdict == agentferry::core::Verdict::Write, arrived.insert(index));
+        } else {
+            assert!(index >= count);
+        }
+        assert!((0..core.durable_prefix()).all(|i| arrived.contains(&i)));
+        assert_eq!(core.have(), arrived.len() as u64);
+        match core.need(8) {
+            None => assert!(core.is_complete() && arrived.len() as u64 == count),
+            Some(need) => {
+                assert!(need.chunks.len() <= 8 && need.chunks.windows(2).all(|w| w[0] < w[1]));
+                assert!(need.chunks.iter().all(|i| !arrived.contains(i) && *i < count));
+                assert!(need.chunks.first().is_none_or(|&f| f == core.durable_prefix()));
+            }
         }
     }
 }

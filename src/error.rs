@@ -188,6 +188,16 @@ pub enum TransferError {
     /// A server address outside this machine, without the flag that allows it.
     #[error("refused to listen on {0}: it is not a loopback address")]
     NotLoopback(String),
+    /// A file too large to carry as chat messages (see [`crate::chat::MAX_FILE_SIZE`]).
+    #[error("{0}")]
+    TooLargeForMessages(String),
+    /// A chat message that starts like one of ours but does not decode: cut short, or edited.
+    #[error("the chat message is malformed: {0}")]
+    MessageMalformed(String),
+    /// A chat message whose sealed frame fails authentication: edited in the chat, or sealed
+    /// with another transfer's key. Dropped; its chunk is asked for again.
+    #[error("the chat message failed authentication: {0}")]
+    MessageTampered(String),
 }
 
 impl TransferError {
@@ -248,6 +258,9 @@ impl TransferError {
             NotResumable(_) => Code::NotResumable,
             FolderToStdout(_) => Code::FolderToStdout,
             NotLoopback(_) => Code::NotLoopback,
+            TooLargeForMessages(_) => Code::TooLargeForMessages,
+            MessageMalformed(_) => Code::MessageMalformed,
+            MessageTampered(_) => Code::MessageTampered,
         }
     }
 

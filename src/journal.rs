@@ -139,6 +139,10 @@ pub struct Record {
     /// Chunk bytes each path carried, once completed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bytes_by_path: BTreeMap<String, u64>,
+    /// The transfer travels as chat messages that agents post themselves (`crate::chat`): no
+    /// path of the engine serves or fetches it; `receive_messages` moves it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub messages: bool,
     #[serde(flatten)]
     pub side: Side,
 }
@@ -162,6 +166,7 @@ impl Record {
             held_because: None,
             last_path: None,
             bytes_by_path: BTreeMap::new(),
+            messages: false,
             side,
         }
     }

@@ -42,6 +42,12 @@
 //!    and frames travel as messages between two mailboxes derived from the session key, with a
 //!    sliding window.
 //!
+//! When the two agents share nothing but a chat, the agents themselves are the transport: the
+//! same sealed frames travel as text ([`chat`]: `🔗FERRY:` and base64url), posted and read by
+//! the agents, one tool call per turn. Its receiver asks for missing chunks by index without
+//! timers ([`core::ChatReceive`]), and writes and checkpoints like every receiver. The first
+//! message carries the ticket, or an offer sealed for a paired peer.
+//!
 //! A short code ([`code`]) is another way to hand over a ticket: both sides run a PAKE over a
 //! nameplate on the relay, and the ticket travels sealed under the key it yields.
 //!
@@ -137,6 +143,8 @@ pub mod accept;
 pub mod alloc;
 #[doc(hidden)]
 pub mod channel;
+#[doc(hidden)]
+pub mod chat;
 #[doc(hidden)]
 pub mod code;
 #[doc(hidden)]

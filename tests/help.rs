@@ -12,6 +12,7 @@ const COMMANDS: &[&[&str]] = &[
     &["receive"],
     &["status"],
     &["resume"],
+    &["messages"],
     &["mcp"],
     &["listen"],
     &["export"],

@@ -73,7 +73,7 @@ impl Serve for Liar {
                             let _ = frames.send(sealer.seal_bytes(FrameKind::Trailer, count, &digest).freeze()).await;
                         }
                     }
-                    Control::Credit { .. } | Control::Complete { .. } => {}
+                    Control::Credit { .. } | Control::Complete { .. } | Control::Need { .. } => {}
                 }
             }
         });

@@ -136,6 +136,7 @@ async fn tools_list_shows_every_tool_with_both_schemas_and_annotations() {
             "list_invites",
             "list_peers",
             "receive_file",
+            "receive_messages",
             "resume_transfer",
             "revoke_invite",
             "send_file"

@@ -6,6 +6,7 @@
 
 mod args;
 mod demo;
+mod messages;
 mod output;
 mod pipe;
 mod serve;
@@ -40,6 +41,9 @@ enum Command {
     Status(StatusArgs),
     /// Continue an interrupted transfer, sending or receiving, from its journal.
     Resume(ResumeArgs),
+    /// Read chat messages pasted on standard input (one per line; none: repeat) and print the
+    /// replies to post: the other end of `send --via messages`.
+    Messages(messages::MessagesArgs),
     /// Run the MCP server on stdio (for Claude Code, Cursor and other MCP hosts), or over
     /// Streamable HTTP with --http (for agents without stdio).
     Mcp(serve::McpArgs),
@@ -96,6 +100,13 @@ struct SendArgs {
     /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     expires_in: Duration,
+    /// `messages`: print chat messages to post yourself instead of serving (one file, 4 MiB at
+    /// most; without --to, anyone who reads the chat can read the file).
+    #[arg(long, value_enum, conflicts_with = "code")]
+    via: Option<messages::Via>,
+    /// With --via messages: the longest message in characters.
+    #[arg(long, value_name = "N", requires = "via", default_value_t = agentferry::chat::DEFAULT_MAX_CHARS)]
+    max_message_chars: usize,
     #[command(flatten)]
     home: HomeArg,
     #[command(flatten)]
@@ -203,7 +214,7 @@ pub fn main() -> ExitCode {
         Command::Peers(a) => a.command.json(),
         Command::Grants(a) => a.command.json(),
         Command::Relay(a) => a.json.on,
-        Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) => false,
+        Command::Mcp(_) | Command::Schemas(_) | Command::Demo(_) | Command::Messages(_) => false,
     };
     let stdout_is_data = matches!(&cli.command, Command::Receive(a) if a.output.as_os_str() == "-");
     let mut reporter = Reporter::new(json, stdout_is_data);
@@ -287,6 +298,7 @@ impl Command {
             Command::Export(a) => NodeArgs::of(&[&a.home, &a.inbox, &a.relay]),
             Command::Peers(a) => NodeArgs::of(&[&a.home, &a.relay]),
             Command::Grants(a) => NodeArgs::of(&[&a.home]),
+            Command::Messages(a) => NodeArgs::of(&[&a.home, &a.name]),
             Command::Schemas(_) | Command::Relay(_) | Command::Demo(_) => return None,
         })
     }
@@ -312,6 +324,11 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
         Command::Export(args) => return Ok(trust::export(&node, args, reporter).await?),
         Command::Peers(args) => return Ok(trust::peers(&node, args.command, reporter).await?),
         Command::Grants(args) => return Ok(trust::grants(&node, args.command, reporter)?),
+        Command::Messages(args) => return Ok(messages::take(&node, args)?),
+        Command::Send(args) if args.via.is_some() => {
+            let max_chars = Some(args.max_message_chars);
+            return Ok(messages::send(&node, args.file, args.expires_in, max_chars, args.to)?);
+        }
         Command::Send(args) => {
             let path = if args.file.as_os_str() == "-" {
                 let (spooled, path) = pipe::spool_stdin(args.file_name).await?;

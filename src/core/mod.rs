@@ -12,6 +12,7 @@
 //! supersedes the previous one, which makes retransmission, resume and a change of path the same
 //! thing: ask again from the first chunk that is missing.
 
+mod chat;
 mod path;
 mod paths;
 mod receive;
@@ -20,6 +21,7 @@ mod send;
 #[cfg(test)]
 mod tests;
 
+pub use chat::{ChatReceive, Need, freshest, opening, transmits};
 pub use path::{PathKind, Prefer};
 pub use paths::{Failure, PathConfig, PathOutput, PathSelector};
 pub use receive::{GiveUp, OutOfRange, Output, ReceiveConfig, ReceiveCore, Verdict};
@@ -39,6 +41,10 @@ pub enum Control {
     Credit { to: u64 },
     /// The file arrived and verified with this SHA-256.
     Complete { sha256: String },
+    /// The messages path ([`ChatReceive`]): send these chunks (and the trailer), whatever came
+    /// before; the receiver holds `have` chunks, so the freshest of several needs is the one
+    /// with the most. Paths with a stream refuse it.
+    Need { chunks: Vec<u64>, trailer: bool, have: u64 },
 }
 
 /// Chunks `[from, to)` asked of the sender. `to == chunk_count` also asks for the trailer that

@@ -12,12 +12,14 @@
 //! | `send/` | the sender's side: serve a file or folder on every path until it is confirmed |
 //! | `receive/` | the receiver's side: the IO shell of [`crate::core::Receiver`] and its disk threads |
 //! | `trust/` | pushes to trusted peers, and the inbox where theirs arrive |
+//! | `chat/` | the messages path: files carried as chat messages that agents post themselves |
 //! | `events.rs` | the [`Event`] stream every front consumes |
 //! | `registry.rs` | the live status of the transfers running in this process |
 //! | `keys.rs` | what both sides derive from the session key to meet on a channel |
 //! | `prefix.rs` | the running digest of a stream's leading chunks, for both sides |
 //! | `rate.rs` | transfer rates as people expect them |
 
+mod chat;
 mod events;
 mod keys;
 mod prefix;
@@ -31,6 +33,7 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 
+pub use chat::{ChatTransfer, MessagesOptions, Opened as OpenedAsMessages, Taken};
 pub use events::{Event, FilesProgress, FolderSummary, PROGRESS_INTERVAL, SKIPPED_SHOWN};
 pub use trust::PushAnswer;
 // For the fronts in this package (MCP server, CLI), not a stable API.
@@ -191,11 +194,20 @@ pub struct Node {
     config: NodeConfig,
     /// A listener shared by every send of this process (and the inbox), when the front runs one.
     server: Option<Arc<HttpServer>>,
+    /// The transfers on the messages path this process drives.
+    chat: Arc<std::sync::Mutex<chat::Table>>,
 }
 
 impl Node {
     pub fn new(home: Home, config: NodeConfig) -> Self {
-        Node { journal: Journal::new(&home), trust: Trust::new(&home), home, config, server: None }
+        Node {
+            journal: Journal::new(&home),
+            trust: Trust::new(&home),
+            home,
+            config,
+            server: None,
+            chat: Default::default(),
+        }
     }
 
     /// Serve every send of this node from `server` instead of one listener per transfer.
@@ -338,6 +350,20 @@ impl Node {
         receive::start(self, ticket, options).await
     }
 
+    /// Open a transfer of one file as chat messages that the agents post themselves; returns the
+    /// first messages. Blocking (it reads the file, at most [`crate::chat::MAX_FILE_SIZE`]).
+    pub fn send_as_messages(&self, options: MessagesOptions) -> Result<OpenedAsMessages> {
+        chat::start(self, options)
+    }
+
+    /// Take the chat messages an agent saw (any side, any transfer, any order, repeats welcome)
+    /// and answer with the messages to post back; none asks this node to repeat its answers for
+    /// every unfinished transfer on the messages path. New transfers land in `options`' folder.
+    /// Blocking (file writes and syncs).
+    pub fn take_messages(&self, texts: &[String], options: &ReceiveOptions) -> Result<Taken> {
+        chat::take(self, texts, options)
+    }
+
     /// Push a file to a trusted peer: start serving it, then post a sealed offer to the peer's
     /// inbox. Returns the transfer and the peer's answer (`accepted` or `pending`).
     pub async fn push(&self, options: SendOptions, peer: &str) -> Result<(Transfer, PushAnswer)> {
@@ -366,6 +392,12 @@ impl Node {
             1 => records.pop().expect("one"),
             _ => return Err(TransferError::AmbiguousTransfer(id.to_string())),
         };
+        if record.messages {
+            // No path of the engine carries it: the agents do, one call at a time.
+            return Err(TransferError::InvalidArgument(format!(
+                "transfer {id} travels as chat messages: it continues when messages (or none, to repeat) are passed to receive_messages"
+            )));
+        }
         match record.role() {
             Role::Send => send::resume(self, record).await,
             Role::Receive => receive::resume(self, record, None).await,

@@ -106,6 +106,15 @@ pub fn hint(code: Code) -> &'static str {
             "pipes are not resumable: run the whole pipeline again (`... | agentferry send -`, or `agentferry receive TICKET -o -`)"
         }
         FolderToStdout => "receive a folder into a directory instead: `agentferry receive TICKET -o DIR`",
+        TooLargeForMessages => {
+            "chat messages carry a few MiB at most: send it with `agentferry send FILE` (direct, WebRTC or a relay: --relay ws://HOST:PORT) and post the ticket instead"
+        }
+        MessageMalformed => {
+            "paste the whole message, from `\u{1F517}FERRY:` to its end, exactly as it was posted; a message cut by the chat needs a smaller --max-message-chars on the sending side"
+        }
+        MessageTampered => {
+            "the message was changed in the chat or belongs to another transfer; it was dropped and its chunk is asked for again: post the replies and go on"
+        }
         NotLoopback => {
             "listen on 127.0.0.1 or [::1], or pass --allow-remote to accept clients from other machines (every request still needs the bearer token; put TLS in front of it)"
         }

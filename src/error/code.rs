@@ -86,6 +86,9 @@ table! {
     NotResumable => ("not_resumable", 8),
     FolderToStdout => ("folder_to_stdout", 2),
     NotLoopback => ("address_not_loopback", 2),
+    TooLargeForMessages => ("too_large_for_messages", 5),
+    MessageMalformed => ("message_malformed", 3),
+    MessageTampered => ("message_tampered", 5),
 }
 
 impl Code {

@@ -69,7 +69,7 @@ impl IntoContents for ToolError {
 fn usage(tool: &str) -> &'static str {
     match tool {
         "send_file" => {
-            "{path: string, to?: peer name, code?: boolean, prefer?: \"auto\"|\"http\"|\"webrtc\"|\"relay\", expires_in_minutes?: 1..525600}"
+            "{path: string, to?: peer name, code?: boolean, prefer?: \"auto\"|\"http\"|\"webrtc\"|\"relay\", expires_in_minutes?: 1..525600, via?: \"messages\", max_message_chars?: 400..65536}"
         }
         "receive_file" => {
             "one of {ticket: string}, {code: string} or {transfer_id: string}, plus optional output_dir: string, overwrite: boolean, prefer: \"auto\"|\"http\"|\"webrtc\"|\"relay\""
@@ -85,6 +85,9 @@ fn usage(tool: &str) -> &'static str {
         "create_invite" => "{name?: string, ttl_hours?: number > 0, code?: boolean}",
         "revoke_invite" => "{grant_id: string} (list_invites lists them)",
         "list_invites" => "no arguments",
+        "receive_messages" => {
+            "{messages: [string] (every chat message holding 🔗FERRY:, or [] to repeat), output_dir?: string, overwrite?: boolean}"
+        }
         _ => "the arguments its input schema describes",
     }
 }
@@ -169,6 +172,9 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         Cancelled => format!("{resume} to continue from the last chunk on disk"),
         NotResumable => "this transfer was piped through the command line and cannot continue; start a new one with send_file (from a file inside the allowed roots) or receive_file".into(),
         FolderToStdout => "call receive_file: it saves folders into the download folder or an output_dir".into(),
+        TooLargeForMessages => "chat messages carry a few MiB at most: call send_file without `via` (direct, WebRTC or the relay) and post its ticket in the chat instead".into(),
+        MessageMalformed => "pass the whole message to receive_messages, from `\u{1F517}FERRY:` to its end, exactly as posted; if the chat cuts long messages, call send_file again with a smaller max_message_chars".into(),
+        MessageTampered => "the message was changed in the chat or belongs to another transfer; it was dropped and its chunk is asked for again: post the messages receive_messages returned and go on".into(),
         NotLoopback => "the server's configuration must listen on a loopback address, or allow remote clients explicitly; restart it so".into(),
     }
 }

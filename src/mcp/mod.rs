@@ -1,4 +1,4 @@
-//! The MCP server: nine tools over stdio or Streamable HTTP (see `http`), each one call into the
+//! The MCP server: ten tools over stdio or Streamable HTTP (see `http`), each one call into the
 //! engine, plus transfers and received files as resources (see `resources`), invites that pair
 //! agents without a person (see `invites`), the client's roots when no `--root` was given (see
 //! `roots`), and a stdio framing that answers oversized requests (see `stdio`).
@@ -22,6 +22,7 @@ mod errors;
 pub mod http;
 mod input;
 pub mod invites;
+pub mod messages;
 mod resources;
 mod roots;
 pub mod stdio;
@@ -87,7 +88,9 @@ shows names; add_peer adds one). Both sides then follow the transfer with check_
 Interrupted transfers continue with resume_transfer(transfer_id). To pair two agents so that later files need no \
 ticket: the receiving agent calls create_invite and hands the uri to the sending agent, which calls add_peer(uri) and \
 then send_file(path, to=name). When a person must carry it between machines, pass code: true to send_file or \
-create_invite for a short code they can say; receive_file(code) and add_peer(code) redeem it. Tickets, invite uris and \
+create_invite for a short code they can say; receive_file(code) and add_peer(code) redeem it. When the two agents \
+share only a chat: send_file(path, via=\"messages\") returns messages to post; the other agent passes what it sees to \
+receive_messages and posts what that returns, back and forth until completed. Tickets, invite uris and \
 codes are secrets: share them only with the intended agent.";
 
 /// The MCP front of one node.
@@ -372,6 +375,7 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
             bytes_total: record.size,
             peer: record.peer,
             peer_answer: answer.map(|a| a.state),
+            messages: None,
             next,
         };
         Ok((result, started))
@@ -443,7 +447,22 @@ and only while this server runs; after a restart, resume_transfer(transfer_id) s
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn send_file(&self, Parameters(args): Parameters<SendFileArgs>) -> Result<Json<SendFileResult>, ToolError> {
+        if args.via.is_some() {
+            return Ok(Json(messages::send(self, args).await?));
+        }
         Ok(Json(self.start_send(args).await?.0))
+    }
+
+    #[tool(
+        title = "Receive chat messages",
+        description = "Carry a file as chat messages, for agents that share only a chat. Pass every message you see in the chat that holds `🔗FERRY:` (from send_file with via: \"messages\" on the other side, or replies from this tool there), in any order, repeats harmless. It stores what arrived and returns `messages` to post back in the chat; the other agent passes those to its receive_messages, and so on until the transfer is completed (`transfers[].state`, `saved_to`). Pass no messages to repeat what this server has to say (the chat went quiet, a restart). Files land in the download folder unless output_dir names another allowed folder; an existing file is never replaced unless overwrite is true.",
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn receive_messages(
+        &self,
+        Parameters(args): Parameters<messages::ReceiveMessagesArgs>,
+    ) -> Result<Json<messages::ReceiveMessagesResult>, ToolError> {
+        Ok(Json(messages::receive(self, args).await?))
     }
 
     #[tool(

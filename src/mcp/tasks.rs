@@ -49,6 +49,9 @@ pub(super) async fn call(server: &FerryServer, request: &CallToolRequestParams) 
         "send_file" => {
             let args: SendFileArgs = serde_json::from_value(arguments).ok()?;
             args.to.as_ref()?;
+            if args.via.is_some() {
+                return None; // answers at once with messages; nothing runs in the background
+            }
             server.start_send(args).await.map(|(first, s)| (s, Box::new(move |end| push_result(first, end)) as Finish))
         }
         _ => return None,

@@ -37,6 +37,17 @@ pub struct SendFileArgs {
     #[serde(default)]
     #[schemars(range(min = 1, max = 525600))]
     pub expires_in_minutes: Option<u32>,
+    /// `messages`: carry the file as chat messages that you post yourself, for when the two
+    /// machines share nothing but a chat (one file, 4 MiB at most). The result's `messages` are
+    /// the first to post; then see receive_messages. With `to` (a paired peer) only that peer can
+    /// read it; without, anyone who reads the chat can.
+    #[serde(default)]
+    pub via: Option<super::messages::Via>,
+    /// With `via: "messages"`: the longest message in characters (default 3500, which fits
+    /// Telegram and Slack; use 1900 for Discord).
+    #[serde(default)]
+    #[schemars(range(min = 400, max = 65536))]
+    pub max_message_chars: Option<u32>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -70,6 +81,9 @@ pub struct SendFileResult {
     /// The peer's answer to the push: `accepted` (downloading now) or `pending` (held there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer_answer: Option<String>,
+    /// With `via: "messages"`: post each of these in the chat, one chat message each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<String>>,
     /// What to do next.
     pub next: String,
 }
@@ -235,6 +249,7 @@ pub fn check_arguments(
         "resume_transfer" => check::<ResumeArgs>(name, arguments),
         "create_invite" => check::<super::invites::CreateInviteArgs>(name, arguments),
         "revoke_invite" => check::<super::invites::RevokeInviteArgs>(name, arguments),
+        "receive_messages" => check::<super::messages::ReceiveMessagesArgs>(name, arguments),
         _ => Ok(()),
     }
 }

@@ -23,7 +23,7 @@ from mcp.client.stdio import stdio_client
 
 BIN = os.environ["AGENTFERRY_BIN"]
 TOOLS = {"send_file", "receive_file", "check_session", "add_peer", "list_peers", "resume_transfer",
-         "create_invite", "revoke_invite", "list_invites"}
+         "create_invite", "revoke_invite", "list_invites", "receive_messages"}
 
 
 @pytest.fixture

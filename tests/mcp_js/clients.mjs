@@ -130,7 +130,7 @@ async function sdkClient(base) {
   try {
     const tools = (await a.listTools()).tools.map((t) => t.name).sort();
     assert.deepEqual(tools, ["add_peer", "check_session", "create_invite", "list_invites", "list_peers",
-      "receive_file", "resume_transfer", "revoke_invite", "send_file"]);
+      "receive_file", "receive_messages", "resume_transfer", "revoke_invite", "send_file"]);
 
     // A real transfer, with progress notifications.
     const src = alice.makeFile("report.bin", 5_000_000);
@@ -165,6 +165,23 @@ async function sdkClient(base) {
     const arrived = await ok(b, "check_session", { transfer_id: pushed.transfer_id, wait: true, timeout_seconds: 60 });
     assert.equal(arrived.transfers[0].state, "completed", JSON.stringify(arrived));
     assert.ok(!JSON.stringify(await ok(b, "list_invites")).includes(invite.uri), "list_invites shows no secret");
+
+    // Carried as chat messages, this test playing the chat: the SDK checks every result
+    // against the tools' output schemas; an edited message is refused with its code.
+    const chat = alice.makeFile("chat.bin", 50_000);
+    const opened = await ok(a, "send_file", { path: "chat.bin", via: "messages", max_message_chars: 1000 });
+    let toBob = opened.messages;
+    const edited = toBob[1].slice(0, -5) + (toBob[1].endsWith("AAAAA") ? "BBBBB" : "AAAAA");
+    const refused = await ok(b, "receive_messages", { messages: [toBob[0], edited] });
+    assert.equal(refused.rejected[0].code, "message_tampered", JSON.stringify(refused));
+    let landed;
+    for (let round = 0; round < 50 && !landed; round++) {
+      const replies = await ok(b, "receive_messages", { messages: toBob });
+      landed = replies.transfers.find((t) => t.state === "completed");
+      toBob = (await ok(a, "receive_messages", { messages: replies.messages })).messages;
+    }
+    assert.ok(landed, "the chat transfer completed");
+    assert.equal(sha256(landed.saved_to), sha256(chat));
 
     // The same file again: it exists, and the hint says how to replace it.
     const again = await ok(a, "send_file", { path: "report.bin" });
@@ -265,7 +282,7 @@ function inspectorCli(base) {
   // Warnings are portability problems too (a nullable `type` array breaks single-type dialects).
   assert.doesNotMatch(listing.stderr, /Warning/, `inspector --strict warns:\n${listing.stderr}`);
   const tools = JSON.parse(listing.stdout);
-  assert.equal(tools.tools.length, 9);
+  assert.equal(tools.tools.length, 10);
   node.makeFile("notes.txt", 1000);
   const listed = inspect(node, "list_peers", {});
   assert.deepEqual(listed.structuredContent, { peers: [] });

@@ -32,7 +32,7 @@ pub(super) fn free_bytes(dir: &Path) -> io::Result<u64> {
 /// Fail with `disk_full` before writing anything if the file system holding `temp` cannot take
 /// `size` bytes (the sender's declared size, twice for a folder) less what the temp file already
 /// holds or has reserved.
-pub(super) fn check_space(temp: &Path, size: u64) -> Result<()> {
+pub(in crate::engine) fn check_space(temp: &Path, size: u64) -> Result<()> {
     let Some(dir) = temp.parent() else { return Ok(()) };
     let have = std::fs::symlink_metadata(temp)
         .ok()
@@ -68,7 +68,7 @@ fn is_ours(file: &File) -> io::Result<bool> {
 /// (a resume); anything else at `path` (a link, a FIFO, a file with other links or owners) is
 /// removed — the link itself, never its target — and a new empty file created exclusively.
 /// Returns the file and whether it was kept.
-pub(super) fn open_temp(path: &Path, keep: bool) -> io::Result<(File, bool)> {
+pub(in crate::engine) fn open_temp(path: &Path, keep: bool) -> io::Result<(File, bool)> {
     if keep {
         match options().open(path) {
             Ok(file) if is_ours(&file)? => return Ok((file, true)),
@@ -132,7 +132,7 @@ pub(super) fn remove_if_empty(path: &Path, file: &File) {
 /// Give the temp file its final name: atomically, without following a link at either name, and
 /// without replacing an existing file unless asked to (a hard link fails if the target exists,
 /// where a rename would clobber it).
-pub(super) fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
+pub(in crate::engine) fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
     let meta = std::fs::symlink_metadata(temp).map_err(|e| TransferError::io(temp, e))?;
     if !meta.file_type().is_file() {
         return Err(TransferError::io(

@@ -25,7 +25,7 @@ use bytes::Bytes;
 use tokio::{sync::mpsc, task::JoinSet};
 
 mod connect;
-mod disk;
+pub(super) mod disk;
 mod worker;
 
 use self::{
@@ -90,7 +90,7 @@ pub(super) async fn accept(node: &Node, mut record: Record, options: Option<Rece
 }
 
 /// Check a ticket and the output folder, and describe the transfer for the journal.
-fn new_record(node: &Node, ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
+pub(super) fn new_record(node: &Node, ticket: Ticket, options: &ReceiveOptions) -> Result<Record> {
     ticket.check_expiry(unix_now())?;
     check_declared(ticket.size, ticket.chunk_size)?;
     let id = ticket.transfer_id;

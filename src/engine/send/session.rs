@@ -159,6 +159,10 @@ impl Driver {
                 }
                 self.outgoing.handle_complete(&sha256);
             }
+            Control::Need { .. } => {
+                let e = TransferError::Protocol("a need belongs to the messages path".into());
+                tracing::warn!(transfer = %self.outgoing.transfer_id, code = e.code(), "control dropped: {e}");
+            }
         }
         Ok(Ok(()))
     }
