@@ -85,8 +85,13 @@ pub enum Side {
     Send {
         /// Canonical path of the file being sent.
         path: PathBuf,
-        /// Modification time (ns since the epoch) when the transfer began.
+        /// Modification time (ns since the epoch) when the transfer began; for a folder, the
+        /// fingerprint of its listing and files.
         mtime_ns: u64,
+        /// The source's change stamp when the transfer began (`tree::source::change_stamp`,
+        /// or a folder's combined one). Absent in records written before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        change: Option<u64>,
         /// The address the sender listens on; a restarted sender binds it again.
         bind: std::net::SocketAddr,
         /// Bytes handed to the network so far (saved about once a second while serving).

@@ -6,8 +6,9 @@
 //! home (its journal holds session keys) when the tree holds it, say for `send ~`, and any file
 //! that is one of the home's under another name (a hard link). Files are opened
 //! when read (never through a link), one at a time, so memory holds the listing and one open file
-//! whatever the tree's size. A file whose size or modification time differs from the walk's
-//! makes the tree "changed", which a sender refuses to go on with, as for a single file.
+//! whatever the tree's size. A file whose size, modification time or [`change_stamp`] differs
+//! from the walk's makes the tree "changed", which a sender refuses to go on with, as for a
+//! single file.
 
 use std::{
     fs::{File, OpenOptions},
@@ -28,6 +29,7 @@ struct Span {
     start: u64,
     size: u64,
     mtime_ns: u64,
+    change: u64,
 }
 
 /// A walked tree, ready to be read as one stream.
@@ -51,6 +53,23 @@ fn unreadable(path: &Path, reason: impl ToString) -> TransferError {
 
 fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     (meta.mtime() as u64).wrapping_mul(1_000_000_000).wrapping_add(meta.mtime_nsec() as u64)
+}
+
+/// What moves on whenever a file's content may have changed: its inode number (a file put in
+/// its place) and its status-change time, which every write and every `utimes` sets to now and
+/// no unprivileged writer can set back (the modification time can be put back after a rewrite).
+/// Stable across reboots, so a journal may keep it.
+pub fn change_stamp(meta: &std::fs::Metadata) -> u64 {
+    let mut h = Sha256::new();
+    h.update(meta.ino().to_be_bytes());
+    h.update(meta.ctime().to_be_bytes());
+    h.update(meta.ctime_nsec().to_be_bytes());
+    u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
+}
+
+/// Is `meta` still the file a span was walked as?
+fn unchanged(meta: &std::fs::Metadata, span: &Span) -> bool {
+    meta.is_file() && meta.len() == span.size && mtime_ns(meta) == span.mtime_ns && change_stamp(meta) == span.change
 }
 
 impl TreeSource {
@@ -109,7 +128,7 @@ impl TreeSource {
             let path = self.root.join(&span.rel);
             let meta = std::fs::symlink_metadata(&path)
                 .map_err(|e| TransferError::SourceChanged(format!("{}: {e}", span.rel)))?;
-            if !meta.is_file() || meta.len() != span.size || mtime_ns(&meta) != span.mtime_ns {
+            if !unchanged(&meta, span) {
                 return Err(TransferError::SourceChanged(format!("{} changed", span.rel)));
             }
             h.update(span.rel.as_bytes());
@@ -117,6 +136,17 @@ impl TreeSource {
             h.update(span.mtime_ns.to_be_bytes());
         }
         Ok(u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes")))
+    }
+
+    /// Every file's [`change_stamp`] as walked, in one: a journal keeps it so that a sender
+    /// restarted on a tree rewritten meanwhile (its modification times put back) finds it
+    /// changed, where the [`fingerprint`](Self::fingerprint) of a fresh walk would not.
+    pub fn change(&self) -> u64 {
+        let mut h = Sha256::new();
+        for span in &self.files {
+            h.update(span.change.to_be_bytes());
+        }
+        u64::from_be_bytes(h.finalize()[..8].try_into().expect("8 bytes"))
     }
 
     /// Fill `buf` with the stream's bytes from `offset`.
@@ -157,7 +187,7 @@ impl TreeSource {
             .open(&path)
             .map_err(|e| TransferError::SourceChanged(format!("{}: {e}", span.rel)))?;
         let meta = file.metadata().map_err(|e| TransferError::io(&path, e))?;
-        if meta.len() != span.size || mtime_ns(&meta) != span.mtime_ns {
+        if !unchanged(&meta, span) {
             return Err(TransferError::SourceChanged(format!("{} changed", span.rel)));
         }
         Ok(file)
@@ -217,7 +247,13 @@ impl Walk<'_> {
             let size = if kind == Kind::File { meta.len() } else { 0 };
             self.entries.push(Entry { path: path.clone(), kind, mode: meta.mode() & 0o777, size });
             match kind {
-                Kind::File => self.spans.push(Span { rel: path, start: 0, size, mtime_ns: mtime_ns(&meta) }),
+                Kind::File => self.spans.push(Span {
+                    rel: path,
+                    start: 0,
+                    size,
+                    mtime_ns: mtime_ns(&meta),
+                    change: change_stamp(&meta),
+                }),
                 Kind::Dir => self.dir(&child.path(), &format!("{path}/"))?,
             }
         }

@@ -26,6 +26,7 @@ use crate::{
     names::safe_file_name,
     offer::Offer,
     ticket::Ticket,
+    tree::source::change_stamp,
 };
 
 /// One transfer this node sends as messages.
@@ -89,6 +90,7 @@ pub(super) fn start(node: &Node, table: &mut Table, options: MessagesOptions) ->
     let side = Side::Send {
         path: path.clone(),
         mtime_ns: mtime_ns(&meta),
+        change: Some(change_stamp(&meta)),
         bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)), // serves nothing: messages only
         bytes_sent: 0,
     };
@@ -233,9 +235,11 @@ fn post(node: &Node, sending: &mut Sending, need: Option<Need>, taken: &mut Take
         taken.messages.push(first_message(node, &sending.record, ticket)?);
     }
     let need = need.or_else(|| live.last.clone()).unwrap_or_else(|| opening(total, WINDOW));
-    let Side::Send { path, mtime_ns: recorded, bytes_sent, .. } = &mut sending.record.side else { unreachable!() };
+    let Side::Send { path, mtime_ns: recorded, change, bytes_sent, .. } = &mut sending.record.side else {
+        unreachable!()
+    };
     let meta = live.file.metadata().map_err(|e| TransferError::SourceChanged(e.to_string()))?;
-    if mtime_ns(&meta) != *recorded || meta.len() != m.size {
+    if mtime_ns(&meta) != *recorded || meta.len() != m.size || change.is_some_and(|c| c != change_stamp(&meta)) {
         return Err(TransferError::SourceChanged(path.display().to_string()));
     }
     let to = side_address(ticket, Role::Receive);

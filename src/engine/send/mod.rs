@@ -18,7 +18,7 @@ pub(super) mod outgoing;
 mod session;
 
 use self::{
-    outgoing::{Outgoing, SendOutcome, Source},
+    outgoing::{Outgoing, Recorded, SendOutcome, Source},
     session::ServeOutgoing,
 };
 use crate::engine::{
@@ -92,7 +92,14 @@ pub(super) async fn start(node: &Node, options: SendOptions, code: Option<CodeOf
         ticket.expires_at,
         None,
     )?;
-    let side = Side::Send { path, mtime_ns: outgoing.mtime_ns(), bind: server.local_addr(), bytes_sent: 0 };
+    let recorded = outgoing.recorded();
+    let side = Side::Send {
+        path,
+        mtime_ns: recorded.mtime_ns,
+        change: recorded.change,
+        bind: server.local_addr(),
+        bytes_sent: 0,
+    };
     let mut record = Record::new(&ticket, ticket.name.clone(), side);
     let lock = node.journal.try_lock(&transfer_id, Role::Send)?.expect("a fresh id has no owner");
     node.journal.save(&mut record)?;
@@ -110,7 +117,7 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
     if crate::pipe::is_piped(&record) {
         return Err(TransferError::NotResumable(record.transfer_id.to_string())); // its stdin is gone
     }
-    let Side::Send { path, mtime_ns, bind, .. } = record.side.clone() else { unreachable!("send record") };
+    let Side::Send { path, mtime_ns, change, bind, .. } = record.side.clone() else { unreachable!("send record") };
     let ticket: Ticket = record.ticket.parse()?;
     let fail = |node: &Node, record: &mut Record, e: TransferError| {
         record.fail(&e);
@@ -140,7 +147,7 @@ pub(super) async fn resume(node: &Node, mut record: Record) -> Result<Transfer> 
         source,
         manifest,
         ticket.expires_at,
-        Some(mtime_ns),
+        Some(Recorded { mtime_ns, change }),
     ) {
         Ok(o) => o,
         Err(e @ TransferError::SourceChanged(_)) => return fail(node, &mut record, e),

@@ -33,7 +33,7 @@ use crate::{
     transport::http::TokenCheck,
     tree::{
         digest::{Digests, sha256sums},
-        source::TreeSource,
+        source::{TreeSource, change_stamp},
     },
 };
 
@@ -101,6 +101,8 @@ pub(crate) struct Outgoing {
     source: Source,
     /// A file's modification time; for a folder, the fingerprint of all its files.
     mtime_ns: u64,
+    /// The source's change stamp (see [`crate::tree::source::change_stamp`]).
+    change: u64,
     manifest: Manifest,
     pub expires_at: u64,
     sha256: Mutex<Option<String>>,
@@ -126,13 +128,22 @@ pub(super) struct Carried {
     pub last_chunk: Option<PathKind>,
 }
 
+/// What the journal recorded of a source when its transfer began.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Recorded {
+    pub mtime_ns: u64,
+    /// Absent in records from before it was kept.
+    pub change: Option<u64>,
+}
+
 pub(crate) fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl Outgoing {
-    /// Serve `source`, opened from `path`. `expect` is what the journal recorded (size, mtime,
-    /// hash) when resuming; a file or folder that no longer matches it is refused.
+    /// Serve `source`, opened from `path`. `expected` is what the journal recorded when
+    /// resuming (with the manifest's size and hash); a file or folder that no longer matches it
+    /// is refused.
     pub(crate) fn open(
         transfer_id: TransferId,
         key: SessionKey,
@@ -140,18 +151,26 @@ impl Outgoing {
         source: Source,
         manifest: Manifest,
         expires_at: u64,
-        expected_mtime_ns: Option<u64>,
+        expected: Option<Recorded>,
     ) -> Result<Self, TransferError> {
         let size = source.size()?;
-        let mtime = match &source {
-            Source::File(file) => mtime_ns(&file.metadata().map_err(|e| TransferError::io(&path, e))?),
-            Source::Tree(tree) => tree.fingerprint()?,
+        let (mtime, change) = match &source {
+            Source::File(file) => {
+                let meta = file.metadata().map_err(|e| TransferError::io(&path, e))?;
+                (mtime_ns(&meta), change_stamp(&meta))
+            }
+            Source::Tree(tree) => (tree.fingerprint()?, tree.change()),
         };
         if size != manifest.size {
             return Err(TransferError::SourceChanged(format!("size is {size} bytes, was {}", manifest.size)));
         }
-        if expected_mtime_ns.is_some_and(|m| m != mtime) {
+        if expected.is_some_and(|e| e.mtime_ns != mtime) {
             return Err(TransferError::SourceChanged("modification time differs".into()));
+        }
+        if expected.and_then(|e| e.change).is_some_and(|c| c != change) {
+            return Err(TransferError::SourceChanged(
+                "the file was rewritten or replaced since the transfer began".into(),
+            ));
         }
         let token = key.http_token(&transfer_id);
         Ok(Outgoing {
@@ -161,6 +180,7 @@ impl Outgoing {
             path,
             source,
             mtime_ns: mtime,
+            change,
             sha256: Mutex::new(manifest.sha256.clone()),
             sums: Mutex::default(),
             manifest,
@@ -188,8 +208,9 @@ impl Outgoing {
         }
     }
 
-    pub(crate) fn mtime_ns(&self) -> u64 {
-        self.mtime_ns
+    /// What the journal keeps to tell, on a resume, whether the source changed.
+    pub(crate) fn recorded(&self) -> Recorded {
+        Recorded { mtime_ns: self.mtime_ns, change: Some(self.change) }
     }
 
     pub(crate) fn sha256(&self) -> Option<String> {
@@ -252,6 +273,9 @@ impl Outgoing {
         let meta = std::fs::metadata(&self.path).map_err(|e| TransferError::SourceChanged(e.to_string()))?;
         if meta.len() != self.manifest.size || mtime_ns(&meta) != self.mtime_ns {
             return Err(TransferError::SourceChanged("size or modification time differs".into()));
+        }
+        if change_stamp(&meta) != self.change {
+            return Err(TransferError::SourceChanged("the file was rewritten or replaced".into()));
         }
         Ok(())
     }
