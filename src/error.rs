@@ -60,6 +60,10 @@ pub enum TransferError {
     /// The received file's SHA-256 differs from the sender's, or frames keep failing authentication.
     #[error("integrity check failed: {0}")]
     IntegrityMismatch(String),
+    /// Something else took the temp file's name in the output folder while the transfer wrote
+    /// it: what the name holds now is not what verified, so it is not placed.
+    #[error("{0} was replaced by another file while it was received; it was not placed")]
+    TempFileSwapped(String),
     /// The target file exists and overwriting was not asked for.
     #[error("{0} already exists")]
     FileExists(String),
@@ -218,6 +222,7 @@ impl TransferError {
             Unauthorized => Code::Unauthorized,
             Protocol(_) => Code::Protocol,
             IntegrityMismatch(_) => Code::IntegrityMismatch,
+            TempFileSwapped(_) => Code::TempFileSwapped,
             FileExists(_) => Code::FileExists,
             SourceUnreadable { .. } => Code::SourceUnreadable,
             SourcePrivate(_) => Code::SourcePrivate,

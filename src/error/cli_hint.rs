@@ -35,6 +35,9 @@ pub fn hint(code: Code) -> &'static str {
         IntegrityMismatch => {
             "the data was altered on the way or the file changed; run `agentferry resume ID`, or ask for a fresh ticket"
         }
+        TempFileSwapped => {
+            "another program changed the temp file in the output folder; receive into a folder only you can write (-o DIR), or run `agentferry resume ID` to start the file afresh"
+        }
         FileExists => "pass --overwrite, or choose another output folder with -o",
         SourceUnreadable => "check the path and that it names a readable regular file or folder",
         SourcePrivate => {

@@ -46,6 +46,7 @@ table! {
     Unauthorized => ("unauthorized", 4),
     Protocol => ("protocol_error", 4),
     IntegrityMismatch => ("integrity_mismatch", 5),
+    TempFileSwapped => ("temp_file_swapped", 5),
     FileExists => ("file_exists", 6),
     SourceUnreadable => ("source_unreadable", 6),
     SourcePrivate => ("source_private", 6),

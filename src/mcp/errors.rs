@@ -120,6 +120,7 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         Unauthorized => "ask the sender for a fresh ticket (send_file) and call receive_file with it".into(),
         Protocol => format!("make sure both sides run a compatible agentferry, then {resume}"),
         IntegrityMismatch => format!("{resume}, or ask the sender for a fresh ticket"),
+        TempFileSwapped => format!("another program changed the temp file in the output folder: pass receive_file an output_dir only this user can write, or {resume} to start the file afresh"),
         FileExists => "call receive_file again with overwrite: true to replace it, or with another output_dir".into(),
         SourceUnreadable => "call send_file with a path that names a readable regular file or folder inside the allowed roots".into(),
         SourcePrivate => "call send_file with a path outside agentferry's own home (it holds session keys); copy a file out of it first to share it".into(),

@@ -2,26 +2,28 @@
 //! whole stream has verified, build the tree under a temp name beside the target, then place it.
 //!
 //! The stream file (`.<NAME>.<ID>.part`, see the receive driver) holds the listing and then every
-//! file's bytes in order; building copies each file's range into a new file created exclusively,
-//! never through a link, inside a fresh staging folder `.<NAME>.<ID>.tree` that only this process
-//! writes. Permission bits follow the sender's, masked by the umask and never setuid, setgid or
-//! sticky. The finished staging folder takes its final name with one `renameat2(NOREPLACE)`, so
-//! an existing tree is never merged into or replaced unless asked, and nothing ever appears under
-//! the final name half-built.
+//! file's bytes in order, and must still be the file that verified. Building copies each file's
+//! range into a new file created exclusively inside a fresh staging folder `.<NAME>.<ID>.tree`,
+//! every folder and file reached through held descriptors, never through a link (see [`held`]),
+//! so a local writer who swaps a folder of it for a link cannot redirect a single file.
+//! Permission bits follow the sender's, masked by the umask and never setuid, setgid or sticky.
+//! The finished staging folder takes its final name with one `renameat2(NOREPLACE)`, so an
+//! existing tree is never merged into or replaced unless asked, nothing ever appears under the
+//! final name half-built, and a name that holds anything but the folder built is
+//! `temp_file_swapped`.
+//!
+//! [`held`]: super::held
 
 use std::{
-    ffi::CString,
-    fs::{DirBuilder, File, OpenOptions, Permissions},
+    fs::{File, OpenOptions, Permissions},
     io::{self, Read, Seek, SeekFrom},
-    os::unix::{
-        ffi::OsStrExt,
-        fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
-    },
-    path::{Path, PathBuf},
+    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    path::Path,
 };
 
 use super::{
     Kind,
+    held::{FileId, HeldDir},
     listing::{self, HEADER_LEN, Listing},
 };
 use crate::error::{Result, TransferError};
@@ -38,7 +40,7 @@ pub fn read_listing(stream: &Path, stream_size: u64, available: u64) -> Result<O
     if available < HEADER_LEN {
         return Ok(None);
     }
-    let mut file = open_stream(stream)?;
+    let mut file = open_stream(stream, None)?;
     let mut head = vec![0u8; HEADER_LEN as usize];
     file.read_exact(&mut head).map_err(|e| TransferError::io(stream, e))?;
     let len = listing::declared_len(&head, stream_size)?;
@@ -53,8 +55,9 @@ pub fn read_listing(stream: &Path, stream_size: u64, available: u64) -> Result<O
 
 /// Open the stream file the way the disk worker does: never through a link, and only if it is a
 /// regular file of ours with no other name (the output folder may be shared; see
-/// `engine::disk`), so nobody can swap in other bytes after they verified.
-fn open_stream(path: &Path) -> Result<File> {
+/// `engine::receive::disk`) and, when known, the very file that was written (`written`), so
+/// nobody can swap in other bytes after they verified.
+fn open_stream(path: &Path, written: Option<FileId>) -> Result<File> {
     use std::os::unix::fs::MetadataExt;
     let file = OpenOptions::new()
         .read(true)
@@ -64,8 +67,8 @@ fn open_stream(path: &Path) -> Result<File> {
     let meta = file.metadata().map_err(|e| TransferError::io(path, e))?;
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
-    if !meta.is_file() || meta.nlink() != 1 || meta.uid() != euid {
-        return Err(TransferError::io(path, io::Error::other("the temp file was replaced by one that is not ours")));
+    if !meta.is_file() || meta.nlink() != 1 || meta.uid() != euid || written.is_some_and(|w| w != FileId::of(&meta)) {
+        return Err(TransferError::TempFileSwapped(path.display().to_string()));
     }
     Ok(file)
 }
@@ -84,6 +87,8 @@ pub fn umask() -> u32 {
 pub struct Placement<'a> {
     /// The verified stream file.
     pub stream: &'a Path,
+    /// The file the stream was written into and verified as.
+    pub written: FileId,
     pub stream_size: u64,
     /// The staging folder (a temp name beside the target).
     pub staging: &'a Path,
@@ -97,46 +102,57 @@ impl Placement<'_> {
     pub fn run(&self) -> Result<u64> {
         let listing = read_listing(self.stream, self.stream_size, self.stream_size)?
             .ok_or_else(|| TransferError::ListingRefused("the listing is cut short".into()))?;
-        let files = self.build(&listing).inspect_err(|_| {
+        let (out, staging_name, target_name) = self.names()?;
+        let out = HeldDir::open(out).map_err(io(out))?;
+        let placed = self.build(&out, staging_name, &listing).and_then(|(staging, files)| {
+            self.place(&out, staging_name, target_name, staging.id().map_err(io(self.staging))?)?;
+            Ok(files)
+        });
+        if placed.is_err() {
+            // Only a name that is still our staging folder's: remove_dir_all never follows links.
             let _ = std::fs::remove_dir_all(self.staging);
-        })?;
-        self.place().inspect_err(|_| {
-            let _ = std::fs::remove_dir_all(self.staging);
-        })?;
-        let _ = std::fs::remove_file(self.stream);
-        if let Some(dir) = self.target.parent() {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
         }
+        let files = placed?;
+        let _ = std::fs::remove_file(self.stream);
+        let _ = out.sync();
         Ok(files)
     }
 
-    fn build(&self, listing: &Listing) -> Result<u64> {
+    /// The output folder and the staging folder's and the target's names in it.
+    fn names(&self) -> Result<(&Path, &str, &str)> {
+        fn leaf(p: &Path) -> Option<&str> {
+            p.file_name().and_then(|n| n.to_str())
+        }
+        match (self.target.parent(), leaf(self.staging), leaf(self.target)) {
+            (Some(out), Some(staging), Some(target)) if self.staging.parent() == Some(out) => {
+                Ok((out, staging, target))
+            }
+            _ => Err(TransferError::io(self.staging, io::Error::other("the staging folder is not beside the target"))),
+        }
+    }
+
+    fn build(&self, out: &HeldDir, staging_name: &str, listing: &Listing) -> Result<(HeldDir, u64)> {
         // A staging folder left by an interrupted build is ours (its name carries the id): start over.
         match std::fs::symlink_metadata(self.staging) {
             Ok(m) if m.is_dir() => std::fs::remove_dir_all(self.staging).map_err(io(self.staging))?,
             Ok(_) => std::fs::remove_file(self.staging).map_err(io(self.staging))?,
             Err(_) => {}
         }
-        let mut private = DirBuilder::new();
-        private.mode(0o700);
-        private.create(self.staging).map_err(io(self.staging))?;
+        let root = out.create_dir(staging_name, 0o700).map_err(io(self.staging))?;
         let mask = !umask() & 0o777;
-        let stream = open_stream(self.stream)?;
+        let stream = open_stream(self.stream, Some(self.written))?;
         (&stream).seek(SeekFrom::Start(listing.len)).map_err(io(self.stream))?;
+        let mut dirs = Dirs { root: &root, open: Vec::new() };
         let mut files = 0;
         for entry in &listing.entries {
             let path = self.staging.join(&entry.path);
+            let (parent, leaf) = entry.path.rsplit_once('/').unwrap_or(("", &entry.path));
+            let dir = dirs.get(parent).map_err(io(&path))?;
             match entry.kind {
                 // Writable while it fills; its own mode is set once everything is in.
-                Kind::Dir => private.create(&path).map_err(io(&path))?,
+                Kind::Dir => drop(dir.create_dir(leaf, 0o700).map_err(io(&path))?),
                 Kind::File => {
-                    let mut out = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                        .open(&path)
-                        .map_err(io(&path))?;
+                    let mut out = dir.create_file(leaf, 0o600).map_err(io(&path))?;
                     let copied = io::copy(&mut (&stream).take(entry.size), &mut out).map_err(io(&path))?;
                     if copied != entry.size {
                         return Err(TransferError::io(self.stream, io::ErrorKind::UnexpectedEof.into()));
@@ -149,28 +165,31 @@ impl Placement<'_> {
         // Children first, so a read-only folder is closed only once it is full.
         for entry in listing.entries.iter().rev().filter(|e| e.kind == Kind::Dir) {
             let path = self.staging.join(&entry.path);
-            std::fs::set_permissions(&path, Permissions::from_mode(entry.mode & mask)).map_err(io(&path))?;
+            dirs.get(&entry.path).and_then(|d| d.set_mode(entry.mode & mask)).map_err(io(&path))?;
         }
+        drop(dirs);
         // One syncfs for the whole tree, instead of one fsync per file.
-        let dir = File::open(self.staging).map_err(io(self.staging))?;
-        // SAFETY: `dir` is an open descriptor for the call's duration.
-        if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
-            return Err(TransferError::io(self.staging, io::Error::last_os_error()));
-        }
-        std::fs::set_permissions(self.staging, Permissions::from_mode(listing.root_mode & mask))
-            .map_err(io(self.staging))?;
-        Ok(files)
+        root.sync_fs().map_err(io(self.staging))?;
+        root.set_mode(listing.root_mode & mask).map_err(io(self.staging))?;
+        Ok((root, files))
     }
 
-    /// Give the staging folder its final name, never merging into or replacing what is there
-    /// unless asked.
-    fn place(&self) -> Result<()> {
-        match rename_noreplace(self.staging, self.target) {
-            Ok(()) => Ok(()),
+    /// Give the staging folder (`built`) its final name, never merging into or replacing what
+    /// is there unless asked, and only if the name still holds the folder that was built.
+    fn place(&self, out: &HeldDir, staging: &str, target: &str, built: FileId) -> Result<()> {
+        let holds_built = |name: &str, path: &Path| match out.id_of(name) {
+            Ok(id) if id == built => Ok(()),
+            Ok(_) => Err(TransferError::TempFileSwapped(path.display().to_string())),
+            Err(e) => Err(TransferError::io(path, e)),
+        };
+        holds_built(staging, self.staging)?;
+        match out.rename(staging, target, true) {
+            Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.overwrite => {
-                let old = aside(self.target);
-                std::fs::rename(self.target, &old).map_err(|e| TransferError::io(self.target, e))?;
-                rename_noreplace(self.staging, self.target).map_err(|e| TransferError::io(self.target, e))?;
+                let old = aside(target);
+                out.rename(target, &old, true).map_err(io(self.target))?;
+                out.rename(staging, target, true).map_err(io(self.target))?;
+                let old = self.target.with_file_name(old);
                 let removed = match std::fs::symlink_metadata(&old) {
                     Ok(m) if m.is_dir() => std::fs::remove_dir_all(&old),
                     _ => std::fs::remove_file(&old),
@@ -178,13 +197,36 @@ impl Placement<'_> {
                 if let Err(e) = removed {
                     tracing::warn!(path = %old.display(), "could not remove the replaced tree: {e}");
                 }
-                Ok(())
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                Err(TransferError::FileExists(self.target.display().to_string()))
+                return Err(TransferError::FileExists(self.target.display().to_string()));
             }
-            Err(e) => Err(TransferError::io(self.target, e)),
+            Err(e) => return Err(TransferError::io(self.target, e)),
         }
+        holds_built(target, self.target)
+    }
+}
+
+/// The folders of the tree being built, held open along the path of the last one asked for: the
+/// listing is depth first, so each is opened once, and never more than the tree's depth at a
+/// time.
+struct Dirs<'a> {
+    root: &'a HeldDir,
+    /// Each a child of the one before, the first a child of `root`, by name.
+    open: Vec<(String, HeldDir)>,
+}
+
+impl Dirs<'_> {
+    /// The folder at `rel` (`/`-separated, empty for the root), opened without following links.
+    fn get(&mut self, rel: &str) -> io::Result<&HeldDir> {
+        let parts: Vec<&str> = if rel.is_empty() { Vec::new() } else { rel.split('/').collect() };
+        let keep = self.open.iter().zip(&parts).take_while(|((name, _), part)| name == *part).count();
+        self.open.truncate(keep);
+        for part in &parts[keep..] {
+            let next = self.open.last().map_or(self.root, |(_, d)| d).open_dir(part)?;
+            self.open.push((part.to_string(), next));
+        }
+        Ok(self.open.last().map_or(self.root, |(_, d)| d))
     }
 }
 
@@ -194,28 +236,7 @@ fn io(path: &Path) -> impl Fn(io::Error) -> TransferError + '_ {
 }
 
 /// A free name beside `target` for what it replaces.
-fn aside(target: &Path) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+fn aside(target: &str) -> String {
     let tag: u32 = rand::random();
-    target.with_file_name(format!(".{name}.{tag:08x}.replaced"))
-}
-
-/// `rename(2)` that fails with `AlreadyExists` instead of replacing `to` (an empty folder there
-/// would otherwise be replaced silently).
-fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput));
-    let (from, to) = (c(from)?, c(to)?);
-    // SAFETY: both are valid NUL-terminated paths. The raw system call, since musl (the static
-    // build) has no renameat2 wrapper.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_NOREPLACE,
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    format!(".{target}.{tag:08x}.replaced")
 }

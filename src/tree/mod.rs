@@ -12,12 +12,15 @@
 //! - [`digest`] is the folder's digest, which yields each file's own SHA-256 on the way;
 //! - [`source`] is the sender's side: walk the tree once, then read any byte range of the stream;
 //! - [`build`] is the receiver's side: turn the verified stream into a tree under temp names,
-//!   then place it as `<output>/<NAME>/` in one rename.
+//!   then place it as `<output>/<NAME>/` in one rename;
+//! - [`held`] reaches folders and files by held descriptors and knows them by inode, so a
+//!   local writer in a shared output folder cannot redirect what is written or placed.
 //!
 //! Nothing here touches the network or the journal.
 
 pub mod build;
 pub mod digest;
+pub mod held;
 pub mod listing;
 pub mod source;
 

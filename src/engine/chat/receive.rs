@@ -301,7 +301,8 @@ fn finish(node: &Node, incoming: &mut Incoming) -> Result<()> {
         unreachable!()
     };
     let target = output_dir.join(&*file_name);
-    disk::place(&path, &target, *overwrite)?;
+    let written = disk::FileId::of_file(&live.file).map_err(io)?;
+    disk::place(&path, written, &target, *overwrite)?;
     *saved_to = Some(target);
     incoming.record.complete(&hex(&whole), None, None, &BTreeMap::new());
     incoming.record.last_path = Some("messages".into());

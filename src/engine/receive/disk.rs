@@ -6,7 +6,10 @@
 //! team share). Whoever can write there can plant `.NAME.ID.part` before the receiver opens it,
 //! or swap it later; so the temp file is opened with `O_NOFOLLOW` and, when it must already
 //! exist (a resume), checked to be a regular file of ours with one link, else started afresh
-//! with `O_EXCL`. Placing refuses a temp path that is no longer a regular file.
+//! with `O_EXCL`. The file is then known by its device and inode ([`FileId`], taken from the
+//! open descriptor the chunks were written through): placing refuses a temp path that no longer
+//! names that very file (`temp_file_swapped`), so a file swapped in under the temp name, even a
+//! hard link to a file of ours, never takes the final name as if it had verified.
 
 use std::{
     fs::{File, OpenOptions},
@@ -16,6 +19,7 @@ use std::{
 };
 
 use crate::error::{Result, TransferError};
+pub(crate) use crate::tree::held::FileId;
 
 /// Bytes free for an unprivileged writer on the file system holding `dir`.
 pub(super) fn free_bytes(dir: &Path) -> io::Result<u64> {
@@ -47,6 +51,11 @@ pub(in crate::engine) fn check_space(temp: &Path, size: u64) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The error for a temp name that no longer names the file that was written and verified.
+fn swapped(path: &Path) -> TransferError {
+    TransferError::TempFileSwapped(path.display().to_string())
 }
 
 fn options() -> OpenOptions {
@@ -131,14 +140,12 @@ pub(super) fn remove_if_empty(path: &Path, file: &File) {
 
 /// Give the temp file its final name: atomically, without following a link at either name, and
 /// without replacing an existing file unless asked to (a hard link fails if the target exists,
-/// where a rename would clobber it).
-pub(in crate::engine) fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
+/// where a rename would clobber it). `written` is the file the chunks went into: the temp name
+/// must still name it, and so must the final name once placed.
+pub(crate) fn place(temp: &Path, written: FileId, target: &Path, overwrite: bool) -> Result<()> {
     let meta = std::fs::symlink_metadata(temp).map_err(|e| TransferError::io(temp, e))?;
-    if !meta.file_type().is_file() {
-        return Err(TransferError::io(
-            temp,
-            io::Error::other("the temp file was replaced by something that is not a regular file"),
-        ));
+    if !meta.file_type().is_file() || FileId::of(&meta) != written {
+        return Err(swapped(temp));
     }
     if overwrite {
         // rename(2) replaces a link at `target` itself, never what it points to.
@@ -152,8 +159,8 @@ pub(in crate::engine) fn place(temp: &Path, target: &Path, overwrite: bool) -> R
         std::fs::remove_file(temp).map_err(|e| TransferError::io(temp, e))?;
     }
     let placed = std::fs::symlink_metadata(target).map_err(|e| TransferError::io(target, e))?;
-    if (placed.dev(), placed.ino()) != (meta.dev(), meta.ino()) {
-        return Err(TransferError::io(target, io::Error::other("the file was swapped while it was being placed")));
+    if FileId::of(&placed) != written {
+        return Err(swapped(target));
     }
     if let Some(dir) = target.parent() {
         let _ = File::open(dir).and_then(|d| d.sync_all());

@@ -230,7 +230,7 @@ impl Driver {
             return;
         }
         self.record.fail(e);
-        if let TransferError::IntegrityMismatch(_) = e {
+        if let TransferError::IntegrityMismatch(_) | TransferError::TempFileSwapped(_) = e {
             // What is on disk cannot be trusted; a resume starts over.
             *self.receive_side().1 = 0;
         }
@@ -359,9 +359,10 @@ impl Driver {
                             self.node.journal.save(&mut self.record)?;
                             machine.handle_synced(now, upto);
                         }
-                        WorkerOut::Verified(digests) => {
+                        WorkerOut::Verified(digests, written) => {
                             drop(connecting);
-                            return self.finish(digests, files, started, active, &mut controls, carried).await;
+                            let verified = Verified { digests, written, files };
+                            return self.finish(verified, started, active, &mut controls, carried).await;
                         }
                         WorkerOut::Fatal(e) => return Err(e),
                     }
@@ -430,8 +431,7 @@ impl Driver {
     /// Move the verified file to its final name, record it, and tell the sender.
     async fn finish(
         &mut self,
-        digests: Digests,
-        files: Option<FileIndex>,
+        Verified { digests, written, files }: Verified,
         started: Instant,
         active: Option<Active>,
         controls: &mut ControlSealer,
@@ -451,7 +451,8 @@ impl Driver {
             let staging = output_dir.join(format!(".{file_name}.{}.tree", &self.record.transfer_id.to_string()[..12]));
             let (target, stream_size) = (target.clone(), self.record.size);
             tokio::task::spawn_blocking(move || {
-                Placement { stream: &temp_path, stream_size, staging: &staging, target: &target, overwrite }.run()
+                Placement { stream: &temp_path, written, stream_size, staging: &staging, target: &target, overwrite }
+                    .run()
             })
             .await
             .map_err(|_| TransferError::Cancelled)??;
@@ -470,7 +471,7 @@ impl Driver {
                     .and_then(|f| f.set_permissions(std::fs::Permissions::from_mode(bits)))
                     .map_err(|e| TransferError::io(&temp_path, e))?;
             }
-            place(&temp_path, &target, overwrite)?;
+            disk::place(&temp_path, written, &target, overwrite)?;
         }
         let path = carried.last_chunk.or(active.as_ref().map(|a| a.kind));
         self.record.complete(&sha256, sums.clone(), path, &carried.bytes_by_path);
@@ -507,6 +508,13 @@ impl Driver {
     }
 }
 
+/// What the worker verified: the digests, the file they are of, and a folder's file index.
+struct Verified {
+    digests: Digests,
+    written: disk::FileId,
+    files: Option<FileIndex>,
+}
+
 /// Tell the sender the file arrived whole, so it stops serving. A sender restarting at this
 /// moment (its last frames were already on their way when it died) is given a few seconds to come
 /// back; past that the confirmation is dropped and the sender's ticket expires on its own.
@@ -539,11 +547,6 @@ async fn next_incoming(active: &mut Option<Active>) -> Incoming {
             .unwrap_or_else(|| Incoming::Lost(TransferError::PeerUnreachable(format!("{} closed", path.kind)))),
         None => std::future::pending().await,
     }
-}
-
-/// Give the temp file its final name (see [`disk::place`]).
-fn place(temp: &Path, target: &Path, overwrite: bool) -> Result<()> {
-    disk::place(temp, target, overwrite)
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

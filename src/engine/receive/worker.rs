@@ -53,7 +53,8 @@ pub(super) enum WorkerOut {
     Trailer,
     StreamEnd,
     Synced(u64),
-    Verified(Digests),
+    /// The whole file verified; it is the file known by this id.
+    Verified(Digests, super::disk::FileId),
     Fatal(TransferError),
 }
 
@@ -140,7 +141,7 @@ impl Worker {
                 WorkerIn::Finish => self.finish().map(WriteOp::Report),
             };
             let op = op.unwrap_or_else(|e| WriteOp::Report(WorkerOut::Fatal(e)));
-            let last = matches!(op, WriteOp::Report(WorkerOut::Verified(_) | WorkerOut::Fatal(_)));
+            let last = matches!(op, WriteOp::Report(WorkerOut::Verified(..) | WorkerOut::Fatal(_)));
             if writer.send(op).is_err() || last {
                 gave_up = false;
                 break;
@@ -204,7 +205,7 @@ impl Worker {
                         WriteOp::Report(out) => out,
                         WriteOp::Skip => continue,
                     };
-                    let last = matches!(out, WorkerOut::Verified(_) | WorkerOut::Fatal(_));
+                    let last = matches!(out, WorkerOut::Verified(..) | WorkerOut::Fatal(_));
                     if tx.send(out).is_err() || last {
                         return;
                     }
@@ -267,6 +268,9 @@ impl Worker {
                 hex(&expected)
             )));
         }
-        Ok(WorkerOut::Verified(digests))
+        Ok(WorkerOut::Verified(
+            digests,
+            super::disk::FileId::of_file(&self.file).map_err(|e| TransferError::io(&self.path, e))?,
+        ))
     }
 }
