@@ -82,3 +82,32 @@ fn pushes_are_not_auto_accepted_into_the_home() {
     let grants: Value = serde_json::from_slice(&std::fs::read(b.home().join("grants.json")).unwrap()).unwrap();
     assert!(!grants.to_string().contains("planted"), "the pushed grants.json replaced the home's: {grants}");
 }
+
+/// `source_private` used to go by path: a hard link to the home's `grants.json` inside the
+/// sent folder (or named directly) was sent with its secrets.
+#[test]
+fn a_hard_link_to_the_homes_grants_inside_a_root_is_never_sent() {
+    let a = Node::new();
+    // A grant, so the home holds secrets worth stealing.
+    let (code, events, stderr) = run(&a, &["export", "--json"]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    let grants = a.home().join("grants.json");
+    assert!(grants.is_file(), "export wrote {}", grants.display());
+    let shared = a.dir.path().join("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("notes.txt"), b"fine to send").unwrap();
+    std::fs::hard_link(&grants, shared.join("innocent.json")).unwrap();
+
+    let (code, events, _) = run(&a, &["send", shared.join("innocent.json").to_str().unwrap(), "--json"]);
+    assert_eq!(code, 6, "{events:?}");
+    assert_eq!(events.last().unwrap()["code"], "source_private", "{events:?}");
+
+    let mut sender = Running::new_public(command(&a, &["send", shared.to_str().unwrap(), "--json"]).spawn().unwrap());
+    let first = sender.wait_for("the ticket", |e| e["event"] == "ticket");
+    let b = Node::new();
+    let (code, events, stderr) =
+        run(&b, &["receive", first["ticket"].as_str().unwrap(), "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    assert!(b.out().join("shared/notes.txt").is_file());
+    assert!(!b.out().join("shared/innocent.json").exists(), "the home's grants were sent under another name");
+}

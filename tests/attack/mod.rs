@@ -218,3 +218,89 @@ pub fn listening_under_a_revoked_grant(b: &Node) -> (agentferry::peers::GrantUri
     let addr = inbox["addrs"][0].as_str().unwrap().parse().unwrap();
     (uri, listener, addr)
 }
+
+/// A TCP proxy in front of a sender that holds the sender's bytes once `pause_at` of them have
+/// passed (over all connections), until released: a transfer stopped at a known point, for an
+/// attacker to act while the receiver waits.
+pub struct PausingProxy {
+    pub addr: SocketAddr,
+    gate: std::sync::Arc<(std::sync::Mutex<Gate>, std::sync::Condvar)>,
+}
+
+#[derive(Default)]
+struct Gate {
+    passed: usize,
+    holding: bool,
+    released: bool,
+}
+
+impl PausingProxy {
+    pub fn start(upstream: SocketAddr, pause_at: usize) -> PausingProxy {
+        use std::sync::{Arc, Condvar, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = Arc::new((Mutex::new(Gate::default()), Condvar::new()));
+        let shared = Arc::clone(&gate);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(upstream) else { continue };
+                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write, gate) = (server, client, Arc::clone(&shared));
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = s_read.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        let (lock, cv) = &*gate;
+                        let mut g = lock.lock().unwrap();
+                        while g.passed >= pause_at && !g.released {
+                            g.holding = true;
+                            cv.notify_all();
+                            g = cv.wait(g).unwrap();
+                        }
+                        g.passed += n;
+                        drop(g);
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        PausingProxy { addr, gate }
+    }
+
+    /// Wait until the sender's bytes are held (panics after a minute).
+    pub fn wait_held(&self) {
+        let (lock, cv) = &*self.gate;
+        let (g, timeout) =
+            cv.wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(60), |g| !g.holding).unwrap();
+        assert!(!timeout.timed_out(), "the transfer never reached the pause ({} bytes passed)", g.passed);
+    }
+
+    /// Let everything through from now on.
+    pub fn release(&self) {
+        let (lock, cv) = &*self.gate;
+        lock.lock().unwrap().released = true;
+        cv.notify_all();
+    }
+}
+
+/// `ticket` with its addresses replaced by `addr`.
+pub fn via(ticket: &str, addr: SocketAddr) -> String {
+    let mut t: Ticket = ticket.parse().unwrap();
+    t.addrs = vec![addr];
+    t.to_string()
+}
+
+/// Put `path`'s modification time back to `mtime` after a rewrite.
+pub fn set_mtime(path: &Path, mtime: SystemTime) {
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(mtime).unwrap();
+}
