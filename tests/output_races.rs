@@ -76,6 +76,7 @@ fn a_staging_folder_swapped_for_a_link_mid_build_writes_nothing_elsewhere() {
         std::thread::yield_now();
     }
     let (code, last) = receiver.finish();
+    eprintln!("the receive ended with {code}: {last}; moved away: {} entries", listing(&out.join("moved")).len());
     assert!(!out.join("tree").exists(), "a tree was placed: {last}");
     assert!(listing(&elsewhere).is_empty(), "written through the link: {:?}", listing(&elsewhere));
     // Caught where it was placed (or, if the swap came between creating the folder and opening
