@@ -98,6 +98,23 @@ impl fmt::Debug for SessionKey {
     }
 }
 
+/// scrypt's cost for a link password: N = 2^15, r = 8, p = 1 (32 MiB, a fraction of a second
+/// natively, a second or two in a browser's JavaScript). The browser page uses the same.
+const LINK_SCRYPT_LOG_N: u8 = 15;
+
+/// What hides the session key in a password-protected browser link: 32 bytes of scrypt of the
+/// password, salted with the transfer id. The link carries the key XOR this mask; the page
+/// computes the mask from the password the person types. Nothing public depends on the key (the
+/// link's fragment is uniform either way), so a guess can be checked only by asking the sender,
+/// which rate-limits wrong tokens.
+pub fn link_password_mask(password: &str, id: &TransferId) -> [u8; 32] {
+    let params = scrypt::Params::new(LINK_SCRYPT_LOG_N, 8, 1, 32).expect("valid scrypt parameters");
+    let salt = [b"agentferry link password\0".as_slice(), id.as_bytes()].concat();
+    let mut mask = [0u8; 32];
+    scrypt::scrypt(password.as_bytes(), &salt, &params, &mut mask).expect("32 bytes is a valid output length");
+    mask
+}
+
 /// A fresh random epoch.
 pub fn random_epoch() -> Epoch {
     let mut epoch = [0u8; 16];

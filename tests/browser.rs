@@ -58,7 +58,7 @@ fn send_with_link(node: &Node, file: &Path) -> (Running, String) {
     assert_eq!(link["event"], "link", "the link follows the ticket: {link}");
     let link = link["link"].as_str().unwrap().to_owned();
     let parsed: agentferry::Ticket = ticket.parse().unwrap();
-    assert_eq!(link, agentferry::web::link(&parsed).unwrap());
+    assert_eq!(link, agentferry::web::link(&parsed, None).unwrap());
     (sender, link)
 }
 
@@ -246,7 +246,13 @@ async fn send_file_returns_a_link_and_check_session_shows_the_browser_receive() 
     let sent = call("send_file", json!({ "path": "agent-report.bin" })).await;
     let link = sent["link"].as_str().expect("send_file returns a link").to_owned();
     let ticket: agentferry::Ticket = sent["ticket"].as_str().unwrap().parse().unwrap();
-    assert_eq!(agentferry::web::link(&ticket).as_deref(), Some(link.as_str()));
+    assert_eq!(agentferry::web::link(&ticket, None).as_deref(), Some(link.as_str()));
+    // With a password the link is masked, and the password is in nothing the tool returns.
+    let guarded = call("send_file", json!({ "path": "agent-report.bin", "password": "hunter22" })).await;
+    let guarded_ticket: agentferry::Ticket = guarded["ticket"].as_str().unwrap().parse().unwrap();
+    assert_eq!(guarded["link"].as_str(), agentferry::web::link(&guarded_ticket, Some("hunter22")).as_deref());
+    assert!(guarded["link"].as_str().unwrap().ends_with("&p=scrypt15"), "{guarded}");
+    assert!(!guarded.to_string().contains("hunter22"), "{guarded}");
 
     let out = base.path().join("browser-downloads");
     let (l, o) = (link.clone(), out.clone());
@@ -265,4 +271,82 @@ async fn send_file_returns_a_link_and_check_session_shows_the_browser_receive() 
         tokio::task::spawn_blocking(move || browser(&l, "open", json!({ "shot": "completed" }), &o)).await.unwrap();
     assert_eq!((again["state"].as_str(), again["error_code"].as_str()), (Some("error"), Some("completed")), "{again}");
     client.cancel().await.unwrap();
+}
+
+/// `send --link` with its password from AGENTFERRY_LINK_PASSWORD (so not in `ps`): the sender and
+/// its link. The password appears in nothing the sender prints.
+fn send_with_password(node: &Node, file: &Path, password: &str) -> (Running, String) {
+    let mut cmd = node.command(&["send", file.to_str().unwrap(), "--json", "--link"]);
+    cmd.env("AGENTFERRY_LINK_PASSWORD", password);
+    let mut sender = Running::new_public(cmd.spawn().unwrap());
+    let ticket = sender.next_event(WAIT).unwrap();
+    let link = sender.next_event(WAIT).unwrap();
+    assert_eq!(link["event"], "link", "{link}");
+    for event in [&ticket, &link] {
+        assert!(!event.to_string().contains(password), "the password was printed: {event}");
+    }
+    let link = link["link"].as_str().unwrap().to_owned();
+    let parsed: agentferry::Ticket = ticket["ticket"].as_str().unwrap().parse().unwrap();
+    assert_eq!(link, agentferry::web::link(&parsed, Some(password)).unwrap());
+    assert_ne!(Some(link.clone()), agentferry::web::link(&parsed, None), "the key is masked");
+    (sender, link)
+}
+
+/// The status of a transfer request made with `token`, as a guesser with the link makes it.
+fn post_with_token(link: &str, token: &str) -> u16 {
+    let rest = link.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let id = path.split('#').next().unwrap().strip_prefix("/r/").unwrap();
+    let mut stream = TcpStream::connect(host).unwrap();
+    write!(
+        stream,
+        "POST /v2/transfers/{id} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    String::from_utf8_lossy(&raw).split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_password_link_opens_only_with_its_password() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "payroll.csv", 2 * 1024 * 1024 + 17, 31);
+    let (sender, link) = send_with_password(&a, &src, "plum tart 42");
+
+    let out = a.dir.path().join("downloads");
+    let got =
+        browser(&link, "download", json!({ "passwords": ["plum tart 41", "plum tart 42"], "shot": "password" }), &out);
+    assert_eq!(got["attempts"], json!(["wrong_password", "offer"]), "{got}");
+    assert_eq!(got["state"], "done", "{got}");
+    assert_eq!(got["sha256"], sha256_file(&src).as_str(), "{got}");
+    // Chromium logs the sender's 403 to the wrong password; nothing else may go wrong.
+    let problems = got["problems"].as_array().unwrap();
+    assert!(problems.iter().all(|p| p.as_str().unwrap().contains("status of 403")), "{got}");
+    assert_eq!(sender.finish().0, 0);
+}
+
+#[test]
+fn wrong_passwords_are_rate_limited_by_the_sender() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "secret.txt", 10_000, 32);
+    let (mut sender, link) = send_with_password(&a, &src, "right one");
+    // Each guess is a token; after five wrong ones this address is refused, the right token too.
+    for guess in 0..5 {
+        assert_eq!(post_with_token(&link, &format!("guess{guess}")), 403, "guess {guess}");
+    }
+    assert_eq!(post_with_token(&link, "guess5"), 429);
+    let out = a.dir.path().join("downloads");
+    let got = browser(&link, "open", json!({ "passwords": ["right one"], "shot": "too-many-passwords" }), &out);
+    assert_eq!(got["attempts"], json!(["too_many_attempts"]), "{got}");
+    assert!(listing_of(&out).is_empty(), "something was saved: {:?}", listing_of(&out));
+    // The sender still serves: the transfer is neither failed nor consumed.
+    assert!(sender.child.try_wait().unwrap().is_none(), "the sender stopped");
+    sender.interrupt();
+}
+
+fn listing_of(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
 }

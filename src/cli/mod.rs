@@ -97,6 +97,11 @@ struct SendArgs {
     /// Not for a folder, nor with `--prefer relay|webrtc`.
     #[arg(long, conflicts_with_all = ["to", "code"])]
     link: bool,
+    /// With --link: the page asks for this password before it fetches anything, so the link
+    /// alone opens nothing (the ticket is not affected). Tell it by another route than the link.
+    /// Read from AGENTFERRY_LINK_PASSWORD when not given here, which keeps it out of `ps`.
+    #[arg(long, requires = "link", env = "AGENTFERRY_LINK_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
     /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     expires_in: Duration,
@@ -345,7 +350,7 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 }
                 None => {
                     if args.link {
-                        reporter.with_link();
+                        reporter.with_link(args.password.clone());
                     }
                     node.send(options).await?
                 }

@@ -15,26 +15,31 @@ use agentferry::{Event, journal::TransferStatus};
 /// `link` (`send --link`, both variants): after the ticket, report its browser link too.
 pub enum Reporter {
     /// JSON Lines, on stderr when `on_stderr`.
-    Json { on_stderr: bool, link: bool },
+    Json { on_stderr: bool, link: Option<LinkRequest> },
     /// `by_code`: a send whose ticket is handed over by a code, so the person sees the code
     /// instead of the ticket.
-    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)>, by_code: bool, link: bool },
+    Human { bar: Option<ProgressBar>, sending: Option<(String, u64)>, by_code: bool, link: Option<LinkRequest> },
+}
+
+/// `send --link`, with its `--password` if any.
+pub struct LinkRequest {
+    password: Option<String>,
 }
 
 impl Reporter {
     /// `stdout_is_data`: standard output carries a file, so nothing else may be written there.
     pub fn new(json: bool, stdout_is_data: bool) -> Self {
         if json {
-            Reporter::Json { on_stderr: stdout_is_data, link: false }
+            Reporter::Json { on_stderr: stdout_is_data, link: None }
         } else {
-            Reporter::Human { bar: None, sending: None, by_code: false, link: false }
+            Reporter::Human { bar: None, sending: None, by_code: false, link: None }
         }
     }
 
-    /// The send that follows is `send --link`.
-    pub fn with_link(&mut self) {
+    /// The send that follows is `send --link`, protected by `password` if given.
+    pub fn with_link(&mut self, password: Option<String>) {
         let (Reporter::Json { link, .. } | Reporter::Human { link, .. }) = self;
-        *link = true;
+        *link = Some(LinkRequest { password });
     }
 
     /// The send that follows hands its ticket over by a code: show the code, not the ticket.
@@ -46,9 +51,12 @@ impl Reporter {
 
     pub fn event(&mut self, event: &Event) {
         self.show(event);
-        let (Reporter::Json { link: true, .. } | Reporter::Human { link: true, .. }) = self else { return };
+        let (Reporter::Json { link: Some(request), .. } | Reporter::Human { link: Some(request), .. }) = self else {
+            return;
+        };
         if let Event::Ticket { transfer_id, ticket, .. } = event {
-            let link = ticket.parse().ok().as_ref().and_then(agentferry::web::link);
+            let password = request.password.as_deref();
+            let link = ticket.parse().ok().and_then(|ticket| agentferry::web::link(&ticket, password));
             match link {
                 Some(link) => self.show(&Event::Link { transfer_id: *transfer_id, link }),
                 None => eprintln!("This send has no browser link: a folder, or no direct address to put in one."),

@@ -113,8 +113,8 @@ async fn blocking<T: Send + 'static>(
 
 /// `send_file` with `via: "messages"`.
 pub(super) async fn send(server: &FerryServer, args: SendFileArgs) -> Result<SendFileResult, ToolError> {
-    if args.code == Some(true) || args.prefer.is_some() {
-        return Err(ToolError::bad_arguments("send_file", "via: \"messages\" takes no code or prefer"));
+    if args.code == Some(true) || args.prefer.is_some() || args.password.is_some() {
+        return Err(ToolError::bad_arguments("send_file", "via: \"messages\" takes no code, prefer or password"));
     }
     let path = server.roots().readable_file(&args.path)?;
     let minutes = args.expires_in_minutes.unwrap_or(1440).max(1);

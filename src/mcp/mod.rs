@@ -327,6 +327,9 @@ impl FerryServer {
         if by_code && args.to.is_some() {
             return Err(ToolError::bad_arguments("send_file", "pass `to` or `code: true`, not both"));
         }
+        if args.password.is_some() && (by_code || args.to.is_some()) {
+            return Err(ToolError::bad_arguments("send_file", "`password` protects the link: not with `to` or `code`"));
+        }
         let mut code = None;
         let (transfer, answer) = match &args.to {
             Some(peer) => {
@@ -367,7 +370,11 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
         let result = SendFileResult {
             transfer_id: id.to_string(),
             ticket: answer.is_none().then(|| record.ticket.clone()),
-            link: answer.is_none().then(|| record.ticket.parse().ok()).flatten().as_ref().and_then(crate::web::link),
+            link: answer
+                .is_none()
+                .then(|| record.ticket.parse().ok())
+                .flatten()
+                .and_then(|ticket| crate::web::link(&ticket, args.password.as_deref())),
             code_expires_at: code.as_ref().map(|(_, at)| *at),
             code: code.map(|(c, _)| c.to_string()),
             state: State::Active,

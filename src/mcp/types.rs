@@ -48,6 +48,13 @@ pub struct SendFileArgs {
     #[serde(default)]
     #[schemars(range(min = 400, max = 65536))]
     pub max_message_chars: Option<u32>,
+    /// Protect the `link` with this password: the page asks for it before it fetches anything,
+    /// so the link alone opens nothing (the ticket is not affected). Tell the person the password
+    /// by another route than the link. Wrong guesses are rate-limited by this server. Not with
+    /// `to`, `code` or `via`.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 1024))]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

@@ -9,7 +9,9 @@
 //             browser as a download, which Playwright saves into `out`
 //   picker    showSaveFilePicker answers with a file in the origin-private file system, so the
 //             page's streaming writer is the one that saves; the file is read back afterwards
-// With "tamper": true, one byte of the chunk stream is flipped on its way to the page.
+// With "tamper": true, one byte of the chunk stream is flipped on its way to the page. With
+// "passwords": [...], a password-protected link is answered with each in turn until the page
+// leaves its password form; `attempts` says what each got (a problem code, or the next state).
 //   open      only load the link and wait for the page to settle (for error views)
 //   node      no browser: run protocol.js in Node with its plain-JS AES-GCM (the path a page
 //             served over plain http on a LAN address takes, where WebCrypto is missing)
@@ -101,8 +103,22 @@ async function inBrowser() {
     const response = await page.goto(args.link);
     const settled = (states) =>
       page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout: TIMEOUT });
-    await settled(['offer', 'error']);
+    await settled(['password', 'offer', 'error']);
     let state = await page.evaluate(() => document.body.dataset.state);
+    const attempts = [];
+    for (const password of state === 'password' ? (args.passwords ?? []) : []) {
+      await page.evaluate(() => delete document.getElementById('password-problem').dataset.code);
+      await page.fill('#password-input', password);
+      await page.click('#password-submit');
+      await page.waitForFunction(
+        () => document.body.dataset.state !== 'password' || document.getElementById('password-problem').dataset.code,
+        null,
+        { timeout: TIMEOUT },
+      );
+      state = await page.evaluate(() => document.body.dataset.state);
+      attempts.push(state === 'password' ? await page.evaluate(() => document.getElementById('password-problem').dataset.code) : state);
+      if (state !== 'password') break;
+    }
     if (state === 'offer' && args.scenario !== 'open') {
       await page.click('#save');
       await settled(['done', 'error']);
@@ -116,7 +132,7 @@ async function inBrowser() {
     }));
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
 
-    const result = { state, ...view, status: response.status(), headers: response.headers(), foreign, problems };
+    const result = { state, attempts, ...view, status: response.status(), headers: response.headers(), foreign, problems };
     if (state === 'done' && args.scenario === 'picker') {
       Object.assign(
         result,

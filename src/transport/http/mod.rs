@@ -5,7 +5,10 @@
 //! sealed control frame, the same bytes a relay mailbox would carry; the answer streams the
 //! frames the sender's session produces for it (the manifest for a hello, chunks and the trailer
 //! for a want, nothing for a complete). A wrong or missing token, an unknown id or an expired
-//! ticket all get the same bodyless `403`, so the server tells a stranger nothing.
+//! ticket all get the same bodyless `403`, so the server tells a stranger nothing. A source that
+//! offers a live transfer's id with wrong tokens too often gets `429` for that transfer a while
+//! ([`guesses`]): the one answer that says an id is live, kept because a password-protected link
+//! makes the token guessable.
 //!
 //! `GET /r/{id}` and `GET /web/{file}` answer the browser page that a link opens (see
 //! [`crate::web`]); they carry no transfer data and need no token.
@@ -15,6 +18,7 @@
 //! whatever [`InboxHandler`] the node installed.
 
 mod client;
+mod guesses;
 mod page;
 mod server;
 

@@ -32,7 +32,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-use super::{INBOX_PATH, PREFIX};
+use super::{INBOX_PATH, PREFIX, guesses::Guesses};
 use crate::{
     accept::{self, Accepted, Acceptor},
     core::PathKind,
@@ -87,6 +87,8 @@ struct Routes {
     inbox: Mutex<Option<InboxHandler>>,
     /// Inbox bodies being read, per source.
     inbox_reads: Mutex<HashMap<IpAddr, usize>>,
+    /// Wrong tokens offered, per transfer and source.
+    guesses: Mutex<Guesses>,
 }
 
 /// One inbox body being read, counted against the caps until dropped.
@@ -260,11 +262,21 @@ async fn route(req: Request<Incoming>, routes: &Routes, peer: SocketAddr) -> Res
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));
     let Ok(id) = id.parse::<TransferId>() else { return empty(StatusCode::FORBIDDEN) };
+    let (source, now) = (accept::source(peer.ip()), std::time::Instant::now());
+    if routes.guesses.lock().expect("not poisoned").refuses(id, source, now) {
+        return empty(StatusCode::TOO_MANY_REQUESTS);
+    }
     let serve = routes.transfers.lock().expect("not poisoned").get(&id).cloned();
     let token = bearer(&req).unwrap_or_default();
+    let known = serve.is_some();
     let Some(serve) = serve.filter(|s| s.authorises(token)) else {
-        let status = if routes.retired(&id, token) { StatusCode::GONE } else { StatusCode::FORBIDDEN };
-        return empty(status);
+        if routes.retired(&id, token) {
+            return empty(StatusCode::GONE);
+        }
+        if known {
+            routes.guesses.lock().expect("not poisoned").wrong(id, source, now);
+        }
+        return empty(StatusCode::FORBIDDEN);
     };
     if req.method() != Method::POST || !action.is_empty() {
         return empty(StatusCode::METHOD_NOT_ALLOWED);

@@ -6,8 +6,11 @@
 // the chunks are kept in memory and handed to the browser as one download once verified. Either
 // way a failed transfer leaves nothing under the file's name. The page only shows text through
 // textContent, so nothing the sender names (the file name) can become markup.
+//
+// A password-protected link asks for the password first; a wrong one (or too many) is said on
+// the form, which stays for another try. The password never leaves the page: it unmasks the key.
 
-import { ReceiveError, Transfer, parseLink } from './protocol.js';
+import { ReceiveError, Transfer, parseLink, unmask } from './protocol.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -28,6 +31,12 @@ const VIEWS = {
   save_failed: ['The file could not be saved', 'The browser refused to write it (no space left, or no permission).'],
   protocol: ['The sender answered something this page does not understand', 'It may run another version of agentferry.'],
   unsupported: ['This browser cannot receive the file', 'Try a current Chrome, Edge, Firefox or Safari.'],
+};
+
+/// What the password form says when the sender refuses what a password gave.
+const PASSWORD_PROBLEMS = {
+  wrong_password: 'That password does not open this file. Check it and try again.',
+  too_many_attempts: 'Too many wrong passwords from this network. Wait a minute, then try again.',
 };
 
 function show(state) {
@@ -110,13 +119,42 @@ function progress(name) {
   };
 }
 
+async function open(link) {
+  const transfer = new Transfer(link);
+  return { transfer, manifest: await transfer.hello() };
+}
+
+/// Ask for the password until the sender accepts the key it gives.
+function askPassword(link) {
+  show('password');
+  const input = $('password-input');
+  input.focus();
+  return new Promise((resolve, reject) => {
+    $('password-form').addEventListener('submit', async (event) => {
+      event.preventDefault();
+      $('password-submit').disabled = true;
+      $('password-problem').textContent = 'Checking…';
+      try {
+        resolve(await open(await unmask(link, input.value)));
+      } catch (e) {
+        const problem = e instanceof ReceiveError && PASSWORD_PROBLEMS[e.code];
+        if (!problem) return reject(e);
+        $('password-problem').textContent = problem;
+        $('password-problem').dataset.code = e.code;
+        input.select();
+      } finally {
+        $('password-submit').disabled = false;
+      }
+    });
+  });
+}
+
 async function main() {
   if (!globalThis.ReadableStream || !globalThis.fetch || !globalThis.crypto?.getRandomValues) {
     throw new ReceiveError('unsupported', 'fetch streams or a random source are missing');
   }
   const link = parseLink(location.pathname, location.hash);
-  const transfer = new Transfer(link);
-  const manifest = await transfer.hello();
+  const { transfer, manifest } = link.needsPassword ? await askPassword(link) : await open(link);
   const name = safeName(manifest.name);
   $('file-name').textContent = name;
   $('file-size').textContent = `(${humanBytes(manifest.size)})`;

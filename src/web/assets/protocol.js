@@ -8,8 +8,11 @@
 // ciphertext and tag; nonce = kind || 0 0 0 || index (u64 BE); associated data = transfer id ||
 // header. AES-GCM runs in WebCrypto where the page is a secure context (https, localhost), and
 // in the vendored @noble/ciphers where it is not (a sender on a LAN address over plain http).
+//
+// A password-protected link (`p=scrypt15`) holds the key XOR scrypt(password, "agentferry link
+// password" || 0x00 || transfer id; N = 2^15, r = 8, p = 1), as src/crypto.rs makes it.
 
-import { gcm, hkdf, sha256 } from './vendor.js';
+import { gcm, hkdf, scryptAsync, sha256 } from './vendor.js';
 
 const HEADER_LEN = 32;
 const TAG_LEN = 16;
@@ -55,15 +58,33 @@ function fromBase64url(text) {
 const toBase64url = (bytes) =>
   btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 
-/// What a link says: the transfer id (from the path `/r/<id>`) and, from the fragment, the key
-/// and the expiry (`#k=<base64url key>&e=<unix seconds>`).
+/// What a link says: the transfer id (from the path `/r/<id>`) and, from the fragment, the key,
+/// the expiry and whether the key is masked by a password (`#k=<base64url>&e=<unix
+/// seconds>[&p=scrypt15]`).
 export function parseLink(pathname, fragment) {
   const id = fromHex((pathname.match(/^\/r\/([0-9a-f]{32})$/) ?? [])[1] ?? 'x');
   const params = new URLSearchParams(fragment.replace(/^#/, ''));
   const key = fromBase64url(params.get('k') ?? '');
   if (key.length !== 32) throw new ReceiveError('link_malformed', 'the link holds no whole key');
   const expiresAt = Number(params.get('e'));
-  return { id, key, expiresAt: Number.isSafeInteger(expiresAt) && expiresAt > 0 ? expiresAt : null };
+  const asks = params.get('p');
+  if (asks !== null && asks !== 'scrypt15') throw new ReceiveError('link_malformed', `an unknown password scheme ${asks}`);
+  return {
+    id,
+    key,
+    expiresAt: Number.isSafeInteger(expiresAt) && expiresAt > 0 ? expiresAt : null,
+    needsPassword: asks !== null,
+  };
+}
+
+const LINK_PASSWORD_SALT = new TextEncoder().encode('agentferry link password\0');
+
+/// The link's real key, from the masked one and the password the person typed. Whether the
+/// password was right only the sender can tell (a 403 to the token of a wrong key).
+export async function unmask(link, password) {
+  const salt = concat(LINK_PASSWORD_SALT, link.id);
+  const mask = await scryptAsync(new TextEncoder().encode(password), salt, { N: 2 ** 15, r: 8, p: 1, dkLen: 32 });
+  return { ...link, key: link.key.map((b, i) => b ^ mask[i]), needsPassword: false, guarded: true };
 }
 
 function derive(key, label, id, extra = new Uint8Array(0)) {
@@ -204,9 +225,9 @@ class FrameReader {
 /// `fetch(sink, onProgress)` streams, opens, hashes and writes every chunk, checks the trailer,
 /// lets the sink finish (the file takes its name), then tells the sender it is complete.
 export class Transfer {
-  constructor({ id, key, expiresAt = null, origin = '', fetch: fetchFn = globalThis.fetch.bind(globalThis), webcrypto = true }) {
+  constructor({ id, key, expiresAt = null, guarded = false, origin = '', fetch: fetchFn = globalThis.fetch.bind(globalThis), webcrypto = true }) {
     const options = { webcrypto };
-    Object.assign(this, { id, key, expiresAt, fetchFn, manifest: null });
+    Object.assign(this, { id, key, expiresAt, guarded, fetchFn, manifest: null });
     this.url = `${origin}/v2/transfers/${hex(id)}`;
     this.token = httpToken(key, id);
     this.opener = new Opener(key, id, options);
@@ -230,9 +251,12 @@ export class Transfer {
     }
     if (resp.status === 403) {
       const expired = this.expiresAt !== null && Date.now() / 1000 > this.expiresAt;
-      throw expired
-        ? new ReceiveError('expired', 'the link has expired')
-        : new ReceiveError('wrong_key', 'the sender does not know this key (a wrong link, or one no longer served)');
+      if (expired) throw new ReceiveError('expired', 'the link has expired');
+      if (this.guarded) throw new ReceiveError('wrong_password', 'the sender does not know the key this password gives');
+      throw new ReceiveError('wrong_key', 'the sender does not know this key (a wrong link, or one no longer served)');
+    }
+    if (resp.status === 429) {
+      throw new ReceiveError('too_many_attempts', 'the sender refuses this address for a while after too many wrong passwords');
     }
     if (resp.status === 410) throw new ReceiveError('completed', 'this file was already received with this link');
     if (!resp.ok) throw new ReceiveError('protocol', `the sender answered HTTP ${resp.status}`);
