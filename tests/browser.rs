@@ -350,3 +350,21 @@ fn listing_of(dir: &Path) -> Vec<String> {
         .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default()
 }
+
+/// AGENTFERRY_LINK_PASSWORD exported in a shell is read only by `send --link`: a plain send
+/// with it set still works.
+#[test]
+fn the_link_password_variable_does_not_break_a_plain_send() {
+    let (a, b) = (Node::new(), Node::new());
+    let src = random_file(a.dir.path(), "plain.bin", 5_000, 33);
+    let mut cmd = a.command(&["send", src.to_str().unwrap(), "--json"]);
+    cmd.env("AGENTFERRY_LINK_PASSWORD", "set in the shell");
+    let mut sender = Running::new_public(cmd.spawn().unwrap());
+    let ticket = sender.next_event(WAIT).unwrap();
+    assert_eq!(ticket["event"], "ticket", "{ticket}");
+    let (code, events, stderr) =
+        b.run(&["receive", ticket["ticket"].as_str().unwrap(), "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{events:?} {stderr}");
+    assert_same_file(&src, &b.out().join("plain.bin"));
+    assert_eq!(sender.finish().0, 0);
+}

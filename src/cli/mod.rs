@@ -99,8 +99,9 @@ struct SendArgs {
     link: bool,
     /// With --link: the page asks for this password before it fetches anything, so the link
     /// alone opens nothing (the ticket is not affected). Tell it by another route than the link.
-    /// Read from AGENTFERRY_LINK_PASSWORD when not given here, which keeps it out of `ps`.
-    #[arg(long, requires = "link", env = "AGENTFERRY_LINK_PASSWORD", hide_env_values = true)]
+    /// With --link and no --password, AGENTFERRY_LINK_PASSWORD is used (it keeps the password
+    /// out of `ps`).
+    #[arg(long, requires = "link")]
     password: Option<String>,
     /// How long the ticket stays valid: e.g. 90s, 30m, 24h, 7d.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
@@ -350,7 +351,8 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 }
                 None => {
                     if args.link {
-                        reporter.with_link(args.password.clone());
+                        let from_env = || std::env::var("AGENTFERRY_LINK_PASSWORD").ok().filter(|p| !p.is_empty());
+                        reporter.with_link(args.password.clone().or_else(from_env));
                     }
                     node.send(options).await?
                 }
