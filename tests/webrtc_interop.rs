@@ -23,6 +23,9 @@ fn a_node_datachannel_receiver_reads_and_verifies_a_transfer() {
     let src = random_file(a.dir.path(), "interop.bin", 5 * 1024 * 1024 + 333, 95);
     let mut send = a.command(&["send", src.to_str().unwrap(), "--prefer", "webrtc", "--json"]);
     send.env("AGENTFERRY_RELAY", format!("folder:{}", folder.display()));
+    // The sender's log, shown if the receiver fails.
+    let log = a.dir.path().join("sender.log");
+    send.env("AGENTFERRY_LOG", "agentferry=debug").stderr(std::fs::File::create(&log).unwrap());
     let mut sender = Running::new_public(send.spawn().unwrap());
     let ticket: Ticket = sender.next_event(WAIT).unwrap()["ticket"].as_str().unwrap().parse().unwrap();
 
@@ -39,7 +42,8 @@ fn a_node_datachannel_receiver_reads_and_verifies_a_transfer() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or("null")).unwrap_or(Value::Null);
-    assert!(out.status.success(), "{stdout} {stderr}");
+    let sender_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(out.status.success(), "{stdout} {stderr}\nthe sender's log:\n{}", sender_log());
     assert_eq!(result["ok"], true, "{result}");
     assert_eq!(result["sha256"], sha256_file(&src).as_str());
     assert_eq!(result["bytes"].as_u64(), Some(ticket.size));

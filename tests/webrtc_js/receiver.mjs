@@ -15,7 +15,6 @@ const id = Buffer.from(idHex, 'hex');
 const size = Number(sizeArg), chunkSize = Number(chunkArg);
 const chunkCount = Math.ceil(size / chunkSize);
 const fail = (why) => { console.log(JSON.stringify({ ok: false, error: why })); process.exit(1); };
-setTimeout(() => fail('timeout'), Number(process.env.TIMEOUT_MS ?? 60000));
 
 // Key derivation (src/crypto.rs): HKDF-SHA256, salt "agentferry v1", info label ‖ 0 ‖ id ‖ extra.
 const derive = (label, extra = Buffer.alloc(0)) => Buffer.from(crypto.hkdfSync(
@@ -75,22 +74,47 @@ function openFrame(frame) {
   return { kind, index: Number(index), payload: Buffer.concat([d.update(frame.subarray(32, frame.length - 16)), d.final()]) };
 }
 
-const pc = new ndc.PeerConnection('receiver', { iceServers: [], maxMessageSize: 262144 });
-const attempt = crypto.randomBytes(16).toString('hex');
-pc.onGatheringStateChange(async (state) => {
-  if (state !== 'complete') return;
-  post('webrtc-offer', sealSignal({ attempt, type: 'offer', sdp: pc.localDescription().sdp }));
+// Connection attempts, as the CLI receiver makes them: an offer whose data channel has not
+// opened within OPEN_MS is given up and a new one made (the sender answers each new attempt id
+// and drops the previous connection). `stage` says how far the transfer got, for a timeout.
+const OPEN_MS = 10000;
+let current = null, stage = 'gathering';
+setTimeout(() => fail(`timeout (stage: ${stage}, attempts: ${current?.number})`), Number(process.env.TIMEOUT_MS ?? 60000));
+function connect() {
+  const number = (current?.number ?? 0) + 1;
+  current?.pc.close();
+  const pc = new ndc.PeerConnection(`receiver-${number}`, { iceServers: [], maxMessageSize: 262144 });
+  const attempt = crypto.randomBytes(16).toString('hex');
+  const retry = setTimeout(connect, OPEN_MS);
+  current = { number, pc, attempt };
+  stage = `gathering, attempt ${number}`;
+  pc.onGatheringStateChange((state) => {
+    if (state !== 'complete' || current.pc !== pc) return;
+    post('webrtc-offer', sealSignal({ attempt, type: 'offer', sdp: pc.localDescription().sdp }));
+    stage = `offered, attempt ${number}`;
+  });
+  const dc = pc.createDataChannel('agentferry', { ordered: true });
+  dc.onOpen(() => {
+    clearTimeout(retry);
+    stage = 'open';
+    dc.sendMessageBinary(sealControl({ op: 'hello' }));
+  });
+  dc.onMessage((m) => receive(dc, m));
+}
+// One reader of the answer mailbox, for every attempt: an answer to an earlier attempt is stale.
+(async () => {
   for (;;) {
     const answer = openSignal(await take('webrtc-answer'));
-    if (answer.type === 'answer' && answer.attempt === attempt) { pc.setRemoteDescription(answer.sdp, 'answer'); return; }
     if (answer.type !== 'answer') fail(`sender said ${answer.type}`);
+    if (answer.attempt === current.attempt) {
+      current.pc.setRemoteDescription(answer.sdp, 'answer');
+      stage = `answered, attempt ${current.number}`;
+    }
   }
-});
-const dc = pc.createDataChannel('agentferry', { ordered: true });
+})();
 const hash = crypto.createHash('sha256');
 let pending = Buffer.alloc(0), nextChunk = 0, messages = 0, bytes = 0;
-dc.onOpen(() => { dc.sendMessageBinary(sealControl({ op: 'hello' })); });
-dc.onMessage((m) => {
+function receive(dc, m) {
   messages += 1;
   pending = Buffer.concat([pending, Buffer.from(m)]);
   while (pending.length >= 32 && pending.length >= 32 + pending.readUInt32BE(4)) {
@@ -99,14 +123,17 @@ dc.onMessage((m) => {
     if (frame.kind === 3) { dc.sendMessageBinary(sealControl({ op: 'want', from: 0, to: chunkCount })); continue; }
     if (frame.kind === 1) {
       if (frame.index !== nextChunk) fail(`chunk ${frame.index} out of order`);
-      hash.update(frame.payload); bytes += frame.payload.length; nextChunk += 1; continue;
+      hash.update(frame.payload); bytes += frame.payload.length; nextChunk += 1; stage = `chunk ${nextChunk}`; continue;
     }
     if (frame.kind === 2) {
       const sha256 = hash.digest('hex');
       const ok = nextChunk === chunkCount && bytes === size && frame.payload.toString('hex') === sha256;
       dc.sendMessageBinary(sealControl({ op: 'complete', sha256 }));
       console.log(JSON.stringify({ ok, sha256, bytes, chunks: nextChunk, messages }));
+      // Exiting at once could drop the confirmation before SCTP sent it; whether it arrived is
+      // for the sender's exit status to say (the test reads it).
       setTimeout(() => process.exit(ok ? 0 : 1), 500);
     }
   }
-});
+}
+connect();
