@@ -2,7 +2,8 @@
 //! by playwright-core in `tests/browser_js/receive.mjs`) opens it, and the page served by the
 //! sender decrypts, verifies and saves the file. Also: a preview's plain GET consumes nothing,
 //! the page carries its security headers, a modified frame or a wrong key ends with the page's
-//! error and nothing saved. `.ci/test` installs chromium and the npm package; without them these
+//! error and nothing saved; the same through the relay, which serves the page when the sender
+//! has one. `.ci/test` installs chromium and the npm package; without them these
 //! tests fail and say so.
 
 mod common;
@@ -174,6 +175,101 @@ fn a_modified_frame_shows_the_error_saves_nothing_and_leaves_the_link_usable() {
     let got = browser(&link, "download", json!({}), &out);
     assert_eq!((got["state"].as_str(), got["sha256"].as_str()), (Some("done"), Some(sha256_file(&src).as_str())));
     assert_eq!(sender.finish().0, 0);
+}
+
+/// The page saved `src` whole, asked no third party and logged no error (a CSP violation).
+fn assert_saved(got: &Value, src: &Path) {
+    assert_eq!(
+        (got["state"].as_str(), got["sha256"].as_str()),
+        (Some("done"), Some(sha256_file(src).as_str())),
+        "{got}"
+    );
+    assert_eq!(got["bytes"].as_u64(), Some(std::fs::metadata(src).unwrap().len()), "{got}");
+    assert_eq!(got["foreign"], json!([]), "the page asked a third party: {got}");
+    assert_eq!(got["problems"], json!([]), "the page had errors (a CSP violation?): {got}");
+}
+
+#[test]
+fn a_64_mib_file_streams_through_a_direct_link_into_the_picked_file() {
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "big.bin", 64 * 1024 * 1024 + 4099, 26);
+    let (sender, link) = send_with_link(&a, &src);
+    let got = browser(&link, "picker", json!({ "shot": "direct-64mib" }), &a.dir.path().join("downloads"));
+    assert_saved(&got, &src);
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str(), last["path"].as_str()), (0, Some("completed"), Some("http")), "{last}");
+}
+
+/// `send --link` with a relay: the relay serves the page, and the page reaches the sender
+/// through the transfer's mailboxes over WebSocket.
+fn send_with_relay_link(node: &Node, relay: &str, file: &Path) -> (Running, String) {
+    let mut sender = Running::new_public(
+        with_relay(node, relay, &["send", file.to_str().unwrap(), "--json", "--link"]).spawn().unwrap(),
+    );
+    let ticket = sender.next_event(WAIT).unwrap();
+    let link = sender.next_event(WAIT).unwrap();
+    assert_eq!(link["event"], "link", "the link follows the ticket: {link}");
+    let link = link["link"].as_str().unwrap().to_owned();
+    let origin = relay.replace("ws://", "http://");
+    assert!(link.starts_with(&format!("{origin}/r/")) && link.ends_with("&via=relay"), "{link} is not at {origin}");
+    let parsed: agentferry::Ticket = ticket["ticket"].as_str().unwrap().parse().unwrap();
+    assert_eq!(link, agentferry::web::link(&parsed, None).unwrap());
+    (sender, link)
+}
+
+#[test]
+fn a_browser_receives_64_mib_through_the_relay_that_serves_its_page() {
+    let (_relay, url) = start_relay("127.0.0.1:0");
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "relayed.bin", 64 * 1024 * 1024 + 777, 27);
+    let (sender, link) = send_with_relay_link(&a, &url, &src);
+
+    // The relay serves the page and its files with the same headers; a preview consumes nothing.
+    let (status, headers, _) = plain_request("GET", &link);
+    assert_eq!(status, 200);
+    assert_secure_headers(&headers, "the relay's page");
+    let origin = &link[..link.find("/r/").unwrap()];
+    for file in ["app.js", "protocol.js", "vendor.js"] {
+        let (status, headers, _) = plain_request("GET", &format!("{origin}/web/{file}"));
+        assert_eq!(status, 200, "{file}");
+        assert_secure_headers(&headers, file);
+    }
+
+    let got = browser(&link, "download", json!({ "shot": "relay-64mib" }), &a.dir.path().join("downloads"));
+    assert_saved(&got, &src);
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str(), last["path"].as_str()), (0, Some("completed"), Some("relay")), "{last}");
+    assert_eq!(last["sha256"], sha256_file(&src).as_str());
+}
+
+#[test]
+fn through_the_relay_a_modified_frame_or_a_wrong_key_ends_with_the_pages_error() {
+    let (_relay, url) = start_relay("127.0.0.1:0");
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "guarded.bin", 3 * 1024 * 1024 + 11, 28);
+    let (sender, link) = send_with_relay_link(&a, &url, &src);
+    let out = a.dir.path().join("downloads");
+
+    let got = browser(&link, "download", json!({ "tamper": true, "shot": "relay-tampered" }), &out);
+    assert_eq!((got["state"].as_str(), got["error_code"].as_str()), (Some("error"), Some("tampered")), "{got}");
+    assert_eq!(got["downloads"], 0, "{got}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+
+    // Another key names other mailboxes, which nobody reads: the page says nobody answers.
+    let key = link.split("#k=").nth(1).unwrap().split('&').next().unwrap();
+    let other = format!("{}{}", if key.starts_with('A') { 'B' } else { 'A' }, &key[1..]);
+    let got = browser(&link.replace(key, &other), "open", json!({ "shot": "relay-no-answer" }), &out);
+    assert_eq!((got["state"].as_str(), got["error_code"].as_str()), (Some("error"), Some("no_answer")), "{got}");
+
+    // Neither consumed the transfer: the right link still delivers it.
+    let got = browser(&link, "download", json!({}), &out);
+    assert_eq!(
+        (got["state"].as_str(), got["sha256"].as_str()),
+        (Some("done"), Some(sha256_file(&src).as_str())),
+        "{got}"
+    );
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["path"].as_str()), (0, Some("relay")), "{last}");
 }
 
 #[test]

@@ -93,12 +93,13 @@ struct SendArgs {
     #[arg(long, requires = "code")]
     verify: bool,
     /// Also print a link that opens the file in a browser, for a person with nothing installed
-    /// (they must reach this machine's address; see docs/browser.md). Secret, like the ticket.
-    /// Not for a folder, nor with `--prefer relay|webrtc`.
+    /// (see docs/browser.md): at the relay when one is configured, else at this machine's
+    /// address. Secret, like the ticket. Not for a folder.
     #[arg(long, conflicts_with_all = ["to", "code"])]
     link: bool,
     /// With --link: the page asks for this password before it fetches anything, so the link
-    /// alone opens nothing (the ticket is not affected). Tell it by another route than the link.
+    /// alone opens nothing (the ticket is not affected), and the link is this machine's, never
+    /// the relay's. Tell it by another route than the link.
     /// With --link and no --password, AGENTFERRY_LINK_PASSWORD is used (it keeps the password
     /// out of `ps`).
     #[arg(long, requires = "link")]

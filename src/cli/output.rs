@@ -59,7 +59,9 @@ impl Reporter {
             let link = ticket.parse().ok().and_then(|ticket| agentferry::web::link(&ticket, password));
             match link {
                 Some(link) => self.show(&Event::Link { transfer_id: *transfer_id, link }),
-                None => eprintln!("This send has no browser link: a folder, or no direct address to put in one."),
+                None => eprintln!(
+                    "This send has no browser link: a folder, or neither a relay nor a direct address to put in one."
+                ),
             }
         }
     }

@@ -50,8 +50,8 @@ pub struct SendFileArgs {
     pub max_message_chars: Option<u32>,
     /// Protect the `link` with this password: the page asks for it before it fetches anything,
     /// so the link alone opens nothing (the ticket is not affected). Tell the person the password
-    /// by another route than the link. Wrong guesses are rate-limited by this server. Not with
-    /// `to`, `code` or `via`.
+    /// by another route than the link. Wrong guesses are rate-limited by this server, so the link
+    /// is always served by this machine, not the relay. Not with `to`, `code` or `via`.
     #[serde(default)]
     #[schemars(length(min = 1, max = 1024))]
     pub password: Option<String>,
@@ -65,10 +65,12 @@ pub struct SendFileResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ticket: Option<String>,
     /// The same transfer as a web link, for a person with only a browser: opening it shows a page
-    /// (served by this machine) that decrypts and saves the file, no install needed. Secret like
-    /// the ticket. Give it instead of the ticket when the receiver is a person without agentferry
-    /// who can reach this machine's address. Absent for a folder or a push, and without a direct
-    /// address (`prefer` relay or webrtc).
+    /// that decrypts and saves the file, no install needed. Secret like the ticket. Give it
+    /// instead of the ticket when the receiver is a person without agentferry. With a relay
+    /// configured the relay serves the page and carries the file (anyone who can reach the relay
+    /// can use it); without one, or with a `password`, this machine serves it (the person must
+    /// reach this machine's address). Absent for a folder or a push, and with neither a relay
+    /// nor a direct address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
     /// With `code: true`: the short code that stands for the ticket (secret too, and one use

@@ -1,7 +1,9 @@
 //! `agentferry relay`: mailboxes over WebSocket, with bounded memory and limits per client.
 //!
 //! Peers reach the relay by outbound connections only (`GET /v1/relay`, upgraded to
-//! WebSocket); `GET /v1/stats` answers JSON counters. A message sent to a mailbox goes straight
+//! WebSocket); `GET /v1/stats` answers JSON counters, and `GET /r/<id>` and `/web/…` the
+//! browser page ([`crate::web`]), which then reaches its sender through the mailboxes like any
+//! client. A message sent to a mailbox goes straight
 //! to its subscriber when that subscriber's writer has room; otherwise it waits in the
 //! mailbox's bounded queue, for at most the TTL, so an offer can wait for a peer that connects a
 //! little later. Every bound is explicit: message size, queue length, total queued bytes,
@@ -758,7 +760,10 @@ fn route(req: Request<Incoming>, relay: Arc<Relay>, peer: SocketAddr, permit: Pe
             resp
         }
         "/v1/relay" => upgrade(req, relay, peer, permit),
-        _ => plain(StatusCode::NOT_FOUND, "not found"),
+        _ => match crate::web::answer(&req) {
+            Some(page) => page.map(BodyExt::boxed),
+            None => plain(StatusCode::NOT_FOUND, "not found"),
+        },
     }
 }
 

@@ -1,28 +1,28 @@
-//! The listener's answers for the browser page and its files (see [`crate::web`]): `GET` and
-//! `HEAD` only, with the page's security headers. Nothing here looks at a transfer, so fetching
-//! a link (a preview, a scanner) leaves it as it was.
+//! The HTTP answers for the page and its files: `GET` and `HEAD` only, with [`HEADERS`]. Both
+//! listeners that serve the page use it: the sender's own (`transport::http`) and the relay's
+//! (`relay::server`). Nothing here looks at a transfer, so fetching a link (a preview, a
+//! scanner) leaves it as it was.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode, header};
 
-use super::server::Body;
-use crate::web;
+use super::{HEADERS, asset};
 
 /// The answer for `req` if its path names the page or one of its files.
-pub(super) fn answer(req: &Request<Incoming>) -> Option<Response<Body>> {
-    let asset = web::asset(req.uri().path())?;
+pub fn answer<B>(req: &Request<B>) -> Option<Response<Full<Bytes>>> {
+    let asset = asset(req.uri().path())?;
     let (status, body) = match *req.method() {
         Method::GET => (StatusCode::OK, Bytes::from_static(asset.body)),
         Method::HEAD => (StatusCode::OK, Bytes::new()),
         _ => (StatusCode::METHOD_NOT_ALLOWED, Bytes::new()),
     };
-    let mut resp = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(asset.content_type));
     headers.insert(header::CONTENT_LENGTH, asset.body.len().into());
-    for (name, value) in web::HEADERS {
+    for (name, value) in HEADERS {
         headers.insert(*name, header::HeaderValue::from_static(value));
     }
     if status == StatusCode::METHOD_NOT_ALLOWED {

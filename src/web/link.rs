@@ -1,4 +1,11 @@
-//! The browser link of a ticket: `http://<address>/r/<transfer id>#k=<key>&e=<expiry>`.
+//! The browser link of a ticket: `http://<address>/r/<transfer id>#k=<key>&e=<expiry>`, or,
+//! when the sender serves on a relay, `http(s)://<relay>/r/<transfer id>#k=…&e=…&via=relay`.
+//!
+//! The relay is where both sides can reach when the person cannot dial the sender (the usual
+//! case for an agent on another network), so a sender with a relay hands out the relay's link:
+//! the relay serves the same page, and the page moves the sealed frames through the transfer's
+//! mailboxes over WebSocket. A relay whose URL has a path (behind a proxy) cannot serve the
+//! page's files at their fixed paths, so a send through one gets the direct link.
 //!
 //! The session key (base64url) rides in the fragment, which a browser never sends to any server;
 //! the path names the transfer, which is not secret. `e` (unix seconds) only lets the page tell
@@ -7,22 +14,28 @@
 //!
 //! With a password the fragment's `k` is the key XOR [`link_password_mask`] of the password, and
 //! `p=scrypt15` tells the page to ask for it: the link alone opens nothing, and each guess costs a
-//! request the sender rate-limits (see `transport::http`).
+//! request the sender rate-limits (see `transport::http`). A password link is therefore always
+//! direct: through a relay nobody could count guesses, and whoever runs the relay sees mailbox
+//! ids that would let it test guesses offline.
 
 use base64::Engine as _;
 
 use super::PAGE_PREFIX;
 use crate::{crypto::link_password_mask, ticket::Ticket};
 
-/// The link that opens `ticket` in a browser, at the first address the ticket names (a LAN
-/// address before loopback), protected by `password` if one is given. `None` for a folder,
-/// which the page cannot receive yet, and for a ticket without a direct address (a relay or
-/// WebRTC only send).
+/// The link that opens `ticket` in a browser: at the relay the ticket names, or else at its
+/// first address (a LAN address before loopback); protected by `password` if one is given,
+/// which makes it direct. `None` for a folder, which the page cannot receive yet, and when the
+/// ticket names neither a usable relay nor an address (a WebRTC-only send).
 pub fn link(ticket: &Ticket, password: Option<&str>) -> Option<String> {
     if ticket.folder {
         return None;
     }
-    let addr = ticket.addrs.first()?;
+    let relay = ticket.channel.as_deref().and_then(relay_origin).filter(|_| password.is_none());
+    let (origin, via) = match relay {
+        Some(origin) => (origin, "&via=relay"),
+        None => (format!("http://{}", ticket.addrs.first()?), ""),
+    };
     let mut key = *ticket.session_key.as_bytes();
     if let Some(password) = password {
         for (k, m) in key.iter_mut().zip(link_password_mask(password, &ticket.transfer_id)) {
@@ -31,7 +44,19 @@ pub fn link(ticket: &Ticket, password: Option<&str>) -> Option<String> {
     }
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
     let asks = if password.is_some() { "&p=scrypt15" } else { "" };
-    Some(format!("http://{addr}{PAGE_PREFIX}{}#k={key}&e={}{asks}", ticket.transfer_id, ticket.expires_at))
+    Some(format!("{origin}{PAGE_PREFIX}{}#k={key}&e={}{asks}{via}", ticket.transfer_id, ticket.expires_at))
+}
+
+/// The web origin of a relay URL (`ws://host:port` → `http://host:port`, `wss://` →
+/// `https://`), if the relay sits at the root of it.
+fn relay_origin(url: &str) -> Option<String> {
+    let (scheme, rest) = match url.split_once("://")? {
+        ("ws", rest) => ("http", rest),
+        ("wss", rest) => ("https", rest),
+        _ => return None,
+    };
+    let rest = rest.trim_end_matches('/');
+    (!rest.is_empty() && !rest.contains(['/', '?', '#', '@'])).then(|| format!("{scheme}://{rest}"))
 }
 
 #[cfg(test)]
@@ -82,6 +107,24 @@ mod tests {
         let mask = link_password_mask("correct horse", &t.transfer_id);
         let unmasked: Vec<u8> = bytes.iter().zip(mask).map(|(b, m)| b ^ m).collect();
         assert_eq!(unmasked, t.session_key.as_bytes());
+    }
+
+    #[test]
+    fn a_sender_on_a_relay_hands_out_the_relays_link_unless_a_password_needs_the_sender() {
+        let relayed = Ticket { channel: Some("ws://relay.example:9000".into()), ..ticket() };
+        let link = link(&relayed, None).unwrap();
+        assert!(link.starts_with(&format!("http://relay.example:9000/r/{}#k=", "ab".repeat(16))), "{link}");
+        assert!(link.ends_with("&via=relay"), "{link}");
+        let tls = Ticket { channel: Some("wss://relay.example".into()), ..ticket() };
+        assert!(super::link(&tls, None).unwrap().starts_with("https://relay.example/r/"));
+        let guarded = super::link(&relayed, Some("pw")).unwrap();
+        assert!(guarded.starts_with("http://192.168.1.5:4000/r/") && !guarded.contains("via="), "{guarded}");
+        for direct in ["ws://relay.example/prefix", "folder:/shared", "nats://n.example:4222"] {
+            let t = Ticket { channel: Some(direct.into()), ..ticket() };
+            assert!(super::link(&t, None).unwrap().starts_with("http://192.168.1.5:4000/"), "{direct}");
+        }
+        let relay_only = Ticket { addrs: vec![], ..relayed };
+        assert!(super::link(&relay_only, None).unwrap().starts_with("http://relay.example:9000/"));
     }
 
     #[test]

@@ -1,20 +1,24 @@
 //! The browser page: a receiver for a person who has only a browser (see docs/browser.md).
 //!
-//! This module owns the page's files, embedded in the binary so that the page a sender serves is
-//! always the one built with it, and the link that opens it ([`link`]). It knows nothing of
-//! HTTP: the listener (`transport::http`) asks [`asset`] what a `GET` path names and answers with
-//! [`HEADERS`]. Serving the page reads no transfer and changes nothing, so a chat preview or a
-//! link scanner that fetches the link consumes nothing; only the page's own requests, which carry
-//! the token derived from the key in the link's fragment, reach the transfer.
+//! This module owns the page's files, embedded in the binary so that the page a sender or a
+//! relay serves is always the one built with it, the link that opens it ([`link`]), and the
+//! HTTP answers that serve them ([`answer`]), which the sender's listener (`transport::http`)
+//! and the relay (`relay::server`) both give. Serving the page reads no transfer and changes
+//! nothing, so a chat preview or a link scanner that fetches the link consumes nothing; only the
+//! page's own requests, which carry what the key in the link's fragment gives, reach the
+//! transfer.
 //!
 //! The page speaks the receive side of the same protocol as every other receiver, in JavaScript
-//! (`assets/protocol.js`): the bearer token and frame keys by HKDF-SHA256 from the session key,
+//! (`assets/protocol.js`), over HTTP to the sender or through the relay's mailboxes over
+//! WebSocket: the bearer token, mailboxes and frame keys by HKDF-SHA256 from the session key,
 //! frames opened with AES-256-GCM (WebCrypto where the page is a secure context, the vendored
 //! `@noble/ciphers` otherwise), the whole-file SHA-256 checked with `@noble/hashes`
 //! (`assets/vendor.js`, built from `web/` and committed).
 
+mod answer;
 mod link;
 
+pub use answer::answer;
 pub use link::link;
 
 use crate::id::TransferId;

@@ -9,7 +9,8 @@
 //             browser as a download, which Playwright saves into `out`
 //   picker    showSaveFilePicker answers with a file in the origin-private file system, so the
 //             page's streaming writer is the one that saves; the file is read back afterwards
-// With "tamper": true, one byte of the chunk stream is flipped on its way to the page. With
+// With "tamper": true, one byte of the chunk stream is flipped on its way to the page (in the
+// HTTP answer, or in a WebSocket message from the relay for a relay link). With
 // "passwords": [...], a password-protected link is answered with each in turn until the page
 // leaves its password form; `attempts` says what each got (a problem code, or the next state).
 //   open      only load the link and wait for the page to settle (for error views)
@@ -84,7 +85,23 @@ async function inBrowser() {
       // A browser without the File System Access API (Firefox, Safari).
       await page.addInitScript(() => Object.defineProperty(window, 'showSaveFilePicker', { value: undefined }));
     }
-    if (args.tamper) {
+    if (args.tamper && new URL(args.link).hash.includes('via=relay')) {
+      // Through the relay: the first delivery big enough to be a chunk gets one byte flipped
+      // inside its ciphertext (DELIVER = 0x81, mailbox id, frame).
+      let flipped = false;
+      await page.routeWebSocket(/\/v1\/relay$/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => server.send(m));
+        server.onMessage((m) => {
+          if (typeof m !== 'string' && !flipped && m[0] === 0x81 && m.length > 33 + 32 + 2000) {
+            m = Buffer.from(m);
+            m[33 + 32 + 1000] ^= 0x01;
+            flipped = true;
+          }
+          ws.send(m);
+        });
+      });
+    } else if (args.tamper) {
       // The answer to the page's `want` (the request after the hello) gets one byte flipped
       // inside the first chunk's ciphertext.
       let posts = 0;

@@ -19,7 +19,6 @@
 
 mod client;
 mod guesses;
-mod page;
 mod server;
 
 pub use client::{HttpLink, connect, deliver};

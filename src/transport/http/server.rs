@@ -256,8 +256,8 @@ async fn route(req: Request<Incoming>, routes: &Routes, peer: SocketAddr) -> Res
     if req.uri().path() == INBOX_PATH {
         return inbox(req, routes, peer).await;
     }
-    if let Some(page) = super::page::answer(&req) {
-        return page;
+    if let Some(page) = crate::web::answer(&req) {
+        return page.map(|body| body.map_err(|never| match never {}).boxed());
     }
     let Some(rest) = req.uri().path().strip_prefix(PREFIX) else { return empty(StatusCode::NOT_FOUND) };
     let (id, action) = rest.split_once('/').unwrap_or((rest, ""));

@@ -22,6 +22,10 @@ const VIEWS = {
   ],
   expired: ['This link has expired', 'Ask the sender for a new link.'],
   completed: ['This file was already received', 'A link gives its file once. Ask the sender for a new link.'],
+  no_answer: [
+    'No sender answers for this link',
+    'The sender may have stopped or already given this file, or the link was changed on the way. Ask the sender for a new link.',
+  ],
   unreachable: ['The sender cannot be reached', 'Its agentferry may have stopped, or this network cannot reach it. Try again later.'],
   tampered: [
     'The file was altered on the way',
@@ -120,7 +124,7 @@ function progress(name) {
 }
 
 async function open(link) {
-  const transfer = new Transfer(link);
+  const transfer = new Transfer({ ...link, origin: location.origin });
   return { transfer, manifest: await transfer.hello() };
 }
 

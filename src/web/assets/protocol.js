@@ -1,7 +1,8 @@
 // The receive side of agentferry's protocol, for the browser page (and for Node, which the tests
 // use to check the plain-HTTP crypto path against a real sender). No DOM here: app.js owns the
 // page. The Rust code this mirrors: src/crypto.rs (key schedule), src/frame.rs (frames),
-// src/core/mod.rs (control messages), src/transport/http (the route and its statuses).
+// src/core/mod.rs (control messages), src/transport/http (the route and its statuses),
+// src/relay/proto.rs and src/transport/channel.rs (the relay path).
 //
 // Keys: HKDF-SHA256 with salt "agentferry v1" and info = label || 0x00 || transfer id || extra,
 // from the 256-bit session key in the link's fragment. Frames: a 32-byte header, then AES-256-GCM
@@ -59,8 +60,8 @@ const toBase64url = (bytes) =>
   btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 
 /// What a link says: the transfer id (from the path `/r/<id>`) and, from the fragment, the key,
-/// the expiry and whether the key is masked by a password (`#k=<base64url>&e=<unix
-/// seconds>[&p=scrypt15]`).
+/// the expiry, whether the key is masked by a password, and whether the page was served by a
+/// relay to reach the sender through it (`#k=<base64url>&e=<unix seconds>[&p=scrypt15][&via=relay]`).
 export function parseLink(pathname, fragment) {
   const id = fromHex((pathname.match(/^\/r\/([0-9a-f]{32})$/) ?? [])[1] ?? 'x');
   const params = new URLSearchParams(fragment.replace(/^#/, ''));
@@ -69,7 +70,10 @@ export function parseLink(pathname, fragment) {
   const expiresAt = Number(params.get('e'));
   const asks = params.get('p');
   if (asks !== null && asks !== 'scrypt15') throw new ReceiveError('link_malformed', `an unknown password scheme ${asks}`);
+  const via = params.get('via') ?? 'http';
+  if (via !== 'http' && via !== 'relay') throw new ReceiveError('link_malformed', `an unknown way to the sender ${via}`);
   return {
+    via,
     id,
     key,
     expiresAt: Number.isSafeInteger(expiresAt) && expiresAt > 0 ? expiresAt : null,
@@ -221,17 +225,22 @@ class FrameReader {
   }
 }
 
-/// One transfer as the page sees it: `hello()` proves the key and returns the manifest;
-/// `fetch(sink, onProgress)` streams, opens, hashes and writes every chunk, checks the trailer,
-/// lets the sink finish (the file takes its name), then tells the sender it is complete.
-export class Transfer {
-  constructor({ id, key, expiresAt = null, guarded = false, origin = '', fetch: fetchFn = globalThis.fetch.bind(globalThis), webcrypto = true }) {
-    const options = { webcrypto };
-    Object.assign(this, { id, key, expiresAt, guarded, fetchFn, manifest: null });
-    this.url = `${origin}/v2/transfers/${hex(id)}`;
-    this.token = httpToken(key, id);
-    this.opener = new Opener(key, id, options);
-    this.sealer = new ControlSealer(key, id, options);
+/// How long the relay path waits for the next frame before it asks again from the first missing
+/// chunk (the CLI receiver's request timeout on a relay), and how many chunks it lets the sender
+/// have in flight (its window: 16 MiB at the default chunk size).
+const RELAY_STALL_MS = 3000;
+const RELAY_WINDOW = 64;
+/// The relay path repeats its hello this often, this many times, before it says nobody answers.
+const HELLO_EVERY_MS = 2000;
+const HELLO_TRIES = 8;
+const MAILBOX_PREFIX = new TextEncoder().encode('agentferry relay mailbox v1\0');
+const RELAY = { subscribe: 0x04, send: 0x02, deliver: 0x81 };
+
+/// The sender over HTTP (src/transport/http): each control frame is a POST, its answer the
+/// frames. The statuses say why a request is refused.
+class HttpCarrier {
+  constructor({ url, token, expiresAt, guarded, fetchFn, sealer }) {
+    Object.assign(this, { url, token, expiresAt, guarded, fetchFn, sealer, ordered: true });
   }
 
   async post(control) {
@@ -263,12 +272,173 @@ export class Transfer {
     return resp;
   }
 
-  async hello() {
+  async hello(openManifest) {
     const resp = await this.post({ op: 'hello' });
-    const frame = new Uint8Array(await resp.arrayBuffer());
-    const opened = await this.opener.open(frame, 0);
-    if (opened.kind !== KIND.manifest) throw new ReceiveError('tampered', 'the answer is not a manifest');
-    const m = JSON.parse(new TextDecoder().decode(opened.payload));
+    return openManifest(new Uint8Array(await resp.arrayBuffer()));
+  }
+
+  /// Frames of chunks `[from, to)`: one answer streams them all.
+  async frames(from, to, maxChunk) {
+    const resp = await this.post({ op: 'want', from, to });
+    const reader = new FrameReader(resp.body, maxChunk);
+    reader.advanced = () => {};
+    return reader;
+  }
+
+  async complete(sha256hex) {
+    // A sender that stops the moment it has the confirmation may cut its answer short; the file
+    // is saved and verified either way, so that is no failure.
+    try {
+      await (await this.post({ op: 'complete', sha256: sha256hex })).arrayBuffer();
+    } catch (e) {
+      if (!(e instanceof TypeError) && e?.code !== 'unreachable') throw e;
+    }
+  }
+}
+
+/// The sender through the relay that served the page (src/relay/proto.rs, the client in
+/// src/channel/websocket.rs): one WebSocket, subscribed to the transfer's receiver mailbox with
+/// its key, sending to the sender mailbox's id. The relay may drop or repeat messages, so frames
+/// arrive under a window the page widens with `credit` as chunks land, and a stall asks again
+/// from the first missing chunk, as the CLI receiver does on a relay.
+class RelayCarrier {
+  constructor({ key, id, origin, expiresAt, sealer }) {
+    const mailbox = (side) => derive(key, 'relay-mailbox', id, new TextEncoder().encode(side));
+    const mailboxId = (mailboxKey) => sha256(concat(MAILBOX_PREFIX, mailboxKey));
+    Object.assign(this, { expiresAt, sealer, ordered: false, queue: [], waiting: null, closed: null });
+    this.toSender = mailboxId(mailbox('sender'));
+    this.mine = mailbox('receiver');
+    this.mineHex = hex(mailboxId(this.mine));
+    this.url = `${origin.replace(/^http/, 'ws')}/v1/relay`;
+  }
+
+  /// The WebSocket, opened (again, after it closed) on first use.
+  connect() {
+    this.opened ??= new Promise((resolve, reject) => {
+      this.closed = null;
+      const ws = new WebSocket(this.url);
+      ws.binaryType = 'arraybuffer';
+      ws.onopen = () => {
+        ws.send(concat(new Uint8Array([RELAY.subscribe]), this.mine));
+        resolve(ws);
+      };
+      ws.onmessage = ({ data }) => {
+        const envelope = new Uint8Array(data);
+        if (envelope[0] !== RELAY.deliver || envelope.length < 33) return; // a refusal: the window recovers
+        if (hex(envelope.subarray(1, 33)) !== this.mineHex) return;
+        this.queue.push(envelope.subarray(33));
+        this.wake();
+      };
+      ws.onclose = () => {
+        this.opened = null;
+        this.closed = new ReceiveError('unreachable', 'the connection to the relay closed');
+        reject(this.closed);
+        this.wake();
+      };
+    });
+    return this.opened;
+  }
+
+  wake() {
+    const waiting = this.waiting;
+    this.waiting = null;
+    waiting?.();
+  }
+
+  async send(control) {
+    const ws = await this.connect();
+    ws.send(concat(new Uint8Array([RELAY.send]), this.toSender, await this.sealer.seal(control)));
+  }
+
+  /// The next message for the page, or null after `ms` without one.
+  async take(ms) {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      if (this.queue.length) return this.queue.shift();
+      if (this.closed) throw this.closed;
+      const left = deadline - performance.now();
+      if (left <= 0) return null;
+      await new Promise((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiting = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /// Post the hello until a manifest comes back. Anything else in the mailbox is skipped: a
+  /// frame of an earlier request, or bytes someone who knows the mailbox's id sent.
+  async hello(openManifest) {
+    for (let i = 0; i < HELLO_TRIES; i++) {
+      await this.send({ op: 'hello' });
+      const until = performance.now() + HELLO_EVERY_MS;
+      for (let left = HELLO_EVERY_MS; left > 0; left = until - performance.now()) {
+        const frame = await this.take(left);
+        if (frame === null) break;
+        const manifest = await openManifest(frame).catch(() => null);
+        if (manifest) return manifest;
+      }
+    }
+    if (this.expiresAt !== null && Date.now() / 1000 > this.expiresAt) throw new ReceiveError('expired', 'the link has expired');
+    throw new ReceiveError('no_answer', 'no sender answers for this link on the relay');
+  }
+
+  async frames(from, to, maxChunk) {
+    let granted = Math.min(from + RELAY_WINDOW, to);
+    await this.send({ op: 'want', from, to: granted });
+    return {
+      next: async () => {
+        for (;;) {
+          const frame = await this.take(RELAY_STALL_MS);
+          if (frame === null) return null; // stalled: ask again from the first missing chunk
+          const header = checkHeader(frame, maxChunk);
+          if (header && frame.length === HEADER_LEN + header.len) return frame;
+          throw new ReceiveError('tampered', 'a message on the relay is not a frame');
+        }
+      },
+      advanced: (next) => {
+        if (granted < to && next + RELAY_WINDOW / 2 >= granted) {
+          granted = Math.min(next + RELAY_WINDOW, to);
+          this.send({ op: 'credit', to: granted }).catch(() => {});
+        }
+      },
+      cancel: () => {},
+    };
+  }
+
+  /// Say the file is complete, and close once the relay has it all: a WebSocket closes after
+  /// what was sent before the close.
+  async complete(sha256hex) {
+    await this.send({ op: 'complete', sha256: sha256hex });
+    const ws = await this.connect();
+    ws.close(1000);
+  }
+}
+
+/// One transfer as the page sees it: `hello()` proves the key and returns the manifest;
+/// `fetch(sink, onProgress)` streams, opens, hashes and writes every chunk, checks the trailer,
+/// lets the sink finish (the file takes its name), then tells the sender it is complete. The
+/// frames come over HTTP from the sender, or through the relay's mailboxes (`via: 'relay'`).
+export class Transfer {
+  constructor({ id, key, expiresAt = null, guarded = false, via = 'http', origin = '', fetch: fetchFn = globalThis.fetch.bind(globalThis), webcrypto = true }) {
+    const options = { webcrypto };
+    Object.assign(this, { id, manifest: null });
+    this.opener = new Opener(key, id, options);
+    const sealer = new ControlSealer(key, id, options);
+    this.carrier =
+      via === 'relay'
+        ? new RelayCarrier({ key, id, origin, expiresAt, sealer })
+        : new HttpCarrier({ url: `${origin}/v2/transfers/${hex(id)}`, token: httpToken(key, id), expiresAt, guarded, fetchFn, sealer });
+  }
+
+  async hello() {
+    const m = await this.carrier.hello(async (frame) => {
+      const opened = await this.opener.open(frame, 0);
+      if (opened.kind !== KIND.manifest) throw new ReceiveError('tampered', 'the answer is not a manifest');
+      return JSON.parse(new TextDecoder().decode(opened.payload));
+    });
     const whole = (n) => Number.isSafeInteger(n) && n >= 0;
     if (!whole(m.size) || !whole(m.chunk_size) || m.chunk_size < 1 || m.chunk_size > MAX_CHUNK_SIZE) {
       throw new ReceiveError('protocol', 'the manifest declares no usable size');
@@ -290,14 +460,8 @@ export class Transfer {
     try {
       const sha256hex = await this.stream(sink, onProgress);
       await sink.finish();
-      // As every receiver does: only a verified, saved file ends the transfer. A sender that
-      // stops the moment it has the confirmation may cut its answer short; the file is saved
-      // and verified either way, so that is no failure.
-      try {
-        await (await this.post({ op: 'complete', sha256: sha256hex })).arrayBuffer();
-      } catch (e) {
-        if (!(e instanceof TypeError) && e?.code !== 'unreachable') throw e;
-      }
+      // As every receiver does: only a verified, saved file ends the transfer.
+      await this.carrier.complete(sha256hex);
       return sha256hex;
     } catch (e) {
       await sink.abort();
@@ -305,16 +469,21 @@ export class Transfer {
     }
   }
 
+  /// Ask from the first missing chunk until the trailer verifies. A request that ends early (a
+  /// broken connection, a stalled relay) is asked again; RETRIES in a row that bring nothing
+  /// end the transfer.
   async stream(sink, onProgress) {
     const m = this.manifest;
     const count = m.chunk_count;
     const hash = sha256.create();
     let next = 0;
     let done = 0;
-    for (let attempt = 0; ; attempt++) {
-      const resp = await this.post({ op: 'want', from: next, to: count });
-      const frames = new FrameReader(resp.body, m.chunk_size);
+    let lastError = null;
+    for (let fruitless = 0; ; fruitless++) {
+      const before = next;
+      let frames = null;
       try {
+        frames = await this.carrier.frames(next, count, m.chunk_size);
         for (;;) {
           const frame = await frames.next();
           if (frame === null) break; // the answer ended early: ask again from `next`
@@ -329,6 +498,7 @@ export class Transfer {
             next += 1;
             done += opened.payload.length;
             onProgress(done, m.size);
+            frames.advanced(next);
           } else if (opened.kind === KIND.trailer && opened.index === BigInt(count) && next === count) {
             const ours = hex(hash.digest());
             const theirs = hex(opened.payload);
@@ -336,18 +506,19 @@ export class Transfer {
               throw new ReceiveError('integrity', 'the file does not match the SHA-256 the sender computed');
             }
             return ours;
-          } else {
+          } else if (this.carrier.ordered || opened.kind === KIND.control) {
             throw new ReceiveError('tampered', `an unexpected frame (kind ${opened.kind}, index ${opened.index})`);
           }
+          // Through the relay: an authentic frame of an earlier request, or one past a dropped one.
         }
       } catch (e) {
-        frames.cancel();
+        frames?.cancel();
         // A broken connection is asked again; anything else (a forged frame, a failed save) ends it.
-        const error = e instanceof ReceiveError ? e : new ReceiveError('unreachable', `the download broke off (${e.message})`);
-        if (error.code !== 'unreachable' || attempt >= RETRIES) throw error;
-        continue;
+        lastError = e instanceof ReceiveError ? e : new ReceiveError('unreachable', `the download broke off (${e.message})`);
+        if (lastError.code !== 'unreachable') throw lastError;
       }
-      if (attempt >= RETRIES) throw new ReceiveError('unreachable', 'the sender stopped sending');
+      if (next > before) fruitless = -1;
+      else if (fruitless >= RETRIES) throw lastError ?? new ReceiveError('unreachable', 'the sender stopped sending');
     }
   }
 }
