@@ -12,7 +12,7 @@
 //! (`assets/protocol.js`), over HTTP to the sender or through the relay's mailboxes over
 //! WebSocket: the bearer token, mailboxes and frame keys by HKDF-SHA256 from the session key,
 //! frames opened with AES-256-GCM (WebCrypto where the page is a secure context, the vendored
-//! `@noble/ciphers` otherwise), the whole-file SHA-256 checked with `@noble/hashes`
+//! `@noble/ciphers` otherwise), the whole-file SHA-256 checked with hash-wasm's WebAssembly
 //! (`assets/vendor.js`, built from `web/` and committed).
 
 mod answer;
@@ -57,12 +57,14 @@ pub fn asset(path: &str) -> Option<Asset> {
 }
 
 /// Headers on every answer carrying the page or its files. The policy allows scripts, styles and
-/// requests from the sender's own origin only (no inline script, no third party, no framing),
+/// requests from the serving origin only (no inline script, no third party, no framing; and
+/// `'wasm-unsafe-eval'`, which lets the vendored SHA-256 compile its WebAssembly and allows no
+/// JavaScript `eval`),
 /// and the page sends no `Referer`, so the link's path leaves with no request to anyone else.
 pub const HEADERS: &[(&str, &str)] = &[
     (
         "content-security-policy",
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; connect-src 'self'; img-src 'self'; \
          base-uri 'none'; form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'",
     ),
     ("referrer-policy", "no-referrer"),

@@ -14,13 +14,18 @@
 // "passwords": [...], a password-protected link is answered with each in turn until the page
 // leaves its password form; `attempts` says what each got (a problem code, or the next state).
 //   open      only load the link and wait for the page to settle (for error views)
+//   fetch     no page of ours: the browser reads `link`, a plain file, and drops it (the
+//             reference bench/browser.py measures beside the page)
 //   node      no browser: run protocol.js in Node with its plain-JS AES-GCM (the path a page
 //             served over plain http on a LAN address takes, where WebCrypto is missing)
+//
+// The result's `timing` says how long the save took, from the click to the page's final state,
+// and the CPU seconds chromium's processes used meanwhile (bench/browser.py reads it).
 //
 // Exits non-zero only when the scenario itself could not run (no chromium, a timeout).
 
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -46,6 +51,22 @@ async function inNode() {
   }
 }
 
+/// CPU seconds (user + system) used so far by every process of the chromium started with
+/// `profile` (the browser, its renderer, GPU and network processes), from /proc.
+function browserCpu(profile) {
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((n) => /^\d+$/.test(n))) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes(profile)) continue;
+      const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // the process exited between the listing and the read
+    }
+  }
+  return ticks / 100; // USER_HZ, 100 on Linux
+}
+
 async function inBrowser() {
   const { chromium } = await import('playwright-core');
   const profile = mkdtempSync(join(tmpdir(), 'agentferry-chromium-'));
@@ -68,6 +89,19 @@ async function inBrowser() {
   try {
     const page = context.pages()[0] ?? (await context.newPage());
     page.setDefaultTimeout(TIMEOUT);
+    if (args.scenario === 'fetch') {
+      // The reference: the same browser reading a plain file over HTTP, bytes counted and dropped.
+      await page.goto(new URL('/', args.link).href);
+      const cpu0 = browserCpu(profile);
+      const got = await page.evaluate(async (url) => {
+        const t0 = performance.now();
+        const reader = (await fetch(url, { cache: 'no-store' })).body.getReader();
+        let bytes = 0;
+        for (let r = await reader.read(); !r.done; r = await reader.read()) bytes += r.value.length;
+        return { seconds: (performance.now() - t0) / 1000, bytes };
+      }, args.link);
+      return { state: 'done', bytes: got.bytes, timing: { seconds: got.seconds, cpu_seconds: browserCpu(profile) - cpu0 } };
+    }
     const problems = [];
     page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
     page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
@@ -136,9 +170,13 @@ async function inBrowser() {
       attempts.push(state === 'password' ? await page.evaluate(() => document.getElementById('password-problem').dataset.code) : state);
       if (state !== 'password') break;
     }
+    let timing = null;
     if (state === 'offer' && args.scenario !== 'open') {
+      const cpu0 = browserCpu(profile);
+      const t0 = performance.now();
       await page.click('#save');
       await settled(['done', 'error']);
+      timing = { seconds: (performance.now() - t0) / 1000, cpu_seconds: browserCpu(profile) - cpu0 };
       state = await page.evaluate(() => document.body.dataset.state);
     }
     const view = await page.evaluate(() => ({
@@ -149,7 +187,7 @@ async function inBrowser() {
     }));
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
 
-    const result = { state, attempts, ...view, status: response.status(), headers: response.headers(), foreign, problems };
+    const result = { state, attempts, timing, ...view, status: response.status(), headers: response.headers(), foreign, problems };
     if (state === 'done' && args.scenario === 'picker') {
       Object.assign(
         result,
@@ -168,6 +206,9 @@ async function inBrowser() {
       }, view.file_name);
     }
     if (state === 'done' && args.scenario !== 'picker') {
+      // The page is done once it has handed the file over; the browser starts the download
+      // after that.
+      if (downloads.length === 0) await page.waitForEvent('download', { timeout: TIMEOUT });
       if (downloads.length !== 1) throw new Error(`expected one download, saw ${downloads.length}`);
       const saved = join(args.out, downloads[0].suggestedFilename());
       await downloads[0].saveAs(saved);

@@ -71,13 +71,28 @@ function humanBytes(n) {
 /// A name the browser may save under: no separators, no control characters, no leading dot.
 const safeName = (name) => name.replace(/[/\\\u0000-\u001f\u007f]/g, '_').replace(/^\.+/, '_').slice(0, 255) || 'file';
 
-/// Streams to a file the person picks; the writable replaces the file only on close.
+/// Writes the page lets run ahead of it: each is a round trip to the browser's file system, so
+/// waiting for every one would leave the download idle in between (2 MiB at the default chunk).
+const WRITES_AHEAD = 8;
+
+/// Streams to a file the person picks; the writable replaces the file only on close. Writes are
+/// queued in order; the oldest is awaited once WRITES_AHEAD are in flight, so a failed write
+/// still stops the download within a few chunks, and all are awaited before the close.
 async function pickerSink(name) {
   const handle = await window.showSaveFilePicker({ suggestedName: name });
   const writable = await handle.createWritable();
+  const inFlight = [];
   return {
-    write: (bytes) => writable.write(bytes),
-    finish: () => writable.close(),
+    write: async (bytes) => {
+      const written = writable.write(bytes);
+      written.catch(() => {}); // awaited below; this only keeps an early failure from being "unhandled"
+      inFlight.push(written);
+      if (inFlight.length >= WRITES_AHEAD) await inFlight.shift();
+    },
+    finish: async () => {
+      await Promise.all(inFlight.splice(0));
+      await writable.close();
+    },
     abort: () => writable.abort().catch(() => {}),
   };
 }
