@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     io::{Read, Write},
     net::TcpStream,
     path::{Path, PathBuf},
@@ -213,7 +213,7 @@ fn send_with_relay_link(node: &Node, relay: &str, file: &Path) -> (Running, Stri
     assert_eq!(link["event"], "link", "the link follows the ticket: {link}");
     let link = link["link"].as_str().unwrap().to_owned();
     let origin = relay.replace("ws://", "http://");
-    assert!(link.starts_with(&format!("{origin}/r/")) && link.ends_with("&via=relay"), "{link} is not at {origin}");
+    assert!(link.starts_with(&format!("{origin}/r/")) && link.contains("&via=relay"), "{link} is not at {origin}");
     let parsed: agentferry::Ticket = ticket["ticket"].as_str().unwrap().parse().unwrap();
     assert_eq!(link, agentferry::web::link(&parsed, None).unwrap());
     (sender, link)
@@ -272,6 +272,97 @@ fn through_the_relay_a_modified_frame_or_a_wrong_key_ends_with_the_pages_error()
     );
     let (code, last) = sender.finish();
     assert_eq!((code, last["path"].as_str()), (0, Some("relay")), "{last}");
+}
+
+/// A tree of 200 files: nested folders, an empty folder, empty files, an executable, and one
+/// file that spans several chunks.
+fn make_tree(parent: &Path) -> PathBuf {
+    let root = parent.join("project");
+    std::fs::create_dir_all(root.join("src/deep/er")).unwrap();
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    for i in 0..196 {
+        let dir = root.join(format!("many/d{}", i % 4));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("f{i:03}.txt")), format!("file {i}\n").repeat(i * 13 % 300)).unwrap();
+    }
+    std::fs::write(root.join("src/deep/er/empty-file"), "").unwrap();
+    std::fs::write(root.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(root.join("run.sh"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("README.md"), "hello\n").unwrap();
+    random_file(&root.join("src"), "large.bin", 3 * 1024 * 1024 + 5, 29);
+    root
+}
+
+/// Every folder (None) and file (its bytes) under `root`, by relative path.
+fn contents(root: &Path) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    let mut dirs = vec![root.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let rel = entry.path().strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+                out.insert(rel, None);
+            } else {
+                out.insert(rel, Some(std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Unpack `zip` into `dest` with Python's zipfile, which checks every CRC-32; returns each
+/// entry's name and the Unix mode the zip gives it.
+fn unzip(zip: &Path, dest: &Path) -> BTreeMap<String, u32> {
+    let script = "import json, sys, zipfile\n\
+                  z = zipfile.ZipFile(sys.argv[1])\n\
+                  bad = z.testzip()\n\
+                  assert bad is None, f'bad CRC in {bad}'\n\
+                  z.extractall(sys.argv[2])\n\
+                  print(json.dumps({i.filename: i.external_attr >> 16 for i in z.infolist()}))";
+    let run = Command::new("python3").args(["-c", script]).arg(zip).arg(dest).output().unwrap();
+    assert!(run.status.success(), "unzip: {}", String::from_utf8_lossy(&run.stderr));
+    serde_json::from_slice(&run.stdout).unwrap()
+}
+
+/// `send DIR --link` and the page's zip, unpacked: the same tree, with its modes.
+fn assert_folder_arrives(sender: Running, link: &str, src: &Path, out: &Path, path: &str) {
+    assert!(link.ends_with("&folder=1"), "{link}");
+    let got = browser(link, "download", json!({ "shot": format!("folder-{path}") }), out);
+    assert_eq!((got["state"].as_str(), got["suggested_name"].as_str()), (Some("done"), Some("project.zip")), "{got}");
+    assert_eq!(got["problems"], json!([]), "{got}");
+    let unpacked = out.join("unpacked");
+    let modes = unzip(Path::new(got["saved"].as_str().unwrap()), &unpacked);
+    assert_eq!(contents(&unpacked.join("project")), contents(src), "the unpacked tree differs");
+    assert_eq!(modes.get("project/run.sh"), Some(&0o100755), "{modes:?}");
+    assert_eq!(modes.get("project/empty/"), Some(&0o040755), "{modes:?}");
+    let (code, last) = sender.finish();
+    assert_eq!((code, last["event"].as_str(), last["path"].as_str()), (0, Some("completed"), Some(path)), "{last}");
+}
+
+#[test]
+fn a_200_file_folder_arrives_as_one_zip_directly_and_through_the_relay() {
+    let a = Node::new();
+    let src = make_tree(a.dir.path());
+    let (sender, link) = send_with_link(&a, &src);
+    assert_folder_arrives(sender, &link, &src, &a.dir.path().join("direct"), "http");
+
+    let (_relay, url) = start_relay("127.0.0.1:0");
+    let (sender, link) = send_with_relay_link(&a, &url, &src);
+    assert_folder_arrives(sender, &link, &src, &a.dir.path().join("relayed"), "relay");
+}
+
+#[test]
+fn the_page_refuses_a_folder_listing_that_would_unpack_outside_itself() {
+    let run = Command::new("node").arg(js_dir().join("tree_checks.mjs")).output().unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout} {}", String::from_utf8_lossy(&run.stderr));
+    let got: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(got["accepted"], json!(["a", "a/b.txt", "a/c"]), "{got}");
+    for (case, verdict) in got["refused"].as_object().unwrap() {
+        assert_eq!(verdict, "listing_refused", "{case}: {got}");
+    }
+    assert!(got["refused"].as_object().unwrap().len() >= 9, "{got}");
 }
 
 #[test]

@@ -3,4 +3,4 @@ export { sha256 } from '@noble/hashes/sha2.js';
 export { hkdf } from '@noble/hashes/hkdf.js';
 export { gcm } from '@noble/ciphers/aes.js';
 export { scryptAsync } from '@noble/hashes/scrypt.js';
-export { createSHA256 } from 'hash-wasm';
+export { createCRC32, createSHA256 } from 'hash-wasm';

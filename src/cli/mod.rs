@@ -94,7 +94,7 @@ struct SendArgs {
     verify: bool,
     /// Also print a link that opens the file in a browser, for a person with nothing installed
     /// (see docs/browser.md): at the relay when one is configured, else at this machine's
-    /// address. Secret, like the ticket. Not for a folder.
+    /// address. Secret, like the ticket. A folder arrives in the browser as one zip.
     #[arg(long, conflicts_with_all = ["to", "code"])]
     link: bool,
     /// With --link: the page asks for this password before it fetches anything, so the link

@@ -60,7 +60,7 @@ impl Reporter {
             match link {
                 Some(link) => self.show(&Event::Link { transfer_id: *transfer_id, link }),
                 None => eprintln!(
-                    "This send has no browser link: a folder, or neither a relay nor a direct address to put in one."
+                    "This send has no browser link: it has neither a relay nor a direct address to put in one."
                 ),
             }
         }

@@ -69,7 +69,7 @@ pub struct SendFileResult {
     /// instead of the ticket when the receiver is a person without agentferry. With a relay
     /// configured the relay serves the page and carries the file (anyone who can reach the relay
     /// can use it); without one, or with a `password`, this machine serves it (the person must
-    /// reach this machine's address). Absent for a folder or a push, and with neither a relay
+    /// reach this machine's address). A folder arrives as one zip. Absent for a push, and with neither a relay
     /// nor a direct address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,

@@ -25,12 +25,9 @@ use crate::{crypto::link_password_mask, ticket::Ticket};
 
 /// The link that opens `ticket` in a browser: at the relay the ticket names, or else at its
 /// first address (a LAN address before loopback); protected by `password` if one is given,
-/// which makes it direct. `None` for a folder, which the page cannot receive yet, and when the
-/// ticket names neither a usable relay nor an address (a WebRTC-only send).
+/// which makes it direct; a folder's says so (`&folder=1`), and the page saves it as a zip.
+/// `None` when the ticket names neither a usable relay nor an address (a WebRTC-only send).
 pub fn link(ticket: &Ticket, password: Option<&str>) -> Option<String> {
-    if ticket.folder {
-        return None;
-    }
     let relay = ticket.channel.as_deref().and_then(relay_origin).filter(|_| password.is_none());
     let (origin, via) = match relay {
         Some(origin) => (origin, "&via=relay"),
@@ -44,7 +41,8 @@ pub fn link(ticket: &Ticket, password: Option<&str>) -> Option<String> {
     }
     let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
     let asks = if password.is_some() { "&p=scrypt15" } else { "" };
-    Some(format!("{origin}{PAGE_PREFIX}{}#k={key}&e={}{asks}{via}", ticket.transfer_id, ticket.expires_at))
+    let folder = if ticket.folder { "&folder=1" } else { "" };
+    Some(format!("{origin}{PAGE_PREFIX}{}#k={key}&e={}{asks}{via}{folder}", ticket.transfer_id, ticket.expires_at))
 }
 
 /// The web origin of a relay URL (`ws://host:port` → `http://host:port`, `wss://` →
@@ -128,9 +126,9 @@ mod tests {
     }
 
     #[test]
-    fn no_link_without_an_address_or_for_a_folder() {
+    fn no_link_without_an_address_and_a_folder_says_it_is_one() {
         assert!(link(&Ticket { addrs: vec![], ..ticket() }, None).is_none());
-        assert!(link(&Ticket { folder: true, ..ticket() }, None).is_none());
+        assert!(link(&Ticket { folder: true, ..ticket() }, None).unwrap().ends_with("&folder=1"));
         let v6 = link(&Ticket { addrs: vec!["[::1]:4000".parse().unwrap()], ..ticket() }, None).unwrap();
         assert!(v6.starts_with("http://[::1]:4000/r/"), "{v6}");
     }

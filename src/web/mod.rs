@@ -40,6 +40,7 @@ const JS: &str = "text/javascript; charset=utf-8";
 const FILES: &[(&str, Asset)] = &[
     ("app.js", Asset { body: include_bytes!("assets/app.js"), content_type: JS }),
     ("protocol.js", Asset { body: include_bytes!("assets/protocol.js"), content_type: JS }),
+    ("tree.js", Asset { body: include_bytes!("assets/tree.js"), content_type: JS }),
     ("vendor.js", Asset { body: include_bytes!("assets/vendor.js"), content_type: JS }),
     ("page.css", Asset { body: include_bytes!("assets/page.css"), content_type: "text/css; charset=utf-8" }),
     ("icon.svg", Asset { body: include_bytes!("assets/icon.svg"), content_type: "image/svg+xml" }),

@@ -7,10 +7,14 @@
 // way a failed transfer leaves nothing under the file's name. The page only shows text through
 // textContent, so nothing the sender names (the file name) can become markup.
 //
+// A folder (`folder=1` in the link) arrives as one zip, made in the tab (tree.js) and handed
+// over once the folder's digest matched.
+//
 // A password-protected link asks for the password first; a wrong one (or too many) is said on
 // the form, which stays for another try. The password never leaves the page: it unmasks the key.
 
-import { ReceiveError, Transfer, parseLink, unmask } from './protocol.js';
+import { ReceiveError, Transfer, parseLink, safeName, unmask } from './protocol.js';
+import { FolderZip } from './tree.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -32,6 +36,10 @@ const VIEWS = {
     'A piece of it failed its authentication check (a modified frame, or a link that does not belong to it), so the download was stopped.',
   ],
   integrity: ['The file does not match the original', "What arrived differs from the sender's SHA-256, so it was discarded."],
+  listing_refused: [
+    'This folder cannot be saved safely',
+    'It names a file outside itself, twice, or in a way no file system allows, so nothing of it was kept.',
+  ],
   save_failed: ['The file could not be saved', 'The browser refused to write it (no space left, or no permission).'],
   protocol: ['The sender answered something this page does not understand', 'It may run another version of agentferry.'],
   unsupported: ['This browser cannot receive the file', 'Try a current Chrome, Edge, Firefox or Safari.'],
@@ -68,8 +76,6 @@ function humanBytes(n) {
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
-/// A name the browser may save under: no separators, no control characters, no leading dot.
-const safeName = (name) => name.replace(/[/\\\u0000-\u001f\u007f]/g, '_').replace(/^\.+/, '_').slice(0, 255) || 'file';
 
 /// Writes the page lets run ahead of it: each is a round trip to the browser's file system, so
 /// waiting for every one would leave the download idle in between (2 MiB at the default chunk).
@@ -118,6 +124,21 @@ function downloadSink(name) {
     abort: async () => {
       parts = [];
     },
+  };
+}
+
+/// A folder, as one zip download once its digest matched (see tree.js).
+async function folderSink(root, size) {
+  const zip = await FolderZip.create(root, size);
+  const download = downloadSink(`${safeName(root)}.zip`);
+  return {
+    write: (bytes) => zip.write(bytes),
+    digest: () => zip.digest(),
+    finish: async () => {
+      for (const part of zip.zip()) await download.write(part);
+      await download.finish();
+    },
+    abort: async () => {},
   };
 }
 
@@ -177,22 +198,27 @@ async function main() {
   const name = safeName(manifest.name);
   $('file-name').textContent = name;
   $('file-size').textContent = `(${humanBytes(manifest.size)})`;
-  const picker = typeof window.showSaveFilePicker === 'function';
-  $('save-how').textContent = picker
-    ? 'You choose where it goes; it is written there as it arrives, and verified before it takes its name.'
-    : 'It is kept in this tab until every byte is verified, then your browser saves it as a download.';
+  const picker = typeof window.showSaveFilePicker === 'function' && !link.folder;
+  $('save-how').textContent = link.folder
+    ? 'A folder: it is kept in this tab until every file is verified, then your browser saves it as one zip.'
+    : picker
+      ? 'You choose where it goes; it is written there as it arrives, and verified before it takes its name.'
+      : 'It is kept in this tab until every byte is verified, then your browser saves it as a download.';
   show('offer');
   $('save').addEventListener('click', async () => {
     let sink;
     try {
-      sink = picker ? await pickerSink(name) : downloadSink(name);
+      sink = link.folder ? await folderSink(name, manifest.size) : picker ? await pickerSink(name) : downloadSink(name);
     } catch (e) {
       if (e.name === 'AbortError') return; // the person closed the picker: stay on the offer
+      if (e instanceof ReceiveError) return fail(e);
       sink = downloadSink(name);
     }
     try {
       const sha256 = await transfer.fetch(sink, progress(name));
-      $('done-name').textContent = name;
+      $('done-name').textContent = link.folder ? `${name}.zip` : name;
+      // A folder's digest covers its listing and each file's SHA-256, not the zip's bytes.
+      if (link.folder) $('done-digest').textContent = 'folder digest';
       $('done-sha256').textContent = sha256;
       show('done');
     } catch (e) {

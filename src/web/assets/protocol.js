@@ -44,6 +44,9 @@ const concat = (...parts) => {
   return out;
 };
 
+/// A name the browser may save under: no separators, no control characters, no leading dot.
+export const safeName = (name) => name.replace(/[/\\\u0000-\u001f\u007f]/g, '_').replace(/^\.+/, '_').slice(0, 255) || 'file';
+
 export const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
 function fromHex(text) {
@@ -62,7 +65,8 @@ const toBase64url = (bytes) =>
 
 /// What a link says: the transfer id (from the path `/r/<id>`) and, from the fragment, the key,
 /// the expiry, whether the key is masked by a password, and whether the page was served by a
-/// relay to reach the sender through it (`#k=<base64url>&e=<unix seconds>[&p=scrypt15][&via=relay]`).
+/// relay to reach the sender through it, and whether it is a folder
+/// (`#k=<base64url>&e=<unix seconds>[&p=scrypt15][&via=relay][&folder=1]`).
 export function parseLink(pathname, fragment) {
   const id = fromHex((pathname.match(/^\/r\/([0-9a-f]{32})$/) ?? [])[1] ?? 'x');
   const params = new URLSearchParams(fragment.replace(/^#/, ''));
@@ -72,9 +76,12 @@ export function parseLink(pathname, fragment) {
   const asks = params.get('p');
   if (asks !== null && asks !== 'scrypt15') throw new ReceiveError('link_malformed', `an unknown password scheme ${asks}`);
   const via = params.get('via') ?? 'http';
+  const folder = params.get('folder');
+  if (folder !== null && folder !== '1') throw new ReceiveError('link_malformed', 'a damaged folder mark');
   if (via !== 'http' && via !== 'relay') throw new ReceiveError('link_malformed', `an unknown way to the sender ${via}`);
   return {
     via,
+    folder: folder === '1',
     id,
     key,
     expiresAt: Number.isSafeInteger(expiresAt) && expiresAt > 0 ? expiresAt : null,
@@ -469,8 +476,9 @@ export class Transfer {
     return Math.min(chunk_size, size - index * chunk_size);
   }
 
-  /// Stream the file into `sink` ({ write(bytes), finish(), abort() }). On any failure the sink
-  /// is aborted, so nothing is kept under the file's name, and the error is thrown again.
+  /// Stream the file into `sink` ({ write(bytes), finish(), abort(), and for a folder digest()
+  /// }). On any failure the sink is aborted, so nothing is kept under the file's name, and the
+  /// error is thrown again.
   async fetch(sink, onProgress = () => {}) {
     try {
       const sha256hex = await this.stream(sink, onProgress);
@@ -490,7 +498,8 @@ export class Transfer {
   async stream(sink, onProgress) {
     const m = this.manifest;
     const count = m.chunk_count;
-    const hash = await fileHash();
+    // A folder's sink reads the stream's structure and so computes the folder's digest itself.
+    const hash = sink.digest ? null : await fileHash();
     let next = 0;
     let done = 0;
     let lastError = null;
@@ -506,8 +515,9 @@ export class Transfer {
           if (opened.kind === KIND.chunk && opened.index === BigInt(next) && next < count) {
             if (opened.payload.length !== this.chunkLen(next)) throw new ReceiveError('tampered', `chunk ${next} has the wrong length`);
             if (((opened.flags & FLAG_LAST) !== 0) !== (next + 1 === count)) throw new ReceiveError('tampered', `chunk ${next} is flagged wrongly`);
-            hash.update(opened.payload);
+            hash?.update(opened.payload);
             await sink.write(opened.payload).catch((e) => {
+              if (e instanceof ReceiveError) throw e; // a folder's sink refusing what it reads
               throw new ReceiveError('save_failed', `the file cannot be written (${e.message})`);
             });
             next += 1;
@@ -515,7 +525,7 @@ export class Transfer {
             onProgress(done, m.size);
             frames.advanced(next);
           } else if (opened.kind === KIND.trailer && opened.index === BigInt(count) && next === count) {
-            const ours = hex(hash.digest());
+            const ours = hex(hash ? hash.digest() : await sink.digest());
             const theirs = hex(opened.payload);
             if (ours !== theirs || (m.sha256 && m.sha256 !== ours)) {
               throw new ReceiveError('integrity', 'the file does not match the SHA-256 the sender computed');
