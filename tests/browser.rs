@@ -557,3 +557,18 @@ fn the_link_password_variable_does_not_break_a_plain_send() {
     assert_same_file(&src, &b.out().join("plain.bin"));
     assert_eq!(sender.finish().0, 0);
 }
+
+#[test]
+fn a_webrtc_only_send_refuses_a_link_it_could_not_serve() {
+    let (_relay, url) = start_relay("127.0.0.1:0");
+    let a = Node::new();
+    let src = random_file(a.dir.path(), "rtc.bin", 1000, 30);
+    let out = with_relay(&a, &url, &["send", src.to_str().unwrap(), "--link", "--prefer", "webrtc", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let error: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!((error["event"].as_str(), error["code"].as_str()), (Some("error"), Some("invalid_argument")), "{error}");
+    assert!(error["message"].as_str().unwrap().contains("--prefer webrtc"), "{error}");
+}

@@ -352,6 +352,13 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 }
                 None => {
                     if args.link {
+                        if options.prefer == agentferry::Prefer::Webrtc {
+                            // The page speaks HTTP and WebSocket; a WebRTC-only send serves neither.
+                            return Err(TransferError::InvalidArgument(
+                                "--link needs the direct or relay path, which --prefer webrtc turns off".into(),
+                            )
+                            .into());
+                        }
                         let from_env = || std::env::var("AGENTFERRY_LINK_PASSWORD").ok().filter(|p| !p.is_empty());
                         reporter.with_link(args.password.clone().or_else(from_env));
                     }

@@ -322,6 +322,8 @@ impl FerryServer {
             expires_in: Duration::from_secs(minutes as u64 * 60),
             prefer: args.prefer.unwrap_or_default(),
         };
+        // The page speaks HTTP and WebSocket; a WebRTC-only send serves neither.
+        let linkable = options.prefer != crate::core::Prefer::Webrtc;
         let node = self.sending_node().await;
         let by_code = args.code == Some(true);
         if by_code && args.to.is_some() {
@@ -372,7 +374,7 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
             ticket: answer.is_none().then(|| record.ticket.clone()),
             link: answer
                 .is_none()
-                .then(|| record.ticket.parse().ok())
+                .then(|| record.ticket.parse().ok().filter(|_| linkable))
                 .flatten()
                 .and_then(|ticket| crate::web::link(&ticket, args.password.as_deref())),
             code_expires_at: code.as_ref().map(|(_, at)| *at),

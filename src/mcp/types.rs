@@ -69,8 +69,8 @@ pub struct SendFileResult {
     /// instead of the ticket when the receiver is a person without agentferry. With a relay
     /// configured the relay serves the page and carries the file (anyone who can reach the relay
     /// can use it); without one, or with a `password`, this machine serves it (the person must
-    /// reach this machine's address). A folder arrives as one zip. Absent for a push, and with neither a relay
-    /// nor a direct address.
+    /// reach this machine's address). A folder arrives as one zip. Absent for a push, with `prefer` webrtc,
+    /// and with neither a relay nor a direct address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
     /// With `code: true`: the short code that stands for the ticket (secret too, and one use
