@@ -9,6 +9,8 @@
 //!   signalling;
 //! - the AEAD key that seals WebRTC signalling, offers and answers with their DTLS fingerprints
 //!   (`webrtc-signal`), so a channel that alters them is caught;
+//! - for an upload link's key instead of a transfer's, the mailbox (`relay-mailbox`, side
+//!   `upload`) and AEAD key (`upload-offer`) of the offer a browser posts to the receiving node;
 //! - one AES-256-GCM key per *epoch* (`frame-key`): a sender mints a fresh random epoch for every
 //!   stream it serves, so re-serving a chunk after a restart can never reuse a (key, nonce) pair,
 //!   even if the file under it was modified in place.
@@ -81,6 +83,14 @@ impl SessionKey {
     pub fn signal_cipher(&self, id: &TransferId) -> LessSafeKey {
         let mut key = [0u8; 32];
         self.derive(b"webrtc-signal", id, &[], &mut key);
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte key"))
+    }
+
+    /// The AEAD key that seals the offer a browser's upload page posts to the node that made
+    /// the upload link ([`crate::web::upload`]).
+    pub fn upload_cipher(&self, id: &TransferId) -> LessSafeKey {
+        let mut key = [0u8; 32];
+        self.derive(b"upload-offer", id, &[], &mut key);
         LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).expect("32-byte key"))
     }
 

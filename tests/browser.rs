@@ -572,3 +572,30 @@ fn a_webrtc_only_send_refuses_a_link_it_could_not_serve() {
     assert_eq!((error["event"].as_str(), error["code"].as_str()), (Some("error"), Some("invalid_argument")), "{error}");
     assert!(error["message"].as_str().unwrap().contains("--prefer webrtc"), "{error}");
 }
+
+#[test]
+fn a_person_sends_a_file_from_the_page_to_an_agent_through_an_upload_link() {
+    let (_relay, url) = start_relay("127.0.0.1:0");
+    let b = Node::new();
+    let mut receiver = Running::new_public(
+        with_relay(&b, &url, &["receive", "--link", "-o", b.out().to_str().unwrap(), "--json"]).spawn().unwrap(),
+    );
+    let link = receiver.next_event(WAIT).unwrap();
+    assert_eq!(link["event"], "link", "{link}");
+    let link = link["link"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&url.replace("ws://", "http://")) && link.ends_with("&via=relay&up=1"), "{link}");
+
+    let person = tempfile::tempdir().unwrap();
+    let src = random_file(person.path(), "from the person.bin", 5 * 1024 * 1024 + 321, 31);
+    let got = browser(&link, "upload", json!({ "file": src, "shot": "upload" }), &person.path().join("out"));
+    assert_eq!(
+        (got["state"].as_str(), got["sent_sha256"].as_str()),
+        (Some("done"), Some(sha256_file(&src).as_str())),
+        "{got}"
+    );
+    assert_eq!(got["problems"], json!([]), "{got}");
+
+    let (code, last) = receiver.finish();
+    assert_eq!((code, last["event"].as_str(), last["path"].as_str()), (0, Some("completed"), Some("relay")), "{last}");
+    assert_same_file(&src, &b.out().join("from the person.bin"));
+}

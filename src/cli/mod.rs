@@ -11,6 +11,7 @@ mod output;
 mod pipe;
 mod serve;
 mod trust;
+mod upload;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -134,8 +135,18 @@ struct ReceiveArgs {
     /// `-` to read it from standard input. Safer than an argument: any local user can read a
     /// process's arguments for as long as it runs; standard input and AGENTFERRY_TICKET they
     /// cannot.
-    #[arg(env = "AGENTFERRY_TICKET", hide_env_values = true, value_name = "TICKET|CODE")]
-    ticket: String,
+    #[arg(
+        env = "AGENTFERRY_TICKET",
+        hide_env_values = true,
+        value_name = "TICKET|CODE",
+        required_unless_present = "link"
+    )]
+    ticket: Option<String>,
+    /// Instead of a ticket: print a link for a person with only a browser to send a file here
+    /// through the relay (AGENTFERRY_RELAY; see docs/browser.md), valid for an hour, used once.
+    /// Secret: whoever holds it can send this node one file.
+    #[arg(long, conflicts_with_all = ["ticket", "verify"])]
+    link: bool,
     /// With a code: show the two words derived from its key (the sender's `--verify` shows the
     /// same two unless someone in the middle guessed the code).
     #[arg(long)]
@@ -372,8 +383,22 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Receive(args) if args.link => {
+            if args.output.as_os_str() == "-" {
+                return Err(TransferError::InvalidArgument(
+                    "--link saves into a folder, not to standard output".into(),
+                )
+                .into());
+            }
+            let ticket = upload::take_offer(&node, reporter).await?;
+            node.receive(
+                ticket,
+                ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None },
+            )
+            .await?
+        }
         Command::Receive(args) => {
-            let given = secret_arg(&args.ticket)?;
+            let given = secret_arg(args.ticket.as_deref().unwrap_or_default())?;
             let by_code = agentferry::code::looks_like_code(&given);
             if args.output.as_os_str() == "-" {
                 let ticket: Ticket = if by_code {

@@ -47,7 +47,7 @@ pub fn link(ticket: &Ticket, password: Option<&str>) -> Option<String> {
 
 /// The web origin of a relay URL (`ws://host:port` → `http://host:port`, `wss://` →
 /// `https://`), if the relay sits at the root of it.
-fn relay_origin(url: &str) -> Option<String> {
+pub(super) fn relay_origin(url: &str) -> Option<String> {
     let (scheme, rest) = match url.split_once("://")? {
         ("ws", rest) => ("http", rest),
         ("wss", rest) => ("https", rest),

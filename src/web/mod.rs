@@ -6,7 +6,8 @@
 //! and the relay (`relay::server`) both give. Serving the page reads no transfer and changes
 //! nothing, so a chat preview or a link scanner that fetches the link consumes nothing; only the
 //! page's own requests, which carry what the key in the link's fragment gives, reach the
-//! transfer.
+//! transfer. An upload link ([`upload`]) opens the same page the other way round: the page
+//! sends a file to the node that made the link.
 //!
 //! The page speaks the receive side of the same protocol as every other receiver, in JavaScript
 //! (`assets/protocol.js`), over HTTP to the sender or through the relay's mailboxes over
@@ -17,6 +18,7 @@
 
 mod answer;
 mod link;
+pub mod upload;
 
 pub use answer::answer;
 pub use link::link;
@@ -41,6 +43,7 @@ const FILES: &[(&str, Asset)] = &[
     ("app.js", Asset { body: include_bytes!("assets/app.js"), content_type: JS }),
     ("protocol.js", Asset { body: include_bytes!("assets/protocol.js"), content_type: JS }),
     ("tree.js", Asset { body: include_bytes!("assets/tree.js"), content_type: JS }),
+    ("upload.js", Asset { body: include_bytes!("assets/upload.js"), content_type: JS }),
     ("vendor.js", Asset { body: include_bytes!("assets/vendor.js"), content_type: JS }),
     ("page.css", Asset { body: include_bytes!("assets/page.css"), content_type: "text/css; charset=utf-8" }),
     ("icon.svg", Asset { body: include_bytes!("assets/icon.svg"), content_type: "image/svg+xml" }),

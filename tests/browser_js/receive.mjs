@@ -14,6 +14,7 @@
 // "passwords": [...], a password-protected link is answered with each in turn until the page
 // leaves its password form; `attempts` says what each got (a problem code, or the next state).
 //   open      only load the link and wait for the page to settle (for error views)
+//   upload    an upload link: the page is given `file` to send, and says what it sent
 //   fetch     no page of ours: the browser reads `link`, a plain file, and drops it (the
 //             reference bench/browser.py measures beside the page)
 //   node      no browser: run protocol.js in Node with its plain-JS AES-GCM (the path a page
@@ -154,8 +155,17 @@ async function inBrowser() {
     const response = await page.goto(args.link);
     const settled = (states) =>
       page.waitForFunction((s) => s.includes(document.body.dataset.state), states, { timeout: TIMEOUT });
-    await settled(['password', 'offer', 'error']);
+    await settled(['password', 'offer', 'pick', 'error']);
     let state = await page.evaluate(() => document.body.dataset.state);
+    let timing = null;
+    if (state === 'pick' && args.scenario === 'upload') {
+      const cpu0 = browserCpu(profile);
+      const t0 = performance.now();
+      await page.setInputFiles('#pick-input', args.file);
+      await settled(['done', 'error']);
+      timing = { seconds: (performance.now() - t0) / 1000, cpu_seconds: browserCpu(profile) - cpu0 };
+      state = await page.evaluate(() => document.body.dataset.state);
+    }
     const attempts = [];
     for (const password of state === 'password' ? (args.passwords ?? []) : []) {
       await page.evaluate(() => delete document.getElementById('password-problem').dataset.code);
@@ -170,7 +180,6 @@ async function inBrowser() {
       attempts.push(state === 'password' ? await page.evaluate(() => document.getElementById('password-problem').dataset.code) : state);
       if (state !== 'password') break;
     }
-    let timing = null;
     if (state === 'offer' && args.scenario !== 'open') {
       const cpu0 = browserCpu(profile);
       const t0 = performance.now();
@@ -184,6 +193,7 @@ async function inBrowser() {
       error_title: document.getElementById('error-title').textContent || null,
       detail: document.getElementById('error-detail').textContent || null,
       file_name: document.getElementById('file-name').textContent || null,
+      sent_sha256: document.getElementById('done-sha256').textContent || null,
     }));
     if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
 
@@ -205,7 +215,7 @@ async function inBrowser() {
         return handle ? (await handle.getFile()).size : null;
       }, view.file_name);
     }
-    if (state === 'done' && args.scenario !== 'picker') {
+    if (state === 'done' && args.scenario !== 'picker' && args.scenario !== 'upload') {
       // The page is done once it has handed the file over; the browser starts the download
       // after that.
       if (downloads.length === 0) await page.waitForEvent('download', { timeout: TIMEOUT });

@@ -7,6 +7,9 @@
 // way a failed transfer leaves nothing under the file's name. The page only shows text through
 // textContent, so nothing the sender names (the file name) can become markup.
 //
+// An upload link (`up=1`) turns the page around: the person picks a file and the page sends it
+// (upload.js) to the agent that made the link.
+//
 // A folder (`folder=1` in the link) arrives as one zip, made in the tab (tree.js) and handed
 // over once the folder's digest matched.
 //
@@ -15,6 +18,7 @@
 
 import { ReceiveError, Transfer, parseLink, safeName, unmask } from './protocol.js';
 import { FolderZip } from './tree.js';
+import { upload } from './upload.js';
 
 const $ = (id) => document.getElementById(id);
 
@@ -189,11 +193,36 @@ function askPassword(link) {
   });
 }
 
+/// An upload link: the person picks a file and the page sends it to the agent that made the link.
+function sendMain(link) {
+  show('pick');
+  $('pick-input').addEventListener('change', async () => {
+    const file = $('pick-input').files[0];
+    if (!file) return;
+    const name = safeName(file.name);
+    const shown = progress(name);
+    $('progress-name').textContent = `${name}: checking`;
+    try {
+      const sha256 = await upload(link, location.origin, file, (phase, done, total) => {
+        $('progress-name').textContent = phase === 'hashing' ? `${name}: checking` : `${name}: sending`;
+        shown(done, total);
+      });
+      $('done-title').textContent = 'Sent';
+      $('done-name').textContent = name;
+      $('done-sha256').textContent = sha256;
+      show('done');
+    } catch (e) {
+      fail(e);
+    }
+  });
+}
+
 async function main() {
   if (!globalThis.ReadableStream || !globalThis.fetch || !globalThis.crypto?.getRandomValues) {
     throw new ReceiveError('unsupported', 'fetch streams or a random source are missing');
   }
   const link = parseLink(location.pathname, location.hash);
+  if (link.upload) return sendMain(link);
   const { transfer, manifest } = link.needsPassword ? await askPassword(link) : await open(link);
   const name = safeName(manifest.name);
   $('file-name').textContent = name;

@@ -17,11 +17,11 @@
 import { createSHA256, gcm, hkdf, scryptAsync, sha256 } from './vendor.js';
 
 const HEADER_LEN = 32;
-const TAG_LEN = 16;
+export const TAG_LEN = 16;
 const MAX_META_LEN = 64 * 1024;
 const MAX_CHUNK_SIZE = 16 << 20;
 export const KIND = { chunk: 1, trailer: 2, manifest: 3, control: 4 };
-const FLAG_LAST = 1;
+export const FLAG_LAST = 1;
 const SALT = new TextEncoder().encode('agentferry v1');
 /// Times a broken stream is asked again from the first missing chunk before the page gives up.
 const RETRIES = 3;
@@ -34,7 +34,7 @@ export class ReceiveError extends Error {
   }
 }
 
-const concat = (...parts) => {
+export const concat = (...parts) => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {
@@ -60,13 +60,14 @@ function fromBase64url(text) {
   return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
 }
 
-const toBase64url = (bytes) =>
+export const toBase64url = (bytes) =>
   btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 
 /// What a link says: the transfer id (from the path `/r/<id>`) and, from the fragment, the key,
 /// the expiry, whether the key is masked by a password, and whether the page was served by a
 /// relay to reach the sender through it, and whether it is a folder
-/// (`#k=<base64url>&e=<unix seconds>[&p=scrypt15][&via=relay][&folder=1]`).
+/// (`#k=<base64url>&e=<unix seconds>[&p=scrypt15][&via=relay][&folder=1]`), or an upload link
+/// (`&via=relay&up=1`, src/web/upload.rs: the page sends instead).
 export function parseLink(pathname, fragment) {
   const id = fromHex((pathname.match(/^\/r\/([0-9a-f]{32})$/) ?? [])[1] ?? 'x');
   const params = new URLSearchParams(fragment.replace(/^#/, ''));
@@ -77,11 +78,14 @@ export function parseLink(pathname, fragment) {
   if (asks !== null && asks !== 'scrypt15') throw new ReceiveError('link_malformed', `an unknown password scheme ${asks}`);
   const via = params.get('via') ?? 'http';
   const folder = params.get('folder');
+  const upload = params.get('up');
+  if (upload !== null && (upload !== '1' || via !== 'relay')) throw new ReceiveError('link_malformed', 'a damaged upload mark');
   if (folder !== null && folder !== '1') throw new ReceiveError('link_malformed', 'a damaged folder mark');
   if (via !== 'http' && via !== 'relay') throw new ReceiveError('link_malformed', `an unknown way to the sender ${via}`);
   return {
     via,
     folder: folder === '1',
+    upload: upload === '1',
     id,
     key,
     expiresAt: Number.isSafeInteger(expiresAt) && expiresAt > 0 ? expiresAt : null,
@@ -103,7 +107,7 @@ export async function unmask(link, password) {
 /// speed, which would otherwise cap the page near 70 MB/s), or @noble/hashes where the browser
 /// runs no WebAssembly. (Hashing in a worker beside decrypting and saving gained nothing on two
 /// cores, where the page and the browser's network process keep both busy already.)
-async function fileHash() {
+export async function fileHash() {
   try {
     const wasm = await createSHA256();
     wasm.init();
@@ -113,7 +117,7 @@ async function fileHash() {
   }
 }
 
-function derive(key, label, id, extra = new Uint8Array(0)) {
+export function derive(key, label, id, extra = new Uint8Array(0)) {
   const info = concat(new TextEncoder().encode(label), new Uint8Array([0]), id, extra);
   return hkdf(sha256, key, SALT, info, 32);
 }
@@ -123,7 +127,7 @@ export const httpToken = (key, id) => toBase64url(derive(key, 'http-token', id))
 
 /// AES-256-GCM under one key: WebCrypto when it is there, else @noble/ciphers. Both throw on a
 /// failed tag. `webcrypto: false` forces the second (for the tests).
-async function aead(rawKey, { webcrypto = true } = {}) {
+export async function aead(rawKey, { webcrypto = true } = {}) {
   const subtle = webcrypto ? globalThis.crypto?.subtle : undefined;
   if (subtle) {
     const key = await subtle.importKey('raw', rawKey, 'AES-GCM', false, ['encrypt', 'decrypt']);
@@ -139,7 +143,7 @@ async function aead(rawKey, { webcrypto = true } = {}) {
   };
 }
 
-function encodeHeader(kind, flags, len, index, epoch) {
+export function encodeHeader(kind, flags, len, index, epoch) {
   const h = new Uint8Array(HEADER_LEN);
   const view = new DataView(h.buffer);
   h[0] = kind;
@@ -165,7 +169,7 @@ function checkHeader(buf, maxChunk) {
   return { kind, flags: buf[1], len, index: view.getBigUint64(8), epoch: buf.subarray(16, 32) };
 }
 
-function nonce(kind, index) {
+export function nonce(kind, index) {
   const n = new Uint8Array(12);
   n[0] = kind;
   new DataView(n.buffer).setBigUint64(4, BigInt(index));
@@ -173,7 +177,7 @@ function nonce(kind, index) {
 }
 
 /// Opens the frames of one transfer, whatever epoch sealed them (the latest key is kept).
-class Opener {
+export class Opener {
   constructor(key, id, options) {
     Object.assign(this, { key, id, options, epoch: null, cipher: null });
   }
@@ -318,23 +322,20 @@ class HttpCarrier {
   }
 }
 
-/// The sender through the relay that served the page (src/relay/proto.rs, the client in
-/// src/channel/websocket.rs): one WebSocket, subscribed to the transfer's receiver mailbox with
-/// its key, sending to the sender mailbox's id. The relay may drop or repeat messages, so frames
-/// arrive under a window the page widens with `credit` as chunks land, and a stall asks again
-/// from the first missing chunk, as the CLI receiver does on a relay.
-class RelayCarrier {
-  constructor({ key, id, origin, expiresAt, sealer }) {
-    const mailbox = (side) => derive(key, 'relay-mailbox', id, new TextEncoder().encode(side));
-    const mailboxId = (mailboxKey) => sha256(concat(MAILBOX_PREFIX, mailboxKey));
-    Object.assign(this, { expiresAt, sealer, ordered: false, queue: [], waiting: null, closed: null });
-    this.toSender = mailboxId(mailbox('sender'));
-    this.mine = mailbox('receiver');
-    this.mineHex = hex(mailboxId(this.mine));
+/// A transfer's mailbox on a channel, for one side (`sender` or `receiver`), from its session key.
+export const mailboxKey = (key, id, side) => derive(key, 'relay-mailbox', id, new TextEncoder().encode(side));
+/// The id others send to (src/mailbox.rs): a hash of the key.
+export const mailboxId = (key) => sha256(concat(MAILBOX_PREFIX, key));
+
+/// The page's WebSocket to the relay that served it (src/relay/proto.rs): subscribed to the
+/// mailbox `mine` with its key, sending to mailbox ids. Opened (again, after it closed) on first
+/// use; what arrives waits in order for `take`.
+export class RelaySocket {
+  constructor(origin, mine) {
+    Object.assign(this, { mine, mineHex: hex(mailboxId(mine)), queue: [], waiting: null, closed: null, opened: null });
     this.url = `${origin.replace(/^http/, 'ws')}/v1/relay`;
   }
 
-  /// The WebSocket, opened (again, after it closed) on first use.
   connect() {
     this.opened ??= new Promise((resolve, reject) => {
       this.closed = null;
@@ -346,7 +347,7 @@ class RelayCarrier {
       };
       ws.onmessage = ({ data }) => {
         const envelope = new Uint8Array(data);
-        if (envelope[0] !== RELAY.deliver || envelope.length < 33) return; // a refusal: the window recovers
+        if (envelope[0] !== RELAY.deliver || envelope.length < 33) return; // a refusal: retries recover
         if (hex(envelope.subarray(1, 33)) !== this.mineHex) return;
         this.queue.push(envelope.subarray(33));
         this.wake();
@@ -367,12 +368,18 @@ class RelayCarrier {
     waiting?.();
   }
 
-  async send(control) {
+  async send(to, payload) {
     const ws = await this.connect();
-    ws.send(concat(new Uint8Array([RELAY.send]), this.toSender, await this.sealer.seal(control)));
+    ws.send(concat(new Uint8Array([RELAY.send]), to, payload));
   }
 
-  /// The next message for the page, or null after `ms` without one.
+  /// Wait while more than `bytes` are queued on the socket (what this side holds).
+  async drain(bytes) {
+    const ws = await this.connect();
+    while (ws.bufferedAmount > bytes) await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+
+  /// The next message for this side, or null after `ms` without one.
   async take(ms) {
     const deadline = performance.now() + ms;
     for (;;) {
@@ -388,6 +395,31 @@ class RelayCarrier {
         };
       });
     }
+  }
+
+  async close() {
+    (await this.connect()).close(1000);
+  }
+}
+
+/// The sender through the relay that served the page (src/relay/proto.rs, the client in
+/// src/channel/websocket.rs): one WebSocket, subscribed to the transfer's receiver mailbox with
+/// its key, sending to the sender mailbox's id. The relay may drop or repeat messages, so frames
+/// arrive under a window the page widens with `credit` as chunks land, and a stall asks again
+/// from the first missing chunk, as the CLI receiver does on a relay.
+class RelayCarrier {
+  constructor({ key, id, origin, expiresAt, sealer }) {
+    Object.assign(this, { expiresAt, sealer, ordered: false });
+    this.toSender = mailboxId(mailboxKey(key, id, 'sender'));
+    this.socket = new RelaySocket(origin, mailboxKey(key, id, 'receiver'));
+  }
+
+  async send(control) {
+    await this.socket.send(this.toSender, await this.sealer.seal(control));
+  }
+
+  take(ms) {
+    return this.socket.take(ms);
   }
 
   /// Post the hello until a manifest comes back. Anything else in the mailbox is skipped: a
@@ -434,8 +466,7 @@ class RelayCarrier {
   /// what was sent before the close.
   async complete(sha256hex) {
     await this.send({ op: 'complete', sha256: sha256hex });
-    const ws = await this.connect();
-    ws.close(1000);
+    await this.socket.close();
   }
 }
 
