@@ -205,22 +205,26 @@ export class Opener {
 /// receiver numbers them, so no (key, nonce) pair is used twice.
 class ControlSealer {
   constructor(key, id, options) {
-    this.ready = (async () => {
-      const epoch = crypto.getRandomValues(new Uint8Array(16));
-      return { epoch, cipher: await aead(derive(key, 'frame-key', id, epoch), options) };
-    })();
-    this.id = id;
+    this.ready = epochSealer(key, id, options);
     this.sequence = 0n;
   }
 
   async seal(control) {
-    const { epoch, cipher } = await this.ready;
+    const seal = await this.ready;
     this.sequence += 1n;
-    const plain = new TextEncoder().encode(JSON.stringify(control));
-    const header = encodeHeader(KIND.control, 0, plain.length + TAG_LEN, this.sequence, epoch);
-    const sealed = await cipher.seal(nonce(KIND.control, this.sequence), concat(this.id, header), plain);
-    return concat(header, sealed);
+    return seal(KIND.control, 0, this.sequence, new TextEncoder().encode(JSON.stringify(control)));
   }
+}
+
+/// Seals frames of transfer `id` under one fresh random epoch: `seal(kind, flags, index,
+/// plain)`. Its caller seals each (kind, index) at most once, so no nonce repeats under the key.
+export async function epochSealer(key, id, options = {}) {
+  const epoch = crypto.getRandomValues(new Uint8Array(16));
+  const cipher = await aead(derive(key, 'frame-key', id, epoch), options);
+  return async (kind, flags, index, plain) => {
+    const header = encodeHeader(kind, flags, plain.length + TAG_LEN, index, epoch);
+    return concat(header, await cipher.seal(nonce(kind, index), concat(id, header), plain));
+  };
 }
 
 /// Cuts a response body into whole frames.

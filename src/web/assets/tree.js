@@ -13,7 +13,7 @@
 // name, and Unix modes. It is built in the tab's memory and has no ZIP64 records, so a folder of
 // 2 GiB or more, or of 65 535 entries or more, is refused up front: the CLI receives those.
 
-import { ReceiveError, safeName } from './protocol.js';
+import { ReceiveError, concat, safeName } from './protocol.js';
 import { createCRC32, createSHA256 } from './vendor.js';
 
 const MAGIC = 'AFTREE1\n';
@@ -123,7 +123,7 @@ export class FolderZip {
 
   async write(bytes) {
     if (this.entries === null) {
-      this.head = concatBytes(this.head, bytes);
+      this.head = concat(this.head, bytes);
       if (this.head.length < HEADER_LEN) return;
       const len = this.listingLen();
       if (this.head.length < len) return;
@@ -220,11 +220,4 @@ export class FolderZip {
     this.emit(record([[4, 0x06054b50], [2, 0], [2, 0], [2, n], [2, n], [4, size], [4, start], [2, 0]]));
     return this.parts;
   }
-}
-
-function concatBytes(a, b) {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

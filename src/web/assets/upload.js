@@ -11,16 +11,14 @@ import {
   Opener,
   ReceiveError,
   RelaySocket,
-  TAG_LEN,
   aead,
   concat,
   derive,
-  encodeHeader,
+  epochSealer,
   fileHash,
   hex,
   mailboxId,
   mailboxKey,
-  nonce,
   toBase64url,
 } from './protocol.js';
 
@@ -34,16 +32,6 @@ const OFFER_AAD = new TextEncoder().encode('agentferry upload offer');
 const HASH_SLICE = 8 << 20;
 
 const random = (n) => crypto.getRandomValues(new Uint8Array(n));
-
-/// Seals frames under one epoch of this transfer.
-async function epochSealer(key, id) {
-  const epoch = random(16);
-  const cipher = await aead(derive(key, 'frame-key', id, epoch));
-  return async (kind, flags, index, plain) => {
-    const header = encodeHeader(kind, flags, plain.length + TAG_LEN, index, epoch);
-    return concat(header, await cipher.seal(nonce(kind, index), concat(id, header), plain));
-  };
-}
 
 /// Send `file` through the upload link `invite` ({ id, key, expiresAt }) whose page `origin`
 /// served. `onProgress(phase, done, total)` says how far hashing and sending are. Resolves with
