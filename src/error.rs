@@ -179,6 +179,9 @@ pub enum TransferError {
     /// Codes meet on a relay server, and this node has none configured.
     #[error("codes need a relay server: {0}")]
     CodeNeedsRelay(String),
+    /// Upload links are served by a relay server at the root of its host, and this node has none.
+    #[error("an upload link needs a relay server: {0}")]
+    LinkNeedsRelay(String),
     /// The operation was interrupted (Ctrl-C, cancellation).
     #[error("interrupted")]
     Cancelled,
@@ -259,6 +262,7 @@ impl TransferError {
             CodeUnknown(_) => Code::CodeUnknown,
             CodeRefused(_) => Code::CodeRefused,
             CodeNeedsRelay(_) => Code::CodeNeedsRelay,
+            LinkNeedsRelay(_) => Code::LinkNeedsRelay,
             Cancelled => Code::Cancelled,
             NotResumable(_) => Code::NotResumable,
             FolderToStdout(_) => Code::FolderToStdout,

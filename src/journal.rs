@@ -254,8 +254,9 @@ pub struct TransferStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
     /// Receiver: why a pushed offer is pending instead of auto-accepted (`grant_expired`,
-    /// `grant_revoked`). Sender: why a push is queued (its peer is not listening yet; the offer
-    /// is tried again until it expires).
+    /// `grant_revoked`), or that an upload link's person has not picked a file yet. Sender: why
+    /// a push is queued (its peer is not listening yet; the offer is tried again until it
+    /// expires).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_because: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

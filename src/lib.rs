@@ -121,7 +121,10 @@ pub mod transport;
 pub mod tree;
 
 pub use core::{PathKind, Prefer};
-pub use engine::{Canceller, Completion, Event, Node, NodeConfig, PushAnswer, ReceiveOptions, SendOptions, Transfer};
+pub use engine::{
+    Canceller, Completion, Event, Node, NodeConfig, PushAnswer, ReceiveOptions, SendOptions, Transfer,
+    UPLOAD_LINK_LIFETIME, UploadLink,
+};
 pub use error::TransferError;
 pub use id::TransferId;
 pub use journal::{Role, State, TransferStatus};

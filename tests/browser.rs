@@ -599,3 +599,89 @@ fn a_person_sends_a_file_from_the_page_to_an_agent_through_an_upload_link() {
     assert_eq!((code, last["event"].as_str(), last["path"].as_str()), (0, Some("completed"), Some("relay")), "{last}");
     assert_same_file(&src, &b.out().join("from the person.bin"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn receive_file_via_link_gives_an_upload_link_and_check_session_follows_the_persons_file() {
+    use rmcp::{ServiceExt, model::CallToolRequestParams, model::object};
+    let (_relay, url) = start_relay("127.0.0.1:0");
+    let base = tempfile::tempdir().unwrap();
+    let (dir, _node, io) = common::mcp_server::start_with(base.path(), "bob", None, Some(&url)).await;
+    let client = ().serve(io).await.unwrap();
+    let call = |tool: &'static str, args: Value| {
+        let client = &client;
+        async move {
+            let result = client.call_tool(CallToolRequestParams::new(tool).with_arguments(object(args))).await.unwrap();
+            if result.is_error == Some(true) {
+                let text = &result.content[0].as_text().expect("an error is one text block").text;
+                return (true, serde_json::from_str::<Value>(text).unwrap());
+            }
+            (false, result.structured_content.unwrap())
+        }
+    };
+    let (refused, e) = call("receive_file", json!({ "via": "link", "code": "7-guitar-nebula-acorn" })).await;
+    assert!(refused && e["code"] == "invalid_argument", "{e}");
+    let (refused, e) = call("receive_file", json!({ "via": "link", "prefer": "http" })).await;
+    assert!(refused && e["code"] == "invalid_argument", "{e}");
+
+    let (_, got) = call("receive_file", json!({ "via": "link" })).await;
+    let link = got["link"].as_str().expect("receive_file(via: link) returns a link").to_owned();
+    assert!(link.starts_with(&url.replace("ws://", "http://")) && link.ends_with("&via=relay&up=1"), "{got}");
+    let id = got["transfer_id"].as_str().unwrap().to_owned();
+    assert!(link.contains(&format!("/r/{id}#")), "the link names the transfer: {got}");
+    assert_eq!((got["state"].as_str(), got["role"].as_str()), (Some("active"), Some("receive")), "{got}");
+    assert!(got["held_because"].as_str().unwrap().contains("pick a file"), "{got}");
+    assert!(got["link_expires_at"].as_u64().unwrap() > got["created_at"].as_u64().unwrap(), "{got}");
+    // Before the person picks a file, the transfer is listed and can be looked up.
+    let (_, listing) = call("check_session", json!({})).await;
+    assert!(listing["transfers"].as_array().unwrap().iter().any(|t| t["transfer_id"] == id), "{listing}");
+    let (_, one) = call("check_session", json!({ "transfer_id": id })).await;
+    assert_eq!(one["transfers"][0]["state"], "active", "{one}");
+
+    let person = tempfile::tempdir().unwrap();
+    let src = random_file(person.path(), "for the agent.bin", 3 * 1024 * 1024 + 17, 47);
+    let (l, s, o) = (link.clone(), src.clone(), person.path().join("out"));
+    let sent =
+        tokio::task::spawn_blocking(move || browser(&l, "upload", json!({ "file": s, "shot": "mcp-upload" }), &o))
+            .await
+            .unwrap();
+    assert_eq!((sent["state"].as_str(), sent["problems"].clone()), (Some("done"), json!([])), "{sent}");
+
+    let (_, report) = call("check_session", json!({ "transfer_id": id, "wait": true, "timeout_seconds": 60 })).await;
+    let status = &report["transfers"][0];
+    assert_eq!((status["state"].as_str(), status["path"].as_str()), (Some("completed"), Some("relay")), "{status}");
+    assert_eq!(status["sha256"].as_str(), Some(sha256_file(&src).as_str()), "{status}");
+    assert_eq!(status["file_name"], "for the agent.bin", "{status}");
+    assert!(status.get("held_because").is_none(), "{status}");
+    let saved = dir.join("downloads").join("for the agent.bin");
+    assert_eq!(status["saved_to"].as_str(), saved.to_str(), "{status}");
+    assert_same_file(&src, &saved);
+
+    // The link was used up: a second upload finds nobody listening.
+    let (l, s, o) = (link.clone(), src.clone(), person.path().join("out2"));
+    let again = tokio::task::spawn_blocking(move || {
+        browser(&l, "upload", json!({ "file": s, "shot": "mcp-upload-again" }), &o)
+    })
+    .await
+    .unwrap();
+    assert_eq!((again["state"].as_str(), again["error_code"].as_str()), (Some("error"), Some("not_taken")), "{again}");
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_link_without_a_relay_says_what_to_configure() {
+    use rmcp::{ServiceExt, model::CallToolRequestParams, model::object};
+    let base = tempfile::tempdir().unwrap();
+    let (_dir, _node, io) = common::mcp_server::start(base.path(), "bob", None).await;
+    let client = ().serve(io).await.unwrap();
+    let args = object(json!({ "via": "link" }));
+    let result = client.call_tool(CallToolRequestParams::new("receive_file").with_arguments(args)).await.unwrap();
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    let e: Value = serde_json::from_str(&result.content[0].as_text().unwrap().text).unwrap();
+    assert_eq!(e["code"], "link_needs_relay", "{e}");
+    assert!(e["hint"].as_str().unwrap().contains("AGENTFERRY_RELAY"), "{e}");
+    client.cancel().await.unwrap();
+
+    let b = Node::new();
+    let (code, events, _) = b.run(&["receive", "--link", "-o", b.out().to_str().unwrap(), "--json"]);
+    assert_eq!((code, events.last().unwrap()["code"].as_str()), (3, Some("link_needs_relay")), "{events:?}");
+}

@@ -12,10 +12,13 @@ use std::{
 use agentferry::{Node, engine::advertised_addrs};
 use rmcp::{
     ClientHandler, RoleClient, ServiceExt,
-    model::{CallToolRequestParams, LoggingMessageNotificationParam, ProgressNotificationParam, object},
+    model::{CallToolRequestParams, ProgressNotificationParam, object},
     service::{NotificationContext, RunningService},
 };
 use serde_json::{Value, json};
+
+#[allow(deprecated)] // logging: see `agentferry::mcp::arrivals`
+use rmcp::model::LoggingMessageNotificationParam;
 
 #[derive(Clone, Default)]
 struct Client {

@@ -11,7 +11,6 @@ mod output;
 mod pipe;
 mod serve;
 mod trust;
-mod upload;
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
@@ -390,12 +389,11 @@ async fn run(cli: Cli, reporter: &mut Reporter) -> Result<(), Failure> {
                 )
                 .into());
             }
-            let ticket = upload::take_offer(&node, reporter).await?;
-            node.receive(
-                ticket,
-                ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None },
-            )
-            .await?
+            let upload = node.upload_link(agentferry::UPLOAD_LINK_LIFETIME).await?;
+            reporter.event(&Event::Link { transfer_id: upload.transfer_id(), link: upload.link() });
+            let options =
+                ReceiveOptions { output_dir: args.output, overwrite: args.overwrite, peer: None, prefer: None };
+            upload.receive(&node, options).await?
         }
         Command::Receive(args) => {
             let given = secret_arg(args.ticket.as_deref().unwrap_or_default())?;

@@ -35,6 +35,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 
 pub use chat::{ChatTransfer, MessagesOptions, Opened as OpenedAsMessages, Taken};
 pub use events::{Event, FilesProgress, FolderSummary, PROGRESS_INTERVAL, SKIPPED_SHOWN};
+pub use receive::upload::{UPLOAD_LINK_LIFETIME, UploadLink};
 pub use trust::PushAnswer;
 // For the fronts in this package (MCP server, CLI), not a stable API.
 #[doc(hidden)]
@@ -343,6 +344,12 @@ impl Node {
         let (ticket, redeemed) = self.redeem_code(code, Purpose::Transfer).await?;
         let ticket: Ticket = ticket.parse()?;
         Ok((self.receive(ticket, options).await?, redeemed))
+    }
+
+    /// Make an upload link on this node's relay, open for `lifetime`: a person's browser sends a
+    /// file through it, which [`UploadLink::receive`] waits for and fetches.
+    pub async fn upload_link(&self, lifetime: Duration) -> Result<UploadLink> {
+        UploadLink::open(self.config.channel.as_ref(), lifetime).await
     }
 
     /// Start fetching the file a ticket names.

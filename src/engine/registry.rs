@@ -34,16 +34,35 @@ impl Registry {
 
     /// Follow `transfer`'s events from now on; returns its live status.
     pub fn track(self: &Arc<Self>, node: &Node, transfer: Transfer) -> Result<watch::Receiver<TransferStatus>> {
-        let record = node.journal.load(&transfer.transfer_id, transfer.role)?;
-        let mut initial = record
-            .map(|r| r.status())
-            .ok_or_else(|| TransferError::TransferNotFound(transfer.transfer_id.to_string()))?;
-        initial.state = State::Active;
-        initial.error = None;
-        let (tx, rx) = watch::channel(initial);
+        let (tx, rx) = watch::channel(running(node, &transfer)?);
         self.live.lock().expect("not poisoned").insert(transfer.transfer_id, rx.clone());
         tokio::spawn(follow(transfer, tx));
         Ok(rx)
+    }
+
+    /// A transfer that starts later (an upload link waiting for its file): `waiting` is its
+    /// status until `start` gives the transfer, whose events are then followed as by
+    /// [`Registry::track`], or fails, which ends it with that error.
+    pub fn track_later(
+        self: &Arc<Self>,
+        node: &Node,
+        waiting: TransferStatus,
+        start: impl Future<Output = Result<Transfer>> + Send + 'static,
+    ) -> watch::Receiver<TransferStatus> {
+        let id: TransferId = waiting.transfer_id.parse().expect("a registry's ids are transfer ids");
+        let (tx, rx) = watch::channel(waiting);
+        self.live.lock().expect("not poisoned").insert(id, rx.clone());
+        let node = node.clone();
+        tokio::spawn(async move {
+            match start.await.and_then(|transfer| Ok((running(&node, &transfer)?, transfer))) {
+                Ok((status, transfer)) => {
+                    tx.send_replace(status);
+                    follow(transfer, tx).await
+                }
+                Err(e) => tx.send_modify(|s| fail(s, &e)),
+            }
+        });
+        rx
     }
 
     /// The live status of a transfer running in this process.
@@ -64,18 +83,33 @@ impl Registry {
         node.status(Some(*id))
     }
 
-    /// Every transfer this node knows, live ones as they are now.
+    /// Every transfer this node knows, live ones as they are now (with those that have no
+    /// journal record yet).
     pub fn list(&self, node: &Node) -> Result<Vec<TransferStatus>> {
         let live = self.live.lock().expect("not poisoned").clone();
-        Ok(node
-            .records(None)?
+        let records = node.records(None)?;
+        let mut all: Vec<TransferStatus> = records
             .iter()
             .map(|r| match live.get(&r.transfer_id) {
                 Some(l) if l.borrow().role == r.role() => l.borrow().clone(),
                 _ => r.status(),
             })
-            .collect())
+            .collect();
+        let unrecorded = live.iter().filter(|(id, _)| !records.iter().any(|r| r.transfer_id == **id));
+        all.extend(unrecorded.map(|(_, l)| l.borrow().clone()));
+        Ok(all)
     }
+}
+
+/// The status a transfer starts running with: its journal record's, active, without the error
+/// of an earlier run.
+fn running(node: &Node, transfer: &Transfer) -> Result<TransferStatus> {
+    let record = node.journal.load(&transfer.transfer_id, transfer.role)?;
+    let mut status =
+        record.map(|r| r.status()).ok_or_else(|| TransferError::TransferNotFound(transfer.transfer_id.to_string()))?;
+    status.state = State::Active;
+    status.error = None;
+    Ok(status)
 }
 
 /// Fold one transfer's events into its status until it ends.

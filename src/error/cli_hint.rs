@@ -104,6 +104,9 @@ pub fn hint(code: Code) -> &'static str {
         CodeNeedsRelay => {
             "pass --relay ws://HOST:PORT or set AGENTFERRY_RELAY (or `relay` in <home>/config.json), the same relay on both sides; `agentferry relay` runs one"
         }
+        LinkNeedsRelay => {
+            "pass --relay ws://HOST:PORT or set AGENTFERRY_RELAY (a relay at the root of its host, which serves the page); `agentferry relay` runs one"
+        }
         Cancelled => "run `agentferry resume ID` to continue",
         NotResumable => {
             "pipes are not resumable: run the whole pipeline again (`... | agentferry send -`, or `agentferry receive TICKET -o -`)"

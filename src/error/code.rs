@@ -83,6 +83,7 @@ table! {
     CodeUnknown => ("code_unknown", 3),
     CodeRefused => ("code_refused", 4),
     CodeNeedsRelay => ("code_needs_relay", 3),
+    LinkNeedsRelay => ("link_needs_relay", 3),
     Cancelled => ("cancelled", 130),
     NotResumable => ("not_resumable", 8),
     FolderToStdout => ("folder_to_stdout", 2),

@@ -169,6 +169,7 @@ pub(crate) fn hint_for(code: Code, id: Option<&str>) -> String {
         CodeExpired => "codes live for 10 minutes: ask the other side for a fresh code and redeem it sooner".into(),
         CodeUnknown => "check the number at the start of the code, and that both servers use the same relay (the server's --relay or AGENTFERRY_RELAY)".into(),
         CodeRefused => "wait a minute and call again; if it persists, the relay may be older than this agentferry: pass the ticket instead".into(),
+        LinkNeedsRelay => "the page of an upload link is served by a relay server: start this MCP server with --relay ws://HOST:PORT or AGENTFERRY_RELAY (a relay at the root of its host, reachable by the person's browser)".into(),
         CodeNeedsRelay => "codes meet on a relay server: start this MCP server with --relay ws://HOST:PORT or AGENTFERRY_RELAY (the same relay on both sides), or pass tickets and invite uris instead".into(),
         Cancelled => format!("{resume} to continue from the last chunk on disk"),
         NotResumable => "this transfer was piped through the command line and cannot continue; start a new one with send_file (from a file inside the allowed roots) or receive_file".into(),

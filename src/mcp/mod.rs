@@ -90,7 +90,9 @@ ticket: the receiving agent calls create_invite and hands the uri to the sending
 then send_file(path, to=name). When a person must carry it between machines, pass code: true to send_file or \
 create_invite for a short code they can say; receive_file(code) and add_peer(code) redeem it. When the two agents \
 share only a chat: send_file(path, via=\"messages\") returns messages to post; the other agent passes what it sees to \
-receive_messages and posts what that returns, back and forth until completed. Tickets, invite uris and \
+receive_messages and posts what that returns, back and forth until completed. For a person with only a \
+browser: send_file returns a `link` they open to download; receive_file(via=\"link\") returns a link they open to \
+upload a file to you. Tickets, links, invite uris and \
 codes are secrets: share them only with the intended agent.";
 
 /// The MCP front of one node.
@@ -427,6 +429,34 @@ peer_offline; call check_session(transfer_id=\"{id}\", wait=true) to follow it",
         }
     }
 
+    /// `receive_file(via: "link")`: an upload link now, the receive once the person picked a file.
+    async fn receive_by_link(&self, args: ReceiveFileArgs) -> Result<ReceiveFileResult, ToolError> {
+        if args.ticket.is_some() || args.code.is_some() || args.transfer_id.is_some() {
+            let why = "with via: \"link\" the person's browser makes the transfer: pass no ticket, code or transfer_id";
+            return Err(ToolError::bad_arguments("receive_file", why));
+        }
+        if args.prefer.is_some_and(|p| p != crate::core::Prefer::Auto && p != crate::core::Prefer::Relay) {
+            let why = "an upload link's file comes through the relay: leave prefer out";
+            return Err(ToolError::bad_arguments("receive_file", why));
+        }
+        let output_dir = self.roots().writable_dir(args.output_dir.as_deref())?;
+        let options =
+            ReceiveOptions { output_dir, overwrite: args.overwrite.unwrap_or(false), peer: None, prefer: None };
+        let node = self.node().await;
+        let upload = node.upload_link(crate::UPLOAD_LINK_LIFETIME).await?;
+        let (id, link, expires_at) = (upload.transfer_id(), upload.link(), upload.expires_at());
+        let waiting = upload.status();
+        let receiving = node.clone();
+        let status =
+            self.registry.track_later(&node, waiting, async move { upload.receive(&receiving, options).await });
+        let next = format!(
+            "give the link to the person, and only to them (it holds the key); their browser sends the file they pick. \
+Call check_session(transfer_id=\"{id}\", wait=true) to follow it; the link works once, until {expires_at} (unix seconds)"
+        );
+        let status = for_agent(status.borrow().clone());
+        Ok(ReceiveFileResult { status, link: Some(link), link_expires_at: Some(expires_at), next: Some(next) })
+    }
+
     async fn start_resume(&self, args: ResumeArgs) -> Result<Started, ToolError> {
         // A send resumed here (after a failure) may have been served by the sends' listener.
         let node = match (self.node().await, self.sends.get()) {
@@ -480,15 +510,21 @@ and only while this server runs; after a restart, resume_transfer(transfer_id) s
 code it gave (send_file with code: true, or `agentferry send --code`), or the transfer_id of a pending incoming offer (listed by check_session) to accept it. Returns at once; the download \
 runs in the background. Then call check_session(transfer_id, wait=true); when completed, `saved_to` is the \
 file's path. Files land in the download folder unless output_dir names a folder inside it or an allowed root; \
-an existing file is never replaced unless overwrite is true.",
+an existing file is never replaced unless overwrite is true. For a person with only a browser, pass \
+via: \"link\" instead: it returns an upload link to give them (it needs this server's relay); their browser sends \
+the file they pick, and check_session(transfer_id, wait=true) follows it like any receive.",
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true)
     )]
     async fn receive_file(
         &self,
         Parameters(args): Parameters<ReceiveFileArgs>,
-    ) -> Result<Json<TransferStatus>, ToolError> {
+    ) -> Result<Json<ReceiveFileResult>, ToolError> {
+        if args.via == Some(ReceiveVia::Link) {
+            return Ok(Json(self.receive_by_link(args).await?));
+        }
         let started = self.start_receive(args).await?;
-        Ok(Json(for_agent(started.status.borrow().clone())))
+        let status = for_agent(started.status.borrow().clone());
+        Ok(Json(ReceiveFileResult { status, link: None, link_expires_at: None, next: None }))
     }
 
     #[tool(

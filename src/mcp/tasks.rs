@@ -8,7 +8,8 @@
 //! `{code, message, hint}` if the transfer failed. `tasks/cancel` stops the transfer; it stays
 //! in the journal as `interrupted`, and `resume_transfer` continues it.
 //!
-//! Ticket-mode `send_file` is never a task: the other side needs its ticket to start at all.
+//! Ticket-mode `send_file` and `receive_file(via: "link")` are never tasks: the other side needs
+//! the ticket or the link to start at all.
 //! Other requests, including those of clients that declare the extension only at initialisation,
 //! get today's answers and follow with `check_session`.
 
@@ -40,6 +41,9 @@ pub(super) async fn call(server: &FerryServer, request: &CallToolRequestParams) 
     let started: Result<(Started, Finish), ToolError> = match request.name.as_ref() {
         "receive_file" => {
             let args: ReceiveFileArgs = serde_json::from_value(arguments).ok()?;
+            if args.via.is_some() {
+                return None; // the link must reach the agent now, before anything runs
+            }
             server.start_receive(args).await.map(|s| (s, Box::new(transfer_result) as Finish))
         }
         "resume_transfer" => {

@@ -121,6 +121,36 @@ pub struct ReceiveFileArgs {
     /// `relay`.
     #[serde(default)]
     pub prefer: Option<Prefer>,
+    /// Instead of a ticket: `link` returns an upload link for a person with only a browser. They
+    /// open it, pick a file, and their browser sends it here, sealed in the page, through this
+    /// server's relay (AGENTFERRY_RELAY). One file, one use, for an hour.
+    #[serde(default)]
+    pub via: Option<ReceiveVia>,
+}
+
+/// How receive_file gets the file, when not by ticket, code or pending offer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiveVia {
+    /// From a person's browser, through an upload link.
+    Link,
+}
+
+/// What receive_file answers: the transfer's status and, for an upload link, the link.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReceiveFileResult {
+    #[serde(flatten)]
+    pub status: TransferStatus,
+    /// With `via: "link"`: the upload link to give the person (it holds the key: share it only
+    /// with them). Until they pick a file, `file_name` is empty and `held_because` says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    /// With `via: "link"`: when the link stops working (unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_expires_at: Option<u64>,
+    /// With `via: "link"`: what to do next.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

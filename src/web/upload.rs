@@ -3,8 +3,9 @@
 //! The node cannot be dialled by a browser, and a browser cannot listen, so both meet on the
 //! node's relay. The link (`http(s)://<relay>/r/<invite id>#k=<invite key>&e=…&via=relay&up=1`)
 //! opens the same page in upload mode. Once the person picks a file, the page makes the
-//! transfer's ticket itself (a fresh transfer id and session key, the file's name, size and chunk
-//! size, the relay as its channel), seals it as an [`offer`](Invite::open) under the invite key
+//! transfer's ticket itself (the invite's id as the transfer id, so the node can name the
+//! transfer before a file is picked; a fresh session key; the file's name, size and chunk size;
+//! the relay as its channel), seals it as an [`offer`](Invite::open) under the invite key
 //! and posts it to the invite's mailbox, which only this node reads. The node then receives that
 //! ticket like any other, over the relay path, and the page answers as a sender: manifest,
 //! chunks under a fresh epoch per request, the trailer with the file's SHA-256.
@@ -12,8 +13,9 @@
 //! The offer is `nonce[12] ‖ AES-256-GCM(JSON)` with the associated data
 //! `"agentferry upload offer" ‖ invite id`; its JSON names `transfer_id` (hex), `session_key`
 //! (base64url), `name`, `size`, `chunk_size` and `expires_at`. An offer that fails to open (the
-//! relay, or anyone who learnt the mailbox id, sending junk) is skipped; the first that opens
-//! and declares a receivable file is taken, and the invite is used up.
+//! relay, or anyone who learnt the mailbox id, sending junk) is skipped, and so is one for
+//! another transfer id; the first that opens and declares a receivable file is taken, and the
+//! invite is used up.
 
 use base64::Engine as _;
 use ring::aead::{Aad, NONCE_LEN, Nonce};
@@ -90,8 +92,12 @@ impl Invite {
             .ok()
             .and_then(|k| k.try_into().ok())
             .ok_or_else(malformed)?;
+        let transfer_id: TransferId = offer.transfer_id.parse().map_err(|_| malformed())?;
+        if transfer_id != self.id {
+            return Err(TransferError::TicketMalformed("an upload offer for another transfer than its link's"));
+        }
         Ok(Ticket {
-            transfer_id: offer.transfer_id.parse().map_err(|_| malformed())?,
+            transfer_id,
             session_key: SessionKey::from_bytes(key),
             expires_at: offer.expires_at.min(self.expires_at),
             size: offer.size,
@@ -122,19 +128,23 @@ mod tests {
         [&nonce[..], &buf].concat()
     }
 
-    fn offer(size: u64) -> String {
+    fn offer(invite: &Invite, size: u64) -> String {
+        offer_for(&invite.id.to_string(), size)
+    }
+
+    fn offer_for(transfer_id: &str, size: u64) -> String {
         let key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([5u8; 32]);
         format!(
-            r#"{{"transfer_id":"{}","session_key":"{key}","name":"../../report.pdf","size":{size},"chunk_size":262144,"expires_at":99999999999}}"#,
-            "ab".repeat(16)
+            r#"{{"transfer_id":"{transfer_id}","session_key":"{key}","name":"../../report.pdf","size":{size},"chunk_size":262144,"expires_at":99999999999}}"#
         )
     }
 
     #[test]
     fn an_authentic_offer_becomes_a_ticket_on_the_relay_bounded_by_the_links_expiry() {
         let invite = Invite::new("ws://relay.example:9000", 1_800_000_000).unwrap();
-        let ticket = invite.open(&seal(&invite, &invite.key, &offer(1000))).unwrap();
+        let ticket = invite.open(&seal(&invite, &invite.key, &offer(&invite, 1000))).unwrap();
         assert_eq!((ticket.size, ticket.chunk_size, ticket.expires_at), (1000, 262144, 1_800_000_000));
+        assert_eq!(ticket.transfer_id, invite.id);
         assert_eq!(ticket.channel.as_deref(), Some("ws://relay.example:9000"));
         assert!(ticket.addrs.is_empty() && !ticket.folder);
         // The name is the sender's suggestion, reduced where it is saved, as for every ticket.
@@ -145,16 +155,24 @@ mod tests {
     }
 
     #[test]
-    fn offers_under_another_key_altered_or_declaring_too_much_are_refused() {
+    fn offers_under_another_key_altered_for_another_transfer_or_declaring_too_much_are_refused() {
         let invite = Invite::new("ws://relay.example:9000", 1_800_000_000).unwrap();
         let stranger = SessionKey::generate();
-        assert_eq!(invite.open(&seal(&invite, &stranger, &offer(1000))).unwrap_err().code(), "ticket_malformed");
-        let mut altered = seal(&invite, &invite.key, &offer(1000));
+        assert_eq!(
+            invite.open(&seal(&invite, &stranger, &offer(&invite, 1000))).unwrap_err().code(),
+            "ticket_malformed"
+        );
+        let mut altered = seal(&invite, &invite.key, &offer(&invite, 1000));
         altered[20] ^= 1;
         assert_eq!(invite.open(&altered).unwrap_err().code(), "ticket_malformed");
         assert_eq!(invite.open(b"short").unwrap_err().code(), "ticket_malformed");
         assert_eq!(invite.open(&seal(&invite, &invite.key, "{}")).unwrap_err().code(), "ticket_malformed");
-        assert_eq!(invite.open(&seal(&invite, &invite.key, &offer(u64::MAX))).unwrap_err().code(), "size_limit_exceeded");
+        let elsewhere = offer_for(&"ab".repeat(16), 1000);
+        assert_eq!(invite.open(&seal(&invite, &invite.key, &elsewhere)).unwrap_err().code(), "ticket_malformed");
+        assert_eq!(
+            invite.open(&seal(&invite, &invite.key, &offer(&invite, u64::MAX))).unwrap_err().code(),
+            "size_limit_exceeded"
+        );
     }
 
     #[test]

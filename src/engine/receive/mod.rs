@@ -12,6 +12,7 @@
 //! | `mod.rs` | start, hold (a pending offer), accept and resume a receive; the driver loop |
 //! | `connect.rs` | dial one path as the ticket describes it, check the sender's manifest, report each attempt |
 //! | `worker.rs` | the disk threads: open frames, hash, write, sync checkpoints, verify |
+//! | `upload.rs` | an upload link: the invite on the relay and the wait for the page's offer |
 //! | `disk.rs` | the output folder: free space, a temp file nobody else planted, a placement that never follows a link |
 
 use std::{
@@ -26,6 +27,7 @@ use tokio::{sync::mpsc, task::JoinSet};
 
 mod connect;
 pub(super) mod disk;
+pub(super) mod upload;
 mod worker;
 
 use self::{

@@ -34,6 +34,10 @@ const VIEWS = {
     'No sender answers for this link',
     'The sender may have stopped or already given this file, or the link was changed on the way. Ask the sender for a new link.',
   ],
+  not_taken: [
+    'Nobody took the file',
+    'This upload link was already used or has expired, or the agent that made it stopped. Ask for a new link.',
+  ],
   unreachable: ['The sender cannot be reached', 'Its agentferry may have stopped, or this network cannot reach it. Try again later.'],
   tampered: [
     'The file was altered on the way',

@@ -26,6 +26,9 @@ import {
 const CHUNK_SIZE = 256 << 10;
 /// Bytes the page lets wait on its WebSocket before it reads the next chunk.
 const SOCKET_AHEAD = 8 << 20;
+/// How long the page waits for the node's first request after its offer: a node that listens on
+/// the link answers in a second or two; none does once the link is used up or expired.
+const ANSWER_MS = 30_000;
 /// How long the page waits for the node's next request before it says the node is gone.
 const IDLE_MS = 120_000;
 const OFFER_AAD = new TextEncoder().encode('agentferry upload offer');
@@ -47,7 +50,7 @@ export async function upload(invite, origin, file, onProgress = () => {}) {
   const digest = hash.digest();
   const sha256 = hex(digest);
 
-  const id = random(16);
+  const id = invite.id; // the node names the transfer by its link before a file is picked
   const key = random(32);
   const count = Math.ceil(file.size / CHUNK_SIZE);
   const socket = new RelaySocket(origin, mailboxKey(key, id, 'sender'));
@@ -98,15 +101,18 @@ export async function upload(invite, origin, file, onProgress = () => {}) {
     }
     pumping = null;
   };
+  let heard = false;
   for (;;) {
-    const message = await socket.take(IDLE_MS);
+    const message = await socket.take(heard ? IDLE_MS : ANSWER_MS);
     if (failed) throw failed;
+    if (message === null && !heard) throw new ReceiveError('not_taken', 'no agent asked for the file the page offered');
     if (message === null) throw new ReceiveError('unreachable', 'the receiving agent stopped asking for the file');
     let control;
     try {
       const opened = await opener.open(message, 0);
       if (opened.kind !== KIND.control) continue;
       control = JSON.parse(new TextDecoder().decode(opened.payload));
+      heard = true;
     } catch {
       continue; // not from the node: the relay, or anyone who learnt the mailbox id
     }
